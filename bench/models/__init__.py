@@ -1,0 +1,1 @@
+"""Reference models: training (catalog), MLflow logging and local copies (registry)."""

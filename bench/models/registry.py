@@ -1,0 +1,230 @@
+"""Log and register the reference models in MLflow, and keep a local copy of each version.
+
+Every runtime serves the same local copy of a registered model version (as KServe's storageUri would),
+with the golden inputs and reference outputs stored beside it and as run artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.config import ModelSpec, state_dir
+from bench.errors import BenchError
+from bench.models import catalog
+from bench.protocols import Array
+
+MODELS_EXPERIMENT = "servebench-models"
+FINGERPRINT_TAG = "servebench.fingerprint"
+GOLDEN_ARTIFACT = "golden"
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set (a real server), else an embedded SQLite store under the state dir."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured:
+        return configured
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    return (state_dir() / "mlartifacts").as_uri()
+
+
+def _client() -> Any:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None if os.environ.get("MLFLOW_TRACKING_URI") else artifact_root()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A registered model version, materialised on disk for runtimes to load."""
+
+    spec: ModelSpec
+    version: str
+    fingerprint: str
+    model_dir: Path
+    golden_inputs: Array
+    golden_outputs: Array
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def local_root(name: str) -> Path:
+    return state_dir() / "models" / name
+
+
+def _local_copy(name: str, fingerprint: str) -> Path:
+    return local_root(name) / fingerprint
+
+
+def _read_local(spec: ModelSpec, folder: Path) -> LocalModel | None:
+    meta_file = folder / "servebench.json"
+    if not meta_file.is_file() or not (folder / "model" / "MLmodel").is_file():
+        return None
+    meta = json.loads(meta_file.read_text())
+    with np.load(folder / "golden.npz") as golden:
+        inputs, outputs = golden["inputs"], golden["outputs"]
+    return LocalModel(spec, str(meta["version"]), str(meta["fingerprint"]), folder / "model", inputs, outputs)
+
+
+def _write_local(folder: Path, version: str, fingerprint: str, model_uri: str, golden_dir: Path) -> None:
+    """Download the registered version and its golden files, then mark the copy complete."""
+    import mlflow
+
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(staging / "model"))
+        with np.load(golden_dir / "golden.npz") as golden:
+            np.savez(staging / "golden.npz", inputs=golden["inputs"], outputs=golden["outputs"])
+        (staging / "servebench.json").write_text(
+            json.dumps({"version": version, "fingerprint": fingerprint, "model_uri": model_uri})
+        )
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _find_version(client: Any, name: str, fingerprint: str) -> Any | None:
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except Exception:  # registry has no such model yet
+        return None
+    matching = [v for v in versions if v.tags.get(FINGERPRINT_TAG) == fingerprint]
+    return max(matching, key=lambda v: int(v.version)) if matching else None
+
+
+def _log_and_register(client: Any, trained: catalog.TrainedModel, fingerprint: str, golden_dir: Path) -> Any:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    spec = trained.spec
+    mlflow.set_experiment(experiment_id=_experiment_id(client, MODELS_EXPERIMENT))
+    output_dtype = np.float32 if spec.framework == "pytorch" else np.float64
+    signature = infer_signature(trained.golden_inputs, trained.golden_outputs.astype(output_dtype))
+    example = trained.golden_inputs[:4]
+    with mlflow.start_run(run_name=f"train-{spec.name}") as run:
+        mlflow.log_params({"model": spec.name, "framework": spec.framework, "dataset": spec.dataset,
+                           "seed": catalog.SEED, "golden_rows": len(trained.golden_inputs)})
+        mlflow.log_metric("train_accuracy", trained.accuracy)
+        mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
+        if spec.framework == "sklearn":
+            import mlflow.sklearn
+
+            info = mlflow.sklearn.log_model(
+                trained.estimator, name="model", signature=signature, input_example=example,
+                pyfunc_predict_fn="predict_proba", serialization_format="cloudpickle",
+            )
+        else:
+            import mlflow.pytorch
+
+            info = mlflow.pytorch.log_model(
+                trained.estimator, name="model", signature=signature, input_example=example,
+                code_paths=[str(catalog.TORCH_NETS_FILE)],
+            )
+        mlflow.log_artifacts(str(golden_dir), artifact_path=GOLDEN_ARTIFACT)
+        version = mlflow.register_model(info.model_uri, spec.name, tags={FINGERPRINT_TAG: fingerprint})
+        client.set_model_version_tag(spec.name, version.version, FINGERPRINT_TAG, fingerprint)
+        client.set_registered_model_tag(spec.name, "servebench.framework", spec.framework)
+        client.update_model_version(spec.name, version.version, description=spec.description)
+        del run
+    return version
+
+
+Progress = Callable[[str], None]
+
+
+def ensure_model(spec: ModelSpec, say: Progress = lambda _msg: None) -> tuple[LocalModel, str]:
+    """Train, log and register the model unless its fingerprint is already registered; returns the
+    local copy and what was done ('cached', 'downloaded' or 'trained')."""
+    fingerprint = catalog.fingerprint(spec)
+    folder = _local_copy(spec.name, fingerprint)
+    local = _read_local(spec, folder)
+    client = _client()
+    registered = _find_version(client, spec.name, fingerprint)
+    if local is not None and registered is not None and str(registered.version) == local.version:
+        return local, "cached"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="golden-") as tmp:
+        golden_dir = Path(tmp)
+        if registered is not None:
+            say(f"{spec.name}: version {registered.version} is registered; downloading a local copy")
+            import mlflow
+
+            mlflow.artifacts.download_artifacts(
+                run_id=registered.run_id, artifact_path=f"{GOLDEN_ARTIFACT}/golden.npz", dst_path=tmp
+            )
+            shutil.move(str(golden_dir / GOLDEN_ARTIFACT / "golden.npz"), golden_dir / "golden.npz")
+            action = "downloaded"
+        else:
+            say(f"{spec.name}: training ({spec.description})")
+            trained = catalog.train(spec)
+            np.savez(golden_dir / "golden.npz", inputs=trained.golden_inputs, outputs=trained.golden_outputs)
+            say(f"{spec.name}: accuracy {trained.accuracy:.3f}; logging to MLflow")
+            registered = _log_and_register(client, trained, fingerprint, golden_dir)
+            action = "trained"
+        _write_local(folder, str(registered.version), fingerprint, f"models:/{spec.name}/{registered.version}",
+                     golden_dir)
+    result = _read_local(spec, folder)
+    assert result is not None
+    return result, action
+
+
+def find_local(spec: ModelSpec) -> LocalModel | None:
+    """The local copy for the current fingerprint, without touching MLflow (fast path for runs)."""
+    return _read_local(spec, _local_copy(spec.name, catalog.fingerprint(spec)))
+
+
+def resolve(spec: ModelSpec, say: Progress = lambda _msg: None) -> LocalModel:
+    """The model to serve: the local copy if present, else build it (the first command works)."""
+    return find_local(spec) or ensure_model(spec, say)[0]
+
+
+def list_registered() -> list[dict[str, str]]:
+    client = _client()
+    rows = []
+    for spec in catalog.SPECS.values():
+        local = find_local(spec)
+        try:
+            versions = client.search_model_versions(f"name='{spec.name}'")
+        except Exception:
+            versions = []
+        latest = max(versions, key=lambda v: int(v.version)) if versions else None
+        rows.append({
+            "model": spec.name,
+            "framework": spec.framework,
+            "registered_versions": str(len(versions)),
+            "latest_version": str(latest.version) if latest else "-",
+            "current_version": local.version if local else "-",
+            "local_copy": str(local.model_dir) if local else "(not built)",
+        })
+    if not rows:
+        raise BenchError("no reference models defined")
+    return rows

@@ -1,0 +1,128 @@
+"""One codec per wire protocol: encode a batch of rows into a request body, decode predictions.
+
+The load generator and the parity check both speak to runtimes only through these, so adding a runtime
+that speaks a known protocol needs no harness change.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[Any]
+
+
+class ProtocolError(ValueError):
+    """A response body that does not hold predictions in the protocol's shape."""
+
+
+def _as_matrix(value: Any, what: str) -> Array:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"{what} is not numeric: {exc}") from None
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2:
+        raise ProtocolError(f"{what} has {array.ndim} dimensions, expected 2")
+    return array
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"response is not JSON: {exc}") from None
+
+
+class Codec:
+    """Base: JSON bodies. Subclasses define the request and response envelopes."""
+
+    name: ClassVar[str] = ""
+    content_type: ClassVar[str] = "application/json"
+
+    def encode(self, batch: Array, model_name: str) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, body: bytes) -> Array:
+        raise NotImplementedError
+
+
+class InstancesCodec(Codec):
+    """KServe V1 / TF-Serving style: {"instances": rows} -> {"predictions": rows}."""
+
+    name = "kserve-v1"
+
+    def encode(self, batch: Array, model_name: str) -> bytes:
+        return json.dumps({"instances": batch.tolist()}).encode()
+
+    def decode(self, body: bytes) -> Array:
+        payload = _load_json(body)
+        if not isinstance(payload, dict) or "predictions" not in payload:
+            raise ProtocolError("response has no 'predictions' key")
+        return _as_matrix(payload["predictions"], "predictions")
+
+
+class MlflowInvocationsCodec(Codec):
+    """MLflow's scoring server, tensor input: {"inputs": rows} -> {"predictions": rows}."""
+
+    name = "mlflow-invocations"
+
+    def encode(self, batch: Array, model_name: str) -> bytes:
+        return json.dumps({"inputs": batch.tolist()}).encode()
+
+    def decode(self, body: bytes) -> Array:
+        payload = _load_json(body)
+        if isinstance(payload, dict) and "predictions" in payload:
+            return _as_matrix(payload["predictions"], "predictions")
+        if isinstance(payload, list):
+            return _as_matrix(payload, "predictions")
+        raise ProtocolError("response has no 'predictions' key")
+
+
+V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32"}
+
+
+class OpenInferenceV2Codec(Codec):
+    """Open Inference Protocol v2 (MLServer, KServe v2, Triton) over REST: one tensor in, one out."""
+
+    name = "v2"
+
+    def encode(self, batch: Array, model_name: str) -> bytes:
+        datatype = V2_DATATYPES.get(str(batch.dtype))
+        if datatype is None:
+            raise ValueError(f"no V2 datatype for {batch.dtype}")
+        tensor = {
+            "name": "input-0",
+            "shape": list(batch.shape),
+            "datatype": datatype,
+            "data": batch.ravel().tolist(),
+        }
+        return json.dumps({"inputs": [tensor]}).encode()
+
+    def decode(self, body: bytes) -> Array:
+        payload = _load_json(body)
+        outputs = payload.get("outputs") if isinstance(payload, dict) else None
+        if not outputs or not isinstance(outputs, list):
+            raise ProtocolError("response has no 'outputs' list")
+        first = outputs[0]
+        try:
+            data = np.asarray(first["data"], dtype=np.float64)
+            shape = [int(dim) for dim in first["shape"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed V2 output tensor: {exc}") from None
+        if int(np.prod(shape)) != data.size:
+            raise ProtocolError(f"V2 output shape {shape} does not match {data.size} values")
+        return _as_matrix(data.reshape(shape), "outputs[0]")
+
+
+CODECS: dict[str, Codec] = {
+    codec.name: codec for codec in (InstancesCodec(), MlflowInvocationsCodec(), OpenInferenceV2Codec())
+}
+
+
+def codec_for(protocol: str) -> Codec:
+    return CODECS[protocol]
