@@ -1,0 +1,226 @@
+"""A hand-written FastAPI server for an MLflow model: what a team would write instead of a framework.
+
+Endpoints:
+- POST /predict (and KServe V1's /v1/models/{name}:predict): {"instances": rows} -> {"predictions": rows}
+- Open Inference Protocol v2: /v2/health/{live,ready}, /v2/models/{name}[/ready], /v2/models/{name}/infer,
+  so the same image can sit behind KServe as a custom predictor.
+
+Malformed input always gets a 4xx: pydantic validates shape and values, bodies over MAX_BODY_BYTES get
+413. Inference runs inline on the event loop: with one worker on one CPU a thread pool only adds hops.
+Settings (environment): MODEL_DIR (MLflow model folder), MODEL_NAME, MAX_ROWS (default 4096),
+MAX_BODY_BYTES (default 16 MiB).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import mlflow.pyfunc
+import numpy as np
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_DIR = os.environ.get("MODEL_DIR", "/mnt/models")
+MODEL_NAME = os.environ.get("MODEL_NAME", "model")
+MAX_ROWS = int(os.environ.get("MAX_ROWS", "4096"))
+MAX_BODY_BYTES = int(os.environ.get("MAX_BODY_BYTES", str(16 * 1024 * 1024)))
+
+V2_TO_NUMPY = {"FP32": "float32", "FP64": "float64", "FP16": "float16", "INT64": "int64", "INT32": "int32",
+               "INT16": "int16", "INT8": "int8", "UINT8": "uint8", "BOOL": "bool"}
+NUMPY_TO_V2 = {numpy_type: v2 for v2, numpy_type in V2_TO_NUMPY.items()}
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class LoadedModel:
+    """The pyfunc model and what its signature says about inputs."""
+
+    def __init__(self, model_dir: str) -> None:
+        self.pyfunc = mlflow.pyfunc.load_model(model_dir)
+        schema = self.pyfunc.metadata.get_input_schema()
+        tensor = schema.inputs[0] if schema is not None and schema.is_tensor_spec() else None
+        self.dtype = np.dtype(tensor.type) if tensor is not None else np.dtype("float64")
+        shape = tensor.shape if tensor is not None else (-1, -1)
+        self.n_features = int(shape[1]) if len(shape) > 1 and shape[1] > 0 else None
+
+    def predict(self, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        if rows.ndim != 2 or (self.n_features is not None and rows.shape[1] != self.n_features):
+            raise HTTPException(422, f"expected rows of {self.n_features} features, got shape {list(rows.shape)}")
+        return np.asarray(self.pyfunc.predict(rows.astype(self.dtype, copy=False)))
+
+
+state: dict[str, LoadedModel] = {}
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    state["model"] = LoadedModel(MODEL_DIR)
+    yield
+    state.clear()
+
+
+app = FastAPI(title=f"servebench fastapi: {MODEL_NAME}", lifespan=lifespan)
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: 413 for bodies over MAX_BODY_BYTES, declared or streamed."""
+
+    def __init__(self, inner: Callable[..., Awaitable[None]]) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Awaitable[Any]],
+                       send: Callable[..., Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            await _too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.inner(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await _too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: MutableMapping[str, Any], receive: Callable[..., Awaitable[Any]],
+                     send: Callable[..., Awaitable[None]]) -> None:
+    response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+    await response(scope, receive, send)
+
+
+app.add_middleware(BodySizeLimit)
+
+
+def model() -> LoadedModel:
+    if "model" not in state:
+        raise HTTPException(503, "model not loaded")
+    return state["model"]
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instances: Annotated[list[Annotated[list[Finite], Field(min_length=1)]], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+@app.post("/predict")
+async def predict(request: PredictRequest) -> dict[str, Any]:
+    rows = request.instances
+    if len({len(row) for row in rows}) != 1:
+        raise HTTPException(422, "all instances must have the same number of features")
+    return {"predictions": model().predict(np.asarray(rows)).tolist()}
+
+
+@app.post("/v1/models/{name}:predict")
+async def predict_v1(name: str, request: PredictRequest) -> dict[str, Any]:
+    _check_name(name)
+    return await predict(request)
+
+
+class V2Tensor(BaseModel):
+    name: str
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=8)]
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class V2Request(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: Annotated[list[V2Tensor], Field(min_length=1, max_length=1)]
+    outputs: list[dict[str, Any]] | None = None
+
+
+def _check_name(name: str) -> None:
+    if name != MODEL_NAME:
+        raise HTTPException(404, f"model '{name}' not found; this server serves '{MODEL_NAME}'")
+
+
+def _decode_v2(tensor: V2Tensor) -> np.ndarray[Any, Any]:
+    dtype = V2_TO_NUMPY.get(tensor.datatype)
+    if dtype is None:
+        raise HTTPException(422, f"unsupported datatype '{tensor.datatype}'")
+    try:
+        data = np.asarray(tensor.data, dtype=dtype).ravel()
+    except (TypeError, ValueError):
+        raise HTTPException(422, f"data is not a flat or nested list of {tensor.datatype}") from None
+    if data.size != math.prod(tensor.shape):
+        raise HTTPException(422, f"shape {tensor.shape} needs {math.prod(tensor.shape)} values, got {data.size}")
+    if tensor.shape[0] > MAX_ROWS:
+        raise HTTPException(413, f"at most {MAX_ROWS} rows per request")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise HTTPException(422, "data holds NaN or infinity")
+    return data.reshape(tensor.shape)
+
+
+@app.post("/v2/models/{name}/infer")
+async def infer_v2(name: str, request: V2Request) -> dict[str, Any]:
+    _check_name(name)
+    outputs = model().predict(_decode_v2(request.inputs[0]))
+    return {
+        "model_name": MODEL_NAME,
+        "id": request.id or str(uuid.uuid4()),
+        "outputs": [{
+            "name": "output-0",
+            "shape": list(outputs.shape),
+            "datatype": NUMPY_TO_V2.get(str(outputs.dtype), "FP64"),
+            "data": outputs.ravel().tolist(),
+        }],
+    }
+
+
+@app.get("/v2/health/live")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@app.get("/v2/health/ready")
+async def ready() -> dict[str, bool]:
+    model()
+    return {"ready": True}
+
+
+@app.get("/v2/models/{name}/ready")
+async def model_ready(name: str) -> dict[str, Any]:
+    _check_name(name)
+    model()
+    return {"name": name, "ready": True}
+
+
+@app.get("/v2/models/{name}")
+async def model_metadata(name: str) -> dict[str, Any]:
+    _check_name(name)
+    loaded = model()
+    return {
+        "name": MODEL_NAME,
+        "platform": "mlflow",
+        "inputs": [{"name": "input-0", "datatype": NUMPY_TO_V2.get(str(loaded.dtype), "FP64"),
+                    "shape": [-1, loaded.n_features or -1]}],
+        "outputs": [{"name": "output-0", "datatype": "FP64", "shape": [-1, -1]}],
+    }
+
+
+@app.get("/v2")
+async def server_metadata() -> dict[str, Any]:
+    return {"name": "servebench-fastapi", "version": "1", "extensions": []}
