@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine: `make bench` (the main job) and `make test` (what CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup bench test lint unit integration clean-state
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The main job: provision models and per-runtime environments, then check every runtime x model pair.
+bench: setup
+	$(BIN)/bench models build
+	$(BIN)/bench envs build --runtime all
+	$(BIN)/bench check --runtime all --model all --json reports/check.json
+
+lint: setup
+	$(BIN)/ruff check bench tests runtimes
+	$(BIN)/mypy bench
+
+unit: setup
+	$(BIN)/pytest -m "not integration" -q
+
+# Integration tests start every runtime for real; environments are built (or reused) first.
+integration: setup
+	$(BIN)/bench models build
+	$(BIN)/bench envs build --runtime all
+	$(BIN)/pytest -m integration -q
+
+test: lint
+	$(BIN)/bench models build
+	$(BIN)/bench envs build --runtime all
+	$(BIN)/pytest -q
+
+clean-state:
+	rm -rf .servebench

@@ -1,0 +1,91 @@
+"""`bench check`: start every runtime with every model, one pair at a time, and compare answers.
+
+One failed pair never stops the others; every pair's server is stopped before the next starts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import ModelSpec, RuntimeSpec
+from bench.envs import require_env
+from bench.errors import BenchError, DeployError
+from bench.models.registry import resolve
+from bench.parity import check_parity
+from bench.targets.base import Target
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    runtime: str
+    model: str
+    status: str  # ok | mismatch | failed
+    ok: bool
+    max_abs_diff: float | None
+    startup_s: float | None
+    rss_mb: float | None
+    model_version: str | None
+    error: str | None
+    log: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_dir: Path) -> CheckRow:
+    def failed(error: str, log: str | None = None, version: str | None = None) -> CheckRow:
+        return CheckRow(runtime.name, model_spec.name, "failed", False, None, None, None, version, error, log)
+
+    try:
+        model = resolve(model_spec)
+    except BenchError as exc:
+        return failed(f"model unavailable: {exc}")
+    try:
+        deployment = target.deploy(runtime, model, log_dir)
+    except DeployError as exc:
+        tail = exc.log_tail.strip().splitlines()[-1:] if exc.log_tail else []
+        detail = f"{exc.message}" + (f" | last log line: {tail[0][:200]}" if tail else "")
+        return failed(detail, str(log_dir / f"{runtime.name}-{model.name}.log"), model.version)
+    with deployment:
+        parity = check_parity(deployment.endpoint, model)
+        rss = deployment.rss_mb()
+        if not deployment.alive():
+            return failed(f"server died during the parity check ({parity.error or 'after answering'})",
+                          str(deployment.log_path), model.version)
+    status = "ok" if parity.ok else ("mismatch" if parity.max_abs_diff is not None else "failed")
+    return CheckRow(runtime.name, model.name, status, parity.ok, parity.max_abs_diff,
+                    round(deployment.startup_s, 3), round(rss, 1), model.version, parity.error,
+                    str(deployment.log_path))
+
+
+def run_check(target: Target, runtimes: list[RuntimeSpec], models: list[ModelSpec], log_dir: Path,
+              on_row: Callable[[CheckRow, int, int], None] = lambda _row, _k, _n: None,
+              say: Callable[[str], None] = lambda _msg: None) -> list[CheckRow]:
+    """Every runtime x model pair, provisioning models and environments first."""
+    for spec in models:
+        resolve(spec, say)
+    usable: list[RuntimeSpec] = []
+    rows: list[CheckRow] = []
+    for runtime in runtimes:
+        try:
+            require_env(runtime, lambda name, status: say(f"{name} environment: {status}"))
+            usable.append(runtime)
+        except BenchError as exc:
+            rows += [CheckRow(runtime.name, spec.name, "failed", False, None, None, None, None,
+                              f"environment build failed: {exc.message.splitlines()[0]}", None) for spec in models]
+    total = len(runtimes) * len(models)
+    for row in rows:
+        on_row(row, len(rows), total)
+    for runtime in usable:
+        for spec in models:
+            started = time.monotonic()
+            say(f"{runtime.name} x {spec.name}: starting")
+            row = check_pair(target, runtime, spec, log_dir)
+            rows.append(row)
+            say(f"{runtime.name} x {spec.name}: {row.status} in {time.monotonic() - started:.1f} s")
+            on_row(row, len(rows), total)
+    return rows

@@ -1,0 +1,265 @@
+"""The `bench` command: parse arguments, call the library, map BenchError to exit code 2.
+
+Exit codes: 0 success, 1 a verdict failed (parity mismatch), 2 usage or environment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bench import __version__
+from bench.config import load_runtimes, split_names, state_dir
+from bench.errors import BenchError, DeployError
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _quiet_libraries() -> None:
+    """MLflow and alembic log at INFO on every store access; keep the terminal for our own output."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*pickle or cloudpickle format.*")
+    warnings.filterwarnings("ignore", module="mlflow.*")
+
+
+def _models(value: str) -> list[str]:
+    from bench.models.catalog import get_spec, model_names
+
+    names = split_names(value, model_names(), "model")
+    for name in names:
+        get_spec(name)
+    return names
+
+
+# ---- models -------------------------------------------------------------------------------------
+
+
+def cmd_models_build(args: argparse.Namespace) -> int:
+    from bench.models.catalog import get_spec
+    from bench.models.registry import ensure_model, tracking_uri
+
+    console.print(f"MLflow tracking store: {tracking_uri()}")
+    table = Table("model", "action", "version", "local copy", title="reference models")
+    for name in _models(args.model):
+        started = time.monotonic()
+        local, action = ensure_model(get_spec(name), lambda msg: console.print(f"  {msg}"))
+        table.add_row(name, f"{action} ({time.monotonic() - started:.1f} s)", local.version, str(local.model_dir))
+    out.print(table)
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from bench.models.registry import list_registered, tracking_uri
+
+    rows = list_registered()
+    table = Table(*rows[0].keys(), title=f"models in {tracking_uri()}")
+    for row in rows:
+        table.add_row(*row.values())
+    out.print(table)
+    return 0
+
+
+# ---- envs ---------------------------------------------------------------------------------------
+
+
+def cmd_envs_build(args: argparse.Namespace) -> int:
+    from bench.envs import build_envs
+
+    specs = load_runtimes(args.runtime)
+    status = {spec.name: "waiting" for spec in specs}
+    started = time.monotonic()
+
+    def render() -> Table:
+        table = Table("runtime", "status", title=f"building environments ({time.monotonic() - started:.0f} s)")
+        for name, text in status.items():
+            table.add_row(name, text)
+        return table
+
+    with Live(render(), console=console, refresh_per_second=4, transient=not console.is_terminal) as live:
+        def report(runtime: str, text: str) -> None:
+            status[runtime] = text
+            live.update(render())
+
+        results = build_envs(specs, report, force=args.force, parallel=args.parallel)
+    table = Table("runtime", "result", "build s", "size MB", "packages", "path")
+    failures = 0
+    for spec in specs:
+        env, built, error = results[spec.name]
+        if env is None:
+            failures += 1
+            table.add_row(spec.name, "[red]failed[/red]", "-", "-", "-", error or "")
+            continue
+        table.add_row(spec.name, "built" if built else "cached", f"{env.build_s:.0f}" if built else "-",
+                      f"{env.size_mb:.0f}", str(len(env.packages)), str(env.path))
+    out.print(table)
+    out.print(f"total {time.monotonic() - started:.1f} s")
+    if failures:
+        raise BenchError(f"{failures} environment(s) failed to build", hint="see the build log named above")
+    return 0
+
+
+# ---- serve --------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bench.config import load_runtime
+    from bench.models.catalog import get_spec
+    from bench.models.registry import resolve
+    from bench.targets.local import LocalTarget, default_cpu_plan
+
+    runtime = load_runtime(args.runtime)
+    model = resolve(get_spec(args.model), lambda msg: console.print(msg))
+    target = LocalTarget(cpus=default_cpu_plan(), host=args.host, port=args.port)
+    log_dir = state_dir() / "logs" / f"serve-{datetime.now():%Y%m%d-%H%M%S}"
+    console.print(f"starting {runtime.name} with {model.name} (version {model.version})...")
+    try:
+        deployment = target.deploy(runtime, model, log_dir)
+    except DeployError as exc:
+        console.print(exc.log_tail)
+        raise BenchError(exc.message, hint=f"full log in {log_dir}") from None
+    with deployment:
+        endpoint = deployment.endpoint
+        console.print(f"[green]ready[/green] in {deployment.startup_s:.2f} s: POST {endpoint.predict_url} "
+                      f"({endpoint.protocol}); log {deployment.log_path}; Ctrl-C stops")
+        with deployment.log_path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            while deployment.alive():
+                chunk = log.read()
+                if chunk:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.flush()
+                time.sleep(0.2)
+        raise BenchError(f"{runtime.name} exited on its own", hint=f"see {deployment.log_path}")
+
+
+# ---- check --------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bench.check import CheckRow, run_check
+    from bench.models.catalog import get_spec
+    from bench.targets.local import LocalTarget
+
+    runtimes = load_runtimes(args.runtime)
+    models = [get_spec(name) for name in _models(args.model)]
+    if args.json:
+        _writable(Path(args.json))
+    log_dir = state_dir() / "logs" / f"check-{datetime.now():%Y%m%d-%H%M%S}"
+    target = LocalTarget()
+
+    def on_row(row: CheckRow, done: int, total: int) -> None:
+        colour = {"ok": "green", "mismatch": "yellow"}.get(row.status, "red")
+        diff = "-" if row.max_abs_diff is None else f"{row.max_abs_diff:.2g}"
+        console.print(f"[{done}/{total}] {row.runtime} x {row.model}: [{colour}]{row.status}[/{colour}] "
+                      f"max|diff| {diff}" + (f" ({row.error})" if row.error else ""))
+
+    rows = run_check(target, runtimes, models, log_dir, on_row, lambda msg: console.print(f"  {msg}", style="dim"))
+    table = Table("runtime", "model", "status", "max abs diff", "startup s", "RSS MB", "error", title="parity")
+    for row in rows:
+        colour = {"ok": "green", "mismatch": "yellow"}.get(row.status, "red")
+        table.add_row(row.runtime, row.model, f"[{colour}]{row.status}[/{colour}]",
+                      "-" if row.max_abs_diff is None else f"{row.max_abs_diff:.3g}",
+                      "-" if row.startup_s is None else f"{row.startup_s:.2f}",
+                      "-" if row.rss_mb is None else f"{row.rss_mb:.0f}", (row.error or "")[:80])
+    out.print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps([row.as_dict() for row in rows], indent=2) + "\n")
+        console.print(f"wrote {args.json}")
+    console.print(f"server logs in {log_dir}")
+    return 0 if all(row.ok for row in rows) else 1
+
+
+def _writable(path: Path) -> None:
+    if not path.parent.exists() or not os.access(path.parent, os.W_OK):
+        raise BenchError(f"cannot write {path}: folder {path.parent} is missing or read-only",
+                         hint="choose a path in an existing, writable folder")
+
+
+# ---- parser -------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors print one line plus a hint (exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (hint: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Benchmark ML model serving runtimes.")
+    parser.add_argument("--version", action="version", version=f"servebench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    models = commands.add_parser("models", help="train, log and register the reference models")
+    models_commands = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
+    build = models_commands.add_parser("build", help="train, log and register (idempotent)")
+    build.add_argument("--model", default="all", help="model name, comma list or all")
+    build.set_defaults(handler=cmd_models_build)
+    models_commands.add_parser("list", help="registered models and local copies").set_defaults(
+        handler=cmd_models_list)
+
+    envs = commands.add_parser("envs", help="per-runtime environments")
+    envs_commands = envs.add_subparsers(dest="envs_command", required=True, parser_class=_Parser)
+    envs_build = envs_commands.add_parser("build", help="build environments (cached by requirements hash)")
+    envs_build.add_argument("--runtime", default="all", help="runtime name, folder, comma list or all")
+    envs_build.add_argument("--force", action="store_true", help="rebuild even when cached")
+    envs_build.add_argument("--parallel", type=int, default=4, help="environments built at once")
+    envs_build.set_defaults(handler=cmd_envs_build)
+
+    serve = commands.add_parser("serve", help="one runtime in the foreground; Ctrl-C stops it")
+    serve.add_argument("--runtime", required=True)
+    serve.add_argument("--model", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: a free port")
+    serve.set_defaults(handler=cmd_serve)
+
+    check = commands.add_parser("check", help="parity of every runtime with every model")
+    check.add_argument("--runtime", default="all")
+    check.add_argument("--model", default="all")
+    check.add_argument("--json", metavar="FILE", help="write the table as a JSON list")
+    check.set_defaults(handler=cmd_check)
+    return parser
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    signal.signal(signal.SIGTERM, _terminate)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except BenchError as exc:
+        console.print(f"[red]error:[/red] {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else ""))
+        return 2
+    except KeyboardInterrupt:
+        from bench.targets.local import stop_all
+
+        stop_all()
+        console.print("interrupted: every server stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""One Python environment per runtime, built from its pinned requirements.txt and cached by content hash.
+
+Runtimes never share the harness's environment: their pins conflict (mlserver 1.7.1 caps fastapi below
+0.116; BentoML and MLflow pin other things). A virtualenv is keyed by the hash of requirements.txt and
+the Python version, so an unchanged runtime is never rebuilt and a changed one never reuses a stale env.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import RuntimeSpec, env_cache_dir
+from bench.errors import BenchError
+
+READY_MARKER = ".servebench-env.json"
+NOISE = ("is ignored: it is neither a file nor a directory",)
+
+
+@dataclass(frozen=True)
+class RuntimeEnv:
+    """A built environment: where its interpreter lives and what it cost to build."""
+
+    runtime: str
+    path: Path
+    key: str
+    build_s: float
+    size_mb: float
+    packages: dict[str, str]
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.path / "bin"
+
+    @property
+    def python(self) -> Path:
+        return self.bin_dir / "python"
+
+
+def env_key(spec: RuntimeSpec) -> str:
+    """Hash of everything that decides the environment's contents."""
+    if not spec.requirements_file.is_file():
+        raise BenchError(f"{spec.folder}: no requirements.txt", hint="a runtime folder pins its environment there")
+    digest = hashlib.sha256(spec.requirements_file.read_bytes())
+    digest.update(f"{sys.version_info.major}.{sys.version_info.minor}-{platform.machine()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def env_path(spec: RuntimeSpec) -> Path:
+    return env_cache_dir() / f"{spec.name}-{env_key(spec)}"
+
+
+def load_env(spec: RuntimeSpec) -> RuntimeEnv | None:
+    """The cached environment if it was completely built, else None."""
+    path = env_path(spec)
+    marker = path / READY_MARKER
+    if not marker.is_file():
+        return None
+    meta = json.loads(marker.read_text())
+    return RuntimeEnv(spec.name, path, meta["key"], meta["build_s"], meta["size_mb"], meta["packages"])
+
+
+def _folder_size_mb(path: Path) -> float:
+    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    return round(total / 2**20, 1)
+
+
+def _installed_packages(python: Path) -> dict[str, str]:
+    out = subprocess.run([str(python), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+                         capture_output=True, text=True, check=True).stdout
+    return {item["name"].lower(): item["version"] for item in json.loads(out)}
+
+
+Report = Callable[[str, str], None]  # (runtime, status line)
+
+
+def _run_logged(command: list[str], log: Path, runtime: str, report: Report) -> None:
+    """Run a build step, streaming its output to the log and the latest line to the progress display."""
+    with log.open("a") as sink:
+        sink.write(f"$ {' '.join(command)}\n")
+        sink.flush()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "PIP_PROGRESS_BAR": "off", "PIP_NO_INPUT": "1"})
+        assert process.stdout is not None
+        for line in process.stdout:
+            if any(noise in line for noise in NOISE):
+                continue
+            sink.write(line)
+            text = line.strip()
+            if text.startswith(("Collecting", "Downloading", "Installing", "Building", "Successfully")):
+                report(runtime, text[:90])
+        if process.wait() != 0:
+            sink.flush()
+            tail = "\n".join(log.read_text().splitlines()[-15:])
+            raise BenchError(f"building the {runtime} environment failed (see {log}):\n{tail}",
+                             hint="check requirements.txt pins and network access to the package index")
+
+
+def build_env(spec: RuntimeSpec, report: Report = lambda _r, _s: None, force: bool = False) -> tuple[RuntimeEnv, bool]:
+    """Build (or reuse) the runtime's environment; returns it and whether it was built now."""
+    cached = None if force else load_env(spec)
+    if cached is not None:
+        report(spec.name, f"cached ({cached.path.name})")
+        return cached, False
+    path = env_path(spec)
+    if path.exists():
+        shutil.rmtree(path)  # an interrupted build: start again
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = path.parent / f"{path.name}.build.log"
+    log.write_text("")
+    started = time.monotonic()
+    report(spec.name, "creating virtualenv")
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    _run_logged([base_python, "-m", "venv", str(path)], log, spec.name, report)
+    python = path / "bin" / "python"
+    _run_logged([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-r",
+                 str(spec.requirements_file)], log, spec.name, report)
+    report(spec.name, "recording installed packages")
+    packages = _installed_packages(python)
+    build_s = round(time.monotonic() - started, 1)
+    meta = {"key": env_key(spec), "build_s": build_s, "size_mb": _folder_size_mb(path), "packages": packages,
+            "requirements": str(spec.requirements_file), "python": platform.python_version()}
+    (path / READY_MARKER).write_text(json.dumps(meta, indent=1))
+    report(spec.name, f"built in {build_s:.0f} s")
+    built = load_env(spec)
+    assert built is not None
+    return built, True
+
+
+def build_envs(specs: list[RuntimeSpec], report: Report, force: bool = False,
+               parallel: int = 4) -> dict[str, tuple[RuntimeEnv | None, bool, str | None]]:
+    """Build several environments at once (pip is mostly waiting on the network).
+    Returns runtime -> (env or None, built now, error message or None)."""
+    results: dict[str, tuple[RuntimeEnv | None, bool, str | None]] = {}
+
+    def one(spec: RuntimeSpec) -> None:
+        try:
+            env, built = build_env(spec, report, force)
+            results[spec.name] = (env, built, None)
+        except BenchError as exc:
+            report(spec.name, "failed")
+            results[spec.name] = (None, False, str(exc))
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        list(pool.map(one, specs))
+    return results
+
+
+def require_env(spec: RuntimeSpec, report: Report = lambda _r, _s: None) -> RuntimeEnv:
+    """The environment to run a runtime in, building it if missing (the first command works)."""
+    return load_env(spec) or build_env(spec, report)[0]

@@ -1,0 +1,117 @@
+"""The Target interface: deploy one runtime with one model and hand back an Endpoint.
+
+Everything above this layer (parity, load, statistics) sees only the Endpoint and the Deployment's
+measurements, never how or where the server runs.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from bench.config import RuntimeSpec
+from bench.errors import DeployError
+from bench.models.registry import LocalModel
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach a deployed model: all a load generator or parity check needs."""
+
+    base_url: str
+    predict_path: str
+    readiness_path: str
+    protocol: str
+    model_name: str
+
+    @property
+    def predict_url(self) -> str:
+        return self.base_url + self.predict_path
+
+    @property
+    def readiness_url(self) -> str:
+        return self.base_url + self.readiness_path
+
+
+@dataclass(eq=False)
+class Deployment(ABC):
+    """A running server. Use as a context manager so it is always stopped."""
+
+    runtime: RuntimeSpec
+    model: LocalModel
+    endpoint: Endpoint
+    log_path: Path
+    startup_s: float = 0.0
+    fairness: dict[str, Any] = field(default_factory=dict)
+
+    @abstractmethod
+    def alive(self) -> bool: ...
+
+    @abstractmethod
+    def rss_mb(self) -> float:
+        """Resident memory of everything the server runs, in MiB."""
+
+    @abstractmethod
+    def cpu_percent(self) -> float:
+        """CPU used since the previous call, in percent of one core."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the server and everything it started; idempotent."""
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class Target(ABC):
+    """A place runtimes run: local processes, Docker containers, a KServe cluster."""
+
+    name: str
+
+    @abstractmethod
+    def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> Deployment:
+        """Start the runtime serving the model and wait until it is ready, or raise DeployError."""
+
+
+def wait_until_ready(url: str, timeout_s: float, still_running: Callable[[], str | None],
+                     interval_s: float = 0.05) -> float:
+    """Poll a readiness URL until it answers 200; returns seconds waited.
+
+    still_running() returns None while the server lives, or why it died, so a crash fails at once
+    instead of waiting out the timeout.
+    """
+    started = time.monotonic()
+    last_problem = "no answer yet"
+    with requests.Session() as session:
+        while True:
+            died = still_running()
+            if died is not None:
+                raise DeployError(f"server exited before it was ready: {died}")
+            try:
+                response = session.get(url, timeout=2)
+                if response.status_code == 200:
+                    return time.monotonic() - started
+                last_problem = f"HTTP {response.status_code} from {url}"
+            except requests.RequestException as exc:
+                last_problem = type(exc).__name__
+            if time.monotonic() - started > timeout_s:
+                raise DeployError(f"not ready after {timeout_s:.0f} s ({last_problem})")
+            time.sleep(interval_s)

@@ -1,0 +1,242 @@
+"""Local target: each runtime as a process tree of its own virtualenv, pinned to its own CPUs.
+
+The server is started in a new session (its own process group) so that stopping it kills every worker it
+forked; the Linux parent-death signal and an atexit hook make sure no server outlives the harness, even
+when the harness is interrupted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.config import FREE_PORT, PLACEHOLDER, RuntimeSpec
+from bench.envs import RuntimeEnv, require_env
+from bench.errors import DeployError
+from bench.models.registry import LocalModel
+from bench.targets.base import Deployment, Endpoint, Target, wait_until_ready
+from bench.targets.process_tree import ProcessTree
+
+HOST = "127.0.0.1"
+STOP_GRACE_S = 10.0
+PR_SET_PDEATHSIG = 1
+# Interpreter settings of the harness that must not leak into a runtime's environment.
+SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "CONDA_PREFIX")
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """Which CPUs the server and the load generator get; recorded with every result."""
+
+    server: tuple[int, ...]
+    generator: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"server_cpus": list(self.server), "generator_cpus": list(self.generator)}
+
+
+def default_cpu_plan() -> CpuPlan:
+    """The last available CPU for the server, the rest for the generator (both share one CPU on 1-core boxes)."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) == 1:
+        return CpuPlan(tuple(available), tuple(available))
+    return CpuPlan((available[-1],), tuple(available[:-1]))
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """'1' or '0,2' or '2-3' -> CPU numbers; ValueError on nonsense."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            low, high = part.split("-", 1)
+            cpus.update(range(int(low), int(high) + 1))
+        elif part:
+            cpus.add(int(part))
+    if not cpus:
+        raise ValueError("empty CPU list")
+    return tuple(sorted(cpus))
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Fill {placeholders}; free_port_N are allocated on first use."""
+
+    def fill(match: Any) -> str:
+        key = match.group(1)
+        if key not in values and FREE_PORT.fullmatch(key):
+            values[key] = str(free_port())
+        return values[key]
+
+    return PLACEHOLDER.sub(fill, template)
+
+
+_LIVE: set[LocalDeployment] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_all() -> None:
+    """Stop every server this harness started (atexit, signal handlers)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for deployment in live:
+        deployment.stop()
+
+
+atexit.register(stop_all)
+
+
+def _child_setup(cpus: tuple[int, ...]) -> None:
+    """Runs in the forked child before exec: pin CPUs, die with the harness."""
+    os.sched_setaffinity(0, cpus)
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass(eq=False)
+class LocalDeployment(Deployment):
+    process: subprocess.Popen[bytes] | None = None
+    tree: ProcessTree | None = None
+    work_dir: Path | None = None
+    _stopped: bool = field(default=False)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def exit_reason(self) -> str | None:
+        if self.process is None or self.process.poll() is None:
+            return None
+        return f"exit code {self.process.returncode}"
+
+    def rss_mb(self) -> float:
+        return self.tree.rss_mb() if self.tree else 0.0
+
+    def cpu_percent(self) -> float:
+        return self.tree.cpu_percent() if self.tree else 0.0
+
+    def stop(self) -> None:
+        if self._stopped or self.process is None:
+            return
+        self._stopped = True
+        process = self.process
+        try:
+            descendants = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_GRACE_S)
+        # workers that left the process group, or ignored SIGTERM after their parent went
+        _, still_alive = psutil.wait_procs(descendants, timeout=3)
+        for leftover in still_alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
+        _signal_group(process.pid, signal.SIGKILL)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        if self.work_dir is not None:
+            _remove_tree(self.work_dir)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class LocalTarget(Target):
+    """Runtimes as subprocesses bound to 127.0.0.1, each in its own virtualenv."""
+
+    name = "local"
+
+    def __init__(self, cpus: CpuPlan | None = None, host: str = HOST, port: int | None = None) -> None:
+        self.cpus = cpus or default_cpu_plan()
+        self.host = host
+        self.port = port
+
+    def environment(self, runtime_env: RuntimeEnv, rendered: dict[str, str]) -> dict[str, str]:
+        """The server's environment: the runtime's venv activated, one BLAS/OpenMP thread per CPU."""
+        base = {key: value for key, value in os.environ.items() if key not in SCRUBBED_ENV}
+        threads = str(len(self.cpus.server))
+        return {
+            **base,
+            "PATH": f"{runtime_env.bin_dir}{os.pathsep}{base.get('PATH', '')}",
+            "VIRTUAL_ENV": str(runtime_env.path),
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            **rendered,
+        }
+
+    def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> LocalDeployment:
+        runtime_env = require_env(runtime)
+        port = self.port or free_port(self.host)
+        work_dir = Path(tempfile.mkdtemp(prefix=f"servebench-{runtime.name}-"))
+        values = {
+            "python": str(runtime_env.python), "bin": str(runtime_env.bin_dir), "host": self.host,
+            "port": str(port), "model_dir": str(model.model_dir), "model_name": model.name,
+            "runtime_dir": str(runtime.folder), "work_dir": str(work_dir),
+        }
+        command = [render(part, values) for part in runtime.command]
+        rendered_env = {key: render(value, values) for key, value in runtime.env.items()}
+        endpoint = Endpoint(f"http://{self.host}:{port}", render(runtime.predict_path, values),
+                            render(runtime.readiness_path, values), runtime.protocol, model.name)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{runtime.name}-{model.name}.log"
+        deployment = LocalDeployment(
+            runtime=runtime, model=model, endpoint=endpoint, log_path=log_path, work_dir=work_dir,
+            fairness={**self.cpus.as_dict(), "threads_env": len(self.cpus.server), **runtime.settings},
+        )
+        started = time.monotonic()
+        with log_path.open("wb") as log:
+            log.write(f"$ {' '.join(command)}\n".encode())
+            log.flush()
+            try:
+                deployment.process = subprocess.Popen(
+                    command, cwd=runtime.folder, env=self.environment(runtime_env, rendered_env),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=lambda: _child_setup(self.cpus.server),
+                )
+            except OSError as exc:
+                _remove_tree(work_dir)
+                raise DeployError(f"cannot start {command[0]}: {exc.strerror}") from None
+        with _LIVE_LOCK:
+            _LIVE.add(deployment)
+        deployment.tree = ProcessTree(deployment.process.pid)
+        try:
+            wait_until_ready(endpoint.readiness_url, runtime.startup_timeout_s, deployment.exit_reason)
+        except DeployError as exc:
+            deployment.stop()
+            raise DeployError(f"{runtime.name} with {model.name}: {exc.message}", deployment.log_tail()) from None
+        except BaseException:
+            deployment.stop()
+            raise
+        deployment.startup_s = time.monotonic() - started
+        return deployment

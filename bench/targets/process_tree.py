@@ -1,0 +1,45 @@
+"""CPU and memory of a server's whole process tree (MLServer and BentoML fork workers)."""
+
+from __future__ import annotations
+
+import psutil
+
+
+class ProcessTree:
+    """Samples a root process and all its descendants; cpu_percent needs two calls to mean anything."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.root_pid = root_pid
+        self._known: dict[int, psutil.Process] = {}
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.root_pid)
+            current = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            current = []
+        alive: dict[int, psutil.Process] = {}
+        for process in current:
+            # keep the same Process object per pid so cpu_percent() measures since the last sample
+            alive[process.pid] = self._known.get(process.pid, process)
+        self._known = alive
+        return list(alive.values())
+
+    def rss_mb(self) -> float:
+        total = 0
+        for process in self.processes():
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total / 2**20
+
+    def cpu_percent(self) -> float:
+        """Percent of one CPU used by the tree since the previous call (100 = one core busy)."""
+        total = 0.0
+        for process in self.processes():
+            try:
+                total += process.cpu_percent(interval=None)
+            except psutil.NoSuchProcess:
+                continue
+        return total
