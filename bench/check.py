@@ -56,7 +56,7 @@ def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_
         if not deployment.alive():
             return failed(f"server died during the parity check ({parity.error or 'after answering'})",
                           str(deployment.log_path), model.version)
-    status = "ok" if parity.ok else ("mismatch" if parity.max_abs_diff is not None else "failed")
+    status = "ok" if parity.ok else ("mismatch" if parity.answered else "failed")
     return CheckRow(runtime.name, model.name, status, parity.ok, parity.max_abs_diff,
                     round(deployment.startup_s, 3), round(rss, 1), model.version, parity.error,
                     str(deployment.log_path))

@@ -25,6 +25,7 @@ class ParityResult:
     max_abs_diff: float | None
     rows: int
     error: str | None = None
+    answered: bool = False  # the server answered with predictions (so a failure is a mismatch)
 
 
 def check_parity(endpoint: Endpoint, model: LocalModel) -> ParityResult:
@@ -48,9 +49,9 @@ def check_parity(endpoint: Endpoint, model: LocalModel) -> ParityResult:
                 return ParityResult(False, None, rows, f"undecodable answer: {exc}")
             if answer.shape != expected.shape:
                 return ParityResult(False, None, rows,
-                                    f"answer shape {list(answer.shape)}, expected {list(expected.shape)}")
+                                    f"answer shape {list(answer.shape)}, expected {list(expected.shape)}", True)
             worst = max(worst, float(np.max(np.abs(answer - expected))))
             rows += len(inputs)
     ok = worst <= model.spec.parity_atol
     error = None if ok else f"max abs diff {worst:.3g} over tolerance {model.spec.parity_atol:g}"
-    return ParityResult(ok, worst, rows, error)
+    return ParityResult(ok, worst, rows, error, True)

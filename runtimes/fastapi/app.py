@@ -22,7 +22,8 @@ from typing import Annotated, Any
 
 import mlflow.pyfunc
 import numpy as np
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -110,6 +111,15 @@ async def _too_large(scope: MutableMapping[str, Any], receive: Callable[..., Awa
 
 
 app.add_middleware(BodySizeLimit)
+
+
+@app.exception_handler(RequestValidationError)
+async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 without echoing the input: the default handler echoes it, which turns a NaN into a 500
+    (NaN is not valid JSON) and sends megabytes back for an oversized batch."""
+    errors = [{"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+              for error in exc.errors()[:10]]
+    return JSONResponse({"detail": errors}, status_code=422)
 
 
 def model() -> LoadedModel:

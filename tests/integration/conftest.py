@@ -1,0 +1,23 @@
+"""Integration fixtures: the reference models and the runtime environments, built once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.config import load_runtime
+from bench.envs import require_env
+from bench.models.catalog import get_spec
+from bench.models.registry import LocalModel, resolve
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, LocalModel]:
+    return {name: resolve(get_spec(name)) for name in ("iris-logreg", "digits-rf", "digits-mlp", "digits-cnn")}
+
+
+@pytest.fixture(scope="session")
+def runtime_envs() -> None:
+    for name in ("mlserver", "mlflow", "fastapi", "bentoml"):
+        require_env(load_runtime(name))
