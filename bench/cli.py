@@ -20,6 +20,7 @@ from types import FrameType
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from bench import __version__
@@ -133,7 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         deployment = target.deploy(runtime, model, log_dir)
     except DeployError as exc:
-        console.print(exc.log_tail)
+        console.print(exc.log_tail, markup=False)
         raise BenchError(exc.message, hint=f"full log in {log_dir}") from None
     with deployment:
         endpoint = deployment.endpoint
@@ -168,17 +169,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     def on_row(row: CheckRow, done: int, total: int) -> None:
         colour = {"ok": "green", "mismatch": "yellow"}.get(row.status, "red")
         diff = "-" if row.max_abs_diff is None else f"{row.max_abs_diff:.2g}"
-        console.print(f"[{done}/{total}] {row.runtime} x {row.model}: [{colour}]{row.status}[/{colour}] "
-                      f"max|diff| {diff}" + (f" ({row.error})" if row.error else ""))
+        console.print(f"[{done}/{total}] {escape(row.runtime)} x {row.model}: [{colour}]{row.status}[/{colour}] "
+                      f"max|diff| {diff}" + (f" ({escape(row.error)})" if row.error else ""), soft_wrap=True)
 
-    rows = run_check(target, runtimes, models, log_dir, on_row, lambda msg: console.print(f"  {msg}", style="dim"))
+    rows = run_check(target, runtimes, models, log_dir, on_row,
+                     lambda msg: console.print(f"  {escape(msg)}", style="dim", soft_wrap=True))
     table = Table("runtime", "model", "status", "max abs diff", "startup s", "RSS MB", "error", title="parity")
     for row in rows:
         colour = {"ok": "green", "mismatch": "yellow"}.get(row.status, "red")
-        table.add_row(row.runtime, row.model, f"[{colour}]{row.status}[/{colour}]",
+        table.add_row(escape(row.runtime), row.model, f"[{colour}]{row.status}[/{colour}]",
                       "-" if row.max_abs_diff is None else f"{row.max_abs_diff:.3g}",
                       "-" if row.startup_s is None else f"{row.startup_s:.2f}",
-                      "-" if row.rss_mb is None else f"{row.rss_mb:.0f}", (row.error or "")[:80])
+                      "-" if row.rss_mb is None else f"{row.rss_mb:.0f}", escape((row.error or "")[:80]))
     out.print(table)
     if args.json:
         Path(args.json).write_text(json.dumps([row.as_dict() for row in rows], indent=2) + "\n")
@@ -251,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except BenchError as exc:
-        console.print(f"[red]error:[/red] {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else ""))
+        text = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+        console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         from bench.targets.local import stop_all

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.errors import BenchError
 from bench.protocols import CODECS
 
-PLACEHOLDER = re.compile(r"\{([a-z_0-9]+)\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_0-9]+)\}")
 KNOWN_PLACEHOLDERS = {
     "python",  # the runtime environment's interpreter
     "bin",  # the runtime environment's bin/ folder
@@ -110,18 +110,25 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise BenchError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not UTF-8 text", hint="save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise BenchError(f"{path}: malformed YAML{where}", hint="check indentation and quoting") from None
     if not isinstance(data, dict):
         raise BenchError(f"{path}: expected a mapping at the top level")
+    odd_keys = [key for key in data if not isinstance(key, str)]
+    if odd_keys:
+        raise BenchError(f"{path}: field '{odd_keys[0]}': keys must be names", hint="quote it or remove it")
     return data
 
 
 def parse_runtime_spec(path: Path) -> RuntimeSpec:
     """Load and validate one runtime.yaml; a bad field becomes 'file: field x: problem'."""
     data = load_yaml_mapping(path)
+    if "folder" in data:
+        raise BenchError(f"{path}: field 'folder': not allowed (the folder is where runtime.yaml is)")
     try:
         return RuntimeSpec(**data, folder=path.parent.resolve())
     except ValidationError as exc:
@@ -154,10 +161,12 @@ def load_runtime(name_or_path: str) -> RuntimeSpec:
 
 
 def split_names(value: str, valid: list[str], kind: str) -> list[str]:
-    """Expand 'all' or a comma list, rejecting unknown names with the list of valid ones."""
+    """Expand 'all' or a comma list (callers check each name, so paths to runtime folders pass)."""
     if value == "all":
         return list(valid)
     names = [part.strip() for part in value.split(",") if part.strip()]
+    if "all" in names:
+        raise BenchError(f"'all' cannot be combined with other {kind} names", hint="give 'all' alone")
     if not names:
         raise BenchError(f"no {kind} given", hint=f"valid: {', '.join(valid)}, all")
     return names

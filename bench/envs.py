@@ -66,7 +66,10 @@ def load_env(spec: RuntimeSpec) -> RuntimeEnv | None:
     marker = path / READY_MARKER
     if not marker.is_file():
         return None
-    meta = json.loads(marker.read_text())
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a half-written marker: treat the environment as not built
     return RuntimeEnv(spec.name, path, meta["key"], meta["build_s"], meta["size_mb"], meta["packages"])
 
 

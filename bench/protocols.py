@@ -24,6 +24,8 @@ def _as_matrix(value: Any, what: str) -> Array:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"{what} is not numeric: {exc}") from None
+    if np.isnan(array).any():
+        raise ProtocolError(f"{what} hold null or NaN")
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2:
@@ -114,7 +116,7 @@ class OpenInferenceV2Codec(Codec):
             shape = [int(dim) for dim in first["shape"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed V2 output tensor: {exc}") from None
-        if int(np.prod(shape)) != data.size:
+        if any(dim < 0 for dim in shape) or int(np.prod(shape)) != data.size:
             raise ProtocolError(f"V2 output shape {shape} does not match {data.size} values")
         return _as_matrix(data.reshape(shape), "outputs[0]")
 

@@ -83,7 +83,11 @@ def render(template: str, values: dict[str, str]) -> str:
     def fill(match: Any) -> str:
         key = match.group(1)
         if key not in values and FREE_PORT.fullmatch(key):
-            values[key] = str(free_port())
+            taken = set(values.values())
+            port = str(free_port())
+            while port in taken:  # the OS may hand back a port we just released
+                port = str(free_port())
+            values[key] = port
         return values[key]
 
     return PLACEHOLDER.sub(fill, template)

@@ -1,0 +1,170 @@
+"""Usage errors: exit code 2, one `error:` line with a hint on stderr, no traceback, and no server started.
+
+Every case here fails validation before cmd_check reaches the environments or the target; a guard makes
+the in-process tests fail loudly if that order ever changes. Output width is pinned to 80 columns (a CI
+log, a pipe), where rich's wrapping matters.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+import bench.check
+import bench.envs
+from bench.cli import main
+from bench.targets.local import LocalTarget
+
+BENCH = Path(sys.executable).with_name("bench")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Case(NamedTuple):
+    argv: list[str]
+    says: list[str]  # fragments the error line must hold (whitespace-insensitive)
+
+
+def _malformed_runtime(root: Path) -> Path:
+    folder = root / "bad-runtime"
+    folder.mkdir()
+    (folder / "runtime.yaml").write_text("name: bad\nprotocol: [unclosed\n")
+    return folder
+
+
+def _case(name: str, tmp_path: Path) -> Case:
+    if name == "unknown runtime":
+        return Case(["check", "--runtime", "nope"],
+                    ["unknown runtime 'nope'", "(hint: valid: bentoml, fastapi, mlflow, mlserver"])
+    if name == "unknown model":
+        return Case(["check", "--model", "nope"], ["unknown model 'nope'", "(hint: valid: iris-logreg"])
+    if name == "unknown subcommand":
+        return Case(["nope"], ["invalid choice: 'nope'", "(hint: bench --help)"])
+    if name == "unwritable json":
+        return Case(["check", "--json", "/nonexistent-dir/x.json"],
+                    ["cannot write /nonexistent-dir/x.json", "(hint: choose a path"])
+    if name == "malformed runtime.yaml":
+        folder = _malformed_runtime(tmp_path)
+        return Case(["check", "--runtime", str(folder)],
+                    [f"{folder / 'runtime.yaml'}: malformed YAML at line", "(hint: check indentation"])
+    raise AssertionError(name)
+
+
+CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable json", "malformed runtime.yaml"]
+# rich soft-wraps console.print at the console width (80 when not a terminal): see the report
+ONE_LINE_CASES = list(CASES)
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def _check_error_output(case: Case, code: Any, out: str, err: str) -> None:
+    err = ANSI.sub("", err)
+    assert code == 2
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.startswith("error: ")
+    assert err.endswith("\n")
+    for fragment in case.says:
+        assert _squash(fragment) in _squash(err), f"{fragment!r} not in {err!r}"
+
+
+@pytest.fixture
+def no_deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process: fail instead of building an environment, resolving models or starting a server."""
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("a usage error reached the point of provisioning or deploying")
+
+    monkeypatch.setattr(bench.check, "run_check", refuse)
+    monkeypatch.setattr(bench.envs, "build_env", refuse)
+    monkeypatch.setattr(LocalTarget, "deploy", refuse)
+    # main() sets these and a SIGTERM handler for the whole process: undo them after each test
+    for name in ("MLFLOW_LOGGING_LEVEL", "GIT_PYTHON_REFRESH", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("SERVEBENCH_HOME", str(Path(os.devnull)))  # nothing may be written there
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _in_process(argv: list[str]) -> Any:
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def _subprocess(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert BENCH.is_file(), f"{BENCH} missing: pip install -e . in the harness venv"
+    env = {key: value for key, value in os.environ.items() if key not in ("FORCE_COLOR", "PYTHONWARNINGS")}
+    env.update(COLUMNS="80", SERVEBENCH_HOME=str(cwd / "state"), SERVEBENCH_ENV_CACHE=str(cwd / "envs"))
+    return subprocess.run([str(BENCH), *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@pytest.mark.usefixtures("no_deploy")
+@pytest.mark.parametrize("name", CASES)
+def test_usage_error_in_process(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = _case(name, tmp_path)
+    code = _in_process(case.argv)
+    captured = capsys.readouterr()
+    _check_error_output(case, code, captured.out, captured.err)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_usage_error_in_subprocess(name: str, tmp_path: Path) -> None:
+    case = _case(name, tmp_path)
+    result = _subprocess(case.argv, tmp_path)
+    _check_error_output(case, result.returncode, result.stdout, result.stderr)
+    assert not (tmp_path / "envs").exists(), "an environment build started"
+    assert not (tmp_path / "state").exists(), "state (models, logs) was written before the usage error"
+
+
+@pytest.mark.usefixtures("no_deploy")
+@pytest.mark.parametrize("name", ONE_LINE_CASES)
+def test_usage_error_is_one_line(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = _case(name, tmp_path)
+    _in_process(case.argv)
+    lines = ANSI.sub("", capsys.readouterr().err).splitlines()
+    assert len(lines) == 1, lines
+
+
+@pytest.mark.usefixtures("no_deploy")
+def test_version_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _in_process(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "servebench 0.1.0"
+
+
+@pytest.mark.usefixtures("no_deploy")
+@pytest.mark.parametrize("argv", [[], ["check", "--bogus"], ["envs"], ["serve", "--model", "iris-logreg"],
+                                  ["envs", "build", "--parallel", "many"]], ids=repr)
+def test_argparse_errors_are_one_line_with_a_hint(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code = _in_process(argv)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err.startswith("error: ")
+    assert re.search(r" \(hint: bench( [a-z]+)* --help\)\n\Z", captured.err), captured.err
+    assert len(captured.err.splitlines()) == 1
+    assert "usage:" not in captured.err
+
+
+
+
+@pytest.mark.usefixtures("no_deploy")
+@pytest.mark.parametrize("runtime", ["[bold]x", "[/x]"])
+def test_user_text_is_printed_verbatim(runtime: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = _in_process(["check", "--runtime", runtime])
+    err = _squash(capsys.readouterr().err)
+    assert code == 2
+    assert _squash(runtime) in err
