@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -26,9 +27,11 @@ from rich.table import Table
 from bench import __version__
 from bench.config import load_runtimes, split_names, state_dir
 from bench.errors import BenchError, DeployError
+from bench.load.driver import LiveTick
+from bench.run import RunUI
 
 console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _quiet_libraries() -> None:
@@ -195,6 +198,123 @@ def _writable(path: Path) -> None:
                          hint="choose a path in an existing, writable folder")
 
 
+# ---- run ----------------------------------------------------------------------------------------
+
+
+class ConsoleRunUI(RunUI):
+    """Progress on the terminal (one live status line), every message also in the run's run.log."""
+
+    def __init__(self, log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = log_path.open("a")
+        self.started = time.monotonic()
+        self.live = Live("", console=console, refresh_per_second=4, transient=True)
+
+    def _log(self, message: str) -> None:
+        self.log.write(f"{datetime.now():%H:%M:%S} {message}\n")
+        self.log.flush()
+
+    def say(self, message: str) -> None:
+        self._log(message)
+        console.print(f"  {escape(message)}", style="dim", soft_wrap=True)
+
+    def cell_started(self, index: int, total: int, title: str) -> None:
+        self._log(f"cell {index}/{total} {title}: load starting")
+        self.live.start()
+        self.live.update(f"cell {index}/{total} {escape(title)}: starting load")
+
+    def tick(self, title: str, tick: LiveTick) -> None:
+        p99 = "-" if tick.p99_ms is None else f"{tick.p99_ms:.1f} ms"
+        phase = "starting" if tick.elapsed_s < 0 else f"{tick.elapsed_s:5.0f} s"
+        line = (f"{escape(title)}: {phase}  {tick.requests_per_s:7.0f} req/s  p99 {p99}  errors {tick.errors}"
+                f"  (run elapsed {time.monotonic() - self.started:.0f} s)")
+        self.live.update(line)
+
+    def cell_finished(self, index: int, total: int, cell: dict[str, Any]) -> None:
+        self.live.stop()
+        latency = cell.get("latency_ms") or {}
+        figures = (f"{cell.get('throughput_rps') or 0:.1f} req/s, p50 {_ms(latency.get('p50'))}, "
+                   f"p99 {_ms(latency.get('p99'))}, errors {cell.get('errors', 0)}")
+        verdict = "[green]valid[/green]" if cell.get("valid") else \
+            f"[yellow]invalid[/yellow] ({escape('; '.join(cell.get('invalid_reasons') or []))})"
+        self._log(f"cell {index}/{total} {cell['runtime']} x {cell['model']} {cell['label']}: {figures}; "
+                  f"valid={cell.get('valid')} {cell.get('invalid_reasons')}")
+        console.print(f"[{index}/{total}] {cell['runtime']} x {cell['model']} {escape(cell['label'])}: "
+                      f"{figures} {verdict}", soft_wrap=True)
+
+    def close(self) -> None:
+        self.live.stop()
+        self.log.close()
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def results_table(payload: dict[str, Any]) -> Table:
+    table = Table("runtime", "model", "load", "batch", "requests", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
+                  "errors", "valid", title=f"run {payload['run_id']} ({payload['scenario']['name']})")
+    for cell in payload["cells"]:
+        latency = cell.get("latency_ms") or {}
+        table.add_row(cell["runtime"], cell["model"], escape(cell["label"]), str(cell["batch_size"]),
+                      str(cell.get("requests", 0)), f"{cell.get('throughput_rps') or 0:.1f}",
+                      _ms(latency.get("p50")).removesuffix(" ms"), _ms(latency.get("p99")).removesuffix(" ms"),
+                      _ms(latency.get("p999")).removesuffix(" ms"), str(cell.get("errors", 0)),
+                      "[green]yes[/green]" if cell.get("valid") else "[yellow]no[/yellow]")
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import load_profile, load_scenario
+    from bench.models.catalog import get_spec
+    from bench.results import new_run_id
+    from bench.run import RunOptions, run_benchmark
+    from bench.targets.local import CpuPlan, LocalTarget, default_cpu_plan, parse_cpu_list
+
+    runtimes = load_runtimes(args.runtime)
+    models = [get_spec(name) for name in _models(args.model)]
+    scenario = load_scenario(args.scenario)
+    if args.generator_processes:
+        scenario = scenario.model_copy(update={"generator_processes": args.generator_processes})
+    profile = load_profile(args.profile)
+    if args.target != "local":
+        raise BenchError(f"target '{args.target}' is not available yet", hint="use --target local")
+    cpus = default_cpu_plan()
+    try:
+        cpus = CpuPlan(parse_cpu_list(args.server_cpus) if args.server_cpus else cpus.server,
+                       parse_cpu_list(args.generator_cpus) if args.generator_cpus else cpus.generator)
+    except ValueError:
+        raise BenchError("bad CPU list", hint="use forms like 1 or 0,2 or 2-3") from None
+    usable = os.sched_getaffinity(0)
+    if not set(cpus.server + cpus.generator) <= usable:
+        raise BenchError(f"CPUs {sorted(set(cpus.server + cpus.generator) - usable)} are not available",
+                         hint=f"usable CPUs: {sorted(usable)}")
+    run_id = new_run_id(f"{scenario.name}-{args.profile}")
+    out_dir = Path(args.out) if args.out else Path("reports") / run_id
+    if (out_dir / "results.json").exists():
+        raise BenchError(f"{out_dir} already holds a run", hint="choose another --out folder")
+    options = RunOptions(runtimes=runtimes, models=models, scenario=scenario, profile=profile,
+                         target=LocalTarget(cpus), out_dir=out_dir.resolve(), run_id=run_id,
+                         generator_cpus=cpus.generator,
+                         fairness={**cpus.as_dict(), "cpu_shared": bool(set(cpus.server) & set(cpus.generator))})
+    ui = ConsoleRunUI(out_dir / "run.log")
+    console.print(f"run {run_id}: {len(runtimes)} runtime(s) x {len(models)} model(s), scenario {scenario.name}, "
+                  f"profile {profile.name}; server CPUs {list(cpus.server)}, generator CPUs {list(cpus.generator)}")
+    try:
+        store = run_benchmark(options, ui)
+    except KeyboardInterrupt:
+        ui.close()
+        console.print(f"interrupted: partial results in {out_dir / 'results.json'}")
+        raise
+    ui.close()
+    out.print(results_table(store.payload))
+    for sweep in store.payload.get("sweeps", []):
+        out.print(f"sweep {sweep['runtime']} x {sweep['model']} (batch {sweep['batch_size']}): highest load within "
+                  f"the SLO: {sweep['max_load_within_slo'] or 'none'}")
+    console.print(f"results: {store.results_path}")
+    return 0
+
+
 # ---- parser -------------------------------------------------------------------------------------
 
 
@@ -238,6 +358,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model", default="all")
     check.add_argument("--json", metavar="FILE", help="write the table as a JSON list")
     check.set_defaults(handler=cmd_check)
+
+    run = commands.add_parser("run", help="load-test runtimes and write reports/<run-id>/")
+    run.add_argument("--runtime", default="all", help="runtime name, folder, comma list or all")
+    run.add_argument("--model", default="iris-logreg", help="model name, comma list or all")
+    run.add_argument("--scenario", default="smoke", help="scenario name or YAML path")
+    run.add_argument("--profile", default="quick", help="smoke, quick or full (scales durations)")
+    run.add_argument("--target", default="local", choices=["local", "docker", "kserve"])
+    run.add_argument("--out", metavar="DIR", help="run folder (default reports/<run-id>)")
+    run.add_argument("--server-cpus", help="CPUs for the server (default: the last one)")
+    run.add_argument("--generator-cpus", help="CPUs for the load generator (default: the others)")
+    run.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
+    run.set_defaults(handler=cmd_run)
     return parser
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import BenchError
 from bench.protocols import CODECS
@@ -188,3 +188,145 @@ class ModelSpec:
     n_classes: int
     input_dtype: Literal["float32", "float64"]
     parity_atol: float
+
+
+# ---- scenarios and profiles ---------------------------------------------------------------------
+
+MAX_RATE_PER_PROCESS = 20_000.0  # far above what one Locust process can send (about 10k req/s here)
+
+
+class Stage(BaseModel):
+    """One step of a time-varying open-loop load (ramp, step, spike)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    duration_s: float = Field(gt=0)
+    rate: float = Field(gt=0)
+
+
+class Slo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    percentile: Literal["p50", "p90", "p95", "p99", "p999"] = "p99"
+    ms: float = Field(gt=0)
+
+
+class Scenario(BaseModel):
+    """A load scenario (scenarios/<name>.yaml). Durations are for the `full` profile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    description: str = ""
+    loop: Literal["open", "closed"]
+    arrival: Literal["constant", "poisson"] = "constant"
+    rate: float | None = Field(default=None, gt=0, description="open loop: requests per second")
+    users: int | None = Field(default=None, ge=1, le=4096, description="closed loop: concurrent users")
+    stages: list[Stage] | None = Field(default=None, min_length=1, description="open loop: rate over time")
+    sweep: list[float] | None = Field(default=None, min_length=1,
+                                      description="one measurement per rate (open) or user count (closed)")
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    warmup_s: float = Field(default=5.0, ge=0)
+    duration_s: float = Field(default=30.0, gt=0)
+    slo: Slo = Slo(percentile="p99", ms=50.0)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    min_requests: int = Field(default=100, ge=1)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    max_in_flight: int = Field(default=256, ge=1, le=4096, description="open loop: user pool size")
+    generator_processes: int = Field(default=1, ge=1, le=64)
+    seed: int = 0
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_batches(cls, value: list[int]) -> list[int]:
+        if any(size < 1 or size > 4096 for size in value):
+            raise ValueError("batch sizes must be between 1 and 4096")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        load_keys = [key for key in ("rate", "stages", "sweep") if getattr(self, key) is not None]
+        if self.loop == "open":
+            if self.users is not None:
+                raise ValueError("'users' is for closed loop; an open-loop scenario sets 'rate', 'stages' or 'sweep'")
+            if len(load_keys) != 1:
+                raise ValueError("an open-loop scenario sets exactly one of 'rate', 'stages', 'sweep'")
+            rates = [self.rate] if self.rate else [s.rate for s in self.stages or []] or list(self.sweep or [])
+            if any(r is None or r <= 0 for r in rates):
+                raise ValueError("rates must be positive")
+            ceiling = MAX_RATE_PER_PROCESS * self.generator_processes
+            if max(r for r in rates if r is not None) > ceiling:
+                raise ValueError(f"a rate above {ceiling:.0f} req/s is beyond {self.generator_processes} generator "
+                                 "process(es); raise generator_processes or see `bench calibrate`")
+        else:
+            if self.rate is not None or self.stages is not None:
+                raise ValueError("a closed-loop scenario sets 'users' (or a 'sweep' of user counts), not rates")
+            if (self.users is None) == (self.sweep is None):
+                raise ValueError("a closed-loop scenario sets exactly one of 'users', 'sweep'")
+            if self.sweep is not None and any(u < 1 or u != int(u) for u in self.sweep):
+                raise ValueError("a closed-loop sweep lists whole user counts >= 1")
+        return self
+
+
+class Profile(BaseModel):
+    """How long to measure: scales every scenario's warm-up and duration (smoke for CI, full for decisions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    time_scale: float = Field(gt=0)
+    min_warmup_s: float = Field(default=1.0, ge=0)
+    min_duration_s: float = Field(default=3.0, gt=0)
+
+    def warmup(self, seconds: float) -> float:
+        return max(self.min_warmup_s, seconds * self.time_scale) if seconds > 0 else 0.0
+
+    def duration(self, seconds: float) -> float:
+        return max(self.min_duration_s, seconds * self.time_scale)
+
+
+def scenarios_dir() -> Path:
+    return project_root() / "scenarios"
+
+
+def available_scenarios() -> list[str]:
+    folder = scenarios_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "profiles") if folder.is_dir() else []
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
+    try:
+        return model(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = _field_path(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        where = f"field '{field}': " if first["loc"] else ""
+        raise BenchError(f"{path}: {where}{message}", hint=f"see {scenarios_dir() / 'steady.yaml'} for an example") \
+            from None
+    except TypeError as exc:
+        raise BenchError(f"{path}: {exc}") from None
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A scenario by name (scenarios/<name>.yaml) or by path to a YAML file."""
+    path = Path(name_or_path).expanduser()
+    if not (name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path):
+        path = scenarios_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise BenchError(f"unknown scenario '{name_or_path}'",
+                             hint=f"valid: {', '.join(available_scenarios())}, or a path to a YAML file")
+    elif not path.is_file():
+        raise BenchError(f"no scenario file {path}")
+    data = load_yaml_mapping(path)
+    scenario: Scenario = _validated(Scenario, data, path)
+    return scenario
+
+
+def load_profile(name: str) -> Profile:
+    path = scenarios_dir() / "profiles.yaml"
+    profiles = load_yaml_mapping(path)
+    if name not in profiles:
+        raise BenchError(f"unknown profile '{name}'", hint=f"valid: {', '.join(profiles)}")
+    entry = profiles[name]
+    if not isinstance(entry, dict):
+        raise BenchError(f"{path}: field '{name}': expected a mapping")
+    profile: Profile = _validated(Profile, {"name": name, **entry}, path)
+    return profile

@@ -34,12 +34,16 @@ class ProcessTree:
                 continue
         return total / 2**20
 
-    def cpu_percent(self) -> float:
-        """Percent of one CPU used by the tree since the previous call (100 = one core busy)."""
-        total = 0.0
+    def per_process_cpu_percent(self) -> list[float]:
+        """Percent of one CPU used by each process since the previous call (100 = one core busy)."""
+        values = []
         for process in self.processes():
             try:
-                total += process.cpu_percent(interval=None)
+                values.append(process.cpu_percent(interval=None))
             except psutil.NoSuchProcess:
                 continue
-        return total
+        return values
+
+    def cpu_percent(self) -> float:
+        """Percent of one CPU used by the whole tree since the previous call."""
+        return sum(self.per_process_cpu_percent())

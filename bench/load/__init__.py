@@ -1,0 +1,1 @@
+"""Load generation: the arrival schedule, the Locust driver and locustfile, and the raw-sample recorder."""

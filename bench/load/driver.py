@@ -1,0 +1,172 @@
+"""Run one load test: Locust headless in a subprocess pinned to the generator CPUs, watched every second.
+
+The driver knows an endpoint and a codec (through the plan), never a target. It returns the raw samples
+merged across generator processes, the generator's own CPU use, and whether the test was interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.load.plan import LoadPlan
+from bench.stats import SAMPLE_COLUMNS
+from bench.targets.process_tree import ProcessTree
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+STARTUP_GRACE_S = 3.0  # Locust's import, fork and user spawn happen before scheduled time zero
+EXTRA_GRACE_PER_PROCESS_S = 1.0
+
+
+@dataclass
+class LiveTick:
+    """What the progress display shows each second."""
+
+    elapsed_s: float
+    requests_per_s: float
+    p99_ms: float | None
+    errors: int
+
+
+@dataclass
+class LoadOutcome:
+    samples: pd.DataFrame
+    generator_cpu_max: float | None
+    generator_cpu_mean: float | None
+    exit_code: int | None
+    interrupted: bool
+    log_path: Path
+    generator_cpu_series: list[float] = field(default_factory=list)
+
+
+def startup_grace(processes: int) -> float:
+    return STARTUP_GRACE_S + EXTRA_GRACE_PER_PROCESS_S * (processes - 1)
+
+
+class SampleTail:
+    """Reads the generator processes' CSV files incrementally for the live display."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.offsets: dict[Path, int] = {}
+
+    def new_rows(self) -> tuple[list[float], int]:
+        latencies: list[float] = []
+        errors = 0
+        for path in sorted(self.folder.glob("samples-*.csv")):
+            with path.open("rb") as source:
+                source.seek(self.offsets.get(path, 0))
+                chunk = source.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self.offsets[path] = self.offsets.get(path, 0) + len(complete)
+            for line in complete.splitlines():
+                fields = line.split(b",")
+                if len(fields) == len(SAMPLE_COLUMNS):
+                    status = int(fields[4])
+                    if 200 <= status < 300:
+                        latencies.append(float(fields[2]))
+                    else:
+                        errors += 1
+        return latencies, errors
+
+
+def read_samples(folder: Path) -> pd.DataFrame:
+    """Merge every generator process's raw samples, ordered by scheduled time."""
+    frames = [
+        pd.read_csv(path, names=SAMPLE_COLUMNS, header=None, on_bad_lines="skip")
+        for path in sorted(folder.glob("samples-*.csv"))
+        if path.stat().st_size > 0
+    ]
+    if not frames:
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in SAMPLE_COLUMNS})
+    samples = pd.concat(frames, ignore_index=True).dropna()
+    samples = samples.astype({"status": "int32", "bytes": "int64", "worker": "int16"})
+    return samples.sort_values("scheduled", kind="stable").reset_index(drop=True)
+
+
+def _pin(cpus: tuple[int, ...]) -> None:
+    os.sched_setaffinity(0, cpus)
+    with contextlib.suppress(OSError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def locust_command(plan: LoadPlan) -> list[str]:
+    users = plan.users_per_process * plan.processes
+    run_time = math.ceil(startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 5)
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", plan.base_url,
+               "-u", str(users), "-r", str(users), "--run-time", f"{run_time}s",
+               "--stop-timeout", str(math.ceil(plan.request_timeout_s)), "--only-summary", "--loglevel", "WARNING"]
+    if plan.processes > 1:
+        command += ["--processes", str(plan.processes)]
+    return command
+
+
+def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
+             on_tick: Callable[[LiveTick], None] = lambda _tick: None,
+             every_second: Callable[[], None] = lambda: None) -> LoadOutcome:
+    """Run the plan to completion (or Ctrl-C); plan.start_at should be now + startup_grace()."""
+    samples_dir = Path(plan.samples_dir)
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    plan_file = samples_dir / "plan.json"
+    plan_file.write_text(plan.to_json())
+    command = locust_command(plan)
+    deadline = time.time() + startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 30
+    cpu_series: list[float] = []
+    interrupted = False
+    tail = SampleTail(samples_dir)
+    with log_path.open("ab") as log:
+        log.write(f"$ {' '.join(command)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            command, env={**os.environ, "SERVEBENCH_LOAD_PLAN": str(plan_file), "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: _pin(generator_cpus),
+        )
+        tree = ProcessTree(process.pid)
+        tree.per_process_cpu_percent()
+        try:
+            while process.poll() is None:
+                time.sleep(1.0)
+                per_process = tree.per_process_cpu_percent()
+                if per_process and time.time() > plan.start_at:
+                    cpu_series.append(max(per_process))
+                every_second()
+                latencies, errors = tail.new_rows()
+                on_tick(LiveTick(time.time() - plan.start_at, float(len(latencies)),
+                                 float(np.percentile(latencies, 99)) if latencies else None, errors))
+                if time.time() > deadline:
+                    log.write(b"servebench: load generator overran its deadline; killing it\n")
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            _stop(process)
+    return LoadOutcome(read_samples(samples_dir), max(cpu_series) if cpu_series else None,
+                       float(np.mean(cpu_series)) if cpu_series else None, process.returncode, interrupted,
+                       log_path, cpu_series)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM lets Locust flush its samples; SIGKILL the group if it does not exit."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)

@@ -1,0 +1,44 @@
+"""The load plan: everything the locustfile needs, passed as one JSON file (no harness objects cross)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from bench.load.schedule import RateStage
+
+Loop = Literal["open", "closed"]
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    base_url: str
+    predict_path: str
+    protocol: str
+    model_name: str
+    rows_file: str  # .npy of real dataset rows to encode
+    batch_size: int
+    loop: Loop
+    arrival: Literal["constant", "poisson"]
+    stages: list[tuple[float, float]]  # (duration_s, rate) for open loop; one stage for closed loop
+    users_per_process: int
+    processes: int
+    start_at: float  # wall-clock time of scheduled time zero (warm-up starts here)
+    total_s: float  # warm-up plus measured duration
+    request_timeout_s: float
+    samples_dir: str
+    seed: int = 0
+    distinct_bodies: int = 64
+
+    def rate_stages(self) -> list[RateStage]:
+        return [RateStage(duration, rate) for duration, rate in self.stages]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> LoadPlan:
+        data = json.loads(text)
+        data["stages"] = [tuple(stage) for stage in data["stages"]]
+        return cls(**data)

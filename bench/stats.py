@@ -1,0 +1,193 @@
+"""Statistics from raw samples: percentiles, confidence intervals, per-second series, validity.
+
+Everything is computed from the raw per-request samples after the warm-up window, never from Locust's
+bucketed statistics (which round to about two significant digits and whole milliseconds).
+Knows nothing about deployments: it sees a sample table, a measurement window and the scenario's limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.protocols import Array
+
+PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+SAMPLE_COLUMNS = ["scheduled", "sent", "latency_ms", "service_ms", "status", "bytes", "worker"]
+BOOTSTRAP_RESAMPLES = 400
+GENERATOR_CPU_LIMIT = 90.0
+ACHIEVED_RATE_FLOOR = 0.95
+
+
+def latency_summary(latencies_ms: Array) -> dict[str, float | None]:
+    """p50..p99.9, max and mean (numpy's linear interpolation between order statistics)."""
+    if len(latencies_ms) == 0:
+        return {**{name: None for name in PERCENTILES}, "max": None, "mean": None}
+    values = np.percentile(latencies_ms, list(PERCENTILES.values()))
+    summary: dict[str, float | None] = {name: float(v) for name, v in zip(PERCENTILES, values, strict=True)}
+    summary["max"] = float(np.max(latencies_ms))
+    summary["mean"] = float(np.mean(latencies_ms))
+    return summary
+
+
+def bootstrap_ci(values: Array, percentile: float, confidence: float = 0.95,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile-bootstrap confidence interval of one percentile; None with fewer than 20 samples."""
+    if len(values) < 20:
+        return None
+    rng = np.random.default_rng(seed)
+    estimates = np.empty(resamples)
+    chunk = max(1, 2_000_000 // len(values))  # bound memory: resamples x samples floats at a time
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        draws = rng.choice(values, size=(size, len(values)), replace=True)
+        estimates[start : start + size] = np.percentile(draws, percentile, axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The measured part of a load test, in wall-clock seconds; everything before start is warm-up."""
+
+    start: float
+    end: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a scenario demands of a valid cell."""
+
+    slo_ms: float
+    slo_percentile: str = "p99"
+    max_error_rate: float = 0.01
+    min_requests: int = 100
+    min_duration_s: float = 1.0
+
+
+@dataclass
+class CellStats:
+    requests: int
+    errors: int
+    error_rate: float
+    offered_rps: float | None
+    achieved_rps: float
+    throughput_rps: float
+    goodput_rps: float
+    latency_ms: dict[str, float | None]
+    latency_ci_ms: dict[str, list[float] | None]
+    service_ms: dict[str, float | None]
+    lateness_ms: dict[str, float | None]
+    slo_met: bool | None
+    measured_s: float
+    timeseries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def measured(samples: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """Requests scheduled inside the window: warm-up requests are discarded, late ones kept."""
+    mask = (samples["scheduled"] >= window.start) & (samples["scheduled"] < window.end)
+    return samples.loc[mask]
+
+
+def is_success(status: pd.Series) -> pd.Series:
+    return (status >= 200) & (status < 300)
+
+
+def summarize(samples: pd.DataFrame, window: Window, limits: Limits, offered_rps: float | None) -> CellStats:
+    """The figures of one cell. Latency percentiles are over successful requests (errors are counted
+    apart), measured from the scheduled send time; service time is from the actual send time."""
+    inside = measured(samples, window)
+    ok = inside.loc[is_success(inside["status"])]
+    duration = window.duration_s
+    latencies = ok["latency_ms"].to_numpy(dtype=np.float64)
+    requests = len(inside)
+    errors = requests - len(ok)
+    sent_inside = int(((samples["sent"] >= window.start) & (samples["sent"] < window.end)).sum())
+    done = ok["sent"] + ok["service_ms"] / 1000.0
+    completed_inside = int(((done >= window.start) & (done < window.end)).sum())
+    latency = latency_summary(latencies)
+    slo_value = latency.get(limits.slo_percentile)
+    lateness = (inside["sent"] - inside["scheduled"]).to_numpy(dtype=np.float64) * 1000.0
+    return CellStats(
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests if requests else 0.0,
+        offered_rps=offered_rps,
+        achieved_rps=sent_inside / duration,
+        throughput_rps=completed_inside / duration,
+        goodput_rps=float((latencies <= limits.slo_ms).sum()) / duration,
+        latency_ms=latency,
+        latency_ci_ms={name: _as_list(bootstrap_ci(latencies, PERCENTILES[name])) for name in ("p50", "p99")},
+        service_ms=latency_summary(ok["service_ms"].to_numpy(dtype=np.float64)),
+        lateness_ms={
+            "p50": float(np.percentile(lateness, 50)) if len(lateness) else None,
+            "p99": float(np.percentile(lateness, 99)) if len(lateness) else None,
+            "max": float(lateness.max()) if len(lateness) else None,
+        },
+        slo_met=None if slo_value is None else slo_value <= limits.slo_ms,
+        measured_s=_span(inside, window),
+        timeseries=per_second(samples, window.start - 0.0, limits.slo_ms),
+    )
+
+
+def _as_list(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else [interval[0], interval[1]]
+
+
+def _span(inside: pd.DataFrame, window: Window) -> float:
+    """How much of the window actually saw traffic (a crashed server or a stopped run ends it early)."""
+    if inside.empty:
+        return 0.0
+    last = float((inside["sent"] + inside["service_ms"] / 1000.0).max())
+    return max(0.0, min(window.end, last) - window.start)
+
+
+def per_second(samples: pd.DataFrame, origin: float, slo_ms: float) -> list[dict[str, Any]]:
+    """One row per second of scheduled time since origin (negative seconds are warm-up)."""
+    if samples.empty:
+        return []
+    second = np.floor(samples["scheduled"].to_numpy() - origin).astype(int)
+    ok = is_success(samples["status"]).to_numpy()
+    latency = samples["latency_ms"].to_numpy()
+    rows = []
+    for value in np.unique(second):
+        in_second = second == value
+        good = latency[in_second & ok]
+        rows.append({
+            "t": int(value),
+            "requests": int(in_second.sum()),
+            "errors": int((in_second & ~ok).sum()),
+            "p50_ms": float(np.percentile(good, 50)) if len(good) else None,
+            "p99_ms": float(np.percentile(good, 99)) if len(good) else None,
+            "within_slo": int((good <= slo_ms).sum()),
+        })
+    return rows
+
+
+def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok: bool,
+                    generator_cpu_max: float | None) -> list[str]:
+    """Why a cell cannot be trusted; an empty list means valid."""
+    reasons = []
+    if not parity_ok:
+        reasons.append("parity check failed")
+    if stats.measured_s < min(limits.min_duration_s, window.duration_s) * 0.999 or \
+            stats.measured_s < 0.9 * window.duration_s:
+        reasons.append(f"traffic covered {stats.measured_s:.1f} s of the {window.duration_s:.1f} s window")
+    if stats.requests < limits.min_requests:
+        reasons.append(f"{stats.requests} requests, fewer than the minimum {limits.min_requests}")
+    if stats.offered_rps and stats.achieved_rps < ACHIEVED_RATE_FLOOR * stats.offered_rps:
+        reasons.append(f"achieved {stats.achieved_rps:.1f} req/s, below {ACHIEVED_RATE_FLOOR:.0%} of the "
+                       f"offered {stats.offered_rps:.1f} (generator fell behind its schedule)")
+    if generator_cpu_max is not None and generator_cpu_max > GENERATOR_CPU_LIMIT:
+        reasons.append(f"load generator CPU reached {generator_cpu_max:.0f}% (limit {GENERATOR_CPU_LIMIT:.0f}%)")
+    if stats.error_rate > limits.max_error_rate:
+        reasons.append(f"error rate {stats.error_rate:.2%} over the limit {limits.max_error_rate:.2%}")
+    return reasons
