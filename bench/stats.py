@@ -20,6 +20,7 @@ SAMPLE_COLUMNS = ["scheduled", "sent", "latency_ms", "service_ms", "status", "by
 BOOTSTRAP_RESAMPLES = 400
 GENERATOR_CPU_LIMIT = 90.0
 ACHIEVED_RATE_FLOOR = 0.95
+COVERAGE_FLOOR = 0.9  # answered traffic must span 90% of the window (a crash or stop ends it early)
 
 
 def latency_summary(latencies_ms: Array) -> dict[str, float | None]:
@@ -178,9 +179,10 @@ def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok:
     reasons = []
     if not parity_ok:
         reasons.append("parity check failed")
-    if stats.measured_s < min(limits.min_duration_s, window.duration_s) * 0.999 or \
-            stats.measured_s < 0.9 * window.duration_s:
-        reasons.append(f"traffic covered {stats.measured_s:.1f} s of the {window.duration_s:.1f} s window")
+    if window.duration_s < limits.min_duration_s:
+        reasons.append(f"measured {window.duration_s:.1f} s, less than the minimum {limits.min_duration_s:.1f} s")
+    if stats.measured_s < COVERAGE_FLOOR * window.duration_s:
+        reasons.append(f"traffic covered only {stats.measured_s:.1f} s of the {window.duration_s:.1f} s window")
     if stats.requests < limits.min_requests:
         reasons.append(f"{stats.requests} requests, fewer than the minimum {limits.min_requests}")
     if stats.offered_rps and stats.achieved_rps < ACHIEVED_RATE_FLOOR * stats.offered_rps:

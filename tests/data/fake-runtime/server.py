@@ -1,14 +1,25 @@
-"""Test double. FAKE_MODE: ok (echo), crash (exit at start), never_ready, fork (spawns a child that
-ignores SIGTERM), die_on_predict (exits on the first request)."""
+"""Test double. It answers the model's golden inputs with the golden outputs (so parity passes) and any
+other row with the row itself. FAKE_MODE: ok, crash (exit at start), never_ready, fork (spawns a child
+that ignores SIGTERM), die_on_predict (exits on the first request), die_after:N (exits on request N+1),
+slow:MS (sleeps MS milliseconds per request)."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODE = os.environ.get("FAKE_MODE", "ok")
+GOLDEN = {}
+golden_file = os.path.join(os.environ.get("FAKE_MODEL_DIR", "/nonexistent"), "..", "golden.npz")
+if os.path.exists(golden_file):
+    import numpy as np
+
+    with np.load(golden_file) as golden:
+        GOLDEN = {tuple(row): answer.tolist() for row, answer in zip(golden["inputs"].tolist(), golden["outputs"])}
+SERVED = [0]
 if MODE == "crash":
     print("fake server: failing on purpose at startup", flush=True)
     sys.exit(3)
@@ -31,9 +42,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if MODE == "die_on_predict":
+        SERVED[0] += 1
+        if MODE == "die_on_predict" or (MODE.startswith("die_after:") and SERVED[0] > int(MODE.split(":")[1])):
             os.kill(os.getpid(), signal.SIGKILL)
-        self._send(200, {"predictions": body["instances"]})
+        if MODE.startswith("slow:"):
+            time.sleep(float(MODE.split(":")[1]) / 1000)
+        answers = [GOLDEN.get(tuple(row), row) for row in body["instances"]]
+        self._send(200, {"predictions": answers})
 
     def _send(self, status, payload):
         data = json.dumps(payload).encode()

@@ -1,0 +1,119 @@
+"""`bench run` for real: Locust load against real servers, a server killed mid-run, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+import pytest
+
+from bench.config import load_profile, load_runtime, load_scenario
+from bench.models.catalog import get_spec
+from bench.models.registry import LocalModel
+from bench.results import load_results
+from bench.run import RunOptions, RunUI, run_benchmark
+from bench.targets.local import LocalTarget, default_cpu_plan
+
+pytestmark = pytest.mark.integration
+
+BENCH = [sys.executable, "-m", "bench.cli"]
+FAKE_RUNTIME = Path(__file__).parents[1] / "data" / "fake-runtime"
+PERCENTILE_ORDER = ["p50", "p90", "p95", "p99", "p999", "max"]
+
+
+def write_scenario(folder: Path, **overrides: Any) -> Path:
+    scenario = {"name": "test-sweep", "loop": "open", "arrival": "constant", "sweep": [100, 100],
+                "warmup_s": 1, "duration_s": 4, "slo": {"percentile": "p99", "ms": 100}, "min_requests": 50,
+                "request_timeout_s": 2, **overrides}
+    path = folder / "scenario.yaml"
+    path.write_text(json.dumps(scenario))  # JSON is YAML
+    return path
+
+
+def my_processes() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+
+def test_smoke_run_of_all_runtimes(tmp_path: Path, models: dict[str, LocalModel], runtime_envs: None) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run([*BENCH, "run", "--runtime", "all", "--model", "iris-logreg", "--scenario", "smoke",
+                             "--profile", "smoke", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = load_results(out)
+    assert payload["status"] == "complete" and payload["schema_version"] == 1
+    assert {c["runtime"] for c in payload["cells"]} == {"mlserver", "mlflow", "fastapi", "bentoml"}
+    for cell in payload["cells"]:
+        assert cell["valid"], (cell["runtime"], cell["invalid_reasons"])
+        assert cell["parity"]["ok"] and cell["errors"] == 0
+        latency = [cell["latency_ms"][key] for key in PERCENTILE_ORDER]
+        assert latency == sorted(latency) and latency[0] > 0
+        assert cell["offered_rps"] == 50 and abs(cell["achieved_rps"] - 50) < 2.5
+        assert cell["server"]["startup_s"] > 0 and cell["server"]["rss_mb_max"] > 50
+        samples = pd.read_parquet(out / cell["samples_file"])
+        assert int(samples["in_window"].sum()) == cell["requests"]
+        assert (samples["latency_ms"] >= samples["service_ms"] - 1e-3).all()
+        assert set(samples["status"]) == {200}
+    assert (out / "run.log").is_file() and len(list((out / "servers").glob("*.log"))) == 4
+
+
+class QuietUI(RunUI):
+    pass
+
+
+def test_server_killed_mid_run_yields_error_cells_and_the_run_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models: dict[str, LocalModel]) -> None:
+    monkeypatch.setenv("FAKE_MODE", "die_after:200")  # 2 parity requests, 1 s warm-up: dies 1 s into the window
+    before = my_processes()
+    cpus = default_cpu_plan()
+    options = RunOptions(
+        runtimes=[load_runtime(str(FAKE_RUNTIME)), load_runtime("fastapi")], models=[get_spec("iris-logreg")],
+        scenario=load_scenario(str(write_scenario(tmp_path))), profile=load_profile("smoke"),
+        target=LocalTarget(cpus), out_dir=tmp_path / "run", run_id="test", generator_cpus=cpus.generator)
+    store = run_benchmark(options, QuietUI())
+    cells = store.payload["cells"]
+    assert store.payload["status"] == "complete" and len(cells) == 4
+    died, after, *fastapi = cells
+    assert died["runtime"] == "fake" and not died["valid"]
+    assert "server exited during the measurement" in died["invalid_reasons"]
+    assert died["requests"] > 0 and died["errors"] > 0  # what was measured before the crash is kept
+    assert died["latency_ms"]["p50"] is not None and died["throughput_rps"] > 0
+    assert after["error"] == "server had exited before this measurement" and not after["valid"]
+    assert all(cell["valid"] for cell in fastapi), [cell["invalid_reasons"] for cell in fastapi]
+    assert load_results(tmp_path / "run")["cells"] == json.loads(json.dumps(cells))
+    assert my_processes() <= before
+
+
+def test_ctrl_c_keeps_finished_cells_and_stops_everything(tmp_path: Path, models: dict[str, LocalModel]) -> None:
+    out = tmp_path / "run"
+    run = subprocess.Popen([*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario",
+                            str(write_scenario(tmp_path, duration_s=8)), "--profile", "quick", "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert run.stderr is not None
+        for line in run.stderr:  # the first cell has finished: interrupt the second one mid-load
+            if line.startswith("[1/2]"):
+                break
+        time.sleep(5)
+        descendants = psutil.Process(run.pid).children(recursive=True)
+        assert len(descendants) >= 2  # the server and the load generator
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=60) == 130
+    finally:
+        run.kill()
+    payload = load_results(out)
+    assert payload["status"] == "interrupted"
+    first, second = payload["cells"]
+    assert first["valid"]
+    assert not second["valid"] and any("interrupted" in reason for reason in second["invalid_reasons"])
+    assert second["requests"] > 0 and (out / second["samples_file"]).is_file()
+    _, alive = psutil.wait_procs([p for p in descendants if p.is_running()], timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "processes outlived Ctrl-C"
