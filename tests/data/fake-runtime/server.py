@@ -18,7 +18,8 @@ if os.path.exists(golden_file):
     import numpy as np
 
     with np.load(golden_file) as golden:
-        GOLDEN = {tuple(row): answer.tolist() for row, answer in zip(golden["inputs"].tolist(), golden["outputs"])}
+        pairs = zip(golden["inputs"].tolist(), golden["outputs"].tolist(), strict=True)
+        GOLDEN = {tuple(row): answer for row, answer in pairs}
 SERVED = [0]
 if MODE == "crash":
     print("fake server: failing on purpose at startup", flush=True)
