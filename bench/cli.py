@@ -29,6 +29,7 @@ from bench.config import load_runtimes, split_names, state_dir
 from bench.errors import BenchError, DeployError
 from bench.load.driver import LiveTick
 from bench.run import RunUI
+from bench.targets.local import CpuPlan
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -269,7 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.models.catalog import get_spec
     from bench.results import new_run_id
     from bench.run import RunOptions, run_benchmark
-    from bench.targets.local import CpuPlan, LocalTarget, default_cpu_plan, parse_cpu_list
+    from bench.targets.local import LocalTarget
 
     runtimes = load_runtimes(args.runtime)
     models = [get_spec(name) for name in _models(args.model)]
@@ -279,16 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     if args.target != "local":
         raise BenchError(f"target '{args.target}' is not available yet", hint="use --target local")
-    cpus = default_cpu_plan()
-    try:
-        cpus = CpuPlan(parse_cpu_list(args.server_cpus) if args.server_cpus else cpus.server,
-                       parse_cpu_list(args.generator_cpus) if args.generator_cpus else cpus.generator)
-    except ValueError:
-        raise BenchError("bad CPU list", hint="use forms like 1 or 0,2 or 2-3") from None
-    usable = os.sched_getaffinity(0)
-    if not set(cpus.server + cpus.generator) <= usable:
-        raise BenchError(f"CPUs {sorted(set(cpus.server + cpus.generator) - usable)} are not available",
-                         hint=f"usable CPUs: {sorted(usable)}")
+    cpus = default_cpu_plan_or_override(args)
     run_id = new_run_id(f"{scenario.name}-{args.profile}")
     out_dir = Path(args.out) if args.out else Path("reports") / run_id
     if (out_dir / "results.json").exists():
@@ -313,6 +305,69 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"the SLO: {sweep['max_load_within_slo'] or 'none'}")
     console.print(f"results: {store.results_path}")
     return 0
+
+
+# ---- calibrate ----------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1%}"
+
+
+def _met(flag: bool) -> str:
+    return "[green]met[/green]" if flag else "[red]missed[/red]"
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from bench.calibrate import calibrate
+
+    cpus = default_cpu_plan_or_override(args)
+    console.print(f"calibrating the load generator: server CPUs {list(cpus.server)}, generator CPUs "
+                  f"{list(cpus.generator)}, {args.duration:.0f} s per measurement")
+    report = calibrate(cpus, args.duration, lambda msg: console.print(f"  {escape(msg)}", style="dim"),
+                       keep=Path(args.keep) if args.keep else None)
+    ceiling, accuracy, stall = report["ceiling"], report["accuracy"], report["stall"]
+    table = Table("measurement", "result", "compared with", "target", title="bench calibrate")
+    table.add_row("1. ceiling, servebench recording", f"{ceiling['servebench_rps']:,.0f} req/s",
+                  f"plain FastHttpUser {ceiling['plain_locust_rps'] or 0:,.0f} req/s; wrk "
+                  + (f"{ceiling['wrk_rps']:,.0f} req/s" if ceiling["wrk_rps"] else "not installed"),
+                  f"overhead {_pct(ceiling['recording_overhead'])} (<= 10%) {_met(ceiling['target_met'])}")
+    truth, server_side = accuracy["truth"], accuracy["server_side"]
+    rtt = accuracy["round_trip_ms"]["p50"]
+    for loop in ("open", "closed"):
+        table.add_row(f"2. fixed 5 ms server, {loop} loop",
+                      f"p50 {accuracy[loop]['p50']:.3f} ms, p99 {accuracy[loop]['p99']:.3f} ms",
+                      f"server-side p50 {server_side['p50']:.3f} + idle round trip {rtt:.3f} = {truth['p50']:.3f} ms;"
+                      f" p99 {truth['p99']:.3f} ms",
+                      f"p50 {_pct(accuracy[loop + '_p50_error'])} ({_pct(accuracy[loop + '_p50_error_vs_server_side'])}"
+                      f" vs server-side alone), p99 {_pct(accuracy[loop + '_p99_error'])}")
+    table.add_row("", "", "", f"p50 within 3% {_met(accuracy['target_met'])}")
+    for loop in ("open", "closed"):
+        table.add_row(f"3. 200 ms stall every 2 s, {loop} loop", f"p99 {stall[loop]['p99']:.1f} ms",
+                      f"true p99 {stall['truth']['p99']:.1f} ms", f"{_pct(stall[loop + '_p99_error'])}"
+                      + (f" (<= 10%) {_met(stall['target_met'])}" if loop == "open" else " (closed loop hides stalls)"))
+    out.print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+def default_cpu_plan_or_override(args: argparse.Namespace) -> CpuPlan:
+    """The default server/generator split, or the one given with --server-cpus/--generator-cpus."""
+    from bench.targets.local import default_cpu_plan, parse_cpu_list
+
+    cpus = default_cpu_plan()
+    try:
+        cpus = CpuPlan(parse_cpu_list(args.server_cpus) if args.server_cpus else cpus.server,
+                       parse_cpu_list(args.generator_cpus) if args.generator_cpus else cpus.generator)
+    except ValueError:
+        raise BenchError("bad CPU list", hint="use forms like 1 or 0,2 or 2-3") from None
+    usable = os.sched_getaffinity(0)
+    if not set(cpus.server + cpus.generator) <= usable:
+        raise BenchError(f"CPUs {sorted(set(cpus.server + cpus.generator) - usable)} are not available",
+                         hint=f"usable CPUs: {sorted(usable)}")
+    return cpus
 
 
 # ---- parser -------------------------------------------------------------------------------------
@@ -370,6 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--generator-cpus", help="CPUs for the load generator (default: the others)")
     run.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
     run.set_defaults(handler=cmd_run)
+
+    calibrate = commands.add_parser("calibrate", help="measure the load generator against known servers")
+    calibrate.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    calibrate.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    calibrate.add_argument("--keep", metavar="DIR", help="keep raw samples and server records here")
+    calibrate.add_argument("--server-cpus", help="CPUs for the calibration servers (default: the last one)")
+    calibrate.add_argument("--generator-cpus", help="CPUs for the load generator (default: the others)")
+    calibrate.set_defaults(handler=cmd_calibrate)
     return parser
 
 

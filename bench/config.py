@@ -251,18 +251,21 @@ class Scenario(BaseModel):
                 raise ValueError("an open-loop scenario sets exactly one of 'rate', 'stages', 'sweep'")
             rates = [self.rate] if self.rate else [s.rate for s in self.stages or []] or list(self.sweep or [])
             if any(r is None or r <= 0 for r in rates):
-                raise ValueError("rates must be positive")
+                raise ValueError(f"'{load_keys[0]}': rates must be positive")
             ceiling = MAX_RATE_PER_PROCESS * self.generator_processes
             if max(r for r in rates if r is not None) > ceiling:
-                raise ValueError(f"a rate above {ceiling:.0f} req/s is beyond {self.generator_processes} generator "
-                                 "process(es); raise generator_processes or see `bench calibrate`")
+                raise ValueError(f"'{load_keys[0]}': a rate above {ceiling:.0f} req/s is beyond "
+                                 f"{self.generator_processes} generator process(es); raise generator_processes "
+                                 "or see `bench calibrate`")
         else:
             if self.rate is not None or self.stages is not None:
-                raise ValueError("a closed-loop scenario sets 'users' (or a 'sweep' of user counts), not rates")
+                field = "rate" if self.rate is not None else "stages"
+                raise ValueError(f"'{field}': a closed-loop scenario sets 'users' (or a 'sweep' of user counts), "
+                                 "not rates")
             if (self.users is None) == (self.sweep is None):
                 raise ValueError("a closed-loop scenario sets exactly one of 'users', 'sweep'")
-            if self.sweep is not None and any(u < 1 or u != int(u) for u in self.sweep):
-                raise ValueError("a closed-loop sweep lists whole user counts >= 1")
+            if self.sweep is not None and any(u < 1 or u != int(u) or u > 4096 for u in self.sweep):
+                raise ValueError("'sweep': a closed-loop sweep lists whole user counts from 1 to 4096")
         return self
 
 

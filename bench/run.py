@@ -54,7 +54,8 @@ def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]
         for each_users in [int(u) for u in scenario.sweep] if scenario.sweep else [scenario.users or 1]:
             points.append((f"users={each_users}", None, each_users, []))
     elif scenario.stages:
-        scaled = [(max(1.0, s.duration_s * profile.time_scale), s.rate) for s in scenario.stages]
+        scale = max(profile.time_scale, profile.min_duration_s / sum(s.duration_s for s in scenario.stages))
+        scaled = [(max(1.0, s.duration_s * scale), s.rate) for s in scenario.stages]
         points.append(("stages", None, None, scaled))
     else:
         for each_rate in scenario.sweep or [scenario.rate or 0.0]:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.load.plan import LoadPlan
+from bench.processes import pin_and_tie_to_parent
 from bench.stats import SAMPLE_COLUMNS
 from bench.targets.process_tree import ProcessTree
 
@@ -95,14 +96,6 @@ def read_samples(folder: Path) -> pd.DataFrame:
     return samples.sort_values("scheduled", kind="stable").reset_index(drop=True)
 
 
-def _pin(cpus: tuple[int, ...]) -> None:
-    os.sched_setaffinity(0, cpus)
-    with contextlib.suppress(OSError):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-
-
 def locust_command(plan: LoadPlan) -> list[str]:
     users = plan.users_per_process * plan.processes
     run_time = math.ceil(startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 5)
@@ -133,7 +126,7 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
         process = subprocess.Popen(
             command, env={**os.environ, "SERVEBENCH_LOAD_PLAN": str(plan_file), "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=lambda: _pin(generator_cpus),
+            preexec_fn=lambda: pin_and_tie_to_parent(generator_cpus),
         )
         tree = ProcessTree(process.pid)
         tree.per_process_cpu_percent()

@@ -42,7 +42,7 @@ def arrival_offsets(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0
         else:
             expected = stage.duration_s * stage.rate
             gaps = rng.exponential(1.0 / stage.rate, size=int(expected + 10 * np.sqrt(expected) + 10))
-            times = np.cumsum(gaps) - gaps[0]
+            times = np.cumsum(gaps)  # a Poisson process: the first arrival too is an exponential gap in
             while times[-1] < stage.duration_s:  # astronomically rare: extend rather than truncate
                 more = rng.exponential(1.0 / stage.rate, size=len(gaps))
                 times = np.concatenate([times, times[-1] + np.cumsum(more)])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -27,12 +26,12 @@ from bench.config import FREE_PORT, PLACEHOLDER, RuntimeSpec
 from bench.envs import RuntimeEnv, require_env
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
+from bench.processes import pin_and_tie_to_parent
 from bench.targets.base import Deployment, Endpoint, Target, wait_until_ready
 from bench.targets.process_tree import ProcessTree
 
 HOST = "127.0.0.1"
 STOP_GRACE_S = 10.0
-PR_SET_PDEATHSIG = 1
 # Interpreter settings of the harness that must not leak into a runtime's environment.
 SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "CONDA_PREFIX")
 
@@ -106,13 +105,6 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
-
-
-def _child_setup(cpus: tuple[int, ...]) -> None:
-    """Runs in the forked child before exec: pin CPUs, die with the harness."""
-    os.sched_setaffinity(0, cpus)
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass(eq=False)
@@ -226,7 +218,7 @@ class LocalTarget(Target):
                 deployment.process = subprocess.Popen(
                     command, cwd=runtime.folder, env=self.environment(runtime_env, rendered_env),
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=lambda: _child_setup(self.cpus.server),
+                    preexec_fn=lambda: pin_and_tie_to_parent(self.cpus.server),
                 )
             except OSError as exc:
                 _remove_tree(work_dir)

@@ -1,0 +1,402 @@
+"""Statistics from raw samples: percentiles, bootstrap intervals, a synthetic cell, per-second series, validity."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.stats import (
+    ACHIEVED_RATE_FLOOR,
+    GENERATOR_CPU_LIMIT,
+    PERCENTILES,
+    SAMPLE_COLUMNS,
+    CellStats,
+    Limits,
+    Window,
+    bootstrap_ci,
+    invalid_reasons,
+    latency_summary,
+    per_second,
+    summarize,
+)
+
+# ---- latency_summary ---------------------------------------------------------------------------
+
+
+def test_latency_summary_hand_computed_one_to_hundred() -> None:
+    summary = latency_summary(np.arange(1, 101, dtype=np.float64))
+    # numpy's linear interpolation: rank q/100 * (n - 1) between order statistics
+    assert summary["p50"] == pytest.approx(50.5)
+    assert summary["p90"] == pytest.approx(90.1)
+    assert summary["p95"] == pytest.approx(95.05)
+    assert summary["p99"] == pytest.approx(99.01)
+    assert summary["p999"] == pytest.approx(99.901)
+    assert summary["max"] == 100.0
+    assert summary["mean"] == pytest.approx(50.5)
+    assert set(summary) == {"p50", "p90", "p95", "p99", "p999", "max", "mean"}
+
+
+def test_latency_summary_single_value() -> None:
+    summary = latency_summary(np.array([7.25]))
+    assert all(value == 7.25 for value in summary.values())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_latency_summary_matches_numpy(seed: int) -> None:
+    values = np.random.default_rng(seed).lognormal(mean=1.0, sigma=0.8, size=5_001)
+    summary = latency_summary(values)
+    for name, q in PERCENTILES.items():
+        assert summary[name] == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
+    assert summary["max"] == float(values.max())
+    assert summary["mean"] == pytest.approx(float(values.mean()), rel=1e-12)
+    # sample order does not matter
+    reversed_summary = latency_summary(values[::-1])
+    assert reversed_summary == {name: pytest.approx(value, rel=1e-12) for name, value in summary.items()}
+
+
+def test_latency_summary_empty_gives_nones() -> None:
+    summary = latency_summary(np.array([], dtype=np.float64))
+    assert summary == {"p50": None, "p90": None, "p95": None, "p99": None, "p999": None, "max": None, "mean": None}
+
+
+# ---- bootstrap_ci ------------------------------------------------------------------------------
+
+NORMAL_P99 = 2.3263478740408408  # scipy.stats.norm.ppf(0.99)
+NORMAL_P50 = 0.0
+
+
+@pytest.mark.parametrize(("percentile", "truth"), [(50.0, NORMAL_P50), (99.0, NORMAL_P99)])
+def test_bootstrap_ci_brackets_the_true_percentile(percentile: float, truth: float) -> None:
+    values = np.random.default_rng(11).normal(size=20_000)
+    interval = bootstrap_ci(values, percentile)
+    assert interval is not None
+    low, high = interval
+    assert low < truth < high
+    sample = float(np.percentile(values, percentile))
+    assert low <= sample <= high
+    assert high - low < 0.2  # informative, not the whole range
+
+
+def test_bootstrap_ci_narrows_as_n_grows() -> None:
+    rng = np.random.default_rng(5)
+    widths = []
+    for n in (200, 2_000, 20_000):
+        interval = bootstrap_ci(rng.normal(size=n), 99.0)
+        assert interval is not None
+        widths.append(interval[1] - interval[0])
+    assert widths[0] > widths[1] > widths[2]
+    # roughly 1/sqrt(n): a hundred times the samples gives well under half the width
+    assert widths[2] < 0.5 * widths[0]
+
+
+def test_bootstrap_ci_wider_at_higher_confidence() -> None:
+    values = np.random.default_rng(8).normal(size=2_000)
+    narrow = bootstrap_ci(values, 50.0, confidence=0.5)
+    wide = bootstrap_ci(values, 50.0, confidence=0.99)
+    assert narrow is not None and wide is not None
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
+
+
+def test_bootstrap_ci_needs_twenty_samples() -> None:
+    values = np.arange(1.0, 21.0)
+    assert bootstrap_ci(values[:19], 50.0) is None
+    assert bootstrap_ci(np.array([], dtype=np.float64), 50.0) is None
+    interval = bootstrap_ci(values, 50.0)
+    assert interval is not None
+    assert 1.0 <= interval[0] <= interval[1] <= 20.0
+
+
+def test_bootstrap_ci_deterministic_with_seed() -> None:
+    values = np.random.default_rng(3).exponential(size=1_000)
+    assert bootstrap_ci(values, 99.0, seed=4) == bootstrap_ci(values, 99.0, seed=4)
+    assert bootstrap_ci(values, 99.0, seed=4) != bootstrap_ci(values, 99.0, seed=5)
+
+
+def test_bootstrap_ci_large_sample_chunking_gives_the_same_answer_as_one_chunk() -> None:
+    # more than 2M / resamples values forces several chunks; resample draws stay one seeded stream
+    values = np.random.default_rng(9).normal(size=10_000)
+    chunked = bootstrap_ci(values, 90.0, resamples=400, seed=1)
+    assert chunked is not None
+    assert chunked[0] < float(np.percentile(values, 90.0)) < chunked[1]
+
+
+# ---- summarize on a synthetic cell -------------------------------------------------------------
+#
+# Window 100..110 s (wall clock), warm-up 96..100 s, scheduled every 1/8 s (exact in binary) from 96 s:
+# 32 warm-up rows (k = 0..31) then 80 measured rows (j = 0..79, scheduled 100 + j/8).
+
+START, END = 100.0, 110.0
+WARMUP_ROWS, MEASURED_ROWS = 32, 80
+ERROR_STATUS = {10: 0, 20: 500, 30: 500}  # j -> status: a connection failure and two server errors
+SLOW_TAIL = {76, 77, 78, 79}  # complete after the window ends
+SLO_MS = 20.0
+
+
+def _row(scheduled: float, lateness_s: float, service_ms: float, status: int, latency_ms: float) -> dict[str, Any]:
+    return {"scheduled": scheduled, "sent": scheduled + lateness_s, "latency_ms": latency_ms,
+            "service_ms": service_ms, "status": status, "bytes": 100, "worker": 0}
+
+
+def _synthetic_samples() -> pd.DataFrame:
+    rows = []
+    for k in range(WARMUP_ROWS):
+        lateness = {30: 0.30, 31: 0.25}.get(k, 0.001)  # two warm-up requests actually leave inside the window
+        rows.append(_row(96.0 + k / 8, lateness, 5000.0, 200, 5000.0))  # huge: must never reach the figures
+    for j in range(MEASURED_ROWS):
+        lateness = 0.25 if j == 79 else 0.001  # the last one leaves after the window ends
+        if j in ERROR_STATUS:
+            rows.append(_row(START + j / 8, lateness, 1.0, ERROR_STATUS[j], 99_999.0))
+        elif j in SLOW_TAIL:
+            rows.append(_row(START + j / 8, lateness, 600.0, 200, lateness * 1000 + 600.0))
+        else:
+            rows.append(_row(START + j / 8, lateness, 0.5 * j, 200, 1.0 + 0.5 * j))
+    frame = pd.DataFrame(rows)
+    assert list(frame.columns) == SAMPLE_COLUMNS
+    return frame.sample(frac=1.0, random_state=0)  # row order must not matter
+
+
+def _ok_latencies() -> list[float]:
+    return [1.0 + 0.5 * j for j in range(76) if j not in ERROR_STATUS] + [601.0, 601.0, 601.0, 850.0]
+
+
+@pytest.fixture(scope="module")
+def cell() -> CellStats:
+    return summarize(_synthetic_samples(), Window(START, END), Limits(slo_ms=SLO_MS, min_requests=50), 8.0)
+
+
+def test_summarize_counts_measured_requests_and_errors(cell: CellStats) -> None:
+    assert cell.requests == 80  # the 32 warm-up rows are discarded
+    assert cell.errors == 3  # status 0 and 500 are errors
+    assert cell.error_rate == pytest.approx(3 / 80)
+    assert cell.offered_rps == 8.0
+
+
+def test_summarize_latency_is_over_successful_measured_requests_only(cell: CellStats) -> None:
+    ok = np.array(_ok_latencies())
+    assert len(ok) == 77
+    assert cell.latency_ms == latency_summary(ok)
+    assert cell.latency_ms["max"] == 850.0  # not 99 999 (an error) nor 5000 (warm-up)
+    assert cell.latency_ms["p50"] == pytest.approx(float(np.percentile(ok, 50)))
+    assert cell.latency_ms["mean"] == pytest.approx(float(ok.mean()))
+
+
+def test_summarize_service_time_and_intervals(cell: CellStats) -> None:
+    service = np.array([0.5 * j for j in range(76) if j not in ERROR_STATUS] + [600.0] * 4)
+    assert cell.service_ms == latency_summary(service)
+    ok = np.array(_ok_latencies())
+    frame = _synthetic_samples()
+    measured_ok = frame[(frame["scheduled"] >= START) & (frame["status"] == 200)]["latency_ms"].to_numpy()
+    assert sorted(measured_ok) == sorted(ok)
+    assert set(cell.latency_ci_ms) == {"p50", "p99"}
+    for name in ("p50", "p99"):
+        interval = cell.latency_ci_ms[name]
+        assert interval is not None
+        # the default seed and resample count, over the successful latencies in sample order
+        assert interval == list(bootstrap_ci(measured_ok, PERCENTILES[name]) or ())
+        assert ok.min() <= interval[0] <= interval[1] <= ok.max()
+    p50_ci = cell.latency_ci_ms["p50"]
+    assert p50_ci is not None and p50_ci[0] <= float(np.percentile(ok, 50)) <= p50_ci[1]
+
+
+def test_summarize_rates(cell: CellStats) -> None:
+    # achieved: everything sent inside the window, whatever it was scheduled for: measured rows 0..78
+    # (79 leaves at 110.125) plus warm-up rows 30 and 31 sent at 100.05 and 100.125 -> 81 in 10 s
+    assert cell.achieved_rps == pytest.approx(8.1)
+    # throughput: successful measured requests completed inside the window: 77 minus the slow tail of 4
+    assert cell.throughput_rps == pytest.approx(7.3)
+    # goodput: successful measured requests within the SLO (1 + 0.5 j <= 20 ms: j <= 38, less 3 errors)
+    assert cell.goodput_rps == pytest.approx(3.6)
+
+
+def test_summarize_lateness_from_sent_minus_scheduled(cell: CellStats) -> None:
+    lateness = np.array([1.0] * 79 + [250.0])  # measured rows only, errors included
+    assert cell.lateness_ms["p50"] == pytest.approx(1.0, abs=1e-6)
+    assert cell.lateness_ms["p99"] == pytest.approx(float(np.percentile(lateness, 99)), abs=1e-6)
+    assert cell.lateness_ms["max"] == pytest.approx(250.0, abs=1e-6)  # not 300 (a warm-up row)
+
+
+def test_summarize_slo_and_span(cell: CellStats) -> None:
+    assert cell.slo_met is False  # p99 is hundreds of ms against a 20 ms SLO
+    assert cell.measured_s == pytest.approx(10.0)  # traffic until past the end: the whole window
+
+
+def test_summarize_slo_met_when_percentile_within() -> None:
+    stats = summarize(_synthetic_samples(), Window(START, END), Limits(slo_ms=1000.0, slo_percentile="p99"), 8.0)
+    assert stats.slo_met is True
+    assert stats.goodput_rps == pytest.approx(7.7)  # every success within 1000 ms
+    median = summarize(_synthetic_samples(), Window(START, END), Limits(slo_ms=30.0, slo_percentile="p50"), 8.0)
+    assert median.slo_met is True
+
+
+def test_summarize_span_ends_with_the_last_completion() -> None:
+    frame = _synthetic_samples()
+    early = frame[frame["scheduled"] < 105.0]  # traffic stops half way (a crashed server, say)
+    stats = summarize(early, Window(START, END), Limits(slo_ms=SLO_MS), 8.0)
+    # last measured request: scheduled 104.875, sent 104.876, service 0.5 * 39 ms
+    assert stats.measured_s == pytest.approx(4.876 + 0.0195)
+    assert stats.requests == 40
+
+
+def test_summarize_timeseries_buckets_by_scheduled_second(cell: CellStats) -> None:
+    series = cell.timeseries
+    assert [row["t"] for row in series] == list(range(-4, 10))  # warm-up seconds are negative
+    assert all(row["requests"] == 8 for row in series)
+    errors = {row["t"]: row["errors"] for row in series}
+    assert errors == {t: (1 if t in (1, 2, 3) else 0) for t in range(-4, 10)}  # j = 10, 20, 30 -> t 1, 2, 3
+    warm = series[0]
+    assert warm["p50_ms"] == 5000.0 and warm["within_slo"] == 0
+
+
+def test_summarize_with_no_measured_requests() -> None:
+    frame = _synthetic_samples()
+    stats = summarize(frame[frame["scheduled"] < START], Window(START, END), Limits(slo_ms=SLO_MS), 8.0)
+    assert stats.requests == 0 and stats.errors == 0 and stats.error_rate == 0.0
+    assert stats.latency_ms["p99"] is None and stats.slo_met is None
+    assert stats.lateness_ms == {"p50": None, "p99": None, "max": None}
+    assert stats.latency_ci_ms == {"p50": None, "p99": None}
+    assert stats.measured_s == 0.0
+    assert stats.throughput_rps == 0.0 and stats.goodput_rps == 0.0
+    assert stats.achieved_rps == pytest.approx(0.2)  # the two late warm-up rows were still sent inside
+
+
+# ---- per_second --------------------------------------------------------------------------------
+
+
+def test_per_second_rows() -> None:
+    frame = pd.DataFrame([
+        _row(49.5, 0.0, 1.0, 200, 3.0),  # t = -1 (origin 50)
+        _row(50.0, 0.0, 1.0, 200, 10.0),  # t = 0
+        _row(50.2, 0.0, 1.0, 200, 30.0),
+        _row(50.9, 0.0, 1.0, 503, 1.0),  # error: counted, not in percentiles or within_slo
+        _row(52.1, 0.0, 1.0, 0, 1.0),  # t = 2: only an error
+        _row(53.999, 0.0, 1.0, 204, 15.0),  # t = 3
+    ])
+    rows = per_second(frame, 50.0, slo_ms=20.0)
+    assert [row["t"] for row in rows] == [-1, 0, 2, 3]  # empty seconds are absent
+    by_t = {row["t"]: row for row in rows}
+    assert by_t[0] == {"t": 0, "requests": 3, "errors": 1, "p50_ms": 20.0,
+                       "p99_ms": pytest.approx(float(np.percentile([10.0, 30.0], 99))), "within_slo": 1}
+    assert by_t[2] == {"t": 2, "requests": 1, "errors": 1, "p50_ms": None, "p99_ms": None, "within_slo": 0}
+    assert by_t[-1]["p50_ms"] == 3.0 and by_t[-1]["within_slo"] == 1
+    assert by_t[3]["requests"] == 1 and by_t[3]["errors"] == 0  # 2xx other than 200 is a success
+
+
+def test_per_second_empty() -> None:
+    assert per_second(pd.DataFrame(columns=SAMPLE_COLUMNS), 0.0, 10.0) == []
+
+
+# ---- invalid_reasons ---------------------------------------------------------------------------
+
+WINDOW = Window(0.0, 10.0)
+LIMITS = Limits(slo_ms=50.0, max_error_rate=0.01, min_requests=100, min_duration_s=3.0)
+
+
+def _clean() -> CellStats:
+    return CellStats(
+        requests=1000, errors=0, error_rate=0.0, offered_rps=100.0, achieved_rps=100.0, throughput_rps=100.0,
+        goodput_rps=100.0, latency_ms=latency_summary(np.arange(1.0, 11.0)), latency_ci_ms={},
+        service_ms=latency_summary(np.arange(1.0, 11.0)), lateness_ms={}, slo_met=True, measured_s=9.99,
+    )
+
+
+def test_clean_cell_has_no_reasons() -> None:
+    assert invalid_reasons(_clean(), LIMITS, WINDOW, parity_ok=True, generator_cpu_max=50.0) == []
+    assert invalid_reasons(_clean(), LIMITS, WINDOW, parity_ok=True, generator_cpu_max=None) == []
+
+
+def test_slo_miss_alone_does_not_invalidate() -> None:
+    missed = dataclasses.replace(_clean(), slo_met=False)
+    assert invalid_reasons(missed, LIMITS, WINDOW, True, 50.0) == []
+
+
+def _only_reason(stats: CellStats, parity_ok: bool = True, cpu: float | None = 50.0) -> str:
+    reasons = invalid_reasons(stats, LIMITS, WINDOW, parity_ok, cpu)
+    assert len(reasons) == 1, reasons
+    return reasons[0]
+
+
+def test_parity_failure_alone() -> None:
+    assert "parity" in _only_reason(_clean(), parity_ok=False)
+
+
+def test_short_traffic_span_alone() -> None:
+    # the window is 10 s, longer than min_duration_s: answered traffic over 5 s of it is too little
+    reason = _only_reason(dataclasses.replace(_clean(), measured_s=5.0))
+    assert "5.0 s of the 10.0 s window" in reason
+    assert "0.0 s of the 10.0 s window" in _only_reason(dataclasses.replace(_clean(), measured_s=0.0))
+    assert invalid_reasons(dataclasses.replace(_clean(), measured_s=9.5), LIMITS, WINDOW, True, 50.0) == []
+
+
+def test_window_shorter_than_the_minimum_duration_alone() -> None:
+    """DESIGN: a valid cell met the minimum duration. A fully covered 2 s window under a 3 s minimum fails."""
+    short = Window(0.0, 2.0)
+    stats = dataclasses.replace(_clean(), measured_s=2.0)
+    reasons = invalid_reasons(stats, LIMITS, short, True, 50.0)
+    assert len(reasons) == 1, reasons
+    assert "minimum" in reasons[0] and "3.0 s" in reasons[0]
+
+
+def test_window_at_the_minimum_duration_with_normal_coverage_is_valid() -> None:
+    """A clean 3 s window at 50 req/s: the last request is scheduled 20 ms before the end, so traffic spans
+    about 2.98 s. Requiring 99.9% coverage when the window equals min_duration_s would reject it."""
+    at_minimum = Window(0.0, 3.0)
+    stats = dataclasses.replace(_clean(), requests=150, offered_rps=50.0, achieved_rps=50.0, measured_s=2.9815)
+    limits = dataclasses.replace(LIMITS, min_duration_s=3.0)
+    assert invalid_reasons(stats, limits, at_minimum, True, 50.0) == []
+
+
+def test_too_few_requests_alone() -> None:
+    reason = _only_reason(dataclasses.replace(_clean(), requests=99))
+    assert "99 requests" in reason and "100" in reason
+    assert invalid_reasons(dataclasses.replace(_clean(), requests=100), LIMITS, WINDOW, True, 50.0) == []
+
+
+def test_generator_behind_schedule_alone() -> None:
+    reason = _only_reason(dataclasses.replace(_clean(), achieved_rps=94.9))
+    assert "achieved 94.9 req/s" in reason and "fell behind" in reason
+    at_floor = dataclasses.replace(_clean(), achieved_rps=ACHIEVED_RATE_FLOOR * 100.0)
+    assert invalid_reasons(at_floor, LIMITS, WINDOW, True, 50.0) == []
+
+
+def test_achieved_rate_not_checked_without_an_offered_rate() -> None:
+    closed = dataclasses.replace(_clean(), offered_rps=None, achieved_rps=3.0)
+    assert invalid_reasons(closed, LIMITS, WINDOW, True, 50.0) == []
+
+
+def test_generator_cpu_alone() -> None:
+    reason = _only_reason(_clean(), cpu=GENERATOR_CPU_LIMIT + 0.5)
+    assert "CPU" in reason and "90" in reason
+    assert invalid_reasons(_clean(), LIMITS, WINDOW, True, GENERATOR_CPU_LIMIT) == []
+
+
+def test_error_rate_over_limit_alone() -> None:
+    reason = _only_reason(dataclasses.replace(_clean(), errors=20, error_rate=0.02))
+    assert "error rate 2.00%" in reason
+    at_limit = dataclasses.replace(_clean(), errors=10, error_rate=0.01)
+    assert invalid_reasons(at_limit, LIMITS, WINDOW, True, 50.0) == []
+
+
+def test_every_rule_at_once() -> None:
+    bad = dataclasses.replace(_clean(), requests=10, errors=5, error_rate=0.5, achieved_rps=10.0, measured_s=1.0)
+    reasons = invalid_reasons(bad, LIMITS, WINDOW, parity_ok=False, generator_cpu_max=99.0)
+    assert len(reasons) == 6
+
+
+@pytest.mark.parametrize("rate", [10.0, 50.0, 400.0])
+def test_clean_constant_rate_cell_at_the_minimum_duration_is_valid(rate: float) -> None:
+    """End to end through summarize: 1 s warm-up then a 3 s window equal to min_duration_s, every request
+    answered in 1 ms. Nothing is wrong with this cell."""
+    offsets = np.arange(int(4.0 * rate)) / rate
+    origin = 1_000.0
+    frame = pd.DataFrame({"scheduled": origin + offsets, "sent": origin + offsets + 0.0005, "latency_ms": 1.5,
+                          "service_ms": 1.0, "status": 200, "bytes": 10, "worker": 0})
+    window = Window(origin + 1.0, origin + 4.0)
+    limits = Limits(slo_ms=100.0, min_requests=20, min_duration_s=3.0)
+    stats = summarize(frame, window, limits, rate)
+    assert stats.requests == int(3 * rate)
+    assert stats.achieved_rps == pytest.approx(rate)
+    assert invalid_reasons(stats, limits, window, True, 10.0) == []
