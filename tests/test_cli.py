@@ -20,6 +20,7 @@ import pytest
 
 import bench.check
 import bench.envs
+import bench.run
 from bench.cli import main
 from bench.targets.local import LocalTarget
 
@@ -54,10 +55,36 @@ def _case(name: str, tmp_path: Path) -> Case:
         folder = _malformed_runtime(tmp_path)
         return Case(["check", "--runtime", str(folder)],
                     [f"{folder / 'runtime.yaml'}: malformed YAML at line", "(hint: check indentation"])
+    if name == "unknown scenario":
+        return Case(["run", "--scenario", "nope"], ["unknown scenario 'nope'", "(hint: valid: batch, ramp"])
+    if name == "malformed scenario":
+        path = tmp_path / "bad.yaml"
+        path.write_text("name: bad\nloop: [open\n")
+        return Case(["run", "--scenario", str(path)], [f"{path}: malformed YAML at line", "(hint:"])
+    if name == "impossible rate":
+        path = tmp_path / "fast.yaml"
+        path.write_text("name: fast\nloop: open\nrate: 1000000\n")
+        return Case(["run", "--scenario", str(path)], [f"{path}:", "'rate': a rate above 20000 req/s", "(hint:"])
+    if name == "closed loop with a rate":
+        path = tmp_path / "mixed.yaml"
+        path.write_text("name: mixed\nloop: closed\nrate: 10\n")
+        return Case(["run", "--scenario", str(path)], [f"{path}:", "'rate': a closed-loop scenario", "(hint:"])
+    if name == "unknown profile":
+        return Case(["run", "--profile", "nope"], ["unknown profile 'nope'", "(hint: valid: smoke, quick, full"])
+    if name == "bad cpu list":
+        return Case(["run", "--server-cpus", "x"], ["bad CPU list", "(hint: use forms like"])
+    if name == "unavailable cpu":
+        return Case(["run", "--server-cpus", "999"], ["CPUs [999] are not available", "(hint: usable CPUs"])
+    if name == "existing run folder":
+        (tmp_path / "old").mkdir()
+        (tmp_path / "old" / "results.json").write_text("{}")
+        return Case(["run", "--out", str(tmp_path / "old")], ["already holds a run", "(hint: choose another"])
     raise AssertionError(name)
 
 
-CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable json", "malformed runtime.yaml"]
+CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable json", "malformed runtime.yaml",
+         "unknown scenario", "malformed scenario", "impossible rate", "closed loop with a rate", "unknown profile",
+         "bad cpu list", "unavailable cpu", "existing run folder"]
 # rich soft-wraps console.print at the console width (80 when not a terminal): see the report
 ONE_LINE_CASES = list(CASES)
 
@@ -85,6 +112,7 @@ def no_deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         raise AssertionError("a usage error reached the point of provisioning or deploying")
 
     monkeypatch.setattr(bench.check, "run_check", refuse)
+    monkeypatch.setattr(bench.run, "run_benchmark", refuse)
     monkeypatch.setattr(bench.envs, "build_env", refuse)
     monkeypatch.setattr(LocalTarget, "deploy", refuse)
     # main() sets these and a SIGTERM handler for the whole process: undo them after each test
