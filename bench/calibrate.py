@@ -96,21 +96,31 @@ def _window(plan: LoadPlan, warmup_s: float) -> Window:
 Say = Callable[[str], None]
 
 
-def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, say: Say) -> dict[str, Any]:
+def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, say: Say,
+                    rounds: int = 3) -> dict[str, Any]:
+    """Alternate servebench and plain Locust rounds and compare medians, so that a burst of noise from
+    the machine hits both sides alike rather than one whole measurement."""
     warmup = 2.0
+    ours: list[float] = []
+    plain: list[float] = []
     with calibration_server("noop", cpus, folder) as server:
-        say(f"ceiling: servebench recording locustfile, {users} users, {duration_s:.0f} s")
-        plan = _plan(server, folder, "ceiling", "closed", 0.0, users, warmup, duration_s)
-        outcome = run_load(plan, cpus.generator, folder / "ceiling.log")
-        inside = measured(outcome.samples, _window(plan, warmup))
-        ours = len(inside) / duration_s
-        say(f"ceiling: plain Locust FastHttpUser, {users} users, {duration_s:.0f} s")
-        plain = _plain_locust_rps(server.url, cpus, users, warmup + duration_s, folder)
+        for round_index in range(rounds):
+            say(f"ceiling round {round_index + 1}/{rounds}: servebench recording locustfile, {users} users, "
+                f"{duration_s:.0f} s")
+            plan = _plan(server, folder, f"ceiling-{round_index}", "closed", 0.0, users, warmup, duration_s)
+            outcome = run_load(plan, cpus.generator, folder / "ceiling.log")
+            ours.append(len(measured(outcome.samples, _window(plan, warmup))) / duration_s)
+            say(f"ceiling round {round_index + 1}/{rounds}: plain Locust FastHttpUser, {users} users")
+            plain_rps = _plain_locust_rps(server.url, cpus, users, warmup + duration_s, folder)
+            if plain_rps:
+                plain.append(plain_rps)
         wrk = _wrk_rps(server.url, cpus, users, duration_s)
-    overhead = None if not plain else 1.0 - ours / plain
-    return {"servebench_rps": ours, "plain_locust_rps": plain, "wrk_rps": wrk, "recording_overhead": overhead,
-            "generator_cpu_max": outcome.generator_cpu_max, "users": users,
-            "target_met": overhead is not None and overhead <= RECORDING_OVERHEAD_TARGET}
+    ours_median = float(np.median(ours))
+    plain_median = float(np.median(plain)) if plain else None
+    overhead = None if not plain_median else 1.0 - ours_median / plain_median
+    return {"servebench_rps": ours_median, "plain_locust_rps": plain_median, "wrk_rps": wrk,
+            "servebench_rounds": ours, "plain_locust_rounds": plain, "recording_overhead": overhead,
+            "users": users, "target_met": overhead is not None and overhead <= RECORDING_OVERHEAD_TARGET}
 
 
 def _plain_locust_rps(url: str, cpus: CpuPlan, users: int, seconds: float, folder: Path) -> float | None:
@@ -142,40 +152,47 @@ def _wrk_rps(url: str, cpus: CpuPlan, users: int, seconds: float) -> float | Non
     return float(match.group(1)) if match else None
 
 
-def measure_round_trip(cpus: CpuPlan, folder: Path, duration_s: float, say: Say) -> dict[str, float | None]:
-    """The fixed cost of one request on this machine (kernel loopback, both HTTP stacks): one user against
-    the no-op server, with the server's own handling time subtracted."""
+ACCURACY_LOOPS = (("open", 64), ("closed", 1))
+
+
+def measure_round_trip(cpus: CpuPlan, folder: Path, duration_s: float, rate: float,
+                       say: Say) -> dict[str, float]:
+    """The fixed cost of one request on this machine (kernel loopback, both HTTP stacks, waking an idle
+    server), per loop, against the no-op server driven exactly like the 5 ms server, with the server's
+    own handling time subtracted. An open-loop request meets an idle server; a closed-loop one a warm one."""
     warmup = 1.0
-    with calibration_server("noop", cpus, folder) as server:
-        say(f"accuracy: idle round trip to a no-op server, one user, {duration_s:.0f} s")
-        plan = _plan(server, folder, "round-trip", "closed", 0.0, 1, warmup, duration_s)
-        outcome = run_load(plan, cpus.generator, folder / "round-trip.log")
-    client = latency_summary(measured(outcome.samples, _window(plan, warmup))["latency_ms"].to_numpy())
-    handling = latency_summary(np.asarray(server.record()["durations_ms"]))
-    return {"p50": (client["p50"] or 0.0) - (handling["p50"] or 0.0), "client_p50": client["p50"]}
+    round_trip: dict[str, float] = {}
+    for loop, users in ACCURACY_LOOPS:
+        with calibration_server("noop", cpus, folder) as server:
+            say(f"accuracy: round trip to a no-op server, {loop} loop, {duration_s:.0f} s")
+            plan = _plan(server, folder, f"round-trip-{loop}", loop, rate, users, warmup, duration_s)
+            outcome = run_load(plan, cpus.generator, folder / f"round-trip-{loop}.log")
+        client = latency_summary(measured(outcome.samples, _window(plan, warmup))["latency_ms"].to_numpy())
+        handling = latency_summary(np.asarray(server.record()["durations_ms"]))
+        round_trip[loop] = (client["p50"] or 0.0) - (handling["p50"] or 0.0)
+    return round_trip
 
 
 def measure_accuracy(cpus: CpuPlan, folder: Path, duration_s: float, rate: float, say: Say) -> dict[str, Any]:
     """Truth for a client is the server's own record of each request plus the idle round trip; both the
     error against that and against the server's record alone are reported."""
     warmup = 2.0
-    round_trip = measure_round_trip(cpus, folder, min(duration_s, 5.0), say)
+    round_trip = measure_round_trip(cpus, folder, min(duration_s, 5.0), rate, say)
     with calibration_server("fixed:5", cpus, folder) as server:
         results: dict[str, Any] = {}
-        for loop, users in (("open", 64), ("closed", 1)):
+        for loop, users in ACCURACY_LOOPS:
             say(f"accuracy: fixed 5 ms server, {loop} loop, {duration_s:.0f} s")
             plan = _plan(server, folder, f"fixed-{loop}", loop, rate, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / f"fixed-{loop}.log")
             latency = latency_summary(measured(outcome.samples, _window(plan, warmup))["latency_ms"].to_numpy())
             results[loop] = latency
     server_side = latency_summary(np.asarray(server.record()["durations_ms"]))
-    rtt = round_trip["p50"] or 0.0
-    truth = {key: (value + rtt if value is not None else None) for key, value in server_side.items()}
     for loop in ("open", "closed"):
+        truth = {key: (value + round_trip[loop] if value is not None else None) for key, value in server_side.items()}
+        results[f"{loop}_truth"] = truth
         results[f"{loop}_p50_error"] = _relative(results[loop]["p50"], truth["p50"])
         results[f"{loop}_p99_error"] = _relative(results[loop]["p99"], truth["p99"])
         results[f"{loop}_p50_error_vs_server_side"] = _relative(results[loop]["p50"], server_side["p50"])
-    results["truth"] = truth
     results["server_side"] = server_side
     results["round_trip_ms"] = round_trip
     results["target_met"] = all(abs(results[f"{loop}_p50_error"] or 1) <= P50_ERROR_TARGET

@@ -37,10 +37,10 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 def _quiet_libraries() -> None:
     """MLflow and alembic log at INFO on every store access; keep the terminal for our own output."""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # known noise: pickle format, torch +cpu
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*pickle or cloudpickle format.*")
     warnings.filterwarnings("ignore", module="mlflow.*")
 
@@ -328,16 +328,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                        keep=Path(args.keep) if args.keep else None)
     ceiling, accuracy, stall = report["ceiling"], report["accuracy"], report["stall"]
     table = Table("measurement", "result", "compared with", "target", title="bench calibrate")
-    table.add_row("1. ceiling, servebench recording", f"{ceiling['servebench_rps']:,.0f} req/s",
+    table.add_row("1. ceiling, servebench recording (median of rounds)", f"{ceiling['servebench_rps']:,.0f} req/s",
                   f"plain FastHttpUser {ceiling['plain_locust_rps'] or 0:,.0f} req/s; wrk "
                   + (f"{ceiling['wrk_rps']:,.0f} req/s" if ceiling["wrk_rps"] else "not installed"),
                   f"overhead {_pct(ceiling['recording_overhead'])} (<= 10%) {_met(ceiling['target_met'])}")
-    truth, server_side = accuracy["truth"], accuracy["server_side"]
-    rtt = accuracy["round_trip_ms"]["p50"]
+    server_side = accuracy["server_side"]
     for loop in ("open", "closed"):
+        truth, rtt = accuracy[f"{loop}_truth"], accuracy["round_trip_ms"][loop]
         table.add_row(f"2. fixed 5 ms server, {loop} loop",
                       f"p50 {accuracy[loop]['p50']:.3f} ms, p99 {accuracy[loop]['p99']:.3f} ms",
-                      f"server-side p50 {server_side['p50']:.3f} + idle round trip {rtt:.3f} = {truth['p50']:.3f} ms;"
+                      f"server-side p50 {server_side['p50']:.3f} + round trip {rtt:.3f} = {truth['p50']:.3f} ms;"
                       f" p99 {truth['p99']:.3f} ms",
                       f"p50 {_pct(accuracy[loop + '_p50_error'])} ({_pct(accuracy[loop + '_p50_error_vs_server_side'])}"
                       f" vs server-side alone), p99 {_pct(accuracy[loop + '_p99_error'])}")

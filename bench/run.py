@@ -190,6 +190,7 @@ def _measured_cell(cell: dict[str, Any], stats: CellStats, outcome: LoadOutcome,
         "fairness": {**deployment.fairness, **options.fairness},
         "timeseries": _with_server_series(stats.timeseries, sampler, window.start),
     })
+    cell["warnings"] = caveats(stats, limits)
     reasons = invalid_reasons(stats, limits, window, parity.ok, outcome.generator_cpu_max)
     if not deployment.alive():
         cell["error"] = "server exited during the measurement; see its log"
@@ -199,6 +200,16 @@ def _measured_cell(cell: dict[str, Any], stats: CellStats, outcome: LoadOutcome,
     cell["invalid_reasons"] = reasons
     cell["valid"] = not reasons
     return cell
+
+
+def caveats(stats: CellStats, limits: Limits) -> list[str]:
+    """Things a reader should know that do not make a cell invalid."""
+    notes = []
+    late = stats.lateness_ms.get("max")
+    if late is not None and late > max(10.0, 0.1 * limits.slo_ms):
+        notes.append(f"the generator sent some requests up to {late:.0f} ms late (a machine stall or an exhausted "
+                     "user pool); latency counts from the scheduled time, so the delay is included")
+    return notes
 
 
 def _with_server_series(series: list[dict[str, Any]], sampler: ServerSampler, origin: float) -> list[dict[str, Any]]:
