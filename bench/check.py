@@ -16,7 +16,7 @@ from bench.envs import require_env
 from bench.errors import BenchError, DeployError
 from bench.models.registry import resolve
 from bench.parity import check_parity
-from bench.targets.base import Target
+from bench.targets.base import Deployment, Target
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_
     with deployment:
         parity = check_parity(deployment.endpoint, model)
         rss = deployment.rss_mb()
+        if not parity.answered:
+            _let_a_dying_server_exit(deployment)
         if not deployment.alive():
             return failed(f"server died during the parity check ({parity.error or 'after answering'})",
                           str(deployment.log_path), model.version)
@@ -60,6 +62,14 @@ def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_
     return CheckRow(runtime.name, model.name, status, parity.ok, parity.max_abs_diff,
                     round(deployment.startup_s, 3), round(rss, 1), model.version, parity.error,
                     str(deployment.log_path))
+
+
+def _let_a_dying_server_exit(deployment: Deployment, grace_s: float = 1.0) -> None:
+    """A crashing server closes its sockets before the kernel reports it gone: wait a moment so the
+    crash is reported as a crash, not as a refused request."""
+    deadline = time.monotonic() + grace_s
+    while deployment.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def run_check(target: Target, runtimes: list[RuntimeSpec], models: list[ModelSpec], log_dir: Path,

@@ -92,10 +92,19 @@ class CellStats:
     timeseries: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Scheduled times are wall-clock floats (start + k / rate); a slot meant to sit exactly on the window's
+# start must not fall out of it by a rounding error, so boundaries are compared with this tolerance.
+BOUNDARY_TOLERANCE_S = 1e-6
+
+
+def in_window(scheduled: pd.Series, window: Window) -> pd.Series:
+    """Which requests were scheduled inside the window (warm-up before it, drain after it)."""
+    return (scheduled >= window.start - BOUNDARY_TOLERANCE_S) & (scheduled < window.end - BOUNDARY_TOLERANCE_S)
+
+
 def measured(samples: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Requests scheduled inside the window: warm-up requests are discarded, late ones kept."""
-    mask = (samples["scheduled"] >= window.start) & (samples["scheduled"] < window.end)
-    return samples.loc[mask]
+    return samples.loc[in_window(samples["scheduled"], window)]
 
 
 def is_success(status: pd.Series) -> pd.Series:
@@ -155,7 +164,7 @@ def per_second(samples: pd.DataFrame, origin: float, slo_ms: float) -> list[dict
     """One row per second of scheduled time since origin (negative seconds are warm-up)."""
     if samples.empty:
         return []
-    second = np.floor(samples["scheduled"].to_numpy() - origin).astype(int)
+    second = np.floor(samples["scheduled"].to_numpy() - origin + BOUNDARY_TOLERANCE_S).astype(int)
     ok = is_success(samples["status"]).to_numpy()
     latency = samples["latency_ms"].to_numpy()
     rows = []

@@ -164,6 +164,19 @@ def train(spec: ModelSpec) -> TrainedModel:
     return TrainedModel(spec, estimator, golden, predict_reference(spec, estimator, golden), accuracy)
 
 
+def pip_requirements(spec: ModelSpec) -> list[str]:
+    """What a runtime needs to load the model, stated rather than inferred: MLflow's inference would list
+    whatever the harness happened to import (psutil, rich...)."""
+    import cloudpickle
+    import sklearn
+    import torch
+
+    base = [f"numpy=={np.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
+    if spec.framework == "sklearn":
+        return [*base, f"scikit-learn=={sklearn.__version__}"]
+    return [*base, f"torch=={torch.__version__.split('+')[0]}"]
+
+
 def fingerprint(spec: ModelSpec) -> str:
     """Everything that decides the trained weights: unchanged fingerprint, no retraining."""
     import sklearn
@@ -178,4 +191,5 @@ def fingerprint(spec: ModelSpec) -> str:
         digest.update(torch.__version__.encode())
     digest.update(sklearn.__version__.encode())
     digest.update(f"{SEED}:{GOLDEN_ROWS}".encode())
+    digest.update(" ".join(pip_requirements(spec)).encode())
     return digest.hexdigest()[:16]

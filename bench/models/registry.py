@@ -27,14 +27,15 @@ FINGERPRINT_TAG = "servebench.fingerprint"
 GOLDEN_ARTIFACT = "golden"
 
 
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set (a real server), else an embedded SQLite store under the state dir."""
-    configured = os.environ.get("MLFLOW_TRACKING_URI")
-    if configured:
-        return configured
+def embedded_tracking_uri() -> str:
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set (a real server), else an embedded SQLite store under the state dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
 
 
 def artifact_root() -> str:
@@ -55,7 +56,9 @@ def _experiment_id(client: Any, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else artifact_root()
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI itself, so compare URIs rather than test the variable:
+    # only the embedded store gets a project-local artifact root (a server keeps its own artifact store).
+    location = artifact_root() if tracking_uri() == embedded_tracking_uri() else None
     return str(client.create_experiment(name, artifact_location=location))
 
 
@@ -141,13 +144,14 @@ def _log_and_register(client: Any, trained: catalog.TrainedModel, fingerprint: s
             info = mlflow.sklearn.log_model(
                 trained.estimator, name="model", signature=signature, input_example=example,
                 pyfunc_predict_fn="predict_proba", serialization_format="cloudpickle",
+                pip_requirements=catalog.pip_requirements(spec),
             )
         else:
             import mlflow.pytorch
 
             info = mlflow.pytorch.log_model(
                 trained.estimator, name="model", signature=signature, input_example=example,
-                code_paths=[str(catalog.TORCH_NETS_FILE)],
+                code_paths=[str(catalog.TORCH_NETS_FILE)], pip_requirements=catalog.pip_requirements(spec),
             )
         mlflow.log_artifacts(str(golden_dir), artifact_path=GOLDEN_ARTIFACT)
         version = mlflow.register_model(info.model_uri, spec.name, tags={FINGERPRINT_TAG: fingerprint})

@@ -148,6 +148,7 @@ class LocalDeployment(Deployment):
         for leftover in still_alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 leftover.kill()
+        psutil.wait_procs(still_alive, timeout=3)  # a signal is delivered asynchronously: see it land
         _signal_group(process.pid, signal.SIGKILL)
         with _LIVE_LOCK:
             _LIVE.discard(self)
