@@ -290,6 +290,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          generator_cpus=cpus.generator,
                          fairness={**cpus.as_dict(), "cpu_shared": bool(set(cpus.server) & set(cpus.generator))})
     ui = ConsoleRunUI(out_dir / "run.log")
+    if not args.no_mlflow:
+        from bench.models.registry import tracking_uri
+
+        tracking_uri()  # fail on a bad MLFLOW_TRACKING_URI before any measuring, not after
     console.print(f"run {run_id}: {len(runtimes)} runtime(s) x {len(models)} model(s), scenario {scenario.name}, "
                   f"profile {profile.name}; server CPUs {list(cpus.server)}, generator CPUs {list(cpus.generator)}")
     try:
@@ -297,6 +301,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         ui.close()
         console.print(f"interrupted: partial results in {out_dir / 'results.json'}")
+        if (out_dir / "results.json").exists():
+            _publish(out_dir, mlflow=False)
         raise
     ui.close()
     out.print(results_table(store.payload))
@@ -304,6 +310,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(f"sweep {sweep['runtime']} x {sweep['model']} (batch {sweep['batch_size']}): highest load within "
                   f"the SLO: {sweep['max_load_within_slo'] or 'none'}")
     console.print(f"results: {store.results_path}")
+    _publish(out_dir, mlflow=not args.no_mlflow)
+    return 0
+
+
+def _publish(run_dir: Path, mlflow: bool) -> None:
+    """Render report.html and summary.md, then log to MLflow; a failure here never loses the results."""
+    from bench.report import log_run, render_run_reports
+
+    try:
+        html, markdown = render_run_reports([run_dir])
+        console.print(f"report: {html}\nsummary: {markdown}")
+    except BenchError as exc:
+        console.print(f"[yellow]warning:[/yellow] report not rendered: {escape(exc.message)} "
+                      f"(hint: bench report {run_dir})", soft_wrap=True)
+        return
+    summary_target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_target:
+        with open(summary_target, "a") as sink:
+            sink.write(markdown.read_text())
+    if mlflow:
+        try:
+            console.print(f"MLflow run: {log_run(run_dir)}")
+        except BenchError as exc:
+            console.print(f"[yellow]warning:[/yellow] not logged to MLflow: {escape(exc.message)}", soft_wrap=True)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import render_run_reports
+
+    html, markdown = render_run_reports([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None)
+    out.print(f"report: {html}\nsummary: {markdown}")
     return 0
 
 
@@ -424,7 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server-cpus", help="CPUs for the server (default: the last one)")
     run.add_argument("--generator-cpus", help="CPUs for the load generator (default: the others)")
     run.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
+    run.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
     run.set_defaults(handler=cmd_run)
+
+    report = commands.add_parser("report", help="(re)render report.html and summary.md from saved runs")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one run, or several to overlay")
+    report.add_argument("--out", metavar="DIR", help="where to write (default: the (first) run folder)")
+    report.set_defaults(handler=cmd_report)
 
     calibrate = commands.add_parser("calibrate", help="measure the load generator against known servers")
     calibrate.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")

@@ -27,7 +27,7 @@ from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel, resolve
 from bench.parity import ParityResult, check_parity
 from bench.results import RunStore, environment_fingerprint
-from bench.stats import CellStats, Limits, Window, invalid_reasons, summarize
+from bench.stats import CellStats, Limits, Window, in_window, invalid_reasons, summarize
 from bench.targets.base import Deployment, Target
 
 
@@ -247,8 +247,7 @@ def measure(options: RunOptions, deployment: Deployment, model: LocalModel, meas
     limits = limits_for(scenario, options.profile, measurement)
     stats = summarize(outcome.samples, window, limits, measurement.offered_rps)
     cell = _measured_cell(cell, stats, outcome, sampler, window, deployment, parity, limits, options)
-    scheduled = outcome.samples["scheduled"]
-    samples = outcome.samples.assign(in_window=(scheduled >= window.start) & (scheduled < window.end))
+    samples = outcome.samples.assign(in_window=in_window(outcome.samples["scheduled"], window))
     if outcome.interrupted:
         raise _Interrupted(cell, samples)
     return cell, samples
@@ -259,6 +258,14 @@ class _Interrupted(Exception):
         super().__init__("interrupted")
         self.cell = cell
         self.samples = samples
+
+
+def _runtime_meta(runtime: RuntimeSpec, env: RuntimeEnv | None) -> dict[str, Any]:
+    """What the report's comparison table measures: where the runtime lives, its code, its environment."""
+    return {"protocol": runtime.protocol, "settings": runtime.settings, "description": runtime.description,
+            "folder": str(runtime.folder), "serving_code": runtime.serving_code,
+            "env_size_mb": env.size_mb if env else None, "env_packages": len(env.packages) if env else None,
+            "env_key": env.key if env else None}
 
 
 def run_benchmark(options: RunOptions, ui: RunUI) -> RunStore:
@@ -277,8 +284,7 @@ def run_benchmark(options: RunOptions, ui: RunUI) -> RunStore:
         "environment": environment_fingerprint({name: env.packages for name, env in runtime_envs.items()}),
         "scenario": options.scenario.model_dump(), "profile": options.profile.model_dump(),
         "target": options.target.name, "fairness": options.fairness,
-        "runtimes": {r.name: {"protocol": r.protocol, "settings": r.settings, "description": r.description}
-                     for r in options.runtimes},
+        "runtimes": {r.name: _runtime_meta(r, runtime_envs.get(r.name)) for r in options.runtimes},
         "models": {name: {"version": m.version, "fingerprint": m.fingerprint, "framework": m.spec.framework}
                    for name, m in models.items()},
     })

@@ -1,0 +1,37 @@
+"""report.html: one self-contained page (inline CSS, figures as data URIs, no scripts) from saved runs.
+
+The page orders its sections as a reader decides: the verdict first, then the numbers behind it, the
+figures, the measured runtime comparison, and the environment needed to trust or challenge it all.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bench import __version__
+from bench.report.comparison import runtime_facts
+from bench.report.environment import run_environments
+from bench.report.figures import model_charts
+from bench.report.model import ReportData
+from bench.report.summary import summary_rows
+from bench.report.templating import environment
+from bench.report.verdict import ModelVerdict, run_caveats
+
+TEMPLATE = "report.html.j2"
+
+
+def title_of(data: ReportData) -> str:
+    if data.overlay:
+        return f"servebench: {len(data.runs)} runs overlaid"
+    return f"servebench run {data.runs[0].run_id}"
+
+
+def render_html(data: ReportData, verdicts: list[ModelVerdict]) -> str:
+    """The whole report as one HTML string."""
+    return environment(html=True).get_template(TEMPLATE).render(
+        title=title_of(data), overlay=data.overlay, runs=data.runs, verdicts=verdicts,
+        run_caveats=run_caveats(data), summary=summary_rows(data.cells), charts=model_charts(data),
+        facts=runtime_facts(data), environments=run_environments(data), version=__version__,
+        rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        sources=[run.folder.name for run in data.runs],
+    )

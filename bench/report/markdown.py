@@ -1,0 +1,25 @@
+"""summary.md: the verdict and the summary table, sized for a CI job summary or a PR comment.
+
+No figures and no environment dump: those live in report.html. Caveats fold into a <details> block
+and are capped, so a run full of failed cells still fits a PR comment.
+"""
+
+from __future__ import annotations
+
+from bench.report.html import title_of
+from bench.report.model import ReportData
+from bench.report.summary import summary_rows
+from bench.report.templating import environment
+from bench.report.verdict import ModelVerdict, run_caveats
+
+TEMPLATE = "summary.md.j2"
+MAX_CAVEATS = 20
+BADGES = {"valid": "✅ valid", "invalid": "⚠️ invalid", "failed": "❌ failed"}
+
+
+def render_markdown(data: ReportData, verdicts: list[ModelVerdict], report_name: str = "report.html") -> str:
+    caveats = run_caveats(data) + [caveat for verdict in verdicts for caveat in verdict.caveats]
+    return environment(html=False).get_template(TEMPLATE).render(
+        title=title_of(data), runs=data.runs, overlay=data.overlay, verdicts=verdicts, caveats=caveats,
+        max_caveats=MAX_CAVEATS, summary=summary_rows(data.cells), badges=BADGES, report_name=report_name,
+    )

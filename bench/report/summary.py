@@ -1,0 +1,66 @@
+"""The summary table: one formatted row per cell, in the same order for the HTML report and summary.md.
+
+Rows are sorted by model, scenario, load point and runtime (then run, in an overlay), so the runtimes
+measured at the same load sit next to each other; invalid and failed cells stay in the table with
+their reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench.report.format import fmt_ci, fmt_ms, fmt_number, fmt_percent, fmt_rate, fmt_ratio
+from bench.report.model import as_float, as_int, records
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    run_id: str
+    runtime: str
+    model: str
+    scenario: str
+    label: str
+    batch_size: int
+    p50: str
+    p50_ci: str
+    p95: str
+    p99: str
+    p99_ci: str
+    p999: str
+    throughput: str
+    error_rate: str
+    goodput: str
+    cpu: str
+    rss: str
+    startup: str
+    status: str  # valid, invalid, failed
+    reasons: list[str]
+    slo_met: bool | None
+
+
+def _optional_bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def summary_rows(cells: pd.DataFrame) -> list[SummaryRow]:
+    ordered = cells.sort_values(["model", "scenario", "batch_size", "offered_rps", "users", "label", "runtime",
+                                 "run_index"], na_position="first", kind="stable")
+    rows = []
+    for cell in records(ordered):
+        number = {key: as_float(value) for key, value in cell.items()}
+        rows.append(SummaryRow(
+            run_id=str(cell["run_id"]), runtime=str(cell["runtime"]), model=str(cell["model"]),
+            scenario=str(cell["scenario"]), label=str(cell["label"]), batch_size=as_int(cell["batch_size"], 1),
+            p50=fmt_ms(number["p50_ms"], unit=False), p50_ci=fmt_ci(number["p50_ci_low"], number["p50_ci_high"]),
+            p95=fmt_ms(number["p95_ms"], unit=False), p99=fmt_ms(number["p99_ms"], unit=False),
+            p99_ci=fmt_ci(number["p99_ci_low"], number["p99_ci_high"]), p999=fmt_ms(number["p999_ms"], unit=False),
+            throughput=fmt_rate(number["throughput_rps"], unit=""),
+            error_rate=fmt_ratio(number["error_rate"] if cell["requests"] else None),
+            goodput=fmt_rate(number["goodput_rps"], unit=""), cpu=fmt_percent(number["cpu_mean"], 0),
+            rss=fmt_number(number["rss_max_mb"], 0), startup=fmt_number(number["startup_s"], 2),
+            status=str(cell["status"]), reasons=[str(r) for r in cell["invalid_reasons"]],
+            slo_met=_optional_bool(cell["slo_met"]),
+        ))
+    return rows

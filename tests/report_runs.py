@@ -1,0 +1,146 @@
+"""Run folders for the report tests: real smoke runs from tests/data/runs, and synthetic variations of them.
+
+The real runs (a 4-runtime quick smoke run and a 2-runtime smoke run of iris-logreg) keep their raw
+samples as gzipped CSV (the repository ignores *.parquet); `materialise` rebuilds the Parquet files a
+run folder holds. The variations edit results.json the way real runs go wrong or grow: invalid and
+failed cells, a rate sweep, a batch-size scenario, and an old minimal schema-1 file.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RUNS = Path(__file__).resolve().parent / "data" / "runs"
+SAMPLE_DTYPES = {"status": "int32", "bytes": "int64", "worker": "int16", "in_window": "bool"}
+
+
+def materialise(name: str, dest: Path) -> Path:
+    """A run folder as `bench run` leaves it: results.json plus samples/*.parquet."""
+    source = RUNS / name
+    (dest / "samples").mkdir(parents=True)
+    shutil.copy(source / "results.json", dest / "results.json")
+    for csv in sorted((source / "samples").glob("*.csv.gz")):
+        frame = pd.read_csv(csv).astype(SAMPLE_DTYPES)
+        frame.to_parquet(dest / "samples" / (csv.name.removesuffix(".csv.gz") + ".parquet"), index=False)
+    return dest
+
+
+def read(folder: Path) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads((folder / "results.json").read_text())
+    return payload
+
+
+def write(folder: Path, payload: dict[str, Any]) -> None:
+    (folder / "results.json").write_text(json.dumps(payload, indent=1))
+
+
+def _cell(payload: dict[str, Any], runtime: str) -> dict[str, Any]:
+    cell: dict[str, Any] = next(c for c in payload["cells"] if c["runtime"] == runtime)
+    return cell
+
+
+def with_bad_cells(dest: Path) -> Path:
+    """The 4-runtime run with bentoml invalid (measured, too few requests), mlflow failed to start (no
+    samples) and mlserver failing parity (not load-tested); the run was interrupted."""
+    folder = materialise("smoke-4runtimes", dest)
+    payload = read(folder)
+    invalid = _cell(payload, "bentoml")
+    invalid.update(valid=False, invalid_reasons=["80 requests, fewer than the minimum 100",
+                                                 "achieved 31.0 req/s, below 95% of the offered 50.0"])
+    failed = _cell(payload, "mlflow")
+    failed.update(valid=False, requests=0, errors=0, throughput_rps=0.0, samples_file=None,
+                  error="mlflow did not become ready within 120 s | last log line: <ImportError: no module 'x'>",
+                  invalid_reasons=["mlflow did not become ready within 120 s"],
+                  latency_ms={k: None for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")},
+                  server={"cpu_percent_mean": None, "rss_mb_max": None, "startup_s": None})
+    for key in ("timeseries", "latency_ci_ms", "goodput_rps", "achieved_rps", "error_rate", "slo_met"):
+        failed.pop(key, None)
+    parity = _cell(payload, "mlserver")
+    parity.update(valid=False, requests=0, errors=0, throughput_rps=0.0, samples_file=None, error=None,
+                  parity={"ok": False, "max_abs_diff": 0.25},
+                  invalid_reasons=["parity check failed: not load-tested"],
+                  latency_ms={k: None for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")})
+    for key in ("timeseries", "latency_ci_ms", "goodput_rps", "achieved_rps", "error_rate", "slo_met"):
+        parity.pop(key, None)
+    payload["status"] = "interrupted"
+    write(folder, payload)
+    return folder
+
+
+def with_sweep(dest: Path) -> Path:
+    """Two runtimes swept over four rates: latency grows with load, fastapi holds the SLO longer."""
+    folder = materialise("smoke-4runtimes", dest)
+    payload = read(folder)
+    cells = []
+    index = 0
+    for runtime, knee in (("fastapi", 400.0), ("bentoml", 200.0)):
+        base = _cell(payload, runtime)
+        for rate in (50.0, 100.0, 200.0, 400.0):
+            index += 1
+            cell = copy.deepcopy(base)
+            factor = 1.0 + (rate / knee) ** 4
+            cell.update(cell_id=f"{index:03d}-{runtime}-iris-logreg-rate-{rate:g}", label=f"rate={rate:g}",
+                        offered_rps=rate, throughput_rps=rate * 0.999, achieved_rps=rate, goodput_rps=rate * 0.99,
+                        latency_ms={k: (v * factor if v is not None else None) for k, v in base["latency_ms"].items()},
+                        slo={"percentile": "p99", "ms": 50.0})
+            cell["latency_ci_ms"] = {k: [v[0] * factor, v[1] * factor] for k, v in base["latency_ci_ms"].items()}
+            cell["slo_met"] = cell["latency_ms"]["p99"] <= 50.0
+            if runtime == "bentoml" and rate == 400.0:
+                cell.update(valid=False, invalid_reasons=["error rate 7.10% over the limit 5.00%"])
+            cells.append(cell)
+    payload["cells"] = cells
+    payload["scenario"].update(name="sweep", rate=None, sweep=[50, 100, 200, 400], slo={"percentile": "p99", "ms": 50})
+    for cell in cells:
+        cell["scenario"] = "sweep"
+    write(folder, payload)
+    return folder
+
+
+def with_batches(dest: Path) -> Path:
+    """Every runtime at batch sizes 1, 8 and 64: request latency grows, latency per row falls."""
+    folder = materialise("smoke-4runtimes", dest)
+    payload = read(folder)
+    cells = []
+    for base in payload["cells"]:
+        for batch in (1, 8, 64):
+            cell = copy.deepcopy(base)
+            factor = 1.0 + batch / 16
+            label = f"rate=50,batch={batch}"
+            cell.update(cell_id=f"{len(cells) + 1:03d}-{base['runtime']}-iris-logreg-{label}",
+                        label=label, batch_size=batch, scenario="batch",
+                        latency_ms={k: (v * factor if v is not None else None) for k, v in base["latency_ms"].items()})
+            cells.append(cell)
+    payload["cells"] = cells
+    payload["scenario"].update(name="batch", batch_sizes=[1, 8, 64])
+    write(folder, payload)
+    return folder
+
+
+def schema1_minimal(dest: Path) -> Path:
+    """An early schema-1 results.json with only the keys DESIGN.md lists as the minimum: no labels, no cell
+    ids, no samples, no series, no scenario or runtime sections."""
+    dest.mkdir(parents=True)
+    full = read(RUNS / "smoke-4runtimes")
+    cells = []
+    for cell in full["cells"]:
+        cells.append({
+            "runtime": cell["runtime"], "model": cell["model"], "scenario": cell["scenario"],
+            "target": cell["target"], "batch_size": cell["batch_size"], "parity": cell["parity"],
+            "requests": cell["requests"], "errors": cell["errors"], "offered_rps": cell["offered_rps"],
+            "throughput_rps": cell["throughput_rps"], "latency_ms": cell["latency_ms"],
+            "server": {k: cell["server"][k] for k in ("cpu_percent_mean", "rss_mb_max", "startup_s")},
+            "valid": cell["valid"], "invalid_reasons": cell["invalid_reasons"], "error": cell["error"],
+        })
+    cells[-1].update(valid=False, invalid_reasons=["error rate 3.00% over the limit 1.00%"])
+    env = full["environment"]
+    write(dest, {"schema_version": 1, "run_id": "old-minimal-run", "created": "2026-01-02T03:04:05+00:00",
+                 "environment": {"host": env["host"], "cpu_model": env["cpu_model"], "cores": env["cores"],
+                                 "python": env["python"], "packages": env["packages"], "git_sha": "abc123"},
+                 "cells": cells})
+    return dest

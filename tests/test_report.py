@@ -1,0 +1,273 @@
+"""The report layer from saved run folders: report.html and summary.md for one run, an overlay of several,
+runs with invalid and failed cells, sweeps and batch sizes, and an old minimal schema-1 results file."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from report_runs import materialise, read, schema1_minimal, with_bad_cells, with_batches, with_sweep, write
+
+from bench.errors import BenchError
+from bench.report import render_run_reports
+from bench.report.comparison import count_code_lines, runtime_facts
+from bench.report.figures import model_charts
+from bench.report.format import DASH
+from bench.report.model import load_runs
+from bench.report.verdict import common_load, model_verdicts
+
+RUNTIMES = ("bentoml", "fastapi", "mlflow", "mlserver")
+SECTIONS = ("verdict", "summary", "figures", "comparison", "environment")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reports come from saved files alone: any connection attempt while rendering is a bug."""
+    def refuse(self: socket.socket, address: Any) -> None:
+        raise AssertionError(f"the report tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def smoke(tmp_path: Path) -> Path:
+    return materialise("smoke-4runtimes", tmp_path / "smoke")
+
+
+def _summary_rows(html: str) -> list[str]:
+    table = html.split('<table class="summary">', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<tr class=\"(valid|invalid|failed)\">", table)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_smoke_run_renders_into_its_folder_from_saved_files(smoke: Path) -> None:
+    before = _digest(smoke / "results.json")
+    report, summary = render_run_reports([smoke])
+
+    assert (report, summary) == (smoke / "report.html", smoke / "summary.md")
+    assert _digest(smoke / "results.json") == before  # rendering never rewrites the results
+    html = report.read_text()
+    positions = [html.index(f'<section id="{name}">') for name in SECTIONS]
+    assert positions == sorted(positions), "sections are out of the issue's order"
+    assert not re.search(r"https?://|<script|<link|@import|url\(", html), "the page must not reference the network"
+    assert "Content-Security-Policy" in html
+    assert html.count('src="data:image/svg+xml;base64,') == 4  # spectrum, CDF, timeline, resources
+    assert "Latency vs offered load: not drawn." in html and "Batch-size effect: not drawn." in html
+    assert "Choose fastapi: lowest p99 at smoke rate=50 (2.43 ms vs 5.01 ms for mlserver)" in html
+    assert _summary_rows(html) == ["valid"] * 4
+    for runtime in RUNTIMES:
+        assert f"<b>{runtime}</b>" in html
+    assert f"2.09{DASH}2.83" in html  # fastapi's p99 confidence interval
+    assert "<details><summary>mlserver: 128 packages</summary>" in html
+    assert "bfc030addeff661c4e3eecc6e90c1218b8ca7ed6" in html  # git revision
+
+
+def test_invalid_and_failed_cells_render_with_their_reasons(tmp_path: Path) -> None:
+    run = with_bad_cells(tmp_path / "bad")
+    report, summary = render_run_reports([run])
+    html = report.read_text()
+
+    assert _summary_rows(html) == ["invalid", "valid", "failed", "failed"]  # bentoml, fastapi, mlflow, mlserver
+    assert '<span class="badge invalid">invalid</span>' in html
+    assert html.count('<span class="badge failed">failed</span>') == 2
+    assert "80 requests, fewer than the minimum 100" in html
+    assert "parity check failed: not load-tested" in html
+    assert "&lt;ImportError: no module &#39;x&#39;&gt;" in html  # server text is escaped, never markup
+    assert "<ImportError" not in html
+    assert "run 20261125-121208-smoke-quick-cb1a was interrupted" in html
+    assert "FAILED (iris-logreg)" in html  # mlserver's parity in the comparison table
+    # only the valid cell is ranked; the page still draws the figures of what was measured
+    verdict = model_verdicts(load_runs([run]))[0]
+    assert [entry.series for entry in verdict.latency] == ["fastapi"]
+    assert len(verdict.caveats) >= 3
+    assert html.count('src="data:image/svg+xml;base64,') == 4
+    text = summary.read_text()
+    assert "⚠️ invalid: 80 requests" in text and text.count("❌ failed") == 2
+    assert "\\| last log line" in text  # a pipe inside a reason cannot split the Markdown row
+
+
+def test_old_minimal_schema_1_file_renders(tmp_path: Path) -> None:
+    run = schema1_minimal(tmp_path / "old")
+    data = load_runs([run])
+    assert list(data.cells["label"]) == ["rate=50"] * 4
+    assert list(data.cells["status"]) == ["valid", "valid", "valid", "invalid"]
+    assert data.cells["cell_id"].is_unique and data.timeseries.empty
+
+    report, summary = render_run_reports([run])
+    html = report.read_text()
+    assert html.count('src="data:image/svg+xml;base64,') == 1  # the spectrum, from the summary percentiles
+    assert "Latency CDF: not drawn." in html and "Throughput and p99 over time: not drawn." in html
+    assert "no SLO recorded" in html
+    assert "error rate 3.00% over the limit 1.00%" in html
+    assert "Choose fastapi" in summary.read_text()
+
+
+def test_a_newer_schema_is_refused_with_a_hint(tmp_path: Path) -> None:
+    run = materialise("smoke-2runtimes", tmp_path / "run")
+    payload = read(run)
+    payload["schema_version"] = 99
+    write(run, payload)
+    with pytest.raises(BenchError, match="newer than this servebench"):
+        render_run_reports([run])
+
+
+def test_overlay_of_two_runs_labels_rows_by_run_id(tmp_path: Path) -> None:
+    first = materialise("smoke-4runtimes", tmp_path / "a")
+    second = materialise("smoke-2runtimes", tmp_path / "b")
+    report, summary = render_run_reports([first, second], tmp_path / "out")
+
+    assert (report, summary) == (tmp_path / "out" / "report-overlay.html", tmp_path / "out" / "summary-overlay.md")
+    assert not (first / "report.html").exists()
+    html = report.read_text()
+    assert len(_summary_rows(html)) == 6
+    assert html.count('<td class="small">20261125-121120-smoke-smoke-9102</td>') >= 2 + 2  # summary + comparison
+    assert "fastapi · 20261125-121208-smoke-quick-cb1a" in html
+    assert "the overlaid runs used different profiles: quick, smoke." in html
+    assert "| run | runtime |" in summary.read_text()
+    # without out_dir the overlay lands in the first run's folder
+    assert render_run_reports([first, second])[0] == first / "report-overlay.html"
+
+
+def test_sweep_draws_latency_against_load_and_ranks_capacity(tmp_path: Path) -> None:
+    data = load_runs([with_sweep(tmp_path / "sweep")])
+    verdict = model_verdicts(data)[0]
+    assert verdict.common_load == "sweep rate=200"  # the highest rate at which both runtimes were valid
+    top, second = verdict.throughput
+    assert (top.series, top.label, top.lower_bound) == ("fastapi", "rate=400", True)
+    assert (second.series, second.label, second.lower_bound) == ("bentoml", "rate=200", False)
+    assert "the highest throughput within the SLO (399.6/s)" in verdict.recommendation
+    charts = {chart.key: chart for chart in model_charts(data)["iris-logreg"]}
+    assert not charts["load"].skipped and charts["batch"].skipped
+
+
+def test_batch_sizes_draw_the_batch_effect(tmp_path: Path) -> None:
+    data = load_runs([with_batches(tmp_path / "batch")])
+    assert set(common_load(data.cells)["batch_size"]) == {1}
+    charts = {chart.key: chart for chart in model_charts(data)["iris-logreg"]}
+    assert not charts["batch"].skipped and charts["load"].skipped
+    assert data.cells.loc[data.cells["batch_size"] == 64, "rows_per_s"].min() > 3000
+
+
+def test_summary_md_is_compact_and_carries_verdict_and_table(smoke: Path) -> None:
+    _, summary = render_run_reports([smoke])
+    text = summary.read_text()
+    assert len(text) < 6000
+    assert text.index("### Verdict") < text.index("### Summary")
+    assert "**iris-logreg**: Choose fastapi" in text
+    assert f"- p99 at smoke rate=50: 1. fastapi 2.43 ms (2.09{DASH}2.83) · 2. mlserver 5.01 ms" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "iris-logreg" in line]
+    assert len(rows) == 4 and all(line.endswith("✅ valid |") for line in rows)
+    assert "<img" not in text and "http" not in text
+
+
+def test_per_second_series_scales_partial_seconds_and_keeps_server_samples(smoke: Path) -> None:
+    series = load_runs([smoke]).timeseries
+    fastapi = series.loc[series["runtime"] == "fastapi"].set_index("t")
+    assert fastapi.loc[-3, "coverage"] == pytest.approx(0.5)  # a 2.5 s warm-up starts mid-second
+    assert fastapi.loc[-3, "ok_rps"] == pytest.approx(50.0)
+    assert fastapi["server_rss_mb"].notna().all()
+
+
+def test_raw_samples_are_the_measured_successful_requests(smoke: Path) -> None:
+    data = load_runs([smoke])
+    samples = data.samples(data.cells)
+    counts = samples.groupby("runtime").size()
+    assert counts.to_dict() == dict(zip(data.cells["runtime"], data.cells["requests"], strict=True))
+    fastapi = samples.loc[samples["runtime"] == "fastapi", "latency_ms"]
+    assert fastapi.quantile(0.99) == pytest.approx(2.428644, rel=1e-6)  # the p99 stored in results.json
+
+
+def test_missing_sample_file_only_skips_the_cdf(smoke: Path) -> None:
+    for parquet in (smoke / "samples").glob("*.parquet"):
+        parquet.unlink()
+    charts = {chart.key: chart for chart in model_charts(load_runs([smoke]))["iris-logreg"]}
+    assert charts["cdf"].skipped and not charts["spectrum"].skipped and not charts["timeline"].skipped
+
+
+def test_lines_of_code_skip_blanks_comments_and_docstrings(tmp_path: Path) -> None:
+    source = tmp_path / "app.py"
+    source.write_text('"""Module docstring\nover two lines."""\n\n# a comment\nimport os  # trailing\n\n\n'
+                      'def f(x: int) -> int:\n    """Docstring."""\n    return (x +\n            1)\n'
+                      'TEXT = """not a docstring\nbut data"""\n')
+    assert count_code_lines(source) == 6
+    config = tmp_path / "model-settings.yaml"
+    config.write_text("# comment\nname: x\n\nimplementation: y\n")
+    assert count_code_lines(config) == 2
+
+
+def test_runtime_comparison_is_measured(smoke: Path) -> None:
+    facts = {fact.runtime: fact for fact in runtime_facts(load_runs([smoke]))}
+    root = Path(__file__).resolve().parent.parent / "runtimes"
+    assert facts["fastapi"].code_files == ["app.py"]
+    assert facts["fastapi"].code_lines == count_code_lines(root / "fastapi" / "app.py")
+    assert facts["bentoml"].code_lines == count_code_lines(root / "bentoml" / "service.py")
+    assert (facts["mlflow"].code_lines, facts["mlflow"].code_note) == (0, "none: configuration only")
+    recorded = read(smoke)["environment"]["runtime_packages"]["mlserver"]
+    assert facts["mlserver"].packages == len(set(recorded) - {"pip", "setuptools", "wheel"})
+    assert facts["mlserver"].protocol == "v2" and facts["mlserver"].parity.startswith("ok")
+    assert facts["fastapi"].startup == "1.70 s"
+
+
+def test_a_runtime_folder_that_cannot_be_found_is_unknown(smoke: Path) -> None:
+    payload = read(smoke)
+    for cell in payload["cells"]:
+        cell["runtime"] = f"team-{cell['runtime']}"
+    payload["runtimes"] = {f"team-{name}": info for name, info in payload["runtimes"].items()}
+    write(smoke, payload)
+    facts = runtime_facts(load_runs([smoke]))
+    assert {fact.code_lines for fact in facts} == {None}
+    assert {fact.env_size_mb for fact in facts} == {None}
+    assert "unknown" in render_run_reports([smoke])[0].read_text()
+
+
+def test_common_load_prefers_the_point_every_runtime_shares(smoke: Path) -> None:
+    cells = load_runs([smoke]).cells
+    extra = cells.loc[cells["runtime"] == "fastapi"].assign(label="rate=800", offered_rps=800.0, cell_id="x")
+    chosen = common_load(pd.concat([cells, extra], ignore_index=True))
+    assert set(chosen["label"]) == {"rate=50"} and len(chosen) == 4
+
+
+def test_unreadable_results_give_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(BenchError, match="not a readable results file"):
+        render_run_reports([tmp_path])
+    with pytest.raises(BenchError, match="no run folder"):
+        render_run_reports([])
+
+
+
+def test_a_recorded_runtime_folder_and_environment_size_win(smoke: Path, tmp_path: Path) -> None:
+    """When the run records where a runtime lived (a user's own folder), lines are counted there."""
+    folder = tmp_path / "team-runtime"
+    folder.mkdir()
+    (folder / "runtime.yaml").write_text((Path(__file__).parent / "data" / "fake-runtime" / "runtime.yaml")
+                                         .read_text() + "serving_code: [handler.py]\n")
+    (folder / "handler.py").write_text("# a handler\nimport json\n\nprint(json.dumps({}))\n")
+    payload = read(smoke)
+    payload["runtimes"]["fastapi"].update(folder=str(folder), env_size_mb=321.0)
+    write(smoke, payload)
+    facts = {fact.runtime: fact for fact in runtime_facts(load_runs([smoke]))}
+    assert (facts["fastapi"].code_files, facts["fastapi"].code_lines) == (["handler.py"], 2)
+    assert facts["fastapi"].code_note == "recorded folder"
+    assert (facts["fastapi"].env_size_mb, facts["fastapi"].env_note) == (321.0, "recorded by the run")
+
+
+def test_each_model_gets_its_own_verdict_and_figures(smoke: Path) -> None:
+    payload = read(smoke)
+    for cell in payload["cells"][2:]:
+        cell["model"] = "digits-rf"
+    write(smoke, payload)
+    data = load_runs([smoke])
+    assert [(v.model, [e.series for e in v.latency]) for v in model_verdicts(data)] == [
+        ("digits-rf", ["mlserver", "mlflow"]), ("iris-logreg", ["fastapi", "bentoml"])]
+    assert sorted(model_charts(data)) == ["digits-rf", "iris-logreg"]
+    html = render_run_reports([smoke])[0].read_text()
+    assert html.count('<div class="card">\n    <h3>') == 2
