@@ -33,7 +33,7 @@ from bench.load.plan import LoadPlan
 from bench.processes import pin_and_tie_to_parent
 from bench.stats import Window, latency_summary, measured
 from bench.targets.base import wait_until_ready
-from bench.targets.local import CpuPlan, free_port
+from bench.targets.launch import CpuPlan, free_port
 
 HOST = "127.0.0.1"
 RECORDING_OVERHEAD_TARGET = 0.10

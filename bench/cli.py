@@ -29,7 +29,7 @@ from bench.config import load_runtimes, split_names, state_dir
 from bench.errors import BenchError, DeployError
 from bench.load.driver import LiveTick
 from bench.run import RunUI
-from bench.targets.local import CpuPlan
+from bench.targets.launch import CpuPlan
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -128,7 +128,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bench.config import load_runtime
     from bench.models.catalog import get_spec
     from bench.models.registry import resolve
-    from bench.targets.local import LocalTarget, default_cpu_plan
+    from bench.targets.launch import default_cpu_plan
+    from bench.targets.local import LocalTarget
 
     runtime = load_runtime(args.runtime)
     model = resolve(get_spec(args.model), lambda msg: console.print(msg))
@@ -392,7 +393,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def default_cpu_plan_or_override(args: argparse.Namespace) -> CpuPlan:
     """The default server/generator split, or the one given with --server-cpus/--generator-cpus."""
-    from bench.targets.local import default_cpu_plan, parse_cpu_list
+    from bench.targets.launch import default_cpu_plan, parse_cpu_list
 
     cpus = default_cpu_plan()
     try:

@@ -20,8 +20,8 @@ from bench.config import (
 )
 from bench.errors import BenchError
 from bench.protocols import CODECS
-from bench.targets import local
-from bench.targets.local import default_cpu_plan, parse_cpu_list, render
+from bench.targets import launch
+from bench.targets.launch import default_cpu_plan, parse_cpu_list, render
 
 SHIPPED = {"bentoml", "fastapi", "mlflow", "mlserver"}
 
@@ -70,7 +70,7 @@ def counted_ports(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         handed_out.append(50_001 + len(handed_out))
         return handed_out[-1]
 
-    monkeypatch.setattr(local, "free_port", fake_free_port)
+    monkeypatch.setattr(launch, "free_port", fake_free_port)
     yield handed_out
 
 

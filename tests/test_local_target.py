@@ -22,7 +22,8 @@ from bench.check import check_pair
 from bench.config import ModelSpec, load_runtime
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
-from bench.targets.local import CpuPlan, LocalTarget
+from bench.targets.launch import CpuPlan
+from bench.targets.local import LocalTarget
 
 FAKE_RUNTIME = Path(__file__).parent / "data" / "fake-runtime"
 SPEC = ModelSpec("fake-model", "sklearn", "iris", "test", 4, 4, "float64", 1e-9)

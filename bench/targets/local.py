@@ -11,85 +11,27 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from bench.config import FREE_PORT, PLACEHOLDER, RuntimeSpec
+from bench.config import RuntimeSpec
 from bench.envs import RuntimeEnv, require_env
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.processes import pin_and_tie_to_parent
-from bench.targets.base import Deployment, Endpoint, Target, wait_until_ready
+from bench.targets.base import Deployment, Target, wait_until_ready
+from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
 from bench.targets.process_tree import ProcessTree
 
-HOST = "127.0.0.1"
 STOP_GRACE_S = 10.0
 # Interpreter settings of the harness that must not leak into a runtime's environment.
 SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "CONDA_PREFIX")
-
-
-@dataclass(frozen=True)
-class CpuPlan:
-    """Which CPUs the server and the load generator get; recorded with every result."""
-
-    server: tuple[int, ...]
-    generator: tuple[int, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"server_cpus": list(self.server), "generator_cpus": list(self.generator)}
-
-
-def default_cpu_plan() -> CpuPlan:
-    """The last available CPU for the server, the rest for the generator (both share one CPU on 1-core boxes)."""
-    available = sorted(os.sched_getaffinity(0))
-    if len(available) == 1:
-        return CpuPlan(tuple(available), tuple(available))
-    return CpuPlan((available[-1],), tuple(available[:-1]))
-
-
-def parse_cpu_list(text: str) -> tuple[int, ...]:
-    """'1' or '0,2' or '2-3' -> CPU numbers; ValueError on nonsense."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            low, high = part.split("-", 1)
-            cpus.update(range(int(low), int(high) + 1))
-        elif part:
-            cpus.add(int(part))
-    if not cpus:
-        raise ValueError("empty CPU list")
-    return tuple(sorted(cpus))
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def render(template: str, values: dict[str, str]) -> str:
-    """Fill {placeholders}; free_port_N are allocated on first use."""
-
-    def fill(match: Any) -> str:
-        key = match.group(1)
-        if key not in values and FREE_PORT.fullmatch(key):
-            taken = set(values.values())
-            port = str(free_port())
-            while port in taken:  # the OS may hand back a port we just released
-                port = str(free_port())
-            values[key] = port
-        return values[key]
-
-    return PLACEHOLDER.sub(fill, template)
 
 
 _LIVE: set[LocalDeployment] = set()
@@ -180,15 +122,11 @@ class LocalTarget(Target):
     def environment(self, runtime_env: RuntimeEnv, rendered: dict[str, str]) -> dict[str, str]:
         """The server's environment: the runtime's venv activated, one BLAS/OpenMP thread per CPU."""
         base = {key: value for key, value in os.environ.items() if key not in SCRUBBED_ENV}
-        threads = str(len(self.cpus.server))
         return {
             **base,
             "PATH": f"{runtime_env.bin_dir}{os.pathsep}{base.get('PATH', '')}",
             "VIRTUAL_ENV": str(runtime_env.path),
-            "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            "OPENBLAS_NUM_THREADS": threads,
+            **thread_env(len(self.cpus.server)),
             **rendered,
         }
 
@@ -196,15 +134,13 @@ class LocalTarget(Target):
         runtime_env = require_env(runtime)
         port = self.port or free_port(self.host)
         work_dir = Path(tempfile.mkdtemp(prefix=f"servebench-{runtime.name}-"))
-        values = {
+        launch = render_launch(runtime, model.name, {
             "python": str(runtime_env.python), "bin": str(runtime_env.bin_dir), "host": self.host,
-            "port": str(port), "model_dir": str(model.model_dir), "model_name": model.name,
-            "runtime_dir": str(runtime.folder), "work_dir": str(work_dir),
-        }
-        command = [render(part, values) for part in runtime.command]
-        rendered_env = {key: render(value, values) for key, value in runtime.env.items()}
-        endpoint = Endpoint(f"http://{self.host}:{port}", render(runtime.predict_path, values),
-                            render(runtime.readiness_path, values), runtime.protocol, model.name)
+            "port": str(port), "model_dir": str(model.model_dir), "runtime_dir": str(runtime.folder),
+            "work_dir": str(work_dir),
+        })
+        command, endpoint = launch.command, launch.endpoint
+        rendered_env = launch.env
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{runtime.name}-{model.name}.log"
         deployment = LocalDeployment(

@@ -20,7 +20,8 @@ from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
 from bench.results import load_results
 from bench.run import RunOptions, RunUI, run_benchmark
-from bench.targets.local import LocalTarget, default_cpu_plan
+from bench.targets.launch import default_cpu_plan
+from bench.targets.local import LocalTarget
 
 pytestmark = pytest.mark.integration
 

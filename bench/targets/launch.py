@@ -1,0 +1,99 @@
+"""How a runtime is launched, whatever the target: CPU placement, ports and the rendered command.
+
+runtime.yaml's command, env and paths are templates; each target supplies the values ({python}, {port},
+{model_dir}...) for where the server runs (a virtualenv here, an image in a container), so the contract
+is the same locally, in Docker and behind KServe.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from bench.config import FREE_PORT, PLACEHOLDER, RuntimeSpec
+from bench.targets.base import Endpoint
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """Which CPUs the server and the load generator get; recorded with every result."""
+
+    server: tuple[int, ...]
+    generator: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"server_cpus": list(self.server), "generator_cpus": list(self.generator)}
+
+
+def default_cpu_plan() -> CpuPlan:
+    """The last available CPU for the server, the rest for the generator (both share one CPU on 1-core boxes)."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) == 1:
+        return CpuPlan(tuple(available), tuple(available))
+    return CpuPlan((available[-1],), tuple(available[:-1]))
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """'1' or '0,2' or '2-3' -> CPU numbers; ValueError on nonsense."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            low, high = part.split("-", 1)
+            cpus.update(range(int(low), int(high) + 1))
+        elif part:
+            cpus.add(int(part))
+    if not cpus:
+        raise ValueError("empty CPU list")
+    return tuple(sorted(cpus))
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Fill {placeholders}; free_port_N are allocated on first use."""
+
+    def fill(match: Any) -> str:
+        key = match.group(1)
+        if key not in values and FREE_PORT.fullmatch(key):
+            taken = set(values.values())
+            port = str(free_port())
+            while port in taken:  # the OS may hand back a port we just released
+                port = str(free_port())
+            values[key] = port
+        return values[key]
+
+    return PLACEHOLDER.sub(fill, template)
+
+
+
+@dataclass(frozen=True)
+class Launch:
+    command: list[str]
+    env: dict[str, str]
+    endpoint: Endpoint
+
+
+def render_launch(runtime: RuntimeSpec, model_name: str, values: dict[str, str]) -> Launch:
+    """Fill runtime.yaml's templates; values must hold every placeholder but the free ports."""
+    filled = {"model_name": model_name, **values}
+    command = [render(part, filled) for part in runtime.command]
+    env = {key: render(value, filled) for key, value in runtime.env.items()}
+    endpoint = Endpoint(f"http://{filled['host']}:{filled['port']}", render(runtime.predict_path, filled),
+                        render(runtime.readiness_path, filled), runtime.protocol, model_name)
+    return Launch(command, env, endpoint)
+
+
+def thread_env(cpus: int) -> dict[str, str]:
+    """One BLAS/OpenMP thread per server CPU: more threads than CPUs only contend."""
+    threads = str(cpus)
+    return {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads}
