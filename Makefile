@@ -31,9 +31,12 @@ integration: setup
 	$(BIN)/bench envs build --runtime all
 	$(BIN)/pytest -m integration -q
 
+# Images are built (or reused) up front when a Docker daemon answers, so their build time shows here;
+# SERVEBENCH_BASE_IMAGE / SERVEBENCH_DOCKER_OFFLINE choose the base image and the offline build.
 test: lint
 	$(BIN)/bench models build
 	$(BIN)/bench envs build --runtime all
+	@if docker version >/dev/null 2>&1; then $(BIN)/bench images build --runtime all; fi
 	$(BIN)/pytest -q
 
 clean-state:

@@ -25,10 +25,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench import __version__
-from bench.config import load_runtimes, split_names, state_dir
+from bench.config import RuntimeSpec, load_runtimes, split_names, state_dir
 from bench.errors import BenchError, DeployError
 from bench.load.driver import LiveTick
 from bench.run import RunUI
+from bench.targets.base import Target
 from bench.targets.launch import CpuPlan
 
 console = Console(stderr=True, highlight=False)
@@ -266,12 +267,26 @@ def results_table(payload: dict[str, Any]) -> Table:
     return table
 
 
+def make_target(args: argparse.Namespace, cpus: CpuPlan) -> Target:
+    """The target named by --target, with its options; a missing prerequisite is a usage error."""
+    if args.target == "local":
+        from bench.targets.local import LocalTarget
+
+        return LocalTarget(cpus)
+    if args.target == "docker":
+        from bench.images import base_image_default, offline_default
+        from bench.targets.docker import DockerTarget
+
+        return DockerTarget(cpus, base_image=args.base_image or base_image_default(),
+                            offline=args.offline or offline_default(), memory=args.memory)
+    raise BenchError(f"target '{args.target}' is not available yet", hint="use --target local or docker")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_profile, load_scenario
     from bench.models.catalog import get_spec
     from bench.results import new_run_id
     from bench.run import RunOptions, run_benchmark
-    from bench.targets.local import LocalTarget
 
     runtimes = load_runtimes(args.runtime)
     models = [get_spec(name) for name in _models(args.model)]
@@ -279,15 +294,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.generator_processes:
         scenario = scenario.model_copy(update={"generator_processes": args.generator_processes})
     profile = load_profile(args.profile)
-    if args.target != "local":
-        raise BenchError(f"target '{args.target}' is not available yet", hint="use --target local")
     cpus = default_cpu_plan_or_override(args)
+    target = make_target(args, cpus)
     run_id = new_run_id(f"{scenario.name}-{args.profile}")
     out_dir = Path(args.out) if args.out else Path("reports") / run_id
     if (out_dir / "results.json").exists():
         raise BenchError(f"{out_dir} already holds a run", hint="choose another --out folder")
     options = RunOptions(runtimes=runtimes, models=models, scenario=scenario, profile=profile,
-                         target=LocalTarget(cpus), out_dir=out_dir.resolve(), run_id=run_id,
+                         target=target, out_dir=out_dir.resolve(), run_id=run_id,
                          generator_cpus=cpus.generator,
                          fairness={**cpus.as_dict(), "cpu_shared": bool(set(cpus.server) & set(cpus.generator))})
     ui = ConsoleRunUI(out_dir / "run.log")
@@ -342,6 +356,66 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     html, markdown = render_run_reports([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None)
     out.print(f"report: {html}\nsummary: {markdown}")
+    return 0
+
+
+# ---- images and doctor ----------------------------------------------------------------------------
+
+
+def cmd_images_build(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.containers import require_daemon
+    from bench.images import base_image_default, ensure_image, offline_default
+
+    require_daemon()
+    specs = load_runtimes(args.runtime)
+    base_image = args.base_image or base_image_default()
+    offline = args.offline or offline_default()
+    log_dir = state_dir() / "logs" / f"images-{datetime.now():%Y%m%d-%H%M%S}"
+    started = time.monotonic()
+
+    def build(spec: RuntimeSpec) -> tuple[str, Any]:
+        try:
+            return spec.name, ensure_image(spec, base_image, offline, log_dir / f"{spec.name}.log",
+                                           lambda name, text: console.print(f"  {name}: {escape(text)}"))
+        except BenchError as exc:
+            return spec.name, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        results = dict(pool.map(build, specs))
+    table = Table("runtime", "image", "result", "build s", "size MB", title=f"images on {base_image}"
+                  + (" (offline build)" if offline else ""))
+    failures = 0
+    for spec in specs:
+        info = results[spec.name]
+        if isinstance(info, BenchError):
+            failures += 1
+            table.add_row(spec.name, "-", "[red]failed[/red]", "-", "-")
+            console.print(f"[red]{spec.name}:[/red] {escape(str(info))}", soft_wrap=True)
+            continue
+        table.add_row(spec.name, info.tag, "built" if info.built_now else "cached",
+                      f"{info.build_s:.0f}" if info.build_s is not None else "-", f"{info.size_mb:.0f}")
+    out.print(table)
+    out.print(f"total {time.monotonic() - started:.1f} s")
+    if failures:
+        raise BenchError(f"{failures} image(s) failed to build", hint=f"build logs in {log_dir}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bench.doctor import run_checks
+
+    checks = run_checks()
+    table = Table("check", "status", "detail", "fix", title="bench doctor")
+    for check in checks:
+        status = "[green]ok[/green]" if check.ok else "[red]missing[/red]" if check.required else "[yellow]no[/yellow]"
+        table.add_row(check.name, status, escape(check.detail), "" if check.ok else escape(check.fix or ""))
+    out.print(table)
+    missing = [check for check in checks if not check.ok and check.required]
+    if missing:
+        raise BenchError(f"{len(missing)} required check(s) failed: {', '.join(c.name for c in missing)}",
+                         hint=missing[0].fix)
     return 0
 
 
@@ -418,6 +492,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (hint: {self.prog} --help)\n")
 
 
+def _docker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-image", help="image to build runtime images on (default $SERVEBENCH_BASE_IMAGE "
+                        "or python:3.11-slim)")
+    parser.add_argument("--offline", action="store_true", help="build images from a host wheelhouse, with no "
+                        "package index inside docker build (default when $SERVEBENCH_DOCKER_OFFLINE=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="Benchmark ML model serving runtimes.")
     parser.add_argument("--version", action="version", version=f"servebench {__version__}")
@@ -463,12 +544,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--generator-cpus", help="CPUs for the load generator (default: the others)")
     run.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
     run.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
+    _docker_options(run)
+    run.add_argument("--memory", default="4g", help="docker target: memory limit per container")
     run.set_defaults(handler=cmd_run)
 
     report = commands.add_parser("report", help="(re)render report.html and summary.md from saved runs")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one run, or several to overlay")
     report.add_argument("--out", metavar="DIR", help="where to write (default: the (first) run folder)")
     report.set_defaults(handler=cmd_report)
+
+    images = commands.add_parser("images", help="per-runtime Docker images")
+    images_commands = images.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
+    images_build = images_commands.add_parser("build", help="build (or reuse) one image per runtime")
+    images_build.add_argument("--runtime", default="all", help="runtime name, folder, comma list or all")
+    images_build.add_argument("--parallel", type=int, default=2, help="images built at once")
+    _docker_options(images_build)
+    images_build.set_defaults(handler=cmd_images_build)
+
+    doctor = commands.add_parser("doctor", help="what is installed and reachable, with fixes")
+    doctor.set_defaults(handler=cmd_doctor)
 
     calibrate = commands.add_parser("calibrate", help="measure the load generator against known servers")
     calibrate.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")

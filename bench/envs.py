@@ -56,6 +56,17 @@ def env_key(spec: RuntimeSpec) -> str:
     return digest.hexdigest()[:16]
 
 
+def pinned_requirements(spec: RuntimeSpec) -> dict[str, str]:
+    """name -> version from requirements.txt's == pins: what any environment of the runtime installs."""
+    pins = {}
+    for line in spec.requirements_file.read_text().splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if "==" in requirement:
+            name, version = requirement.split("==", 1)
+            pins[name.split("[")[0].strip().lower()] = version.strip()
+    return pins
+
+
 def env_path(spec: RuntimeSpec) -> Path:
     return env_cache_dir() / f"{spec.name}-{env_key(spec)}"
 

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from bench.config import ModelSpec, Profile, RuntimeSpec, Scenario
-from bench.envs import RuntimeEnv, require_env
 from bench.errors import BenchError, DeployError
 from bench.load.driver import LiveTick, LoadOutcome, run_load, startup_grace
 from bench.load.plan import LoadPlan
@@ -28,7 +27,7 @@ from bench.models.registry import LocalModel, resolve
 from bench.parity import ParityResult, check_parity
 from bench.results import RunStore, environment_fingerprint
 from bench.stats import CellStats, Limits, Window, in_window, invalid_reasons, summarize
-from bench.targets.base import Deployment, Target
+from bench.targets.base import Deployment, Provisioned, Target
 
 
 @dataclass(frozen=True)
@@ -260,31 +259,30 @@ class _Interrupted(Exception):
         self.samples = samples
 
 
-def _runtime_meta(runtime: RuntimeSpec, env: RuntimeEnv | None) -> dict[str, Any]:
-    """What the report's comparison table measures: where the runtime lives, its code, its environment."""
+def _runtime_meta(runtime: RuntimeSpec, provisioned: Provisioned | None) -> dict[str, Any]:
+    """What the report's comparison table measures: where the runtime lives, its code, its environment
+    or image."""
     return {"protocol": runtime.protocol, "settings": runtime.settings, "description": runtime.description,
             "folder": str(runtime.folder), "serving_code": runtime.serving_code,
-            "env_size_mb": env.size_mb if env else None, "env_packages": len(env.packages) if env else None,
-            "env_key": env.key if env else None}
+            **(provisioned.meta if provisioned else {})}
 
 
 def run_benchmark(options: RunOptions, ui: RunUI) -> RunStore:
     """Run every cell; returns the store (status complete), or raises KeyboardInterrupt after saving."""
     measurements = plan_measurements(options.scenario, options.profile)
-    runtime_envs: dict[str, RuntimeEnv] = {}
+    provisioned: dict[str, Provisioned] = {}
     env_errors: dict[str, str] = {}
     for runtime in options.runtimes:
         try:
-            runtime_envs[runtime.name] = require_env(
-                runtime, lambda name, status: ui.say(f"{name} environment: {status}"))
+            provisioned[runtime.name] = options.target.provision(runtime, options.out_dir / "servers", ui.say)
         except BenchError as exc:
-            env_errors[runtime.name] = f"environment build failed: {exc.message.splitlines()[0]}"
+            env_errors[runtime.name] = f"{options.target.name} provisioning failed: {exc.message.splitlines()[0]}"
     models = {spec.name: resolve(spec, ui.say) for spec in options.models}
     store = RunStore.create(options.out_dir, options.run_id, {
-        "environment": environment_fingerprint({name: env.packages for name, env in runtime_envs.items()}),
+        "environment": environment_fingerprint({name: p.packages for name, p in provisioned.items()}),
         "scenario": options.scenario.model_dump(), "profile": options.profile.model_dump(),
         "target": options.target.name, "fairness": options.fairness,
-        "runtimes": {r.name: _runtime_meta(r, runtime_envs.get(r.name)) for r in options.runtimes},
+        "runtimes": {r.name: _runtime_meta(r, provisioned.get(r.name)) for r in options.runtimes},
         "models": {name: {"version": m.version, "fingerprint": m.fingerprint, "framework": m.spec.framework}
                    for name, m in models.items()},
     })

@@ -81,10 +81,25 @@ class Deployment(ABC):
         self.stop()
 
 
+@dataclass(frozen=True)
+class Provisioned:
+    """What a target prepared for a runtime (an environment, an image): its packages and its costs."""
+
+    packages: dict[str, str]
+    meta: dict[str, Any]
+
+
+Say = Callable[[str], None]
+
+
 class Target(ABC):
     """A place runtimes run: local processes, Docker containers, a KServe cluster."""
 
     name: str
+
+    @abstractmethod
+    def provision(self, runtime: RuntimeSpec, log_dir: Path, say: Say) -> Provisioned:
+        """Build or reuse what the runtime needs here (raises BenchError when that fails)."""
 
     @abstractmethod
     def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> Deployment:

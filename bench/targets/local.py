@@ -25,7 +25,7 @@ from bench.envs import RuntimeEnv, require_env
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.processes import pin_and_tie_to_parent
-from bench.targets.base import Deployment, Target, wait_until_ready
+from bench.targets.base import Deployment, Provisioned, Say, Target, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
 from bench.targets.process_tree import ProcessTree
 
@@ -118,6 +118,11 @@ class LocalTarget(Target):
         self.cpus = cpus or default_cpu_plan()
         self.host = host
         self.port = port
+
+    def provision(self, runtime: RuntimeSpec, log_dir: Path, say: Say) -> Provisioned:
+        env = require_env(runtime, lambda name, status: say(f"{name} environment: {status}"))
+        return Provisioned(env.packages, {"env_size_mb": env.size_mb, "env_packages": len(env.packages),
+                                          "env_key": env.key, "env_build_s": env.build_s})
 
     def environment(self, runtime_env: RuntimeEnv, rendered: dict[str, str]) -> dict[str, str]:
         """The server's environment: the runtime's venv activated, one BLAS/OpenMP thread per CPU."""

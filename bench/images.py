@@ -1,0 +1,171 @@
+"""One Docker image per runtime, built from the same pinned requirements.txt as its local environment.
+
+Images are tagged by a content hash of their inputs (Dockerfile, requirements, serving code, base image,
+build mode) and reused while those are unchanged. The model is not baked in: it is mounted read-only at
+/mnt/models, as KServe's storage initializer provides it, so one image serves every model.
+
+Offline (air-gapped) mode: the wheels are downloaded on the host with `pip download` into a wheelhouse
+cached by requirements hash, served to the build on loopback, and installed with
+`--no-index --find-links`, so nothing inside `docker build` needs the package index. Serving them rather
+than copying them into the build context keeps ~300 MB of wheels out of the image's layers.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.config import RuntimeSpec, env_cache_dir
+from bench.containers import docker, docker_path, inspect
+from bench.envs import NOISE, env_key
+from bench.errors import BenchError
+
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+IMAGE_REPOSITORY = "servebench"
+Report = Callable[[str, str], None]
+
+
+def base_image_default() -> str:
+    return os.environ.get("SERVEBENCH_BASE_IMAGE", DEFAULT_BASE_IMAGE)
+
+
+def offline_default() -> bool:
+    return os.environ.get("SERVEBENCH_DOCKER_OFFLINE", "") not in ("", "0", "false", "no")
+
+
+def cache_root() -> Path:
+    return env_cache_dir().parent
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    runtime: str
+    tag: str
+    base_image: str
+    offline: bool
+    build_s: float | None
+    size_mb: float
+    built_now: bool
+
+
+def image_inputs(spec: RuntimeSpec) -> list[Path]:
+    """The files the Dockerfile copies or depends on."""
+    files = [spec.folder / "Dockerfile", spec.requirements_file] + [spec.folder / name for name in spec.serving_code]
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise BenchError(f"{spec.folder}: missing {', '.join(missing)}", hint="a runtime folder needs a Dockerfile")
+    return files
+
+
+def image_tag(spec: RuntimeSpec, base_image_id: str, offline: bool) -> str:
+    digest = hashlib.sha256()
+    for path in image_inputs(spec):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(f"{base_image_id}:{'offline' if offline else 'online'}".encode())
+    return f"{IMAGE_REPOSITORY}/{spec.name}:{digest.hexdigest()[:16]}"
+
+
+def wheelhouse(spec: RuntimeSpec, report: Report) -> Path:
+    """Every wheel requirements.txt needs, downloaded on the host once per requirements hash."""
+    folder = cache_root() / "wheelhouses" / f"{spec.name}-{env_key(spec)}"
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    report(spec.name, "downloading wheels for the offline build")
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary",
+                             ":all:", "-r", str(spec.requirements_file), "-d", str(folder)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if not any(noise in line for noise in NOISE)]
+        raise BenchError(f"pip download for {spec.name} failed: {' | '.join(lines[-3:])}",
+                         hint="the wheelhouse is built on the host, which needs the package index")
+    marker.write_text(str(time.time()))
+    return folder
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """A loopback HTTP server over a folder, for pip's --find-links during `docker build`."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _metadata_file(tag: str) -> Path:
+    return cache_root() / "images" / (tag.replace("/", "_").replace(":", "_") + ".json")
+
+
+def _size_mb(tag: str) -> float:
+    details = inspect("image", tag)
+    return round(float(details["Size"]) / 2**20, 1) if details else 0.0
+
+
+def ensure_image(spec: RuntimeSpec, base_image: str, offline: bool, log_path: Path,
+                 report: Report = lambda _r, _s: None) -> ImageInfo:
+    """The runtime's image, built now or reused; build output goes to log_path."""
+    base = inspect("image", base_image)
+    if base is None and offline:
+        raise BenchError(f"base image {base_image} is not present and an offline build cannot pull it",
+                         hint="build one with scripts/base-image.sh, or pass --base-image")
+    tag = image_tag(spec, str(base["Id"]) if base else base_image, offline)
+    meta_file = _metadata_file(tag)
+    if inspect("image", tag) is not None:
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        report(spec.name, f"cached ({tag})")
+        return ImageInfo(spec.name, tag, base_image, offline, meta.get("build_s"), _size_mb(tag), False)
+    build_args = ["--build-arg", f"BASE_IMAGE={base_image}", "--label", f"servebench.runtime={spec.name}"]
+    started = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with _wheel_source(spec, offline, report) as pip_args:
+        build_args += ["--build-arg", f"PIP_INSTALL_ARGS={pip_args}"]
+        if offline:
+            build_args += ["--network", "host"]  # to reach the loopback wheel server
+        report(spec.name, f"building {tag}")
+        with log_path.open("w") as log:
+            result = subprocess.run([docker_path(), "build", *build_args, "-t", tag, "-f",
+                                     str(spec.folder / "Dockerfile"), str(spec.folder)],
+                                    stdout=log, stderr=subprocess.STDOUT, text=True, check=False)
+    if result.returncode != 0:
+        tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-4:])
+        raise BenchError(f"building the {spec.name} image failed: {tail}", hint=f"full log: {log_path}")
+    info = ImageInfo(spec.name, tag, base_image, offline, round(time.monotonic() - started, 1), _size_mb(tag), True)
+    meta_file.parent.mkdir(parents=True, exist_ok=True)
+    meta_file.write_text(json.dumps(asdict(info)))
+    report(spec.name, f"built in {info.build_s:.0f} s, {info.size_mb:.0f} MB")
+    return info
+
+
+@contextmanager
+def _wheel_source(spec: RuntimeSpec, offline: bool, report: Report) -> Iterator[str]:
+    if not offline:
+        yield ""
+        return
+    with serve_folder(wheelhouse(spec, report)) as url:
+        yield f"--no-index --find-links {url}"
+
+
+def remove_image(tag: str) -> None:
+    docker("image", "rm", "-f", tag, check=False)

@@ -1,0 +1,185 @@
+"""Docker target: each runtime as a container of its image, with equal CPU and memory limits.
+
+The container runs exactly the command runtime.yaml gives (rendered with the image's paths), so the
+local and Docker results differ only by what containers cost. Where the daemon has a default bridge,
+the port is published on 127.0.0.1 only; where it has none (as on this project's machines) the
+container shares the host's network and binds 127.0.0.1 itself. Every container is removed after its
+cell, on failure, on Ctrl-C (atexit) and, as a last resort, by label at the end of a run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.config import RuntimeSpec
+from bench.containers import docker, has_bridge_network, inspect, require_daemon
+from bench.envs import pinned_requirements
+from bench.errors import BenchError, DeployError
+from bench.images import ImageInfo, ensure_image
+from bench.models.registry import LocalModel
+from bench.targets.base import Deployment, Provisioned, Say, Target, wait_until_ready
+from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
+from bench.targets.process_tree import ProcessTree
+
+OWNER_LABEL = "servebench.owner"
+CONTAINER_MODEL_DIR = "/mnt/models"
+DEFAULT_MEMORY = "4g"
+
+_LIVE: set[str] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def remove_container(container: str) -> None:
+    docker("rm", "-f", container, check=False, timeout=60)
+    with _LIVE_LOCK:
+        _LIVE.discard(container)
+
+
+def remove_all_owned() -> None:
+    """Every container this harness process started, whatever happened to it."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for container in live:
+        remove_container(container)
+
+
+atexit.register(remove_all_owned)
+
+
+@dataclass(eq=False)
+class DockerDeployment(Deployment):
+    container: str = ""
+    tree: ProcessTree | None = None
+    _stopped: bool = field(default=False)
+
+    def _state(self) -> dict[str, object]:
+        details = inspect("container", self.container)
+        state = details.get("State") if details else None
+        return state if isinstance(state, dict) else {}
+
+    def alive(self) -> bool:
+        return bool(self._state().get("Running"))
+
+    def exit_reason(self) -> str | None:
+        state = self._state()
+        if state.get("Running"):
+            return None
+        detail = " (out of memory)" if state.get("OOMKilled") else f" ({state['Error']})" if state.get("Error") else ""
+        return f"container exited with code {state.get('ExitCode')}{detail}"
+
+    def rss_mb(self) -> float:
+        return self.tree.rss_mb() if self.tree else 0.0
+
+    def cpu_percent(self) -> float:
+        return self.tree.cpu_percent() if self.tree else 0.0
+
+    def save_log(self) -> None:
+        result = docker("logs", self.container, check=False, timeout=60)
+        with self.log_path.open("a") as log:
+            log.write(result.stdout + result.stderr)
+
+    def log_tail(self, lines: int = 25) -> str:
+        result = docker("logs", "--tail", str(lines), self.container, check=False, timeout=30)
+        return (result.stdout + result.stderr).strip() or super().log_tail(lines)
+
+    def stop(self) -> None:
+        if self._stopped or not self.container:
+            return
+        self._stopped = True
+        self.save_log()
+        remove_container(self.container)
+
+
+class DockerTarget(Target):
+    """Runtimes as containers of their images, limited to the server CPUs and a memory cap."""
+
+    name = "docker"
+
+    def __init__(self, cpus: CpuPlan | None = None, base_image: str = "python:3.11-slim", offline: bool = False,
+                 memory: str = DEFAULT_MEMORY) -> None:
+        require_daemon()
+        self.cpus = cpus or default_cpu_plan()
+        self.base_image = base_image
+        self.offline = offline
+        self.memory = memory
+        self.bridge = has_bridge_network()
+        self.images: dict[str, ImageInfo] = {}
+
+    def image_for(self, runtime: RuntimeSpec, log_dir: Path, say: Say = lambda _msg: None) -> ImageInfo:
+        if runtime.name not in self.images:
+            self.images[runtime.name] = ensure_image(
+                runtime, self.base_image, self.offline, log_dir / f"{runtime.name}-image-build.log",
+                lambda name, status: say(f"{name} image: {status}"))
+        return self.images[runtime.name]
+
+    def provision(self, runtime: RuntimeSpec, log_dir: Path, say: Say) -> Provisioned:
+        image = self.image_for(runtime, log_dir, say)
+        return Provisioned(pinned_requirements(runtime), {
+            "image": image.tag, "image_size_mb": image.size_mb, "image_build_s": image.build_s,
+            "image_built_now": image.built_now, "base_image": image.base_image, "offline_build": image.offline,
+            "env_packages": len(pinned_requirements(runtime))})
+
+    def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> DockerDeployment:
+        try:
+            image = self.image_for(runtime, log_dir)
+        except BenchError as exc:
+            raise DeployError(f"{runtime.name} image: {exc.message}", exc.hint or "") from None
+        port = free_port()
+        launch = render_launch(runtime, model.name, {
+            "python": "/opt/venv/bin/python", "bin": "/opt/venv/bin", "host": "0.0.0.0" if self.bridge else HOST,
+            "port": str(port), "model_dir": CONTAINER_MODEL_DIR, "runtime_dir": "/app", "work_dir": "/work",
+        })
+        endpoint = launch.endpoint
+        if self.bridge:  # the server binds 0.0.0.0 inside its own namespace; the host sees 127.0.0.1 only
+            endpoint = type(endpoint)(f"http://{HOST}:{port}", endpoint.predict_path, endpoint.readiness_path,
+                                      endpoint.protocol, endpoint.model_name)
+        name = f"servebench-{runtime.name}-{model.name}-{secrets.token_hex(3)}"
+        network = ["-p", f"{HOST}:{port}:{port}"] if self.bridge else ["--network", "host"]
+        environment = {**thread_env(len(self.cpus.server)), **launch.env}
+        create = ["create", "--name", name, "--label", f"{OWNER_LABEL}={os.getpid()}", *network,
+                  "--cpuset-cpus", ",".join(map(str, self.cpus.server)), "--cpus", str(len(self.cpus.server)),
+                  "--memory", self.memory, "--no-healthcheck",
+                  "-v", f"{model.model_dir}:{CONTAINER_MODEL_DIR}:ro"]
+        for key, value in environment.items():
+            create += ["-e", f"{key}={value}"]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{runtime.name}-{model.name}.log"
+        log_path.write_text(f"$ docker {' '.join(create)} {image.tag} {' '.join(launch.command)}\n")
+        created = time.monotonic()
+        try:
+            container = docker(*create, image.tag, *launch.command, timeout=600).stdout.strip()
+        except BenchError as exc:
+            raise DeployError(f"{runtime.name}: {exc.message}") from None
+        with _LIVE_LOCK:
+            _LIVE.add(container)
+        deployment = DockerDeployment(
+            runtime=runtime, model=model, endpoint=endpoint, log_path=log_path, container=container,
+            fairness={**self.cpus.as_dict(), "threads_env": len(self.cpus.server), "cpus_limit": len(self.cpus.server),
+                      "memory_limit": self.memory, "network": "bridge, 127.0.0.1 only" if self.bridge else "host",
+                      "image": image.tag, "image_size_mb": image.size_mb, "image_build_s": image.build_s,
+                      "base_image": image.base_image, "offline_build": image.offline, **runtime.settings},
+        )
+        create_s = time.monotonic() - created
+        started = time.monotonic()
+        try:
+            docker("start", container, timeout=120)
+            details = inspect("container", container) or {}
+            pid = int(details.get("State", {}).get("Pid") or 0)
+            deployment.tree = ProcessTree(pid) if pid else None
+            wait_until_ready(endpoint.readiness_url, runtime.startup_timeout_s, deployment.exit_reason)
+        except (DeployError, BenchError) as exc:
+            tail = deployment.log_tail()
+            deployment.stop()
+            raise DeployError(f"{runtime.name} with {model.name} in Docker: {exc.message}", tail) from None
+        except BaseException:
+            deployment.stop()
+            raise
+        deployment.startup_s = time.monotonic() - started
+        deployment.fairness["container_create_s"] = round(create_s, 3)
+        return deployment

@@ -1,0 +1,99 @@
+"""The Docker target for real: images built offline, the smoke scenario in containers, cleanup.
+
+Needs a Docker daemon and a base image (CI starts both: see .ci/run). Without a daemon these tests
+skip, unless SERVEBENCH_REQUIRE_DOCKER is set, as CI does, where a missing daemon is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.containers import daemon_problem
+from bench.results import load_results
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+BENCH = [sys.executable, "-m", "bench.cli"]
+BASE_IMAGE = os.environ.get("SERVEBENCH_BASE_IMAGE", "servebench-base:bookworm")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def daemon() -> None:
+    problem = daemon_problem()
+    if problem is not None:
+        if os.environ.get("SERVEBENCH_REQUIRE_DOCKER"):
+            pytest.fail(f"SERVEBENCH_REQUIRE_DOCKER is set but {problem}")
+        pytest.skip(problem)
+
+
+def owned_containers() -> list[str]:
+    result = subprocess.run(["docker", "ps", "-aq", "--filter", "label=servebench.owner"], capture_output=True,
+                            text=True, check=True)
+    return result.stdout.split()
+
+
+def run_docker(tmp_path: Path, *runtimes: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BENCH, "run", "--target", "docker", "--runtime", ",".join(runtimes), "--model", "iris-logreg",
+         "--scenario", "smoke", "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
+         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=3000)
+
+
+def test_smoke_run_of_all_runtimes_in_containers(tmp_path: Path) -> None:
+    result = run_docker(tmp_path, "all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = load_results(tmp_path / "run")
+    assert payload["target"] == "docker" and payload["status"] == "complete"
+    assert {c["runtime"] for c in payload["cells"]} == {"mlserver", "mlflow", "fastapi", "bentoml"}
+    for cell in payload["cells"]:
+        assert cell["valid"], (cell["runtime"], cell["invalid_reasons"])
+        assert cell["parity"]["ok"] and cell["target"] == "docker"
+        assert cell["fairness"]["image"].startswith(f"servebench/{cell['runtime']}:")
+        assert cell["fairness"]["memory_limit"] and cell["fairness"]["cpus_limit"] == 1
+        assert cell["server"]["startup_s"] > 0 and cell["server"]["rss_mb_max"] > 50
+        latency = [cell["latency_ms"][key] for key in ("p50", "p99", "max")]
+        assert latency == sorted(latency)
+    for meta in payload["runtimes"].values():
+        assert meta["image_size_mb"] > 100
+    assert not owned_containers(), "containers left behind"
+
+
+def test_a_container_that_fails_to_start_reports_its_log_and_the_run_goes_on(tmp_path: Path) -> None:
+    broken = tmp_path / "fastapi-broken"
+    shutil.copytree(Path(__file__).parents[2] / "runtimes" / "fastapi", broken)
+    spec = (broken / "runtime.yaml").read_text().replace("name: fastapi", "name: fastapi-broken")
+    (broken / "runtime.yaml").write_text(spec.replace('"app:app"', '"app:no_such_app"'))
+    result = subprocess.run(
+        [*BENCH, "run", "--target", "docker", "--runtime", f"{broken},fastapi", "--model", "iris-logreg",
+         "--scenario", "smoke", "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
+         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=3000)
+    assert result.returncode == 0, result.stderr[-3000:]
+    failed, ok = load_results(tmp_path / "run")["cells"]
+    assert not failed["valid"] and "container exited" in failed["error"]
+    assert "no_such_app" in (tmp_path / "run" / "servers" / "fastapi-broken-iris-logreg.log").read_text()
+    assert ok["valid"]
+    assert not owned_containers()
+
+
+def test_no_daemon_is_a_one_line_error(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-such.sock", "COLUMNS": "200"}
+    doctor = subprocess.run([*BENCH, "doctor"], capture_output=True, text=True, env=env, timeout=120)
+    assert doctor.returncode == 2 and "Docker daemon" in doctor.stderr
+    run = subprocess.run([*BENCH, "run", "--target", "docker", "--out", str(tmp_path / "run")], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert run.returncode == 2 and run.stderr.startswith("error: no Docker daemon") and "Traceback" not in run.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_images_build_reuses_unchanged_images() -> None:
+    result = subprocess.run([*BENCH, "images", "build", "--runtime", "fastapi", "--offline", "--base-image",
+                             BASE_IMAGE], capture_output=True, text=True, timeout=3000,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cached" in result.stdout
