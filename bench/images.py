@@ -136,7 +136,9 @@ def ensure_image(spec: RuntimeSpec, base_image: str, offline: bool, log_path: Pa
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         report(spec.name, f"cached ({tag})")
         return ImageInfo(spec.name, tag, base_image, offline, meta.get("build_s"), _size_mb(tag), False)
-    build_args = ["--build-arg", f"BASE_IMAGE={base_image}", "--label", f"servebench.runtime={spec.name}"]
+    # no --label: the legacy builder applies it before the first step, so a per-runtime label would defeat
+    # the layer cache between runtime folders that share a Dockerfile (a copied folder, a test variant)
+    build_args = ["--build-arg", f"BASE_IMAGE={base_image}"]
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with _wheel_source(spec, offline, report) as pip_args:
