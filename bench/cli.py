@@ -359,6 +359,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- compare ------------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.baseline import load_side
+    from bench.compare import compare, parse_thresholds, render
+
+    thresholds = parse_thresholds(args.fail_on)
+    comparison = compare(load_side(Path(args.baseline)), load_side(Path(args.current)), thresholds,
+                         allow_env_change=args.allow_env_change)
+    sys.stdout.write(render(comparison, args.format))
+    if comparison.exit_code == 2:  # cells that could not be judged: neither a pass nor a regression
+        raise BenchError(comparison.headline(), hint=comparison.hint())
+    return comparison.exit_code
+
+
+def cmd_baseline_save(args: argparse.Namespace) -> int:
+    from bench.baseline import save_baseline
+
+    path = save_baseline(Path(args.run_dir), Path(args.file))
+    out.print(f"baseline: {path} ({path.stat().st_size / 1024:.0f} kB)", markup=False)
+    return 0
+
+
 # ---- images and doctor ----------------------------------------------------------------------------
 
 
@@ -552,6 +576,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one run, or several to overlay")
     report.add_argument("--out", metavar="DIR", help="where to write (default: the (first) run folder)")
     report.set_defaults(handler=cmd_report)
+
+    compare = commands.add_parser("compare", help="regression verdicts between two runs (exit 1 on a regression)")
+    compare.add_argument("baseline", metavar="BASELINE", help="run folder, results.json or baseline file")
+    compare.add_argument("current", metavar="CURRENT", help="run folder, results.json or baseline file")
+    compare.add_argument("--fail-on", action="append", default=[], metavar="METRIC:PCT",
+                         help="threshold of one metric (p50 p90 p95 p99 p999 mean throughput), repeatable; "
+                              "defaults p50:10%%, p99:50%%, throughput:-10%%")
+    compare.add_argument("--format", choices=["text", "md", "json"], default="text")
+    compare.add_argument("--allow-env-change", action="store_true",
+                         help="compare cells whose environment fingerprint differs (noted in the output)")
+    compare.set_defaults(handler=cmd_compare)
+
+    baseline = commands.add_parser("baseline", help="compact baselines to commit and compare against")
+    baseline_commands = baseline.add_subparsers(dest="baseline_command", required=True, parser_class=_Parser)
+    baseline_save = baseline_commands.add_parser("save", help="write a run's baseline: fingerprints, figures, "
+                                                 "a seeded sample of latencies")
+    baseline_save.add_argument("run_dir", metavar="RUN_DIR")
+    baseline_save.add_argument("file", metavar="FILE")
+    baseline_save.set_defaults(handler=cmd_baseline_save)
 
     images = commands.add_parser("images", help="per-runtime Docker images")
     images_commands = images.add_subparsers(dest="images_command", required=True, parser_class=_Parser)

@@ -9,12 +9,20 @@ Malformed input always gets a 4xx: pydantic validates shape and values, bodies o
 413. Inference runs inline on the event loop: with one worker on one CPU a thread pool only adds hops.
 Settings (environment): MODEL_DIR (MLflow model folder), MODEL_NAME, MAX_ROWS (default 4096),
 MAX_BODY_BYTES (default 16 MiB).
+
+Test-only: SERVEBENCH_TEST_DELAY_MS (default 0) adds a fixed delay to every prediction (/predict, V1
+and V2 infer), a synthetic regression for proving that `bench compare` catches a slowdown
+(scripts/gate_benchmark.py). It spins on the CPU rather than sleeping, so the delay is exact (a sleep
+overshoots by the kernel's timer slack) and behaves like slower inference: it holds the event loop and
+the CPU. Never set it for a real measurement; the server announces it on stderr (its log) at startup.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -31,6 +39,10 @@ MODEL_DIR = os.environ.get("MODEL_DIR", "/mnt/models")
 MODEL_NAME = os.environ.get("MODEL_NAME", "model")
 MAX_ROWS = int(os.environ.get("MAX_ROWS", "4096"))
 MAX_BODY_BYTES = int(os.environ.get("MAX_BODY_BYTES", str(16 * 1024 * 1024)))
+TEST_DELAY_S = float(os.environ.get("SERVEBENCH_TEST_DELAY_MS", "0")) / 1000.0
+if TEST_DELAY_S:
+    print(f"servebench fastapi: TEST-ONLY delay of {TEST_DELAY_S * 1000:g} ms added to every prediction "
+          "(SERVEBENCH_TEST_DELAY_MS)", file=sys.stderr, flush=True)
 
 V2_TO_NUMPY = {"FP32": "float32", "FP64": "float64", "FP16": "float16", "INT64": "int64", "INT32": "int32",
                "INT16": "int16", "INT8": "int8", "UINT8": "uint8", "BOOL": "bool"}
@@ -53,7 +65,16 @@ class LoadedModel:
     def predict(self, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         if rows.ndim != 2 or (self.n_features is not None and rows.shape[1] != self.n_features):
             raise HTTPException(422, f"expected rows of {self.n_features} features, got shape {list(rows.shape)}")
+        if TEST_DELAY_S:
+            _spin(TEST_DELAY_S)
         return np.asarray(self.pyfunc.predict(rows.astype(self.dtype, copy=False)))
+
+
+def _spin(seconds: float) -> None:
+    """Busy-wait: exact to microseconds, and costs CPU like the slower inference it stands for."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 state: dict[str, LoadedModel] = {}
