@@ -19,6 +19,7 @@ import requests
 from bench.config import RuntimeSpec
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
+from bench.targets.process_tree import ProcessTree
 
 
 @dataclass(frozen=True)
@@ -50,17 +51,18 @@ class Deployment(ABC):
     log_path: Path
     startup_s: float = 0.0
     fairness: dict[str, Any] = field(default_factory=dict)
+    tree: ProcessTree | None = None  # the server's processes as the host sees them (containers included)
 
     @abstractmethod
     def alive(self) -> bool: ...
 
-    @abstractmethod
     def rss_mb(self) -> float:
         """Resident memory of everything the server runs, in MiB."""
+        return self.tree.rss_mb() if self.tree else 0.0
 
-    @abstractmethod
     def cpu_percent(self) -> float:
         """CPU used since the previous call, in percent of one core."""
+        return self.tree.cpu_percent() if self.tree else 0.0
 
     @abstractmethod
     def stop(self) -> None:

@@ -55,7 +55,6 @@ atexit.register(remove_all_owned)
 @dataclass(eq=False)
 class DockerDeployment(Deployment):
     container: str = ""
-    tree: ProcessTree | None = None
     _stopped: bool = field(default=False)
 
     def _state(self) -> dict[str, object]:
@@ -72,12 +71,6 @@ class DockerDeployment(Deployment):
             return None
         detail = " (out of memory)" if state.get("OOMKilled") else f" ({state['Error']})" if state.get("Error") else ""
         return f"container exited with code {state.get('ExitCode')}{detail}"
-
-    def rss_mb(self) -> float:
-        return self.tree.rss_mb() if self.tree else 0.0
-
-    def cpu_percent(self) -> float:
-        return self.tree.cpu_percent() if self.tree else 0.0
 
     def save_log(self) -> None:
         result = docker("logs", self.container, check=False, timeout=60)

@@ -52,7 +52,6 @@ atexit.register(stop_all)
 @dataclass(eq=False)
 class LocalDeployment(Deployment):
     process: subprocess.Popen[bytes] | None = None
-    tree: ProcessTree | None = None
     work_dir: Path | None = None
     _stopped: bool = field(default=False)
 
@@ -63,12 +62,6 @@ class LocalDeployment(Deployment):
         if self.process is None or self.process.poll() is None:
             return None
         return f"exit code {self.process.returncode}"
-
-    def rss_mb(self) -> float:
-        return self.tree.rss_mb() if self.tree else 0.0
-
-    def cpu_percent(self) -> float:
-        return self.tree.cpu_percent() if self.tree else 0.0
 
     def stop(self) -> None:
         if self._stopped or self.process is None:
