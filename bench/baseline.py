@@ -101,16 +101,20 @@ class CellSamples:
     completed_per_s: np.ndarray[Any, np.dtype[np.int64]]  # successful completions in each whole second
     kept: int
     successful: int
+    # wall-clock time (Unix s) where second 0 begins: tells whether two runs were measured side by side
+    start_s: float | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"kept": self.kept, "successful": self.successful,
+        return {"kept": self.kept, "successful": self.successful, "start_s": self.start_s,
                 "latency_us": [block.tolist() for block in self.latency_us],
                 "completed_per_s": self.completed_per_s.tolist()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellSamples:
+        start = data.get("start_s")
         return cls([np.asarray(block, dtype=np.int64) for block in data["latency_us"]],
-                   np.asarray(data["completed_per_s"], dtype=np.int64), int(data["kept"]), int(data["successful"]))
+                   np.asarray(data["completed_per_s"], dtype=np.int64), int(data["kept"]), int(data["successful"]),
+                   float(start) if isinstance(start, int | float) else None)
 
 
 def reduce_samples(frame: pd.DataFrame, duration_s: float | None, seed: int = SUBSAMPLE_SEED,
@@ -134,7 +138,7 @@ def reduce_samples(frame: pd.DataFrame, duration_s: float | None, seed: int = SU
     done = ok["sent"].to_numpy(dtype=np.float64) + ok["service_ms"].to_numpy(dtype=np.float64) / 1000.0 - start
     done = done[(done >= 0) & (done < whole)]
     counts = np.bincount(np.floor(done).astype(np.int64), minlength=whole).astype(np.int64)
-    return CellSamples(blocks, counts, kept=len(latency), successful=len(ok))
+    return CellSamples(blocks, counts, kept=len(latency), successful=len(ok), start_s=round(start, 3))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,14 @@ serves every quantile and the mean alike, where Mann-Whitney is a location test 
 p99. Throughput goes through the same procedure on the successful completions counted in each second.
 Each side is resampled independently (seeded: the same inputs always give the same verdict), 2000 times.
 
+Side by side: when the two runs were measured at the same time (their windows share at least three
+wall-clock seconds, as when CI runs the base commit and the pull request together), the same seconds
+are drawn on both sides: a paired block bootstrap over the common seconds. On a shared VM the machine's
+speed drifts by 10-15% from one 5-second stretch to the next with nothing else running on it; two runs
+made at the same time see the same drift, and resampling their seconds together keeps it out of the
+interval, as a paired test does, where independent resampling counts it twice. Runs made at different
+times cannot be paired: no test can tell their code apart from their machine's drift (see the README).
+
 A regression needs both conditions of the issue at once: the whole 95% interval of the change lies beyond
 the threshold, i.e. the change exceeds the threshold and does so significantly (a one-sided test at 2.5%
 of "the change is at most the threshold"). A large change with a wide interval (a stall in one run) and
@@ -114,6 +122,41 @@ def resample_means(values: np.ndarray[Any, Any], rng: np.random.Generator,
 
 
 @dataclass(frozen=True)
+class Pairing:
+    """Two runs measured side by side: which of their seconds were the same wall-clock seconds."""
+
+    base_first: int  # the baseline's second that coincides with the current run's `current_first`
+    current_first: int
+    seconds: int  # seconds both measured
+
+
+def side_by_side(base: CellSamples | None, cur: CellSamples | None) -> Pairing | None:
+    """The common wall-clock seconds of two runs whose windows overlap by at least MIN_BLOCKS seconds;
+    None for runs made at different times (or recorded before start times were kept)."""
+    if base is None or cur is None or base.start_s is None or cur.start_s is None:
+        return None
+    shift = round(cur.start_s - base.start_s)  # the current run's second 0 is the baseline's second `shift`
+    length = max(len(base.latency_us), len(base.completed_per_s))
+    other = max(len(cur.latency_us), len(cur.completed_per_s))
+    base_first, current_first = max(shift, 0), max(-shift, 0)
+    seconds = min(length - base_first, other - current_first)
+    return Pairing(base_first, current_first, seconds) if seconds >= MIN_BLOCKS else None
+
+
+def _block(samples: CellSamples, second: int) -> np.ndarray[Any, Any]:
+    return samples.latency_us[second] if 0 <= second < len(samples.latency_us) else np.empty(0, dtype=np.int64)
+
+
+def paired_view(samples: CellSamples, first: int, keep: list[int], counted: int) -> CellSamples:
+    """One side restricted to the common seconds, in wall-clock order: latency blocks of the seconds in
+    `keep` (offsets into the common range where both sides have latencies), completions of the first
+    `counted` common seconds."""
+    blocks = [_block(samples, first + k) for k in keep]
+    counts = samples.completed_per_s[first:first + counted]
+    return CellSamples(blocks, counts, sum(len(b) for b in blocks), samples.successful, samples.start_s)
+
+
+@dataclass(frozen=True)
 class Resampled:
     """Bootstrap distributions of one side's metrics, or why a metric cannot be tested."""
 
@@ -125,11 +168,11 @@ class Resampled:
 
 
 def resampled(samples: CellSamples | None, stream: int, why_none: str | None) -> Resampled:
-    """One side's bootstrap, on its own seeded stream so that the two sides' resamples are independent."""
+    """One side's bootstrap on its own seeded streams (latency, throughput). Two sides given the same
+    stream and the same number of seconds draw the same seconds: the paired test."""
     if samples is None:
         reason = why_none or "no raw samples"
         return Resampled({}, dict.fromkeys(METRICS, reason), 0, 0, 0)
-    rng = np.random.default_rng([SEED, stream])
     distributions: dict[str, np.ndarray[Any, Any]] = {}
     untestable: dict[str, str] = {}
     blocks = [block for block in samples.latency_us if len(block)]
@@ -137,13 +180,14 @@ def resampled(samples: CellSamples | None, stream: int, why_none: str | None) ->
         untestable.update(dict.fromkeys(LATENCY_METRICS, f"{samples.kept} latencies over {len(blocks)} s: too few "
                                         f"to test (at least {MIN_LATENCIES} over {MIN_BLOCKS} s)"))
     else:
-        table = resample_latency(blocks, rng)
+        table = resample_latency(blocks, np.random.default_rng([SEED, stream, 0]))
         distributions.update({name: table[:, column] for column, name in enumerate(LATENCY_METRICS)})
     seconds = len(samples.completed_per_s)
     if seconds < MIN_BLOCKS:
         untestable["throughput"] = f"{seconds} whole seconds measured: too few to test (at least {MIN_BLOCKS})"
     else:
-        distributions["throughput"] = resample_means(samples.completed_per_s.astype(np.float64), rng)
+        distributions["throughput"] = resample_means(samples.completed_per_s.astype(np.float64),
+                                                     np.random.default_rng([SEED, stream, 1]))
     return Resampled(distributions, untestable, len(blocks), samples.kept, seconds)
 
 
@@ -161,7 +205,7 @@ class MetricResult:
 
 
 def judge(metric: str, threshold: float, baseline: float | None, current: float | None, base: Resampled,
-          cur: Resampled) -> MetricResult:
+          cur: Resampled, paired: bool = False) -> MetricResult:
     """One metric of one matched, valid, comparable pair of cells."""
     if baseline is None or current is None or baseline <= 0:
         return MetricResult(metric, NOT_COMPARABLE, baseline, current, None, None, threshold, "-",
@@ -173,7 +217,12 @@ def judge(metric: str, threshold: float, baseline: float | None, current: float 
         side = "baseline" if metric in base.untestable else "current"
         return MetricResult(metric, NOT_COMPARABLE, baseline, current, change, None, threshold, "-",
                             f"{side}: {reason or 'no test'}")
-    if metric == "throughput":
+    if paired:
+        seconds = base.seconds if metric == "throughput" else base.blocks
+        test = f"paired block bootstrap (side by side), {seconds} common s"
+        if metric != "throughput":
+            test += f", {base.latencies}+{cur.latencies} req"
+    elif metric == "throughput":
         test = f"block bootstrap, {base.seconds}+{cur.seconds} s"
     else:
         test = f"block bootstrap, {base.blocks}+{cur.blocks} s, {base.latencies}+{cur.latencies} req"
@@ -219,11 +268,21 @@ def _cell_verdict(metrics: list[MetricResult]) -> str:
 
 
 def compare_cells(base: CellData, cur: CellData, thresholds: dict[str, float]) -> list[MetricResult]:
-    """Every gated metric of a matched pair whose environments agree."""
-    base_resampled = resampled(base.samples, 0, base.samples_note)
-    cur_resampled = resampled(cur.samples, 1, cur.samples_note)
+    """Every gated metric of a matched pair whose environments agree: a paired test over the common
+    seconds when the two runs were measured side by side, else each side resampled independently."""
+    pairing = side_by_side(base.samples, cur.samples)
+    if pairing is None or base.samples is None or cur.samples is None:
+        base_resampled = resampled(base.samples, 0, base.samples_note)
+        cur_resampled = resampled(cur.samples, 1, cur.samples_note)
+    else:
+        keep = [k for k in range(pairing.seconds) if len(_block(base.samples, pairing.base_first + k))
+                and len(_block(cur.samples, pairing.current_first + k))]
+        counted = max(0, min(pairing.seconds, len(base.samples.completed_per_s) - pairing.base_first,
+                             len(cur.samples.completed_per_s) - pairing.current_first))
+        base_resampled = resampled(paired_view(base.samples, pairing.base_first, keep, counted), 2, None)
+        cur_resampled = resampled(paired_view(cur.samples, pairing.current_first, keep, counted), 2, None)
     return [judge(metric, threshold, base.figures.get(metric), cur.figures.get(metric), base_resampled,
-                  cur_resampled) for metric, threshold in thresholds.items()]
+                  cur_resampled, pairing is not None) for metric, threshold in thresholds.items()]
 
 
 def _invalid_notes(base: CellData, cur: CellData) -> list[str]:

@@ -64,9 +64,16 @@ def sample_frame(latency_ms: np.ndarray[Any, Any], rate: float, start: float = 1
                          "service_ms": latency_ms, "status": 200, "in_window": True})
 
 
-def synthetic_cell(latency_ms: np.ndarray[Any, Any], rate: float = 50.0, valid: bool = True) -> CellData:
+_SEQUENTIAL_STARTS = iter(range(1_000_000, 10**9, 10_000))
+
+
+def synthetic_cell(latency_ms: np.ndarray[Any, Any], rate: float = 50.0, valid: bool = True,
+                   start: float | None = None) -> CellData:
+    """A cell measured from `start`; by default each cell gets its own hour, as runs made one after the
+    other (cells given the same start were measured side by side)."""
     duration = len(latency_ms) / rate
-    samples = reduce_samples(sample_frame(latency_ms, rate), duration)
+    at = float(next(_SEQUENTIAL_STARTS)) if start is None else start
+    samples = reduce_samples(sample_frame(latency_ms, rate, at), duration)
     figures = {**latency_summary(latency_ms), "throughput": len(latency_ms) / duration}
     return CellData(KEY, valid, [] if valid else ["too few requests"], len(latency_ms), figures, samples)
 
@@ -122,6 +129,50 @@ def test_a_small_significant_shift_under_the_threshold_is_unchanged() -> None:
     assert p50.ci is not None and p50.ci[0] > 0  # significant...
     assert p50.verdict == UNCHANGED and p50.note == "significant, within the threshold"  # ...but small
     assert result.exit_code == 0
+
+
+def drifting(seed: int, seconds: int = 5, rate: int = 50, median_ms: float = 2.0,
+             drift: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+    """Requests at `rate` per second whose median follows the machine: second k is slower by drift[k]."""
+    factors = np.ones(seconds) if drift is None else drift
+    return lognormal(seed, n=seconds * rate, median_ms=median_ms) * np.repeat(factors, rate)
+
+
+MACHINE_DRIFT = np.array([1.0, 1.25, 0.8, 1.35, 0.9])  # per-second speed of a busy shared VM
+
+
+def test_side_by_side_runs_share_the_drift_and_a_paired_test_sees_through_it() -> None:
+    """Two runs measured at the same time see the same machine: resampling the same seconds on both sides
+    keeps that common drift out of the interval, so a 25% slowdown is detected side by side, while the
+    same samples treated as runs made at different times give an interval too wide to call it."""
+    base, slow = drifting(1, drift=MACHINE_DRIFT), drifting(2, drift=MACHINE_DRIFT) * 1.25
+    paired = metric(compare(side(synthetic_cell(base, start=5_000.0)), side(synthetic_cell(slow, start=5_000.2))),
+                    "p50")
+    apart = metric(compare(side(synthetic_cell(base)), side(synthetic_cell(slow))), "p50")
+    assert paired.test.startswith("paired block bootstrap (side by side), 5 common s")
+    assert apart.test.startswith("block bootstrap, 5+5 s")
+    assert paired.ci is not None and apart.ci is not None
+    assert paired.ci[1] - paired.ci[0] < 0.5 * (apart.ci[1] - apart.ci[0])
+    assert paired.verdict == WORSE and apart.verdict == UNCHANGED
+
+
+def test_side_by_side_runs_with_nothing_changed_are_unchanged() -> None:
+    for seed in range(40, 50, 2):
+        result = compare(side(synthetic_cell(drifting(seed, drift=MACHINE_DRIFT), start=5_000.0)),
+                         side(synthetic_cell(drifting(seed + 1, drift=MACHINE_DRIFT), start=5_000.0)))
+        assert result.exit_code == 0
+        assert all(m.verdict == UNCHANGED and m.test.startswith("paired") for m in result.cells[0].metrics)
+
+
+def test_side_by_side_runs_are_aligned_on_wall_clock_seconds() -> None:
+    """A run that started 2 s after the other shares 8 of its 10 seconds with it: those are compared."""
+    base = synthetic_cell(drifting(1, seconds=10), start=7_000.0)
+    late = synthetic_cell(drifting(2, seconds=10), start=7_002.1)
+    result = compare(side(base), side(late))
+    assert metric(result, "p50").test.startswith("paired block bootstrap (side by side), 8 common s")
+    assert metric(result, "throughput").test == "paired block bootstrap (side by side), 8 common s"
+    barely = synthetic_cell(drifting(3, seconds=10), start=7_008.0)  # 2 common seconds: too few to pair
+    assert metric(compare(side(base), side(barely)), "p50").test.startswith("block bootstrap, 10+10 s")
 
 
 def test_a_big_change_from_one_stall_is_not_significant() -> None:
@@ -280,6 +331,23 @@ def test_baseline_file_is_compact_and_versioned(smoke: Path, tmp_path: Path) -> 
     assert set(payload["fingerprints"]) == set(RUNTIMES)
     assert payload["fingerprints"]["fastapi"]["cpu_model"] == "Intel(R) Xeon(R) Processor"
     assert len(payload["scenario_sha256"]) == 64
+
+
+def test_a_baseline_keeps_when_it_was_measured_and_older_files_compare_unpaired(smoke: Path,
+                                                                               tmp_path: Path) -> None:
+    """start_s tells `bench compare` whether two measurements were side by side; a baseline written
+    before it was kept still reads, and is compared as a run made at another time."""
+    current = slowed(tmp_path / "slow", "fastapi", 1.3)  # a copy of the smoke run: the same seconds
+    baseline = save_baseline(smoke, tmp_path / "main.json")
+    payload = json.loads(baseline.read_text())
+    assert all(isinstance(cell["samples"]["start_s"], float) for cell in payload["cells"])
+    assert metric(compare(load_side(baseline), load_side(current)), "p50").test.startswith("paired")
+    for cell in payload["cells"]:
+        del cell["samples"]["start_s"]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(payload))
+    p50 = metric(compare(load_side(older), load_side(current)), "p50")
+    assert p50.test.startswith("block bootstrap, ") and p50.verdict == WORSE
 
 
 def test_the_real_smoke_baseline_is_small(smoke: Path, tmp_path: Path) -> None:
