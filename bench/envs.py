@@ -51,7 +51,12 @@ def env_key(spec: RuntimeSpec) -> str:
     """Hash of everything that decides the environment's contents."""
     if not spec.requirements_file.is_file():
         raise BenchError(f"{spec.folder}: no requirements.txt", hint="a runtime folder pins its environment there")
-    digest = hashlib.sha256(spec.requirements_file.read_bytes())
+    return requirements_key(spec.requirements_file)
+
+
+def requirements_key(requirements_file: Path) -> str:
+    """Hash of a pinned requirements file and the interpreter it resolves for (wheels differ by both)."""
+    digest = hashlib.sha256(requirements_file.read_bytes())
     digest.update(f"{sys.version_info.major}.{sys.version_info.minor}-{platform.machine()}".encode())
     return digest.hexdigest()[:16]
 

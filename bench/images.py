@@ -2,7 +2,9 @@
 
 Images are tagged by a content hash of their inputs (Dockerfile, requirements, serving code, base image,
 build mode) and reused while those are unchanged. The model is not baked in: it is mounted read-only at
-/mnt/models, as KServe's storage initializer provides it, so one image serves every model.
+/mnt/models, as KServe's storage initializer provides it, so one image serves every model. The same
+machinery builds images that are not runtimes (docker-compose.yml's Locust image): an ImageSource names
+the files of any build context.
 
 Offline (air-gapped) mode: the wheels are downloaded on the host with `pip download` into a wheelhouse
 cached by requirements hash, served to the build on loopback, and installed with
@@ -17,8 +19,10 @@ import hashlib
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.config import RuntimeSpec, env_cache_dir
-from bench.containers import docker, docker_path, inspect
-from bench.envs import NOISE, env_key
+from bench.containers import daemon_problem, docker, docker_path, inspect
+from bench.envs import NOISE, requirements_key
 from bench.errors import BenchError
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -68,17 +72,60 @@ def image_inputs(spec: RuntimeSpec) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class ImageSource:
+    """What one image is built from: its build context as (path in the context, file on disk) pairs, the
+    Dockerfile first, and the requirements its offline wheelhouse is downloaded for. A runtime's context is
+    its folder; any other context (one gathering files from across the checkout) is staged into a temporary
+    folder, so the build sees exactly the hashed files."""
+
+    name: str
+    files: tuple[tuple[str, Path], ...]
+    requirements_file: Path
+    folder: Path | None = None  # a folder already holding the files at their context paths
+
+    def tag(self, base_image_id: str, offline: bool) -> str:
+        digest = hashlib.sha256()
+        for name, path in self.files:
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+        digest.update(f"{base_image_id}:{'offline' if offline else 'online'}".encode())
+        return f"{IMAGE_REPOSITORY}/{self.name}:{digest.hexdigest()[:16]}"
+
+    @contextmanager
+    def context(self) -> Iterator[Path]:
+        if self.folder is not None:
+            yield self.folder
+            return
+        with tempfile.TemporaryDirectory(prefix=f"servebench-{self.name}-context-") as staging:
+            for name, path in self.files:
+                (Path(staging) / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, Path(staging) / name)
+            yield Path(staging)
+
+
+def runtime_source(spec: RuntimeSpec) -> ImageSource:
+    return ImageSource(spec.name, tuple((path.name, path) for path in image_inputs(spec)), spec.requirements_file,
+                       spec.folder)
+
+
 def image_tag(spec: RuntimeSpec, base_image_id: str, offline: bool) -> str:
-    digest = hashlib.sha256()
-    for path in image_inputs(spec):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    digest.update(f"{base_image_id}:{'offline' if offline else 'online'}".encode())
-    return f"{IMAGE_REPOSITORY}/{spec.name}:{digest.hexdigest()[:16]}"
+    return runtime_source(spec).tag(base_image_id, offline)
 
 
-def wheelhouse(spec: RuntimeSpec, report: Report) -> Path:
+def _base_identity(base_image: str, details: dict[str, object] | None) -> str:
+    """The base image's ID when it is present (a rebuilt base changes every tag), else its name."""
+    return str(details["Id"]) if details else base_image
+
+
+def planned_tag(spec: RuntimeSpec, base_image: str, offline: bool) -> str:
+    """The tag ensure_image gives, without building: a dry run names the images it would load."""
+    details = inspect("image", base_image) if daemon_problem() is None else None
+    return image_tag(spec, _base_identity(base_image, details), offline)
+
+
+def wheelhouse(spec: ImageSource, report: Report) -> Path:
     """Every wheel requirements.txt needs, downloaded on the host once per requirements hash."""
-    folder = cache_root() / "wheelhouses" / f"{spec.name}-{env_key(spec)}"
+    folder = cache_root() / "wheelhouses" / f"{spec.name}-{requirements_key(spec.requirements_file)}"
     marker = folder / ".complete"
     if marker.exists():
         return folder
@@ -123,14 +170,15 @@ def _size_mb(tag: str) -> float:
     return round(float(details["Size"]) / 2**20, 1) if details else 0.0
 
 
-def ensure_image(spec: RuntimeSpec, base_image: str, offline: bool, log_path: Path,
+def ensure_image(runtime: RuntimeSpec | ImageSource, base_image: str, offline: bool, log_path: Path,
                  report: Report = lambda _r, _s: None) -> ImageInfo:
-    """The runtime's image, built now or reused; build output goes to log_path."""
+    """The runtime's (or another source's) image, built now or reused; build output goes to log_path."""
+    spec = runtime if isinstance(runtime, ImageSource) else runtime_source(runtime)
     base = inspect("image", base_image)
     if base is None and offline:
         raise BenchError(f"base image {base_image} is not present and an offline build cannot pull it",
                          hint="build one with scripts/base-image.sh, or pass --base-image")
-    tag = image_tag(spec, str(base["Id"]) if base else base_image, offline)
+    tag = spec.tag(_base_identity(base_image, base), offline)
     meta_file = _metadata_file(tag)
     if inspect("image", tag) is not None:
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -141,14 +189,14 @@ def ensure_image(spec: RuntimeSpec, base_image: str, offline: bool, log_path: Pa
     build_args = ["--build-arg", f"BASE_IMAGE={base_image}"]
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with _wheel_source(spec, offline, report) as pip_args:
+    with _wheel_source(spec, offline, report) as pip_args, spec.context() as context:
         build_args += ["--build-arg", f"PIP_INSTALL_ARGS={pip_args}"]
         if offline:
             build_args += ["--network", "host"]  # to reach the loopback wheel server
         report(spec.name, f"building {tag}")
         with log_path.open("w") as log:
             result = subprocess.run([docker_path(), "build", *build_args, "-t", tag, "-f",
-                                     str(spec.folder / "Dockerfile"), str(spec.folder)],
+                                     str(context / spec.files[0][0]), str(context)],
                                     stdout=log, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
         tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-4:])
@@ -161,7 +209,7 @@ def ensure_image(spec: RuntimeSpec, base_image: str, offline: bool, log_path: Pa
 
 
 @contextmanager
-def _wheel_source(spec: RuntimeSpec, offline: bool, report: Report) -> Iterator[str]:
+def _wheel_source(spec: ImageSource, offline: bool, report: Report) -> Iterator[str]:
     if not offline:
         yield ""
         return

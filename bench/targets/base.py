@@ -107,6 +107,10 @@ class Target(ABC):
     def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> Deployment:
         """Start the runtime serving the model and wait until it is ready, or raise DeployError."""
 
+    def expand_runtimes(self, runtimes: list[RuntimeSpec]) -> list[RuntimeSpec]:
+        """The runtimes this target runs for the ones asked for (KServe adds its stock-runtime variants)."""
+        return runtimes
+
 
 def wait_until_ready(url: str, timeout_s: float, still_running: Callable[[], str | None],
                      interval_s: float = 0.05) -> float:

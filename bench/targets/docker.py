@@ -21,6 +21,7 @@ from bench.config import RuntimeSpec
 from bench.containers import docker, has_bridge_network, inspect, require_daemon
 from bench.envs import pinned_requirements
 from bench.errors import BenchError, DeployError
+from bench.image_layout import image_layout
 from bench.images import ImageInfo, ensure_image
 from bench.models.registry import LocalModel
 from bench.targets.base import Deployment, Provisioned, Say, Target, wait_until_ready
@@ -28,7 +29,6 @@ from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, ren
 from bench.targets.process_tree import ProcessTree
 
 OWNER_LABEL = "servebench.owner"
-CONTAINER_MODEL_DIR = "/mnt/models"
 DEFAULT_MEMORY = "4g"
 
 _LIVE: set[str] = set()
@@ -121,13 +121,11 @@ class DockerTarget(Target):
     def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> DockerDeployment:
         try:
             image = self.image_for(runtime, log_dir)
+            layout = image_layout(runtime)
         except BenchError as exc:
             raise DeployError(f"{runtime.name} image: {exc.message}", exc.hint or "") from None
         port = free_port()
-        launch = render_launch(runtime, model.name, {
-            "python": "/opt/venv/bin/python", "bin": "/opt/venv/bin", "host": "0.0.0.0" if self.bridge else HOST,
-            "port": str(port), "model_dir": CONTAINER_MODEL_DIR, "runtime_dir": "/app", "work_dir": "/work",
-        })
+        launch = render_launch(runtime, model.name, layout.values("0.0.0.0" if self.bridge else HOST, port))
         endpoint = launch.endpoint
         if self.bridge:  # the server binds 0.0.0.0 inside its own namespace; the host sees 127.0.0.1 only
             endpoint = type(endpoint)(f"http://{HOST}:{port}", endpoint.predict_path, endpoint.readiness_path,
@@ -138,7 +136,7 @@ class DockerTarget(Target):
         create = ["create", "--name", name, "--label", f"{OWNER_LABEL}={os.getpid()}", *network,
                   "--cpuset-cpus", ",".join(map(str, self.cpus.server)), "--cpus", str(len(self.cpus.server)),
                   "--memory", self.memory, "--no-healthcheck",
-                  "-v", f"{model.model_dir}:{CONTAINER_MODEL_DIR}:ro"]
+                  "-v", f"{model.model_dir}:{layout.model_dir}:ro"]
         for key, value in environment.items():
             create += ["-e", f"{key}={value}"]
         log_dir.mkdir(parents=True, exist_ok=True)
