@@ -279,14 +279,20 @@ def make_target(args: argparse.Namespace, cpus: CpuPlan) -> Target:
 
         return DockerTarget(cpus, base_image=args.base_image or base_image_default(),
                             offline=args.offline or offline_default(), memory=args.memory)
-    raise BenchError(f"target '{args.target}' is not available yet", hint="use --target local or docker")
+    if args.target == "kserve":
+        from bench.images import base_image_default, offline_default
+        from bench.targets.kserve import KServeTarget
+
+        return KServeTarget(cpus, base_image=args.base_image or base_image_default(),
+                            offline=args.offline or offline_default(), memory=args.memory)
+    raise BenchError(f"target '{args.target}' is not available", hint="use --target local, docker or kserve")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_profile, load_scenario
     from bench.models.catalog import get_spec
     from bench.results import new_run_id
-    from bench.run import RunOptions, run_benchmark
+    from bench.run import RunOptions, plan_measurements, run_benchmark
 
     runtimes = load_runtimes(args.runtime)
     models = [get_spec(name) for name in _models(args.model)]
@@ -295,7 +301,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = scenario.model_copy(update={"generator_processes": args.generator_processes})
     profile = load_profile(args.profile)
     cpus = default_cpu_plan_or_override(args)
+    if args.dry_run:
+        return _dry_run(args, runtimes, models, scenario, len(plan_measurements(scenario, profile)), cpus)
     target = make_target(args, cpus)
+    runtimes = target.expand_runtimes(runtimes)
     run_id = new_run_id(f"{scenario.name}-{args.profile}")
     out_dir = Path(args.out) if args.out else Path("reports") / run_id
     if (out_dir / "results.json").exists():
@@ -326,6 +335,43 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"the SLO: {sweep['max_load_within_slo'] or 'none'}")
     console.print(f"results: {store.results_path}")
     _publish(out_dir, mlflow=not args.no_mlflow)
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, runtimes: list[RuntimeSpec], models: list[Any], scenario: Any,
+             measurements: int, cpus: CpuPlan) -> int:
+    """--dry-run: every manifest rendered and validated into --out, every command printed; nothing applied."""
+    from bench.images import base_image_default, offline_default
+    from bench.targets.kserve import dry_run
+
+    if args.target != "kserve":
+        raise BenchError(f"--dry-run is for --target kserve, not {args.target}", hint="add --target kserve")
+    if not args.out:
+        raise BenchError("--dry-run needs --out DIR", hint="the manifests are written to DIR/manifests/")
+    out_dir = Path(args.out)
+    try:
+        (out_dir / "manifests").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create {out_dir}: {exc.strerror}", hint="choose a writable --out folder") from None
+    dry_run(runtimes, models, scenario.name, measurements, out_dir, lambda line: out.print(line, markup=False,
+            highlight=False, soft_wrap=True), cpus, args.base_image or base_image_default(),
+            args.offline or offline_default(), args.memory, scenario.generator_processes)
+    console.print(f"dry run: manifests in {out_dir / 'manifests'}, commands in {out_dir / 'commands.sh'}; "
+                  "nothing was applied")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from bench.commands import Runner
+    from bench.kube.cluster import cluster_down, cluster_up
+
+    runner = Runner(dry_run=args.dry_run, echo=lambda line: out.print(line, markup=False, highlight=False,
+                                                                       soft_wrap=True))
+    say = runner.note if args.dry_run else (lambda message: console.print(f"  {escape(message)}"))
+    if args.cluster_command == "up":
+        cluster_up(runner, state_dir() / "kind", say)
+    else:
+        cluster_down(runner, say)
     return 0
 
 
@@ -424,6 +470,26 @@ def cmd_images_build(args: argparse.Namespace) -> int:
     out.print(f"total {time.monotonic() - started:.1f} s")
     if failures:
         raise BenchError(f"{failures} image(s) failed to build", hint=f"build logs in {log_dir}")
+    return 0
+
+
+def cmd_compose_prepare(args: argparse.Namespace) -> int:
+    from bench.compose import compose_file, next_steps, prepare
+    from bench.containers import require_daemon
+    from bench.images import base_image_default, offline_default
+
+    require_daemon()
+    started = time.monotonic()
+    prepared = prepare(args.model, Path(args.env_file) if args.env_file else compose_file().parent / ".env",
+                       args.base_image or base_image_default(), args.offline or offline_default(),
+                       default_cpu_plan_or_override(args), args.memory, args.workers,
+                       report=lambda name, text: console.print(f"  {name}: {escape(text)}"))
+    table = Table("image", "result", "build s", "size MB", title=f"images ({time.monotonic() - started:.0f} s)")
+    for info in prepared.images:
+        table.add_row(info.tag, "built" if info.built_now else "cached",
+                      f"{info.build_s:.0f}" if info.build_s is not None else "-", f"{info.size_mb:.0f}")
+    out.print(table)
+    out.print(next_steps(prepared), markup=False, highlight=False)
     return 0
 
 
@@ -569,7 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
     run.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
     _docker_options(run)
-    run.add_argument("--memory", default="4g", help="docker target: memory limit per container")
+    run.add_argument("--memory", default="4g", help="docker and kserve targets: memory limit per server")
+    run.add_argument("--dry-run", action="store_true", help="kserve target: write every manifest to --out "
+                     "DIR/manifests and print every command, applying nothing")
     run.set_defaults(handler=cmd_run)
 
     report = commands.add_parser("report", help="(re)render report.html and summary.md from saved runs")
@@ -603,6 +671,26 @@ def build_parser() -> argparse.ArgumentParser:
     images_build.add_argument("--parallel", type=int, default=2, help="images built at once")
     _docker_options(images_build)
     images_build.set_defaults(handler=cmd_images_build)
+
+    cluster = commands.add_parser("cluster", help="the kind + KServe cluster of --target kserve")
+    cluster.add_argument("cluster_command", choices=["up", "down"], help="up: create or complete it (idempotent); "
+                         "down: delete it")
+    cluster.add_argument("--dry-run", action="store_true", help="print every command instead of running it")
+    cluster.set_defaults(handler=cmd_cluster)
+
+    compose = commands.add_parser("compose", help="docker-compose.yml: images and its .env file")
+    compose_commands = compose.add_subparsers(dest="compose_command", required=True, parser_class=_Parser)
+    compose_prepare = compose_commands.add_parser("prepare", help="build (or reuse) the images, link the models "
+                                                  "and write the env file `docker-compose up` reads")
+    compose_prepare.add_argument("--model", default="iris-logreg", help="the model the runtimes serve "
+                                 "(SERVEBENCH_MODEL; models with a local copy can be switched to later)")
+    compose_prepare.add_argument("--env-file", metavar="FILE", help="default: .env beside docker-compose.yml")
+    compose_prepare.add_argument("--server-cpus", help="cpuset of every runtime (default: the last CPU)")
+    compose_prepare.add_argument("--generator-cpus", help="cpuset of Locust and MLflow (default: the others)")
+    compose_prepare.add_argument("--memory", default="4g", help="memory limit of every runtime")
+    compose_prepare.add_argument("--workers", type=int, help="Locust workers (default: one per generator CPU)")
+    _docker_options(compose_prepare)
+    compose_prepare.set_defaults(handler=cmd_compose_prepare)
 
     doctor = commands.add_parser("doctor", help="what is installed and reachable, with fixes")
     doctor.set_defaults(handler=cmd_doctor)

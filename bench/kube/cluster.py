@@ -1,0 +1,136 @@
+"""`bench cluster up|down`: a kind cluster from the committed config, cert-manager, KServe in Standard
+(raw Deployment) mode and metrics-server, at pinned versions, each step checked before it is done.
+
+Idempotent: each step first asks whether its result is already there (the cluster, each Helm release)
+and skips it if so, then waits until what it installed is ready. Every kubectl and helm command names the
+kind cluster's context, so another cluster in the user's kubeconfig is never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from bench.commands import Runner, require_tools
+from bench.config import project_root, state_dir
+from bench.errors import BenchError
+from bench.kube import manifests, versions
+from bench.kube.validate import dump, validate
+
+CLUSTER = "servebench"
+CONTEXT = f"kind-{CLUSTER}"
+CONFIG_FILE = project_root() / "deploy" / "kind" / "cluster.yaml"
+KSERVE_NAMESPACE = "kserve"
+WAIT = "--timeout=300s"
+Say = Callable[[str], None]
+
+
+def kubectl(*args: str) -> list[str]:
+    return ["kubectl", "--context", CONTEXT, *args]
+
+
+def helm(*args: str) -> list[str]:
+    return ["helm", "--kube-context", CONTEXT, *args]
+
+
+def models_root() -> Path:
+    """What the kind node mounts at manifests.NODE_MODELS_PATH: every local model copy."""
+    return state_dir() / "models"
+
+
+def render_kind_config(out: Path) -> Path:
+    """The committed config with its relative hostPath made absolute (kind needs an absolute path)."""
+    config = yaml.safe_load(CONFIG_FILE.read_text())
+    for node in config["nodes"]:
+        for mount in node.get("extraMounts", []):
+            if mount["containerPath"] == manifests.NODE_MODELS_PATH:
+                mount["hostPath"] = str(models_root())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# rendered from {CONFIG_FILE} by bench cluster up\n" + yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def cluster_exists(runner: Runner) -> bool:
+    return CLUSTER in runner.run("kind", "get", "clusters", probe=True).stdout.split()
+
+
+def _helm_release(runner: Runner, say: Say, release: str, namespace: str, chart: list[str]) -> None:
+    if runner.run(*helm("status", release, "--namespace", namespace), probe=True).ok:
+        say(f"{release}: already installed")
+        return
+    say(f"{release}: installing")
+    runner.run(*helm("install", release, *chart, "--namespace", namespace, "--create-namespace", "--wait",
+                     "--timeout", "10m"), timeout=900)
+
+
+def storage_manifests() -> list[manifests.Manifest]:
+    return [manifests.namespace(), *manifests.model_storage()]
+
+
+def cluster_up(runner: Runner, work_dir: Path, say: Say) -> None:
+    """Create (or reuse) the cluster and everything KServe needs, then check it is ready."""
+    if not runner.dry_run:
+        require_tools("docker", "kind", "kubectl", "helm")
+        models_root().mkdir(parents=True, exist_ok=True)
+    config = render_kind_config(work_dir / "kind-cluster.yaml")
+    if cluster_exists(runner):
+        say(f"kind cluster {CLUSTER}: exists")
+    else:
+        say(f"kind cluster {CLUSTER}: creating ({versions.NODE_IMAGE.split('@')[0]})")
+        runner.run("kind", "create", "cluster", "--name", CLUSTER, "--image", versions.NODE_IMAGE,
+                   "--config", str(config), "--wait", "180s", timeout=900)
+    runner.run(*kubectl("wait", "--for=condition=Ready", "node", "--all", WAIT))
+    _helm_release(runner, say, "cert-manager", "cert-manager",
+                  ["cert-manager", "--repo", "https://charts.jetstack.io", "--version", versions.CERT_MANAGER,
+                   "--set", "crds.enabled=true"])
+    runner.run(*kubectl("wait", "--for=condition=Available", "deployment", "--all", "--namespace", "cert-manager",
+                        WAIT))
+    _helm_release(runner, say, "kserve-crd", KSERVE_NAMESPACE,
+                  ["oci://ghcr.io/kserve/charts/kserve-crd", "--version", versions.KSERVE])
+    _helm_release(runner, say, "kserve", KSERVE_NAMESPACE,
+                  ["oci://ghcr.io/kserve/charts/kserve-resources", "--version", versions.KSERVE,
+                   "--set", f"kserve.controller.deploymentMode={manifests.DEPLOYMENT_MODE}",
+                   "--set", "kserve.controller.gateway.disableIngressCreation=true"])
+    runner.run(*kubectl("wait", "--for=condition=Available", "deployment/kserve-controller-manager",
+                        "--namespace", KSERVE_NAMESPACE, WAIT))
+    runner.run(*kubectl("wait", "--for=condition=Established", "crd/inferenceservices.serving.kserve.io", WAIT))
+    # metrics-server: pod CPU and memory for the results (kind's kubelets serve self-signed certificates)
+    _helm_release(runner, say, "metrics-server", "kube-system",
+                  ["metrics-server", "--repo", "https://kubernetes-sigs.github.io/metrics-server/", "--version",
+                   versions.METRICS_SERVER_CHART, "--set", "args={--kubelet-insecure-tls}"])
+    stock = manifests.STOCK_RUNTIMES["mlserver"].cluster_runtime
+    if not runner.run(*kubectl("get", "clusterservingruntime", stock), probe=True).ok and not runner.dry_run:
+        raise BenchError(f"KServe is installed but has no ClusterServingRuntime {stock}",
+                         hint="reinstall the kserve release: bench cluster down && bench cluster up")
+    storage = storage_manifests()
+    validate(storage, "cluster storage")
+    path = work_dir / "cluster-storage.yaml"
+    path.write_text(dump(storage))
+    runner.run(*kubectl("apply", "-f", str(path)))
+    runner.run(*kubectl("wait", "--for=jsonpath={.status.phase}=Bound", f"pvc/{manifests.MODELS_PVC}",
+                        "--namespace", manifests.NAMESPACE, "--timeout=60s"))
+    say(f"ready: context {CONTEXT}, namespace {manifests.NAMESPACE}, models from {models_root()}")
+
+
+def cluster_down(runner: Runner, say: Say) -> None:
+    """Delete the kind cluster (and with it everything in it); nothing to do when it is not there."""
+    if not runner.dry_run:
+        require_tools("kind")
+    if not cluster_exists(runner) and not runner.dry_run:
+        say(f"kind cluster {CLUSTER}: not there, nothing to do")
+        return
+    say(f"kind cluster {CLUSTER}: deleting")
+    runner.run("kind", "delete", "cluster", "--name", CLUSTER, timeout=600)
+
+
+def require_cluster(runner: Runner) -> None:
+    """Before a real run: the cluster and KServe's CRD must be there (one-line error otherwise)."""
+    if runner.dry_run:
+        return
+    require_tools("docker", "kind", "kubectl")
+    if not cluster_exists(runner):
+        raise BenchError(f"no kind cluster '{CLUSTER}'", hint="bench cluster up")
+    if not runner.run(*kubectl("get", "crd", "inferenceservices.serving.kserve.io"), probe=True).ok:
+        raise BenchError(f"KServe is not installed in kind cluster '{CLUSTER}'", hint="bench cluster up")

@@ -1,0 +1,256 @@
+"""The Kubernetes objects of a KServe run, rendered as plain dicts (written as YAML, validated, applied).
+
+A predictor container is derived, not hand-written: runtime.yaml's command and env rendered with the
+image's layout (read from the runtime's Dockerfile) and a fixed container port, exactly as the Docker
+target renders them, so the same image answers the same way in Docker and behind KServe. KServe mounts
+the model at /mnt/models from the storageUri (a PVC over the kind node's copy of .servebench/models).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import RuntimeSpec
+from bench.errors import BenchError
+from bench.image_layout import ImageLayout
+from bench.kube import versions
+from bench.targets.launch import render_launch, thread_env
+
+NAMESPACE = "servebench"
+MODELS_PV = "servebench-models"
+MODELS_PVC = "servebench-models"
+NODE_MODELS_PATH = "/servebench/models"  # deploy/kind/cluster.yaml's extraMount
+PREDICTOR_CONTAINER = "kserve-container"  # the name KServe expects for a custom predictor container
+DEPLOYMENT_MODE = "Standard"  # KServe >= 0.15 name of RawDeployment (the old name is still accepted)
+POD_LABEL = "serving.kserve.io/inferenceservice"  # KServe's label on every pod of an InferenceService
+ANNOTATION = "servebench.io/"
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Equal for every runtime, and requests = limits (Guaranteed QoS): recorded as fairness settings."""
+
+    cpu: str
+    memory: str
+
+    def as_k8s(self) -> dict[str, dict[str, str]]:
+        amounts = {"cpu": self.cpu, "memory": self.memory}
+        return {"requests": dict(amounts), "limits": dict(amounts)}
+
+    def fairness(self) -> dict[str, str]:
+        return {"cpu_request": self.cpu, "cpu_limit": self.cpu, "memory_request": self.memory,
+                "memory_limit": self.memory, "qos_class": "Guaranteed"}
+
+
+def k8s_memory(docker_memory: str) -> str:
+    """Docker's --memory form (4g, 512m) as a Kubernetes quantity (4Gi, 512Mi)."""
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", docker_memory.strip().lower())
+    if not match:
+        raise BenchError(f"bad memory limit '{docker_memory}'", hint="use forms like 4g or 512m")
+    number, unit = match.groups()
+    return number + {"k": "Ki", "m": "Mi", "g": "Gi", "": ""}[unit]
+
+
+@dataclass(frozen=True)
+class StockRuntime:
+    """A KServe ClusterServingRuntime run as an extra variant of one of our runtimes (same image)."""
+
+    variant: str  # the variant's runtime name in results
+    cluster_runtime: str
+    model_format: str
+    protocol_version: str  # KServe's protocolVersion
+    protocol: str  # our codec for it
+    model_class: str  # what KServe puts in the runtime's {{.Labels.modelClass}} for this model format
+
+
+STOCK_RUNTIMES = {"mlserver": StockRuntime("mlserver-kserve", "kserve-mlserver", "mlflow", "v2", "v2",
+                                           "mlserver_mlflow.MLflowRuntime")}
+
+
+def object_name(*parts: str) -> str:
+    """A DNS-1035 label; KServe appends '-predictor' (and more) to it, so it must stay short."""
+    name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+    if len(name) > 45 or not re.fullmatch(r"[a-z]([a-z0-9-]*[a-z0-9])?", name):
+        raise BenchError(f"'{name}' cannot name an InferenceService (at most 45 characters, a-z0-9 and -)",
+                         hint="give the runtime folder a shorter name")
+    return name
+
+
+def storage_uri(model_dir: Path, models_root: Path) -> str:
+    """pvc://servebench-models/<model>/<fingerprint>/model: the local copy, as the node sees it."""
+    try:
+        relative = model_dir.resolve().relative_to(models_root.resolve())
+    except ValueError:
+        raise BenchError(f"{model_dir} is not under {models_root}",
+                         hint="the kind cluster mounts only $SERVEBENCH_HOME/models") from None
+    return f"pvc://{MODELS_PVC}/{relative.as_posix()}"
+
+
+def namespace() -> Manifest:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "servebench"}}}
+
+
+def model_storage(capacity: str = "20Gi") -> list[Manifest]:
+    """A read-only hostPath PersistentVolume over the node's model copies, and the claim bound to it."""
+    labels = {"app.kubernetes.io/managed-by": "servebench"}
+    volume = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": MODELS_PV, "labels": labels},
+              "spec": {"capacity": {"storage": capacity}, "accessModes": ["ReadOnlyMany"],
+                       "persistentVolumeReclaimPolicy": "Retain", "storageClassName": MODELS_PV,
+                       "hostPath": {"path": NODE_MODELS_PATH, "type": "Directory"}}}
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": MODELS_PVC, "namespace": NAMESPACE, "labels": labels},
+             "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": MODELS_PV, "volumeName": MODELS_PV,
+                      "resources": {"requests": {"storage": capacity}}}}
+    return [volume, claim]
+
+
+@dataclass(frozen=True)
+class Served:
+    """How to reach what an InferenceService serves; also written on it as annotations."""
+
+    protocol: str
+    model_name: str
+    predict_path: str
+    readiness_path: str
+    port: int
+
+    def annotations(self) -> dict[str, str]:
+        return {ANNOTATION + "protocol": self.protocol, ANNOTATION + "model-name": self.model_name,
+                ANNOTATION + "predict-path": self.predict_path, ANNOTATION + "readiness-path": self.readiness_path,
+                ANNOTATION + "container-port": str(self.port)}
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> Served:
+        notes = manifest["metadata"]["annotations"]
+        return cls(notes[ANNOTATION + "protocol"], notes[ANNOTATION + "model-name"],
+                   notes[ANNOTATION + "predict-path"], notes[ANNOTATION + "readiness-path"],
+                   int(notes[ANNOTATION + "container-port"]))
+
+
+def _metadata(name: str, runtime: str, model: str, served: Served) -> Manifest:
+    return {"name": name, "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/managed-by": "servebench", ANNOTATION + "runtime": runtime,
+                       ANNOTATION + "model": model},
+            "annotations": {"serving.kserve.io/deploymentMode": DEPLOYMENT_MODE, **served.annotations()}}
+
+
+def _security(layout: ImageLayout) -> Manifest:
+    """Run as the image's own numeric user: Kubernetes cannot check runAsNonRoot against a user name."""
+    security: Manifest = {"allowPrivilegeEscalation": False}
+    if layout.uid is not None:
+        security.update(runAsUser=layout.uid, runAsNonRoot=layout.uid != 0)
+    return security
+
+
+def predictor_container(runtime: RuntimeSpec, model_name: str, image: str, layout: ImageLayout, resources: Resources,
+                        model_uri: str, host_network_ports: bool = False) -> tuple[Manifest, Served]:
+    """The custom predictor container: runtime.yaml's command as command + args, its env, one port.
+
+    In a pod every port is the server's own: the HTTP port is the image's EXPOSE port and free_port_N
+    become the ports after it. host_network_ports renders for a container sharing a host's network (the
+    contract tests): then every port is a free one on that host.
+    """
+    port = layout.port
+    values = layout.values("0.0.0.0", port)  # kubelet probes the pod IP, so the server must bind it
+    if host_network_ports:
+        from bench.targets.launch import free_port
+
+        port = free_port()
+        values["port"] = str(port)
+    else:
+        values.update({f"free_port_{n}": str(port + n) for n in range(1, 10)})
+    launch = render_launch(runtime, model_name, values)
+    env = {**thread_env(int(float(resources.cpu))), **launch.env, "STORAGE_URI": model_uri}
+    served = Served(runtime.protocol, model_name, launch.endpoint.predict_path, launch.endpoint.readiness_path, port)
+    container = {
+        "name": PREDICTOR_CONTAINER, "image": image, "imagePullPolicy": "IfNotPresent",
+        "command": launch.command[:1], "args": launch.command[1:],
+        "env": [{"name": key, "value": value} for key, value in env.items()],
+        "ports": [{"containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": served.readiness_path, "port": port},
+                           "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3},
+        "resources": resources.as_k8s(), "securityContext": _security(layout),
+    }
+    return container, served
+
+
+def inference_service(name: str, runtime: RuntimeSpec, model_name: str, container: Manifest,
+                      served: Served) -> Manifest:
+    """One InferenceService, Standard (raw Deployment) mode, one replica, a custom predictor container."""
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": _metadata(name, runtime.name, model_name, served),
+            "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "containers": [container]}}}
+
+
+def stock_inference_service(name: str, stock: StockRuntime, model_name: str, image: str | None, layout: ImageLayout,
+                            resources: Resources, model_uri: str) -> Manifest:
+    """The same model on KServe's own ClusterServingRuntime: KServe chooses the command, ports and env.
+
+    image: our runtime image (its MLServer and MLflow pins match the model's), or None for the image
+    the ClusterServingRuntime names (its library versions may not load the model).
+    """
+    port = 8080  # the kserve-mlserver runtime sets MLSERVER_HTTP_PORT=8080
+    served = Served(stock.protocol, name, f"/v2/models/{name}/infer", f"/v2/models/{name}/ready", port)
+    model: Manifest = {"modelFormat": {"name": stock.model_format}, "runtime": stock.cluster_runtime,
+                       "protocolVersion": stock.protocol_version, "storageUri": model_uri,
+                       "resources": resources.as_k8s(), "securityContext": _security(layout),
+                       "env": [{"name": key, "value": value}
+                               for key, value in thread_env(int(float(resources.cpu))).items()]}
+    if image is not None:
+        model.update(image=image, imagePullPolicy="IfNotPresent")
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": _metadata(name, stock.variant, model_name, served),
+            "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model}}}
+
+
+LOCUSTFILE = Path(__file__).with_name("cluster_locustfile.py")
+LOCUST_MASTER_PORT = 5557
+
+
+def locust(name: str, served: Served, body: bytes, content_type: str, workers: int, users: int,
+           run_time_s: int, resources: Resources) -> list[Manifest]:
+    """Optional in-cluster load for one InferenceService: a Locust master and `workers` workers.
+
+    Closed loop, for capacity exploration only: the harness never reports Locust's own (rounded)
+    statistics, so `bench run` does not use these; apply them by hand (README).
+    """
+    group = f"{name}-locust"
+    labels = {"app.kubernetes.io/managed-by": "servebench", "app.kubernetes.io/name": "locust",
+              ANNOTATION + "target": name}
+    host = f"http://{name}-predictor.{NAMESPACE}.svc.cluster.local"
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": group, "namespace": NAMESPACE,
+                                                                    "labels": labels},
+              "data": {"locustfile.py": LOCUSTFILE.read_text(), "body": body.decode()}}
+    volume = [{"name": "locust", "configMap": {"name": group}}]
+    mount = [{"name": "locust", "mountPath": "/mnt/locust", "readOnly": True}]
+    env = [{"name": "SERVEBENCH_PREDICT_PATH", "value": served.predict_path},
+           {"name": "SERVEBENCH_CONTENT_TYPE", "value": content_type},
+           {"name": "SERVEBENCH_BODY_FILE", "value": "/mnt/locust/body"}]
+
+    def deployment(role: str, replicas: int, args: list[str]) -> Manifest:
+        role_labels = {**labels, "app.kubernetes.io/component": role}
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": f"{group}-{role}", "namespace": NAMESPACE, "labels": role_labels},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": role_labels},
+                         "template": {"metadata": {"labels": role_labels},
+                                      "spec": {"containers": [{
+                                          "name": "locust", "image": versions.LOCUST_IMAGE,
+                                          "imagePullPolicy": "IfNotPresent",
+                                          "args": ["-f", "/mnt/locust/locustfile.py", *args], "env": env,
+                                          "volumeMounts": mount, "resources": resources.as_k8s()}],
+                                          "volumes": volume}}}}
+
+    master = deployment("master", 1, ["--master", "--headless", "--expect-workers", str(workers), "--users",
+                                      str(users), "--spawn-rate", str(users), "--run-time", f"{run_time_s}s",
+                                      "--host", host])
+    worker = deployment("worker", workers, ["--worker", "--master-host", f"{group}-master"])
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": f"{group}-master", "namespace": NAMESPACE, "labels": labels},
+               "spec": {"selector": {**labels, "app.kubernetes.io/component": "master"},
+                        "ports": [{"name": "master", "port": LOCUST_MASTER_PORT, "targetPort": LOCUST_MASTER_PORT}]}}
+    return [config, master, service, worker]
