@@ -22,11 +22,20 @@ from bench.config import ModelSpec, Profile, RuntimeSpec, Scenario
 from bench.errors import BenchError, DeployError
 from bench.load.driver import LiveTick, LoadOutcome, run_load, startup_grace
 from bench.load.plan import LoadPlan
+from bench.load.schedule import RateStage, arrival_offsets
 from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel, resolve
 from bench.parity import ParityResult, check_parity
 from bench.results import RunStore, environment_fingerprint
-from bench.stats import CellStats, Limits, Window, in_window, invalid_reasons, summarize
+from bench.stats import (
+    BOUNDARY_TOLERANCE_S,
+    CellStats,
+    Limits,
+    Window,
+    in_window,
+    invalid_reasons,
+    summarize,
+)
 from bench.targets.base import Deployment, Provisioned, Target
 
 
@@ -176,7 +185,7 @@ def _measured_cell(cell: dict[str, Any], stats: CellStats, outcome: LoadOutcome,
     cell.update({
         "parity": {"ok": parity.ok, "max_abs_diff": parity.max_abs_diff},
         "requests": stats.requests, "errors": stats.errors, "error_rate": stats.error_rate,
-        "offered_rps": stats.offered_rps, "achieved_rps": stats.achieved_rps,
+        "offered_rps": stats.offered_rps, "scheduled_rps": stats.scheduled_rps, "achieved_rps": stats.achieved_rps,
         "throughput_rps": stats.throughput_rps, "goodput_rps": stats.goodput_rps,
         "latency_ms": stats.latency_ms, "latency_ci_ms": stats.latency_ci_ms, "service_ms": stats.service_ms,
         "lateness_ms": stats.lateness_ms, "slo_met": stats.slo_met, "measured_s": stats.measured_s,
@@ -244,12 +253,25 @@ def measure(options: RunOptions, deployment: Deployment, model: LocalModel, meas
                        on_tick=lambda tick: ui.tick(title, tick), every_second=sampler)
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
     limits = limits_for(scenario, options.profile, measurement)
-    stats = summarize(outcome.samples, window, limits, measurement.offered_rps)
+    stats = summarize(outcome.samples, window, limits, measurement.offered_rps,
+                      scheduled_rate(measurement, scenario))
     cell = _measured_cell(cell, stats, outcome, sampler, window, deployment, parity, limits, options)
     samples = outcome.samples.assign(in_window=in_window(outcome.samples["scheduled"], window))
     if outcome.interrupted:
         raise _Interrupted(cell, samples)
     return cell, samples
+
+
+def scheduled_rate(measurement: Measurement, scenario: Scenario) -> float | None:
+    """Requests per second the open-loop schedule holds for the measured window (the generator's plan,
+    computed the same way and with the same seed): what the achieved rate is held to."""
+    if measurement.loop != "open" or measurement.duration_s <= 0:
+        return None
+    offsets = arrival_offsets([RateStage(d, r) for d, r in measurement.stages],
+                              "poisson" if measurement.arrival == "poisson" else "constant", scenario.seed)
+    end = measurement.warmup_s + measurement.duration_s
+    inside = (offsets >= measurement.warmup_s - BOUNDARY_TOLERANCE_S) & (offsets < end - BOUNDARY_TOLERANCE_S)
+    return float(inside.sum()) / measurement.duration_s
 
 
 class _Interrupted(Exception):

@@ -18,7 +18,8 @@ from bench.config import (
     scenarios_dir,
 )
 from bench.errors import BenchError
-from bench.run import Measurement, limits_for, plan_measurements, sweep_summary
+from bench.load.schedule import RateStage, arrival_offsets
+from bench.run import Measurement, limits_for, plan_measurements, scheduled_rate, sweep_summary
 
 SHIPPED = ["batch", "ramp", "rate-constant", "rate-poisson", "smoke", "spike", "steady", "step", "sweep"]
 
@@ -290,6 +291,21 @@ def test_stage_scenario_prepends_a_warmup_at_the_first_rate() -> None:
     assert measurement.warmup_s == 10.0 and measurement.duration_s == 30.0
     # time-weighted mean over the measured stages (warm-up excluded): (20*50 + 10*200) / 30
     assert measurement.offered_rps == pytest.approx(100.0)
+
+
+def test_scheduled_rate_is_what_the_seeded_schedule_holds_in_the_window() -> None:
+    constant = _scenario(rate=50, warmup_s=5, duration_s=25)
+    (measurement,) = plan_measurements(constant, SMOKE)
+    assert scheduled_rate(measurement, constant) == pytest.approx(50.0)
+    poisson = _scenario(rate=50, warmup_s=5, duration_s=25, arrival="poisson", seed=3)
+    (measurement,) = plan_measurements(poisson, SMOKE)  # 1 s of warm-up, then 5 s measured
+    offsets = arrival_offsets([RateStage(6.0, 50.0)], "poisson", seed=3)
+    expected = int(((offsets >= 1.0) & (offsets < 6.0)).sum()) / 5.0
+    assert scheduled_rate(measurement, poisson) == pytest.approx(expected)
+    assert expected != pytest.approx(50.0)  # a draw, not the nominal rate
+    closed = _scenario(loop="closed", users=4)
+    (measurement,) = plan_measurements(closed, SMOKE)
+    assert scheduled_rate(measurement, closed) is None
 
 
 def test_stage_scenario_scaled_by_profile_with_one_second_floor() -> None:

@@ -362,6 +362,15 @@ def test_generator_behind_schedule_alone() -> None:
     assert invalid_reasons(at_floor, LIMITS, WINDOW, True, 50.0) == []
 
 
+def test_a_poisson_schedule_is_held_to_what_it_scheduled_not_to_the_nominal_rate() -> None:
+    """A seeded Poisson draw at 100/s may hold 88 requests per second of the window: a generator that
+    sent all of them on time is valid; one that sent 80/s fell behind that schedule."""
+    drawn = dataclasses.replace(_clean(), scheduled_rps=88.0, achieved_rps=88.0)
+    assert invalid_reasons(drawn, LIMITS, WINDOW, True, 50.0) == []
+    reason = _only_reason(dataclasses.replace(drawn, achieved_rps=80.0))
+    assert "achieved 80.0 req/s, below 95% of the scheduled 88.0" in reason and "fell behind" in reason
+
+
 def test_achieved_rate_not_checked_without_an_offered_rate() -> None:
     closed = dataclasses.replace(_clean(), offered_rps=None, achieved_rps=3.0)
     assert invalid_reasons(closed, LIMITS, WINDOW, True, 50.0) == []
