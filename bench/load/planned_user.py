@@ -6,22 +6,27 @@ dataset rows with the runtime's wire-protocol codec, and records every request r
 scheduled time, send time, latency from the scheduled time, service time from the send time, status,
 response bytes, generator process. Locust's own statistics are never used.
 
-Open loop: each process computes the same seeded schedule and takes every P-th slot; its users take
-slots in order and sleep until each slot's time, so a slow server cannot delay later sends except by
-exhausting the user pool, and then the lateness is recorded. Closed loop: each user sends the next
-request as soon as the previous one returns.
+Open loop: each process computes the same seeded schedule and takes every P-th slot. One dispatcher
+sleeps until each slot's time and hands the slot to an idle user, the most recently idle first, so a
+slow server cannot delay later sends except by exhausting the user pool (then the slot waits for the
+next user to come back, and the lateness is recorded). Most-recently-idle first keeps a few connections
+busy at modest rates: when every user claimed a slot in advance, each of the 256 connections sat idle
+for 256 slots (5 s at 50 req/s), just past uvicorn's 5-second keep-alive, and a request now and then
+met a connection the server was closing (status 0). Closed loop: each user sends the next request as
+soon as the previous one returns.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import gevent
 import numpy as np
+from gevent.event import AsyncResult
 from locust import FastHttpUser, events, task
 from locust.exception import StopUser
 
@@ -37,6 +42,9 @@ FLUSH_INTERVAL_S = 0.5
 # spin costs about rate x 1 ms of CPU, so above PRECISE_WAKE_MAX_RATE it is off and lateness is reported.
 PRECISE_WAKE_MAX_RATE = 400.0
 SPIN_WINDOW_S = 0.0012
+# The dispatcher hands a slot over this long before its time (a sleep may wake 1 ms late); the user
+# then waits for the exact time itself, so the handover adds nothing to the measured latency.
+HANDOFF_LEAD_S = 0.003
 PRECISE_WAKE = PLAN.loop == "open" and max(rate for _, rate in PLAN.stages) / PLAN.processes <= PRECISE_WAKE_MAX_RATE
 
 
@@ -70,8 +78,43 @@ class Recorder:
             self.flush()
 
 
+class SlotDispatcher:
+    """Hands each scheduled send time to an idle user at that time, most recently idle user first."""
+
+    def __init__(self) -> None:
+        self.idle: list[AsyncResult] = []  # a stack: the last user to come back gets the next slot
+        self.pending: deque[float] = deque()  # slots that came due while every user was busy
+        self.done = False
+
+    def run(self, slots: np.ndarray[Any, Any]) -> None:
+        for offset in slots:
+            scheduled = PLAN.start_at + float(offset)
+            delay = scheduled - HANDOFF_LEAD_S - time.time()  # the user itself waits out the rest, precisely
+            if delay > 0:
+                gevent.sleep(delay)
+            if self.idle:
+                self.idle.pop().set(scheduled)
+            else:
+                self.pending.append(scheduled)
+        self.done = True
+        while self.idle:
+            self.idle.pop().set(None)
+
+    def next_slot(self) -> float | None:
+        """The next send time for this user (waiting for it), or None when the schedule is served."""
+        if self.pending:
+            return self.pending.popleft()
+        if self.done:
+            return None
+        waiter = AsyncResult()
+        self.idle.append(waiter)
+        slot: float | None = waiter.get()
+        return slot
+
+
 RECORDER = Recorder()
-STATE: dict[str, Any] = {"slots": None, "counter": None, "t0": PLAN.start_at, "active": 0}
+DISPATCHER = SlotDispatcher()
+STATE: dict[str, Any] = {"active": 0}
 
 
 BODIES = request_bodies(np.load(PLAN.rows_file), PLAN.protocol, PLAN.model_name, PLAN.batch_size,
@@ -84,8 +127,7 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
     RECORDER.open(worker)
     if PLAN.loop == "open":
         offsets = arrival_offsets(PLAN.rate_stages(), PLAN.arrival, PLAN.seed)
-        STATE["slots"] = slots_for_worker(offsets, worker, PLAN.processes)
-        STATE["counter"] = itertools.count()
+        gevent.spawn(DISPATCHER.run, slots_for_worker(offsets, worker, PLAN.processes))
     gevent.spawn(_quit_when_done, environment)
 
 
@@ -154,13 +196,7 @@ class ServebenchUser(FastHttpUser):
     @task
     def send_requests(self) -> None:
         if PLAN.loop == "open":
-            slots = STATE["slots"]
-            counter = STATE["counter"]
-            while True:
-                index = next(counter)
-                if index >= len(slots):
-                    break
-                scheduled = PLAN.start_at + float(slots[index])
+            while (scheduled := DISPATCHER.next_slot()) is not None:
                 _wait_until(scheduled)
                 self._send(scheduled)
         else:
