@@ -299,6 +299,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     if args.generator_processes:
         scenario = scenario.model_copy(update={"generator_processes": args.generator_processes})
+    if args.seed is not None:
+        if args.seed < 0:
+            raise BenchError(f"--seed {args.seed}: a seed is a non-negative integer", hint="for example --seed 1")
+        scenario = scenario.model_copy(update={"seed": args.seed})
     profile = load_profile(args.profile)
     cpus = default_cpu_plan_or_override(args)
     if args.dry_run:
@@ -633,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server-cpus", help="CPUs for the server (default: the last one)")
     run.add_argument("--generator-cpus", help="CPUs for the load generator (default: the others)")
     run.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
+    run.add_argument("--seed", type=int, help="override the scenario's arrival seed: another Poisson draw (compares "
+                     "only with runs of the same seed)")
     run.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
     _docker_options(run)
     run.add_argument("--memory", default="4g", help="docker and kserve targets: memory limit per server")

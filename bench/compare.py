@@ -31,13 +31,13 @@ the threshold, i.e. the change exceeds the threshold and does so significantly (
 of "the change is at most the threshold"). A large change with a wide interval (a stall in one run) and
 a significant change smaller than the threshold are both "unchanged"; the note column says which.
 
-Default thresholds: p50 +10%: the median of a run is stable from second to second, so a 10% shift
-present in every second is a real slowdown (or a machine that got busier: no test on one pair of runs
-can tell those apart; see the README). p99 +50%: a smoke run's p99 rests on its two or three slowest
-requests, and between two runs on a shared 2-core VM the tail moves by -90% to +150% with nothing
-changed, largely in every second when background load changes (measured with scripts/gate_benchmark.py);
-+50% still catches a tail that doubles. Longer profiles can afford --fail-on p99:20%. Throughput -10%.
-Every other metric is compared only when given with --fail-on.
+Default thresholds: p50 +10%: side by side, nothing-changed pairs of smoke runs differed by at most 2%
+in p50 and a 20% slowdown was called worse 10 times out of 10 (scripts/gate_benchmark.py); between runs
+made at different times a 10% shift may be a machine that got busier (see the README). p99 +50%: a
+smoke run's p99 rests on its seven or eight slowest requests, and on a shared 2-core VM the tail moves
+by -32% to +20% between side-by-side runs with nothing changed and by -90% to +150% between runs made
+one after the other; +50% still catches a tail that doubles. Longer profiles can afford --fail-on
+p99:20%. Throughput -10%. Every other metric is compared only when given with --fail-on.
 """
 
 from __future__ import annotations

@@ -53,8 +53,12 @@ done
 (cd "$base_dir" && "$python" -m bench.cli models build "${models[@]}") >"$out/models.log" 2>&1
 "$python" -m bench.cli models build "${models[@]}" >>"$out/models.log" 2>&1
 
+# The same arrival schedule (the same load, burst for burst), the head half a second after the base: started
+# together, the two would send it a few milliseconds apart, in lockstep, and one server would wait behind
+# the other on every request.
 (cd "$base_dir" && exec "$python" -m bench.cli run --no-mlflow --out "$out/base" "$@") >"$out/base.log" 2>&1 &
 pids+=($!)
+sleep 0.5
 (exec "$python" -m bench.cli run --no-mlflow --out "$out/head" "$@") >"$out/head.log" 2>&1 &
 pids+=($!)
 status=0

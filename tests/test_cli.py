@@ -71,6 +71,8 @@ def _case(name: str, tmp_path: Path) -> Case:
         return Case(["run", "--scenario", str(path)], [f"{path}:", "'rate': a closed-loop scenario", "(hint:"])
     if name == "unknown profile":
         return Case(["run", "--profile", "nope"], ["unknown profile 'nope'", "(hint: valid: smoke, quick, full"])
+    if name == "negative seed":
+        return Case(["run", "--seed", "-1"], ["--seed -1: a seed is a non-negative integer", "(hint: for example"])
     if name == "bad cpu list":
         return Case(["run", "--server-cpus", "x"], ["bad CPU list", "(hint: use forms like"])
     if name == "unavailable cpu":
@@ -84,7 +86,7 @@ def _case(name: str, tmp_path: Path) -> Case:
 
 CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable json", "malformed runtime.yaml",
          "unknown scenario", "malformed scenario", "impossible rate", "closed loop with a rate", "unknown profile",
-         "bad cpu list", "unavailable cpu", "existing run folder"]
+         "bad cpu list", "unavailable cpu", "existing run folder", "negative seed"]
 # rich soft-wraps console.print at the console width (80 when not a terminal): see the report
 ONE_LINE_CASES = list(CASES)
 

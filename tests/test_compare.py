@@ -396,6 +396,14 @@ def test_the_scenario_description_is_not_part_of_the_fingerprint(smoke: Path, tm
     assert compare(load_side(smoke), load_side(current)).exit_code == 0
 
 
+def test_another_arrival_seed_is_another_load(smoke: Path, tmp_path: Path) -> None:
+    """`bench run --seed` draws another Poisson schedule: not the same measurement, so not comparable."""
+    current = edit(materialise("smoke-4runtimes", tmp_path / "other"), lambda p: p["scenario"].update(seed=2))
+    result = compare(load_side(smoke), load_side(current))
+    assert result.exit_code == 2 and all(cell.verdict == NOT_COMPARABLE for cell in result.cells)
+    assert "scenario or profile definition changed" in result.cells[0].notes[0]
+
+
 def test_a_cell_missing_on_one_side_is_reported(smoke: Path, tmp_path: Path) -> None:
     fewer = edit(materialise("smoke-4runtimes", tmp_path / "fewer"),
                  lambda p: p.update(cells=[c for c in p["cells"] if c["runtime"] != "mlserver"]))
