@@ -31,7 +31,7 @@ the threshold, i.e. the change exceeds the threshold and does so significantly (
 of "the change is at most the threshold"). A large change with a wide interval (a stall in one run) and
 a significant change smaller than the threshold are both "unchanged"; the note column says which.
 
-Default thresholds: p50 +10%: side by side, nothing-changed pairs of smoke runs differed by at most 2%
+Default thresholds: p50 +10%: side by side, nothing-changed pairs of smoke runs differed by at most 4%
 in p50 and a 20% slowdown was called worse 10 times out of 10 (scripts/gate_benchmark.py); between runs
 made at different times a 10% shift may be a machine that got busier (see the README). p99 +50%: a
 smoke run's p99 rests on its seven or eight slowest requests, and on a shared 2-core VM the tail moves
