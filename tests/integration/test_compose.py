@@ -21,9 +21,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from docker_daemon import require_docker
 
 from bench.compose import compose_file
-from bench.containers import daemon_problem
 from bench.protocols import codec_for
 from bench.targets.launch import free_port
 
@@ -37,11 +37,7 @@ HEALTHY_WITHIN_S = 600
 
 @pytest.fixture(scope="module", autouse=True)
 def daemon() -> None:
-    problem = daemon_problem() or (None if shutil.which("docker-compose") else "docker-compose is not installed")
-    if problem is not None:
-        if os.environ.get("SERVEBENCH_REQUIRE_DOCKER"):
-            pytest.fail(f"SERVEBENCH_REQUIRE_DOCKER is set but {problem}")
-        pytest.skip(problem)
+    require_docker(None if shutil.which("docker-compose") else "docker-compose is not installed")
 
 
 def project_containers(project: str) -> list[str]:

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from docker_daemon import require_docker
 
-from bench.containers import daemon_problem
 from bench.results import load_results
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -25,11 +25,7 @@ BASE_IMAGE = os.environ.get("SERVEBENCH_BASE_IMAGE", "servebench-base:bookworm")
 
 @pytest.fixture(scope="module", autouse=True)
 def daemon() -> None:
-    problem = daemon_problem()
-    if problem is not None:
-        if os.environ.get("SERVEBENCH_REQUIRE_DOCKER"):
-            pytest.fail(f"SERVEBENCH_REQUIRE_DOCKER is set but {problem}")
-        pytest.skip(problem)
+    require_docker()
 
 
 def owned_containers() -> list[str]:

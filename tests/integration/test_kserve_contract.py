@@ -29,9 +29,10 @@ from typing import Any
 
 import pytest
 import yaml
+from docker_daemon import require_docker
 
 from bench.config import load_runtime
-from bench.containers import daemon_problem, inspect
+from bench.containers import inspect
 from bench.image_layout import image_layout
 from bench.kube import manifests
 from bench.kube.validate import problems
@@ -50,11 +51,7 @@ RESOURCES = manifests.Resources("1", "2Gi")
 
 @pytest.fixture(scope="module", autouse=True)
 def daemon() -> None:
-    problem = daemon_problem()
-    if problem is not None:
-        if os.environ.get("SERVEBENCH_REQUIRE_DOCKER"):
-            pytest.fail(f"SERVEBENCH_REQUIRE_DOCKER is set but {problem}")
-        pytest.skip(problem)
+    require_docker()
 
 
 @pytest.fixture(scope="module")
