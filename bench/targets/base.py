@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +18,7 @@ from typing import Any
 import requests
 
 from bench.config import RuntimeSpec
-from bench.errors import DeployError
+from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
 from bench.targets.process_tree import ProcessTree
 
@@ -81,6 +82,21 @@ class Deployment(ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+@contextmanager
+def stopped_unless_ready(deployment: Deployment, where: str) -> Iterator[None]:
+    """Bring a deployment up inside this block: if it fails, the deployment is stopped (nothing is left
+    running) and the failure becomes a DeployError naming `where`, with the log tail that explains it."""
+    try:
+        yield
+    except (DeployError, BenchError) as exc:
+        tail = exc.log_tail if isinstance(exc, DeployError) and exc.log_tail else deployment.log_tail()
+        deployment.stop()
+        raise DeployError(f"{where}: {exc.message}", tail) from None
+    except BaseException:
+        deployment.stop()
+        raise
 
 
 @dataclass(frozen=True)

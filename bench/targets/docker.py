@@ -24,7 +24,7 @@ from bench.errors import BenchError, DeployError
 from bench.image_layout import image_layout
 from bench.images import ImageInfo, ensure_image
 from bench.models.registry import LocalModel
-from bench.targets.base import Deployment, Provisioned, Say, Target, wait_until_ready
+from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
 from bench.targets.process_tree import ProcessTree
 
@@ -158,19 +158,12 @@ class DockerTarget(Target):
         )
         create_s = time.monotonic() - created
         started = time.monotonic()
-        try:
+        with stopped_unless_ready(deployment, f"{runtime.name} with {model.name} in Docker"):
             docker("start", container, timeout=120)
             details = inspect("container", container) or {}
             pid = int(details.get("State", {}).get("Pid") or 0)
             deployment.tree = ProcessTree(pid) if pid else None
             wait_until_ready(endpoint.readiness_url, runtime.startup_timeout_s, deployment.exit_reason)
-        except (DeployError, BenchError) as exc:
-            tail = deployment.log_tail()
-            deployment.stop()
-            raise DeployError(f"{runtime.name} with {model.name} in Docker: {exc.message}", tail) from None
-        except BaseException:
-            deployment.stop()
-            raise
         deployment.startup_s = time.monotonic() - started
         deployment.fairness["container_create_s"] = round(create_s, 3)
         return deployment

@@ -34,7 +34,7 @@ from bench.kube.cluster import kubectl, models_root
 from bench.kube.manifests import NAMESPACE, Manifest, Resources, Served
 from bench.kube.validate import dump, validate
 from bench.models.registry import LocalModel, find_local, local_root
-from bench.targets.base import Deployment, Endpoint, Provisioned, Say, Target, wait_until_ready
+from bench.targets.base import Deployment, Endpoint, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.docker import DockerTarget
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port
 
@@ -264,7 +264,7 @@ class KServeTarget(Target):
                                       runner=self.runner, name=name,
                                       fairness=self.fairness(runtime, self.image_tag(runtime, log_dir)))
         started = time.monotonic()
-        try:
+        with stopped_unless_ready(deployment, f"{runtime.name} with {model.name} on KServe"):
             self.runner.run(*kubectl("apply", "-f", str(path)))
             with _LIVE_LOCK:
                 _LIVE.add(deployment)
@@ -272,22 +272,16 @@ class KServeTarget(Target):
                                               "--namespace", NAMESPACE, f"--timeout={READY_TIMEOUT_S}s"),
                                      check=False, timeout=READY_TIMEOUT_S + 60)
             if not waited.ok:
-                raise DeployError(f"not Ready after {READY_TIMEOUT_S} s ({waited.tail(1)})", deployment.diagnostics())
+                diagnostics = deployment.diagnostics()  # events and pod logs, kept in the cell's log too
+                with log_path.open("a") as log:
+                    log.write(diagnostics + "\n")
+                raise DeployError(f"not Ready after {READY_TIMEOUT_S} s ({waited.tail(1)})", diagnostics)
             deployment.forward = self.runner.spawn(
                 *kubectl("port-forward", "--namespace", NAMESPACE, f"deployment/{name}-predictor",
                          f"{local_port}:{served.port}", "--address", HOST),
                 log_path=log_dir / f"{runtime.name}-{model.name}-port-forward.log")
             if not self.runner.dry_run:
                 wait_until_ready(endpoint.readiness_url, 60, deployment.forward_problem)
-        except (DeployError, BenchError) as exc:
-            tail = exc.log_tail if isinstance(exc, DeployError) and exc.log_tail else deployment.log_tail()
-            with log_path.open("a") as log:
-                log.write(tail + "\n")
-            deployment.stop()
-            raise DeployError(f"{runtime.name} with {model.name} on KServe: {exc.message}", tail) from None
-        except BaseException:
-            deployment.stop()
-            raise
         deployment.startup_s = time.monotonic() - started
         return deployment
 

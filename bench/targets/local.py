@@ -25,7 +25,7 @@ from bench.envs import RuntimeEnv, require_env
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.processes import pin_and_tie_to_parent
-from bench.targets.base import Deployment, Provisioned, Say, Target, wait_until_ready
+from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
 from bench.targets.process_tree import ProcessTree
 
@@ -161,13 +161,7 @@ class LocalTarget(Target):
         with _LIVE_LOCK:
             _LIVE.add(deployment)
         deployment.tree = ProcessTree(deployment.process.pid)
-        try:
+        with stopped_unless_ready(deployment, f"{runtime.name} with {model.name}"):
             wait_until_ready(endpoint.readiness_url, runtime.startup_timeout_s, deployment.exit_reason)
-        except DeployError as exc:
-            deployment.stop()
-            raise DeployError(f"{runtime.name} with {model.name}: {exc.message}", deployment.log_tail()) from None
-        except BaseException:
-            deployment.stop()
-            raise
         deployment.startup_s = time.monotonic() - started
         return deployment
