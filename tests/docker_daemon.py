@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bench.containers import daemon_problem
+from bench.provision.containers import daemon_problem
 
 
 def require_docker(extra_problem: str | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.calibrate import true_stall_latencies
+from bench.measure.calibrate import true_stall_latencies
 
 
 def test_requests_meeting_a_stall_wait_for_its_end() -> None:

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-import bench.check
-import bench.envs
-import bench.run
+import bench.measure.check
+import bench.measure.run
+import bench.provision.envs
 from bench.cli import main
 from bench.targets.local import LocalTarget
 
@@ -113,9 +113,9 @@ def no_deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def refuse(*_args: Any, **_kwargs: Any) -> Any:
         raise AssertionError("a usage error reached the point of provisioning or deploying")
 
-    monkeypatch.setattr(bench.check, "run_check", refuse)
-    monkeypatch.setattr(bench.run, "run_benchmark", refuse)
-    monkeypatch.setattr(bench.envs, "build_env", refuse)
+    monkeypatch.setattr(bench.measure.check, "run_check", refuse)
+    monkeypatch.setattr(bench.measure.run, "run_benchmark", refuse)
+    monkeypatch.setattr(bench.provision.envs, "build_env", refuse)
     monkeypatch.setattr(LocalTarget, "deploy", refuse)
     # main() sets these and a SIGTERM handler for the whole process: undo them after each test
     for name in ("MLFLOW_LOGGING_LEVEL", "GIT_PYTHON_REFRESH", "FORCE_COLOR"):

@@ -19,18 +19,8 @@ import pandas as pd
 import pytest
 from report_runs import materialise, read, with_bad_cells, write
 
-from bench.baseline import (
-    BASELINE_SCHEMA_VERSION,
-    MAX_KEPT,
-    CellData,
-    Fingerprint,
-    Side,
-    load_side,
-    reduce_samples,
-    save_baseline,
-)
 from bench.cli import main
-from bench.compare import (
+from bench.compare.gate import (
     BETTER,
     DEFAULT_THRESHOLDS,
     INVALID,
@@ -46,6 +36,16 @@ from bench.compare import (
     resample_latency,
 )
 from bench.errors import BenchError
+from bench.results.baseline import (
+    BASELINE_SCHEMA_VERSION,
+    MAX_KEPT,
+    CellData,
+    Fingerprint,
+    Side,
+    load_side,
+    reduce_samples,
+    save_baseline,
+)
 from bench.stats import latency_summary
 
 RUNTIMES = ("bentoml", "fastapi", "mlflow", "mlserver")

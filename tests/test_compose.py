@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.compose import (
+from bench.config import load_runtime
+from bench.errors import BenchError
+from bench.load.bodies import request_bodies
+from bench.load.interactive import Target, choose_target, load_rows, parse_targets
+from bench.protocols import codec_for
+from bench.provision.compose import (
     LOCUSTFILE,
     RUNTIMES,
     bench_imports,
@@ -23,12 +28,7 @@ from bench.compose import (
     render_env,
     write_env,
 )
-from bench.config import load_runtime
-from bench.errors import BenchError
-from bench.image_layout import image_layout
-from bench.load.bodies import request_bodies
-from bench.load.interactive import Target, choose_target, load_rows, parse_targets
-from bench.protocols import codec_for
+from bench.provision.image_layout import image_layout
 from bench.targets.launch import CpuPlan, render_launch
 
 VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.config import RuntimeSpec, env_cache_dir, load_runtime
-from bench.envs import READY_MARKER, env_key, env_path, load_env
 from bench.errors import BenchError
+from bench.provision.envs import READY_MARKER, env_key, env_path, load_env
 
 RUNTIME_YAML = """\
 name: {name}

@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.commands import Result, Runner
 from bench.config import load_runtime, project_root
 from bench.errors import BenchError, DeployError
-from bench.image_layout import image_layout
-from bench.kube import cluster, manifests, versions
-from bench.kube.validate import INFERENCESERVICE_CRD, problems, strict, validate
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
-from bench.targets.kserve import KServeTarget, planned_model
+from bench.provision.image_layout import image_layout
+from bench.targets.kserve import cluster, manifests, versions
+from bench.targets.kserve.runner import Result, Runner
+from bench.targets.kserve.target import KServeTarget, planned_model
+from bench.targets.kserve.validate import INFERENCESERVICE_CRD, problems, strict, validate
 from bench.targets.launch import CpuPlan
 
 RUNTIMES = ("mlserver", "mlflow", "fastapi", "bentoml")
@@ -312,7 +312,7 @@ def fake_model(tmp_path: Path) -> LocalModel:
 def real_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tools_present: None) -> Iterator[None]:
     """A 'real' KServeTarget whose cluster is a Canned runner: no Docker build, no kind."""
     monkeypatch.setenv("SERVEBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("bench.targets.kserve.DockerTarget", lambda *args, **kwargs: None)
+    monkeypatch.setattr("bench.targets.kserve.target.DockerTarget", lambda *args, **kwargs: None)
     yield
 
 
@@ -351,7 +351,7 @@ def test_pod_metrics_come_from_kubectl_top(tmp_path: Path, real_mode: None) -> N
     runner = Canned({"kind get clusters": Result(0, "servebench"),
                      "kubectl --context kind-servebench top pod": Result(0, "fastapi-iris-logreg-predictor-1   250m   "
                                                                             "1536Mi\n")})
-    from bench.targets import kserve
+    from bench.targets.kserve import target as kserve
 
     deployment = kserve.KServeDeployment(runtime=load_runtime("fastapi"), model=fake_model(tmp_path),
                                          endpoint=kserve.Endpoint("http://x", "/p", "/r", "kserve-v1", "m"),

@@ -18,9 +18,9 @@ import psutil
 import pytest
 import requests
 
-from bench.check import check_pair
 from bench.config import ModelSpec, load_runtime
 from bench.errors import DeployError
+from bench.measure.check import check_pair
 from bench.models.registry import LocalModel
 from bench.targets.launch import CpuPlan
 from bench.targets.local import LocalTarget
@@ -98,12 +98,12 @@ def test_stop_kills_children_that_ignore_sigterm(tmp_path: Path, monkeypatch: py
 def test_check_pair_statuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_new_servers: None) -> None:
     runtime = load_runtime(str(FAKE_RUNTIME))
     target = LocalTarget(plan())
-    monkeypatch.setattr("bench.check.resolve", lambda _spec: fake_model(tmp_path, outputs_equal_inputs=True))
+    monkeypatch.setattr("bench.measure.check.resolve", lambda _spec: fake_model(tmp_path, outputs_equal_inputs=True))
     ok = check_pair(target, runtime, SPEC, tmp_path)
     assert (ok.status, ok.ok, ok.max_abs_diff) == ("ok", True, 0.0)
     assert ok.startup_s is not None and ok.startup_s > 0
 
-    monkeypatch.setattr("bench.check.resolve", lambda _spec: fake_model(tmp_path, outputs_equal_inputs=False))
+    monkeypatch.setattr("bench.measure.check.resolve", lambda _spec: fake_model(tmp_path, outputs_equal_inputs=False))
     mismatch = check_pair(target, runtime, SPEC, tmp_path)
     assert (mismatch.status, mismatch.ok) == ("mismatch", False)
     assert mismatch.max_abs_diff == pytest.approx(0.5)

@@ -15,11 +15,11 @@ from report_runs import materialise, read, schema1_minimal, with_bad_cells, with
 
 from bench.errors import BenchError
 from bench.report import render_run_reports
-from bench.report.comparison import count_code_lines, runtime_facts
 from bench.report.figures import model_charts
 from bench.report.format import DASH
 from bench.report.model import load_runs
-from bench.report.verdict import common_load, model_verdicts
+from bench.report.ranking import common_load, model_verdicts
+from bench.report.runtime_table import count_code_lines, runtime_facts
 
 RUNTIMES = ("bentoml", "fastapi", "mlflow", "mlserver")
 SECTIONS = ("verdict", "summary", "figures", "comparison", "environment")

@@ -19,7 +19,7 @@ from bench.config import (
 )
 from bench.errors import BenchError
 from bench.load.schedule import RateStage, arrival_offsets
-from bench.run import Measurement, limits_for, plan_measurements, scheduled_rate, sweep_summary
+from bench.measure.run import Measurement, limits_for, plan_measurements, scheduled_rate, sweep_summary
 
 SHIPPED = ["batch", "ramp", "rate-constant", "rate-poisson", "smoke", "spike", "steady", "step", "sweep"]
 

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from bench.report.model import ReportData, as_float, as_int, records
-from bench.report.verdict import focus_cells
+from bench.report.ranking import focus_cells
 
 SPECTRUM_POINTS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
 SPECTRUM_COLUMNS = {"p50": "p50_ms", "p90": "p90_ms", "p95": "p95_ms", "p99": "p99_ms", "p99.9": "p999_ms"}

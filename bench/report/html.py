@@ -9,13 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bench import __version__
-from bench.report.comparison import runtime_facts
 from bench.report.environment import run_environments
 from bench.report.figures import model_charts
 from bench.report.model import ReportData
+from bench.report.ranking import ModelVerdict, run_caveats
+from bench.report.runtime_table import runtime_facts
 from bench.report.summary import summary_rows
 from bench.report.templating import environment
-from bench.report.verdict import ModelVerdict, run_caveats
 
 TEMPLATE = "report.html.j2"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from bench.report.html import title_of
 from bench.report.model import ReportData
+from bench.report.ranking import ModelVerdict, run_caveats
 from bench.report.summary import summary_rows
 from bench.report.templating import environment
-from bench.report.verdict import ModelVerdict, run_caveats
 
 TEMPLATE = "summary.md.j2"
 MAX_CAVEATS = 20

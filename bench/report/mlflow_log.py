@@ -23,7 +23,7 @@ from bench.errors import BenchError
 from bench.models import registry
 from bench.report.model import ReportData, Run, load_runs, records
 from bench.report.render import REPORT_FILE, SUMMARY_FILE, render_run_reports
-from bench.results import RESULTS_FILE
+from bench.results.store import RESULTS_FILE
 
 EXPERIMENT = "servebench"
 RUN_TAG = "servebench.run_id"

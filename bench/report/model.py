@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results import load_results, load_samples
+from bench.results.store import load_results, load_samples
 
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 CELL_COLUMNS = [

@@ -13,7 +13,7 @@ from bench.errors import BenchError
 from bench.report.html import render_html
 from bench.report.markdown import render_markdown
 from bench.report.model import load_runs
-from bench.report.verdict import model_verdicts
+from bench.report.ranking import model_verdicts
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"

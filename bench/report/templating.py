@@ -10,8 +10,8 @@ from functools import cache
 
 import jinja2
 
-from bench.report.comparison import size_text
 from bench.report.format import fmt_ci, fmt_ms, fmt_rate
+from bench.report.runtime_table import size_text
 
 
 def _markdown_cell(value: object) -> str:

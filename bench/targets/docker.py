@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.config import RuntimeSpec
-from bench.containers import docker, has_bridge_network, inspect, require_daemon
-from bench.envs import pinned_requirements
 from bench.errors import BenchError, DeployError
-from bench.image_layout import image_layout
-from bench.images import ImageInfo, ensure_image
 from bench.models.registry import LocalModel
+from bench.provision.containers import docker, has_bridge_network, inspect, require_daemon
+from bench.provision.envs import pinned_requirements
+from bench.provision.image_layout import image_layout
+from bench.provision.images import ImageInfo, ensure_image
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
 from bench.targets.process_tree import ProcessTree

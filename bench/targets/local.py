@@ -21,10 +21,10 @@ from pathlib import Path
 import psutil
 
 from bench.config import RuntimeSpec
-from bench.envs import RuntimeEnv, require_env
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.processes import pin_and_tie_to_parent
+from bench.provision.envs import RuntimeEnv, require_env
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
 from bench.targets.process_tree import ProcessTree

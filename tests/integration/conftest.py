@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bench.config import load_runtime
-from bench.envs import require_env
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel, resolve
+from bench.provision.envs import require_env
 
 pytestmark = pytest.mark.integration
 

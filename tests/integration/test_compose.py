@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from docker_daemon import require_docker
 
-from bench.compose import compose_file
 from bench.protocols import codec_for
+from bench.provision.compose import compose_file
 from bench.targets.launch import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]

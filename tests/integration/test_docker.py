@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from docker_daemon import require_docker
 
-from bench.results import load_results
+from bench.results.store import load_results
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

@@ -32,14 +32,14 @@ import yaml
 from docker_daemon import require_docker
 
 from bench.config import load_runtime
-from bench.containers import inspect
-from bench.image_layout import image_layout
-from bench.kube import manifests
-from bench.kube.validate import problems
+from bench.measure.parity import check_parity
 from bench.models.registry import LocalModel
-from bench.parity import check_parity
+from bench.provision.containers import inspect
+from bench.provision.image_layout import image_layout
 from bench.targets.base import Endpoint, wait_until_ready
 from bench.targets.docker import DockerTarget
+from bench.targets.kserve import manifests
+from bench.targets.kserve.validate import problems
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

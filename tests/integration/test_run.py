@@ -16,10 +16,10 @@ import psutil
 import pytest
 
 from bench.config import load_profile, load_runtime, load_scenario
+from bench.measure.run import RunOptions, RunUI, run_benchmark
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
-from bench.results import load_results
-from bench.run import RunOptions, RunUI, run_benchmark
+from bench.results.store import load_results
 from bench.targets.launch import default_cpu_plan
 from bench.targets.local import LocalTarget
 

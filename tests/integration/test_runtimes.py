@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import requests
 
-from bench.check import check_pair
 from bench.config import load_runtime
+from bench.measure.check import check_pair
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
 from bench.targets.base import Deployment

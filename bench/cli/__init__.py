@@ -28,7 +28,7 @@ from bench import __version__
 from bench.config import RuntimeSpec, load_runtimes, split_names, state_dir
 from bench.errors import BenchError, DeployError
 from bench.load.driver import LiveTick
-from bench.run import RunUI
+from bench.measure.run import RunUI
 from bench.targets.base import Target
 from bench.targets.launch import CpuPlan
 
@@ -87,7 +87,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_envs_build(args: argparse.Namespace) -> int:
-    from bench.envs import build_envs
+    from bench.provision.envs import build_envs
 
     specs = load_runtimes(args.runtime)
     status = {spec.name: "waiting" for spec in specs}
@@ -161,7 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.check import CheckRow, run_check
+    from bench.measure.check import CheckRow, run_check
     from bench.models.catalog import get_spec
     from bench.targets.local import LocalTarget
 
@@ -274,14 +274,14 @@ def make_target(args: argparse.Namespace, cpus: CpuPlan) -> Target:
 
         return LocalTarget(cpus)
     if args.target == "docker":
-        from bench.images import base_image_default, offline_default
+        from bench.provision.images import base_image_default, offline_default
         from bench.targets.docker import DockerTarget
 
         return DockerTarget(cpus, base_image=args.base_image or base_image_default(),
                             offline=args.offline or offline_default(), memory=args.memory)
     if args.target == "kserve":
-        from bench.images import base_image_default, offline_default
-        from bench.targets.kserve import KServeTarget
+        from bench.provision.images import base_image_default, offline_default
+        from bench.targets.kserve.target import KServeTarget
 
         return KServeTarget(cpus, base_image=args.base_image or base_image_default(),
                             offline=args.offline or offline_default(), memory=args.memory)
@@ -290,9 +290,9 @@ def make_target(args: argparse.Namespace, cpus: CpuPlan) -> Target:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_profile, load_scenario
+    from bench.measure.run import RunOptions, plan_measurements, run_benchmark
     from bench.models.catalog import get_spec
-    from bench.results import new_run_id
-    from bench.run import RunOptions, plan_measurements, run_benchmark
+    from bench.results.store import new_run_id
 
     runtimes = load_runtimes(args.runtime)
     models = [get_spec(name) for name in _models(args.model)]
@@ -345,8 +345,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _dry_run(args: argparse.Namespace, runtimes: list[RuntimeSpec], models: list[Any], scenario: Any,
              measurements: int, cpus: CpuPlan) -> int:
     """--dry-run: every manifest rendered and validated into --out, every command printed; nothing applied."""
-    from bench.images import base_image_default, offline_default
-    from bench.targets.kserve import dry_run
+    from bench.provision.images import base_image_default, offline_default
+    from bench.targets.kserve.target import dry_run
 
     if args.target != "kserve":
         raise BenchError(f"--dry-run is for --target kserve, not {args.target}", hint="add --target kserve")
@@ -366,8 +366,8 @@ def _dry_run(args: argparse.Namespace, runtimes: list[RuntimeSpec], models: list
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from bench.commands import Runner
-    from bench.kube.cluster import cluster_down, cluster_up
+    from bench.targets.kserve.cluster import cluster_down, cluster_up
+    from bench.targets.kserve.runner import Runner
 
     runner = Runner(dry_run=args.dry_run, echo=lambda line: out.print(line, markup=False, highlight=False,
                                                                        soft_wrap=True))
@@ -413,8 +413,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.baseline import load_side
-    from bench.compare import compare, parse_thresholds, render
+    from bench.compare.gate import compare, parse_thresholds, render
+    from bench.results.baseline import load_side
 
     thresholds = parse_thresholds(args.fail_on)
     comparison = compare(load_side(Path(args.baseline)), load_side(Path(args.current)), thresholds,
@@ -426,7 +426,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_save(args: argparse.Namespace) -> int:
-    from bench.baseline import save_baseline
+    from bench.results.baseline import save_baseline
 
     path = save_baseline(Path(args.run_dir), Path(args.file))
     out.print(f"baseline: {path} ({path.stat().st_size / 1024:.0f} kB)", markup=False)
@@ -439,8 +439,8 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 def cmd_images_build(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from bench.containers import require_daemon
-    from bench.images import base_image_default, ensure_image, offline_default
+    from bench.provision.containers import require_daemon
+    from bench.provision.images import base_image_default, ensure_image, offline_default
 
     require_daemon()
     specs = load_runtimes(args.runtime)
@@ -478,9 +478,9 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 def cmd_compose_prepare(args: argparse.Namespace) -> int:
-    from bench.compose import compose_file, next_steps, prepare
-    from bench.containers import require_daemon
-    from bench.images import base_image_default, offline_default
+    from bench.provision.compose import compose_file, next_steps, prepare
+    from bench.provision.containers import require_daemon
+    from bench.provision.images import base_image_default, offline_default
 
     require_daemon()
     started = time.monotonic()
@@ -498,7 +498,7 @@ def cmd_compose_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bench.doctor import run_checks
+    from bench.provision.doctor import run_checks
 
     checks = run_checks()
     table = Table("check", "status", "detail", "fix", title="bench doctor")
@@ -525,7 +525,7 @@ def _met(flag: bool) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from bench.calibrate import calibrate
+    from bench.measure.calibrate import calibrate
 
     cpus = default_cpu_plan_or_override(args)
     console.print(f"calibrating the load generator: server CPUs {list(cpus.server)}, generator CPUs "

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from bench.commands import Runner, require_tools
 from bench.config import project_root, state_dir
 from bench.errors import BenchError
-from bench.kube import manifests, versions
-from bench.kube.validate import dump, validate
+from bench.targets.kserve import manifests, versions
+from bench.targets.kserve.runner import Runner, require_tools
+from bench.targets.kserve.validate import dump, validate
 
 CLUSTER = "servebench"
 CONTEXT = f"kind-{CLUSTER}"

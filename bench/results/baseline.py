@@ -6,7 +6,7 @@ cell its key, validity, summary figures and a seeded subsample of the raw sample
 exactly as `baseline save` reduces it, so comparing against a run or against its baseline file gives the
 same verdicts.
 
-Why a subsample rather than a quantile sketch: the test (bench.compare) resamples whole seconds of a run,
+Why a subsample rather than a quantile sketch: the test (bench.compare.gate) resamples whole seconds of a run,
 so it must know which second each latency belongs to. A uniform subsample of at most MAX_KEPT successful
 in-window latencies per cell, rounded to microseconds and grouped by second of scheduled time, keeps that,
 is mergeable in the only way that matters here (concatenation), and costs about 10 kB per cell.
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results import load_results, load_samples
+from bench.results.store import load_results, load_samples
 from bench.stats import BOUNDARY_TOLERANCE_S, PERCENTILES, is_success
 
 BASELINE_KIND = "servebench-baseline"

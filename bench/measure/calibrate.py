@@ -124,7 +124,7 @@ def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, 
 
 
 def _plain_locust_rps(url: str, cpus: CpuPlan, users: int, seconds: float, folder: Path) -> float | None:
-    locustfile = Path(__file__).parent / "load" / "plain_locustfile.py"
+    locustfile = Path(__file__).parents[1] / "load" / "plain_locustfile.py"
     command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url, "-u", str(users),
                "-r", str(users), "--run-time", f"{math.ceil(seconds)}s", "--json", "--loglevel", "WARNING"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,

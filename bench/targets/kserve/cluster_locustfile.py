@@ -1,4 +1,4 @@
-"""Locust inside the cluster (rendered into a ConfigMap by bench.kube.manifests.locust): closed-loop users
+"""Locust inside the cluster (rendered into a ConfigMap by bench.targets.kserve.manifests.locust): closed-loop users
 posting one fixed request body to one predictor Service.
 
 Standalone on purpose (only Locust is in its image). For capacity exploration: its statistics are

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ModelSpec, RuntimeSpec
-from bench.envs import require_env
 from bench.errors import BenchError, DeployError
+from bench.measure.parity import check_parity
 from bench.models.registry import resolve
-from bench.parity import check_parity
+from bench.provision.envs import require_env
 from bench.targets.base import Deployment, Target
 
 

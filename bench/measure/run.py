@@ -23,10 +23,10 @@ from bench.errors import BenchError, DeployError
 from bench.load.driver import LiveTick, LoadOutcome, run_load, startup_grace
 from bench.load.plan import LoadPlan
 from bench.load.schedule import RateStage, arrival_offsets
+from bench.measure.parity import ParityResult, check_parity
 from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel, resolve
-from bench.parity import ParityResult, check_parity
-from bench.results import RunStore, environment_fingerprint
+from bench.results.store import RunStore, environment_fingerprint
 from bench.stats import (
     BOUNDARY_TOLERANCE_S,
     CellStats,

@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.config import RuntimeSpec, env_cache_dir
-from bench.containers import daemon_problem, docker, docker_path, inspect
-from bench.envs import NOISE, requirements_key
 from bench.errors import BenchError
+from bench.provision.containers import daemon_problem, docker, docker_path, inspect
+from bench.provision.envs import NOISE, requirements_key
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 IMAGE_REPOSITORY = "servebench"

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.config import RuntimeSpec, load_runtime, parse_runtime_spec
-from bench.envs import load_env
 from bench.errors import BenchError
+from bench.provision.envs import load_env
 from bench.report.format import DASH, fmt_number
 from bench.report.model import ReportData, Run
 

@@ -18,7 +18,7 @@ import yaml
 
 from bench.config import project_root
 from bench.errors import BenchError
-from bench.kube import versions
+from bench.targets.kserve import versions
 
 CRD_DIR = project_root() / "tests" / "data" / "kserve"  # provenance: tests/data/kserve/README.md
 INFERENCESERVICE_CRD = CRD_DIR / "serving.kserve.io_inferenceservices.yaml"

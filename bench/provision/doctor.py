@@ -7,11 +7,11 @@ import sys
 from dataclasses import dataclass
 
 from bench.config import available_runtimes, load_runtime
-from bench.containers import daemon_problem, inspect
-from bench.envs import load_env
-from bench.images import base_image_default
 from bench.models.catalog import SPECS
 from bench.models.registry import find_local, tracking_uri
+from bench.provision.containers import daemon_problem, inspect
+from bench.provision.envs import load_env
+from bench.provision.images import base_image_default
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 from bench.config import RuntimeSpec
 from bench.errors import BenchError
-from bench.image_layout import ImageLayout
-from bench.kube import versions
+from bench.provision.image_layout import ImageLayout
+from bench.targets.kserve import versions
 from bench.targets.launch import render_launch, thread_env
 
 NAMESPACE = "servebench"

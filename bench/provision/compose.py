@@ -1,6 +1,6 @@
 """What docker-compose.yml needs and cannot compute itself: the images, the model links and the .env file.
 
-Images are tagged by a content hash of their inputs (bench.images) and need the offline wheelhouse on
+Images are tagged by a content hash of their inputs (bench.provision.images) and need the offline wheelhouse on
 machines without a reachable registry, neither of which compose can do. `bench compose prepare` builds
 (or reuses) the same runtime images as `bench run --target docker`, plus a small Locust image, and writes
 their tags with the machine's paths, CPU sets and limits into the env file compose interpolates. Ports
@@ -23,14 +23,14 @@ from pathlib import Path
 
 from bench.config import load_runtime, project_root, state_dir
 from bench.errors import BenchError
-from bench.images import ImageInfo, ImageSource, ensure_image
 from bench.models.catalog import SPECS, get_spec
 from bench.models.registry import LocalModel, find_local, resolve
+from bench.provision.images import ImageInfo, ImageSource, ensure_image
 from bench.targets.docker import DEFAULT_MEMORY
 from bench.targets.launch import CpuPlan
 
 RUNTIMES = ("mlserver", "mlflow", "fastapi", "bentoml")  # the services docker-compose.yml defines
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent  # the folder holding the bench package
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding the bench package
 LOCUSTFILE = PACKAGE_PARENT / "bench" / "load" / "locustfile.py"
 ENV_HEADER = "# Written by `bench compose prepare`"
 PORT_DEFAULT = re.compile(r"\$\{(SERVEBENCH_\w+_PORT):-(\d+)\}")

@@ -50,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.baseline import CellData, CellKey, CellSamples, Fingerprint, Side
 from bench.errors import BenchError
+from bench.results.baseline import CellData, CellKey, CellSamples, Fingerprint, Side
 from bench.stats import PERCENTILES
 
 # +1: a rise is a regression (latency, ms); -1: a fall is a regression (throughput, req/s)

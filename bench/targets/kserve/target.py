@@ -23,19 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.commands import Background, Runner
 from bench.config import ModelSpec, RuntimeSpec
-from bench.envs import pinned_requirements
 from bench.errors import BenchError, DeployError
-from bench.image_layout import image_layout
-from bench.images import planned_tag
-from bench.kube import cluster, manifests, versions
-from bench.kube.cluster import kubectl, models_root
-from bench.kube.manifests import NAMESPACE, Manifest, Resources, Served
-from bench.kube.validate import dump, validate
 from bench.models.registry import LocalModel, find_local, local_root
+from bench.provision.envs import pinned_requirements
+from bench.provision.image_layout import image_layout
+from bench.provision.images import planned_tag
 from bench.targets.base import Deployment, Endpoint, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.docker import DockerTarget
+from bench.targets.kserve import cluster, manifests, versions
+from bench.targets.kserve.cluster import kubectl, models_root
+from bench.targets.kserve.manifests import NAMESPACE, Manifest, Resources, Served
+from bench.targets.kserve.runner import Background, Runner
+from bench.targets.kserve.validate import dump, validate
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port
 
 READY_TIMEOUT_S = 600  # image already on the node; this covers scheduling and the model's load
