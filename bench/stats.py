@@ -8,30 +8,29 @@ Knows nothing about deployments: it sees a sample table, a measurement window an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.config import PERCENTILE_LEVELS
 from bench.protocols import Array
+from bench.results.samples import BOUNDARY_TOLERANCE_S, is_success
+from bench.results.schema import Interval, Latency, LatencyIntervals, Second
 
-PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
-SAMPLE_COLUMNS = ["scheduled", "sent", "latency_ms", "service_ms", "status", "bytes", "worker"]
+PERCENTILES = PERCENTILE_LEVELS
 BOOTSTRAP_RESAMPLES = 400
 GENERATOR_CPU_LIMIT = 90.0
 ACHIEVED_RATE_FLOOR = 0.95
 COVERAGE_FLOOR = 0.9  # answered traffic must span 90% of the window (a crash or stop ends it early)
 
 
-def latency_summary(latencies_ms: Array) -> dict[str, float | None]:
+def latency_summary(latencies_ms: Array) -> Latency:
     """p50..p99.9, max and mean (numpy's linear interpolation between order statistics)."""
     if len(latencies_ms) == 0:
-        return {**{name: None for name in PERCENTILES}, "max": None, "mean": None}
+        return Latency()
     values = np.percentile(latencies_ms, list(PERCENTILES.values()))
-    summary: dict[str, float | None] = {name: float(v) for name, v in zip(PERCENTILES, values, strict=True)}
-    summary["max"] = float(np.max(latencies_ms))
-    summary["mean"] = float(np.mean(latencies_ms))
-    return summary
+    return Latency(**{name: float(v) for name, v in zip(PERCENTILES, values, strict=True)},
+                   max=float(np.max(latencies_ms)), mean=float(np.mean(latencies_ms)))
 
 
 def bootstrap_ci(values: Array, percentile: float, confidence: float = 0.95,
@@ -83,21 +82,18 @@ class CellStats:
     achieved_rps: float
     throughput_rps: float
     goodput_rps: float
-    latency_ms: dict[str, float | None]
-    latency_ci_ms: dict[str, list[float] | None]
-    service_ms: dict[str, float | None]
-    lateness_ms: dict[str, float | None]
+    latency: Latency
+    latency_ci: LatencyIntervals
+    service: Latency
+    lateness: Latency
     slo_met: bool | None
     measured_s: float
-    timeseries: list[dict[str, Any]] = field(default_factory=list)
+    timeseries: list[Second] = field(default_factory=list)
     # requests per second the schedule itself held for the window: the offered rate for a constant
     # schedule, the seeded realisation of it for Poisson arrivals (250 +- 16 requests in 5 s at 50/s)
     scheduled_rps: float | None = None
 
 
-# Scheduled times are wall-clock floats (start + k / rate); a slot meant to sit exactly on the window's
-# start must not fall out of it by a rounding error, so boundaries are compared with this tolerance.
-BOUNDARY_TOLERANCE_S = 1e-6
 
 
 def in_window(scheduled: pd.Series, window: Window) -> pd.Series:
@@ -108,10 +104,6 @@ def in_window(scheduled: pd.Series, window: Window) -> pd.Series:
 def measured(samples: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Requests scheduled inside the window: warm-up requests are discarded, late ones kept."""
     return samples.loc[in_window(samples["scheduled"], window)]
-
-
-def is_success(status: pd.Series) -> pd.Series:
-    return (status >= 200) & (status < 300)
 
 
 def summarize(samples: pd.DataFrame, window: Window, limits: Limits, offered_rps: float | None,
@@ -128,7 +120,7 @@ def summarize(samples: pd.DataFrame, window: Window, limits: Limits, offered_rps
     done = ok["sent"] + ok["service_ms"] / 1000.0
     completed_inside = int(((done >= window.start) & (done < window.end)).sum())
     latency = latency_summary(latencies)
-    slo_value = latency.get(limits.slo_percentile)
+    slo_value = latency.percentile(limits.slo_percentile)
     lateness = (inside["sent"] - inside["scheduled"]).to_numpy(dtype=np.float64) * 1000.0
     return CellStats(
         requests=requests,
@@ -139,22 +131,19 @@ def summarize(samples: pd.DataFrame, window: Window, limits: Limits, offered_rps
         achieved_rps=sent_inside / duration,
         throughput_rps=completed_inside / duration,
         goodput_rps=float((latencies <= limits.slo_ms).sum()) / duration,
-        latency_ms=latency,
-        latency_ci_ms={name: _as_list(bootstrap_ci(latencies, PERCENTILES[name])) for name in ("p50", "p99")},
-        service_ms=latency_summary(ok["service_ms"].to_numpy(dtype=np.float64)),
-        lateness_ms={
-            "p50": float(np.percentile(lateness, 50)) if len(lateness) else None,
-            "p99": float(np.percentile(lateness, 99)) if len(lateness) else None,
-            "max": float(lateness.max()) if len(lateness) else None,
-        },
+        latency=latency,
+        latency_ci=LatencyIntervals(p50=_interval(bootstrap_ci(latencies, PERCENTILES["p50"])),
+                                    p99=_interval(bootstrap_ci(latencies, PERCENTILES["p99"]))),
+        service=latency_summary(ok["service_ms"].to_numpy(dtype=np.float64)),
+        lateness=latency_summary(lateness),
         slo_met=None if slo_value is None else slo_value <= limits.slo_ms,
         measured_s=_span(inside, window),
         timeseries=per_second(samples, window.start - 0.0, limits.slo_ms),
     )
 
 
-def _as_list(interval: tuple[float, float] | None) -> list[float] | None:
-    return None if interval is None else [interval[0], interval[1]]
+def _interval(bounds: tuple[float, float] | None) -> Interval | None:
+    return None if bounds is None else Interval(low=bounds[0], high=bounds[1])
 
 
 def _span(inside: pd.DataFrame, window: Window) -> float:
@@ -165,7 +154,7 @@ def _span(inside: pd.DataFrame, window: Window) -> float:
     return max(0.0, min(window.end, last) - window.start)
 
 
-def per_second(samples: pd.DataFrame, origin: float, slo_ms: float) -> list[dict[str, Any]]:
+def per_second(samples: pd.DataFrame, origin: float, slo_ms: float) -> list[Second]:
     """One row per second of scheduled time since origin (negative seconds are warm-up)."""
     if samples.empty:
         return []
@@ -176,14 +165,12 @@ def per_second(samples: pd.DataFrame, origin: float, slo_ms: float) -> list[dict
     for value in np.unique(second):
         in_second = second == value
         good = latency[in_second & ok]
-        rows.append({
-            "t": int(value),
-            "requests": int(in_second.sum()),
-            "errors": int((in_second & ~ok).sum()),
-            "p50_ms": float(np.percentile(good, 50)) if len(good) else None,
-            "p99_ms": float(np.percentile(good, 99)) if len(good) else None,
-            "within_slo": int((good <= slo_ms).sum()),
-        })
+        rows.append(Second(
+            t=int(value), requests=int(in_second.sum()), errors=int((in_second & ~ok).sum()),
+            p50_ms=float(np.percentile(good, 50)) if len(good) else None,
+            p99_ms=float(np.percentile(good, 99)) if len(good) else None,
+            within_slo=int((good <= slo_ms).sum()),
+        ))
     return rows
 
 

@@ -1,6 +1,7 @@
 """Run folders for the report tests: real smoke runs from tests/data/runs, and synthetic variations of them.
 
-The real runs (a 4-runtime quick smoke run and a 2-runtime smoke run of iris-logreg) keep their raw
+The real runs (a 4-runtime quick smoke run and a 2-runtime smoke run of iris-logreg, both schema 1 as of
+2026-11-25; a sweep of the test-double runtime in the last schema-1 shape, sweep-v1-latest) keep their raw
 samples as gzipped CSV (the repository ignores *.parquet); `materialise` rebuilds the Parquet files a
 run folder holds. The variations edit results.json the way real runs go wrong or grow: invalid and
 failed cells, a rate sweep, a batch-size scenario, and an old minimal schema-1 file.
@@ -124,23 +125,7 @@ def with_batches(dest: Path) -> Path:
 
 def schema1_minimal(dest: Path) -> Path:
     """An early schema-1 results.json with only the keys DESIGN.md lists as the minimum: no labels, no cell
-    ids, no samples, no series, no scenario or runtime sections."""
+    ids, no samples, no series, no scenario or runtime sections (tests/data/runs/schema1-minimal)."""
     dest.mkdir(parents=True)
-    full = read(RUNS / "smoke-4runtimes")
-    cells = []
-    for cell in full["cells"]:
-        cells.append({
-            "runtime": cell["runtime"], "model": cell["model"], "scenario": cell["scenario"],
-            "target": cell["target"], "batch_size": cell["batch_size"], "parity": cell["parity"],
-            "requests": cell["requests"], "errors": cell["errors"], "offered_rps": cell["offered_rps"],
-            "throughput_rps": cell["throughput_rps"], "latency_ms": cell["latency_ms"],
-            "server": {k: cell["server"][k] for k in ("cpu_percent_mean", "rss_mb_max", "startup_s")},
-            "valid": cell["valid"], "invalid_reasons": cell["invalid_reasons"], "error": cell["error"],
-        })
-    cells[-1].update(valid=False, invalid_reasons=["error rate 3.00% over the limit 1.00%"])
-    env = full["environment"]
-    write(dest, {"schema_version": 1, "run_id": "old-minimal-run", "created": "2026-01-02T03:04:05+00:00",
-                 "environment": {"host": env["host"], "cpu_model": env["cpu_model"], "cores": env["cores"],
-                                 "python": env["python"], "packages": env["packages"], "git_sha": "abc123"},
-                 "cells": cells})
+    shutil.copy(RUNS / "schema1-minimal" / "results.json", dest / "results.json")
     return dest

@@ -20,6 +20,7 @@ import pytest
 from report_runs import materialise, read, with_bad_cells, write
 
 from bench.cli import main
+from bench.compare.bootstrap import resample_latency
 from bench.compare.gate import (
     BETTER,
     DEFAULT_THRESHOLDS,
@@ -32,20 +33,12 @@ from bench.compare.gate import (
     MetricResult,
     compare,
     parse_thresholds,
-    render,
-    resample_latency,
 )
+from bench.compare.render import render
+from bench.compare.side import CellData, Fingerprint, Side, load_side
 from bench.errors import BenchError
-from bench.results.baseline import (
-    BASELINE_SCHEMA_VERSION,
-    MAX_KEPT,
-    CellData,
-    Fingerprint,
-    Side,
-    load_side,
-    reduce_samples,
-    save_baseline,
-)
+from bench.results.baseline import BASELINE_SCHEMA_VERSION, MAX_KEPT, Figures, reduce_samples, save_baseline
+from bench.results.schema import SCHEMA_VERSION
 from bench.stats import latency_summary
 
 RUNTIMES = ("bentoml", "fastapi", "mlflow", "mlserver")
@@ -74,7 +67,7 @@ def synthetic_cell(latency_ms: np.ndarray[Any, Any], rate: float = 50.0, valid: 
     duration = len(latency_ms) / rate
     at = float(next(_SEQUENTIAL_STARTS)) if start is None else start
     samples = reduce_samples(sample_frame(latency_ms, rate, at), duration)
-    figures = {**latency_summary(latency_ms), "throughput": len(latency_ms) / duration}
+    figures = Figures(**latency_summary(latency_ms).model_dump(), throughput=len(latency_ms) / duration)
     return CellData(KEY, valid, [] if valid else ["too few requests"], len(latency_ms), figures, samples)
 
 
@@ -500,9 +493,10 @@ def test_cli_bad_input_is_exit_2_in_one_line(argv: list[str], says: str, capsys:
 
 @pytest.mark.usefixtures("cli")
 def test_cli_schema_too_new_is_exit_2(smoke: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    edit(smoke, lambda p: p.update(schema_version=2))
+    edit(smoke, lambda p: p.update(schema_version=SCHEMA_VERSION + 1))
     code, out, err = run_cli(["compare", str(smoke), str(smoke)], capsys)
-    assert code == 2 and out == "" and "schema version 2 is newer than this servebench (1)" in err
+    newer = f"schema version {SCHEMA_VERSION + 1} is newer than this servebench ({SCHEMA_VERSION})"
+    assert code == 2 and out == "" and newer in err
 
 
 @pytest.mark.usefixtures("cli")

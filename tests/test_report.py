@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,17 @@ import pandas as pd
 import pytest
 from report_runs import materialise, read, schema1_minimal, with_bad_cells, with_batches, with_sweep, write
 
+from bench.config import parse_runtime_spec
 from bench.errors import BenchError
+from bench.provision.serving_code import count_code_lines, serving_code
 from bench.report import render_run_reports
 from bench.report.figures import model_charts
 from bench.report.format import DASH
 from bench.report.model import load_runs
 from bench.report.ranking import common_load, model_verdicts
-from bench.report.runtime_table import count_code_lines, runtime_facts
+from bench.report.runtime_table import runtime_facts
+from bench.results.schema import Provisioning
+from bench.results.store import load_results, write_results
 
 RUNTIMES = ("bentoml", "fastapi", "mlflow", "mlserver")
 SECTIONS = ("verdict", "summary", "figures", "comparison", "environment")
@@ -203,17 +208,45 @@ def test_lines_of_code_skip_blanks_comments_and_docstrings(tmp_path: Path) -> No
     assert count_code_lines(config) == 2
 
 
-def test_runtime_comparison_is_measured(smoke: Path) -> None:
-    facts = {fact.runtime: fact for fact in runtime_facts(load_runs([smoke]))}
+def _record_serving_code(run: Path, runtimes: dict[str, Path]) -> None:
+    """Rewrite a saved run as a current-schema run that recorded its runtimes' serving code."""
+    results = load_results(run)
+    records = {name: results.runtime(name).model_copy(update={
+        "serving_code": serving_code(parse_runtime_spec(folder / "runtime.yaml")),
+        "provisioning": Provisioning(kind="virtualenv", identity="abc", packages=3, size_mb=321.0)})
+        for name, folder in runtimes.items()}
+    write_results(run / "results.json", results.model_copy(update={"runtimes": {**results.runtimes, **records}}))
+
+
+def test_runtime_comparison_shows_what_the_run_recorded(smoke: Path) -> None:
     root = Path(__file__).resolve().parent.parent / "runtimes"
+    _record_serving_code(smoke, {name: root / name for name in ("fastapi", "bentoml", "mlflow")})
+    facts = {fact.runtime: fact for fact in runtime_facts(load_runs([smoke]))}
     assert facts["fastapi"].code_files == ["app.py"]
     assert facts["fastapi"].code_lines == count_code_lines(root / "fastapi" / "app.py")
     assert facts["bentoml"].code_lines == count_code_lines(root / "bentoml" / "service.py")
     assert (facts["mlflow"].code_lines, facts["mlflow"].code_note) == (0, "none: configuration only")
+    assert (facts["fastapi"].env_size_mb, facts["fastapi"].env_note) == (321.0, "virtualenv, recorded by the run")
     recorded = read(smoke)["environment"]["runtime_packages"]["mlserver"]
     assert facts["mlserver"].packages == len(set(recorded) - {"pip", "setuptools", "wheel"})
     assert facts["mlserver"].protocol == "v2" and facts["mlserver"].parity.startswith("ok")
     assert facts["fastapi"].startup == "1.70 s"
+    # an old run never counted its code: the table says so instead of reading today's folders
+    assert (facts["mlserver"].code_lines, facts["mlserver"].code_note) == (None, "unknown: not recorded by the run")
+
+
+def test_the_comparison_table_survives_the_runtime_folder(smoke: Path, tmp_path: Path) -> None:
+    """Counted when the run was made: deleting (or editing) the folder afterwards changes nothing."""
+    folder = tmp_path / "team-runtime"
+    folder.mkdir()
+    (folder / "runtime.yaml").write_text((Path(__file__).parent / "data" / "fake-runtime" / "runtime.yaml")
+                                         .read_text() + "serving_code: [handler.py]\n")
+    (folder / "handler.py").write_text("# a handler\nimport json\n\nprint(json.dumps({}))\n")
+    _record_serving_code(smoke, {"fastapi": folder})
+    shutil.rmtree(folder)
+    facts = {fact.runtime: fact for fact in runtime_facts(load_runs([smoke]))}
+    assert (facts["fastapi"].code_files, facts["fastapi"].code_lines) == (["handler.py"], 2)
+    assert facts["fastapi"].code_note == "counted when the run was made"
 
 
 def test_a_runtime_folder_that_cannot_be_found_is_unknown(smoke: Path) -> None:
@@ -242,22 +275,6 @@ def test_unreadable_results_give_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="no run folder"):
         render_run_reports([])
 
-
-
-def test_a_recorded_runtime_folder_and_environment_size_win(smoke: Path, tmp_path: Path) -> None:
-    """When the run records where a runtime lived (a user's own folder), lines are counted there."""
-    folder = tmp_path / "team-runtime"
-    folder.mkdir()
-    (folder / "runtime.yaml").write_text((Path(__file__).parent / "data" / "fake-runtime" / "runtime.yaml")
-                                         .read_text() + "serving_code: [handler.py]\n")
-    (folder / "handler.py").write_text("# a handler\nimport json\n\nprint(json.dumps({}))\n")
-    payload = read(smoke)
-    payload["runtimes"]["fastapi"].update(folder=str(folder), env_size_mb=321.0)
-    write(smoke, payload)
-    facts = {fact.runtime: fact for fact in runtime_facts(load_runs([smoke]))}
-    assert (facts["fastapi"].code_files, facts["fastapi"].code_lines) == (["handler.py"], 2)
-    assert facts["fastapi"].code_note == "recorded folder"
-    assert (facts["fastapi"].env_size_mb, facts["fastapi"].env_note) == (321.0, "recorded by the run")
 
 
 def test_each_model_gets_its_own_verdict_and_figures(smoke: Path) -> None:

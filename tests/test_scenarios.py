@@ -19,7 +19,9 @@ from bench.config import (
 )
 from bench.errors import BenchError
 from bench.load.schedule import RateStage, arrival_offsets
-from bench.measure.run import Measurement, limits_for, plan_measurements, scheduled_rate, sweep_summary
+from bench.measure.plan import Measurement, limits_for, plan_measurements, scheduled_rate
+from bench.measure.sweep import sweep_summary
+from bench.results.schema import Cell, Latency, LoadPoint, Rates, Validity
 
 SHIPPED = ["batch", "ramp", "rate-constant", "rate-poisson", "smoke", "spike", "steady", "step", "sweep"]
 
@@ -399,10 +401,15 @@ def test_limits_for_shipped_smoke_profile() -> None:
 
 
 def _cell(label: str, offered: float | None, throughput: float, p99: float | None, slo_met: bool | None,
-          valid: bool, batch: int = 1, runtime: str = "fastapi", users: int | None = None) -> dict[str, Any]:
-    return {"runtime": runtime, "model": "iris", "batch_size": batch, "label": label, "offered_rps": offered,
-            "throughput_rps": throughput, "latency_ms": {"p99": p99}, "slo_met": slo_met, "valid": valid,
-            "load": {"users": users}}
+          valid: bool, batch: int = 1, runtime: str = "fastapi", users: int | None = None) -> Cell:
+    return Cell(cell_id=f"{runtime}-{label}", runtime=runtime, model="iris", scenario="sweep", target="local",
+                batch_size=batch, label=label, load=LoadPoint(users=users, offered_rps=offered),
+                rates=Rates(throughput_rps=throughput), latency=Latency(p99=p99), slo_met=slo_met,
+                validity=Validity(valid=valid))
+
+
+def _sweeps(cells: list[Cell]) -> list[dict[str, Any]]:
+    return [sweep.model_dump() for sweep in sweep_summary(tuple(cells))]
 
 
 def test_sweep_summary_picks_highest_valid_load_within_slo() -> None:
@@ -413,7 +420,7 @@ def test_sweep_summary_picks_highest_valid_load_within_slo() -> None:
         _cell("rate=800", 800, 790, 45, True, False),  # met the SLO but invalid (generator fell behind)
         _cell("rate=1600", 1600, 900, 900, False, True),  # valid but over the SLO
     ]
-    (summary,) = sweep_summary(cells)
+    (summary,) = _sweeps(cells)
     assert summary["max_load_within_slo"] == "rate=400"
     assert summary["max_throughput_within_slo_rps"] == 398
     assert (summary["runtime"], summary["model"], summary["batch_size"]) == ("fastapi", "iris", 1)
@@ -430,9 +437,9 @@ def test_sweep_summary_groups_by_runtime_and_batch() -> None:
         _cell("rate=100,batch=8", 100, 99, 80, False, True, batch=8),
         _cell("rate=50", 50, 50, 60, False, True, runtime="mlserver"),
     ]
-    best = {(s["runtime"], s["batch_size"]): s["max_load_within_slo"] for s in sweep_summary(cells)}
+    best = {(s["runtime"], s["batch_size"]): s["max_load_within_slo"] for s in _sweeps(cells)}
     assert best == {("fastapi", 1): "rate=100,batch=1", ("fastapi", 8): "rate=50,batch=8", ("mlserver", 1): None}
-    none = next(s for s in sweep_summary(cells) if s["runtime"] == "mlserver")
+    none = next(s for s in _sweeps(cells) if s["runtime"] == "mlserver")
     assert none["max_throughput_within_slo_rps"] is None
 
 
@@ -442,13 +449,13 @@ def test_sweep_summary_closed_loop_ranks_by_throughput() -> None:
         _cell("users=4", None, 650, 12, True, True, users=4),
         _cell("users=16", None, 700, 90, False, True, users=16),
     ]
-    (summary,) = sweep_summary(cells)
+    (summary,) = _sweeps(cells)
     assert summary["max_load_within_slo"] == "users=4"
     assert [p["users"] for p in summary["points"]] == [1, 4, 16]
 
 
 def test_sweep_summary_skips_failed_cells() -> None:
     failed = _cell("rate=800", 800, 0.0, None, None, False)
-    (summary,) = sweep_summary([_cell("rate=50", 50, 50, 5, True, True), failed])
+    (summary,) = _sweeps([_cell("rate=50", 50, 50, 5, True, True), failed])
     assert summary["max_load_within_slo"] == "rate=50"
-    assert sweep_summary([]) == []
+    assert _sweeps([]) == []

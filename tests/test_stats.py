@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.results.samples import SAMPLE_COLUMNS
+from bench.results.schema import Latency, LatencyIntervals
 from bench.stats import (
     ACHIEVED_RATE_FLOOR,
     GENERATOR_CPU_LIMIT,
     PERCENTILES,
-    SAMPLE_COLUMNS,
     CellStats,
     Limits,
     Window,
@@ -28,7 +29,7 @@ from bench.stats import (
 
 
 def test_latency_summary_hand_computed_one_to_hundred() -> None:
-    summary = latency_summary(np.arange(1, 101, dtype=np.float64))
+    summary = latency_summary(np.arange(1, 101, dtype=np.float64)).model_dump()
     # numpy's linear interpolation: rank q/100 * (n - 1) between order statistics
     assert summary["p50"] == pytest.approx(50.5)
     assert summary["p90"] == pytest.approx(90.1)
@@ -41,25 +42,25 @@ def test_latency_summary_hand_computed_one_to_hundred() -> None:
 
 
 def test_latency_summary_single_value() -> None:
-    summary = latency_summary(np.array([7.25]))
+    summary = latency_summary(np.array([7.25])).model_dump()
     assert all(value == 7.25 for value in summary.values())
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_latency_summary_matches_numpy(seed: int) -> None:
     values = np.random.default_rng(seed).lognormal(mean=1.0, sigma=0.8, size=5_001)
-    summary = latency_summary(values)
+    summary = latency_summary(values).model_dump()
     for name, q in PERCENTILES.items():
         assert summary[name] == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
     assert summary["max"] == float(values.max())
     assert summary["mean"] == pytest.approx(float(values.mean()), rel=1e-12)
     # sample order does not matter
-    reversed_summary = latency_summary(values[::-1])
+    reversed_summary = latency_summary(values[::-1]).model_dump()
     assert reversed_summary == {name: pytest.approx(value, rel=1e-12) for name, value in summary.items()}
 
 
 def test_latency_summary_empty_gives_nones() -> None:
-    summary = latency_summary(np.array([], dtype=np.float64))
+    summary = latency_summary(np.array([], dtype=np.float64)).model_dump()
     assert summary == {"p50": None, "p90": None, "p95": None, "p99": None, "p999": None, "max": None, "mean": None}
 
 
@@ -178,28 +179,28 @@ def test_summarize_counts_measured_requests_and_errors(cell: CellStats) -> None:
 def test_summarize_latency_is_over_successful_measured_requests_only(cell: CellStats) -> None:
     ok = np.array(_ok_latencies())
     assert len(ok) == 77
-    assert cell.latency_ms == latency_summary(ok)
-    assert cell.latency_ms["max"] == 850.0  # not 99 999 (an error) nor 5000 (warm-up)
-    assert cell.latency_ms["p50"] == pytest.approx(float(np.percentile(ok, 50)))
-    assert cell.latency_ms["mean"] == pytest.approx(float(ok.mean()))
+    assert cell.latency == latency_summary(ok)
+    assert cell.latency.max == 850.0  # not 99 999 (an error) nor 5000 (warm-up)
+    assert cell.latency.p50 == pytest.approx(float(np.percentile(ok, 50)))
+    assert cell.latency.mean == pytest.approx(float(ok.mean()))
 
 
 def test_summarize_service_time_and_intervals(cell: CellStats) -> None:
     service = np.array([0.5 * j for j in range(76) if j not in ERROR_STATUS] + [600.0] * 4)
-    assert cell.service_ms == latency_summary(service)
+    assert cell.service == latency_summary(service)
     ok = np.array(_ok_latencies())
     frame = _synthetic_samples()
     measured_ok = frame[(frame["scheduled"] >= START) & (frame["status"] == 200)]["latency_ms"].to_numpy()
     assert sorted(measured_ok) == sorted(ok)
-    assert set(cell.latency_ci_ms) == {"p50", "p99"}
+    assert set(cell.latency_ci.model_dump()) == {"p50", "p99"}
     for name in ("p50", "p99"):
-        interval = cell.latency_ci_ms[name]
+        interval = getattr(cell.latency_ci, name)
         assert interval is not None
         # the default seed and resample count, over the successful latencies in sample order
-        assert interval == list(bootstrap_ci(measured_ok, PERCENTILES[name]) or ())
-        assert ok.min() <= interval[0] <= interval[1] <= ok.max()
-    p50_ci = cell.latency_ci_ms["p50"]
-    assert p50_ci is not None and p50_ci[0] <= float(np.percentile(ok, 50)) <= p50_ci[1]
+        assert (interval.low, interval.high) == bootstrap_ci(measured_ok, PERCENTILES[name])
+        assert ok.min() <= interval.low <= interval.high <= ok.max()
+    p50_ci = cell.latency_ci.p50
+    assert p50_ci is not None and p50_ci.low <= float(np.percentile(ok, 50)) <= p50_ci.high
 
 
 def test_summarize_rates(cell: CellStats) -> None:
@@ -214,9 +215,9 @@ def test_summarize_rates(cell: CellStats) -> None:
 
 def test_summarize_lateness_from_sent_minus_scheduled(cell: CellStats) -> None:
     lateness = np.array([1.0] * 79 + [250.0])  # measured rows only, errors included
-    assert cell.lateness_ms["p50"] == pytest.approx(1.0, abs=1e-6)
-    assert cell.lateness_ms["p99"] == pytest.approx(float(np.percentile(lateness, 99)), abs=1e-6)
-    assert cell.lateness_ms["max"] == pytest.approx(250.0, abs=1e-6)  # not 300 (a warm-up row)
+    assert cell.lateness.p50 == pytest.approx(1.0, abs=1e-6)
+    assert cell.lateness.p99 == pytest.approx(float(np.percentile(lateness, 99)), abs=1e-6)
+    assert cell.lateness.max == pytest.approx(250.0, abs=1e-6)  # not 300 (a warm-up row)
 
 
 def test_summarize_slo_and_span(cell: CellStats) -> None:
@@ -242,7 +243,7 @@ def test_summarize_span_ends_with_the_last_completion() -> None:
 
 
 def test_summarize_timeseries_buckets_by_scheduled_second(cell: CellStats) -> None:
-    series = cell.timeseries
+    series = [second.model_dump() for second in cell.timeseries]
     assert [row["t"] for row in series] == list(range(-4, 10))  # warm-up seconds are negative
     assert all(row["requests"] == 8 for row in series)
     errors = {row["t"]: row["errors"] for row in series}
@@ -255,9 +256,9 @@ def test_summarize_with_no_measured_requests() -> None:
     frame = _synthetic_samples()
     stats = summarize(frame[frame["scheduled"] < START], Window(START, END), Limits(slo_ms=SLO_MS), 8.0)
     assert stats.requests == 0 and stats.errors == 0 and stats.error_rate == 0.0
-    assert stats.latency_ms["p99"] is None and stats.slo_met is None
-    assert stats.lateness_ms == {"p50": None, "p99": None, "max": None}
-    assert stats.latency_ci_ms == {"p50": None, "p99": None}
+    assert stats.latency.p99 is None and stats.slo_met is None
+    assert stats.lateness == Latency()
+    assert stats.latency_ci == LatencyIntervals()
     assert stats.measured_s == 0.0
     assert stats.throughput_rps == 0.0 and stats.goodput_rps == 0.0
     assert stats.achieved_rps == pytest.approx(0.2)  # the two late warm-up rows were still sent inside
@@ -275,12 +276,14 @@ def test_per_second_rows() -> None:
         _row(52.1, 0.0, 1.0, 0, 1.0),  # t = 2: only an error
         _row(53.999, 0.0, 1.0, 204, 15.0),  # t = 3
     ])
-    rows = per_second(frame, 50.0, slo_ms=20.0)
+    rows = [second.model_dump() for second in per_second(frame, 50.0, slo_ms=20.0)]
     assert [row["t"] for row in rows] == [-1, 0, 2, 3]  # empty seconds are absent
     by_t = {row["t"]: row for row in rows}
     assert by_t[0] == {"t": 0, "requests": 3, "errors": 1, "p50_ms": 20.0,
-                       "p99_ms": pytest.approx(float(np.percentile([10.0, 30.0], 99))), "within_slo": 1}
-    assert by_t[2] == {"t": 2, "requests": 1, "errors": 1, "p50_ms": None, "p99_ms": None, "within_slo": 0}
+                       "p99_ms": pytest.approx(float(np.percentile([10.0, 30.0], 99))), "within_slo": 1,
+                       "server_cpu_percent": None, "server_rss_mb": None}
+    assert by_t[2] == {"t": 2, "requests": 1, "errors": 1, "p50_ms": None, "p99_ms": None, "within_slo": 0,
+                       "server_cpu_percent": None, "server_rss_mb": None}
     assert by_t[-1]["p50_ms"] == 3.0 and by_t[-1]["within_slo"] == 1
     assert by_t[3]["requests"] == 1 and by_t[3]["errors"] == 0  # 2xx other than 200 is a success
 
@@ -298,8 +301,8 @@ LIMITS = Limits(slo_ms=50.0, max_error_rate=0.01, min_requests=100, min_duration
 def _clean() -> CellStats:
     return CellStats(
         requests=1000, errors=0, error_rate=0.0, offered_rps=100.0, achieved_rps=100.0, throughput_rps=100.0,
-        goodput_rps=100.0, latency_ms=latency_summary(np.arange(1.0, 11.0)), latency_ci_ms={},
-        service_ms=latency_summary(np.arange(1.0, 11.0)), lateness_ms={}, slo_met=True, measured_s=9.99,
+        goodput_rps=100.0, latency=latency_summary(np.arange(1.0, 11.0)), latency_ci=LatencyIntervals(),
+        service=latency_summary(np.arange(1.0, 11.0)), lateness=Latency(), slo_met=True, measured_s=9.99,
     )
 
 

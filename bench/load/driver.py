@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.load.plan import LoadPlan
 from bench.processes import pin_and_tie_to_parent
-from bench.stats import SAMPLE_COLUMNS
+from bench.results.samples import SAMPLE_COLUMNS
 from bench.targets.process_tree import ProcessTree
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")

@@ -47,9 +47,7 @@ def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_
     try:
         deployment = target.deploy(runtime, model, log_dir)
     except DeployError as exc:
-        tail = exc.log_tail.strip().splitlines()[-1:] if exc.log_tail else []
-        detail = f"{exc.message}" + (f" | last log line: {tail[0][:200]}" if tail else "")
-        return failed(detail, str(log_dir / f"{runtime.name}-{model.name}.log"), model.version)
+        return failed(exc.summary(), str(log_dir / f"{runtime.name}-{model.name}.log"), model.version)
     with deployment:
         parity = check_parity(deployment.endpoint, model)
         rss = deployment.rss_mb()

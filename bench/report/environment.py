@@ -7,8 +7,8 @@ and threads per runtime, the scenario and profile definitions, and the git revis
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from bench.report.format import DASH
 from bench.report.model import ReportData, Run
@@ -51,7 +51,7 @@ class RunEnvironment:
     libraries: list[LibraryRow] = field(default_factory=list)
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if value is None:
         return DASH
     if isinstance(value, list | tuple):
@@ -63,28 +63,24 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _pairs(mapping: dict[str, Any]) -> list[tuple[str, str]]:
+def _pairs(mapping: Mapping[str, object]) -> list[tuple[str, str]]:
     return [(str(key), _text(value)) for key, value in mapping.items()]
 
 
 def _runtime_setups(run: Run) -> list[RuntimeSetup]:
-    recorded = run.environment.get("runtime_packages")
-    packages = recorded if isinstance(recorded, dict) else {}
-    cell_fairness: dict[str, dict[str, Any]] = {}
+    packages = run.results.environment.runtime_packages
+    cell_fairness: dict[str, dict[str, object]] = {}
     for cell in run.cells:
-        fairness = cell.get("fairness")
-        if isinstance(fairness, dict) and cell.get("runtime"):
-            cell_fairness.setdefault(str(cell["runtime"]), {}).update(fairness)
-    names = sorted(set(run.runtimes) | set(packages) | set(cell_fairness))
+        fairness = cell.fairness.model_dump(exclude={"settings", "target"}, exclude_none=True)
+        cell_fairness.setdefault(cell.runtime, {}).update(
+            {**{k: v for k, v in fairness.items() if v != ()}, **cell.fairness.settings, **cell.fairness.target})
+    names = sorted(set(run.results.runtimes) | set(packages) | set(cell_fairness))
     setups = []
     for name in names:
         info = run.runtime_info(name)
-        recorded_settings = info.get("settings")
-        settings = {**(recorded_settings if isinstance(recorded_settings, dict) else {}), **cell_fairness.get(name, {})}
-        listed = packages.get(name)
-        mine: dict[str, Any] = listed if isinstance(listed, dict) else {}
-        setups.append(RuntimeSetup(name, str(info.get("protocol") or DASH), _pairs(settings),
-                                   sorted((str(k), str(v)) for k, v in mine.items())))
+        settings = {**info.settings, **cell_fairness.get(name, {})}
+        setups.append(RuntimeSetup(name, info.protocol or DASH, _pairs(settings),
+                                   sorted(packages.get(name, {}).items())))
     return setups
 
 
@@ -102,19 +98,18 @@ def _libraries(setups: list[RuntimeSetup]) -> list[LibraryRow]:
 def run_environments(data: ReportData) -> list[RunEnvironment]:
     environments = []
     for run in data.runs:
-        fingerprint = run.environment
-        listed = fingerprint.get("packages")
-        harness: dict[str, Any] = listed if isinstance(listed, dict) else {}
+        results = run.results
+        fingerprint = results.environment.model_dump(exclude={"packages", "runtime_packages"}, exclude_none=True)
         setups = _runtime_setups(run)
         environments.append(RunEnvironment(
-            run_id=run.run_id, status=run.status, created=_text(run.payload.get("created")),
-            finished=_text(run.payload.get("finished")), target=_text(run.payload.get("target")),
-            fingerprint=[(label, _text(fingerprint.get(key))) for key, label in FINGERPRINT_LABELS.items()
-                         if key in fingerprint] + [(str(k), _text(v)) for k, v in fingerprint.items()
-                                                   if k not in FINGERPRINT_LABELS
-                                                   and k not in ("packages", "runtime_packages")],
-            harness_packages=_pairs(harness), pinning=_pairs(run.fairness),
-            scenario=_pairs(run.scenario), profile=_pairs(run.profile), runtimes=setups,
+            run_id=run.run_id, status=run.status, created=_text(results.created), finished=_text(results.finished),
+            target=_text(results.target),
+            fingerprint=[(label, _text(fingerprint[key])) for key, label in FINGERPRINT_LABELS.items()
+                         if key in fingerprint],
+            harness_packages=_pairs(results.environment.packages),
+            pinning=_pairs(results.fairness.model_dump(exclude_none=True)),
+            scenario=_pairs(results.scenario.model_dump() if results.scenario else {}),
+            profile=_pairs(results.profile.model_dump() if results.profile else {}), runtimes=setups,
             libraries=_libraries(setups),
         ))
     return environments

@@ -21,7 +21,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.models import registry
-from bench.report.model import ReportData, Run, load_runs, records
+from bench.report.model import LATENCY_KEYS, ReportData, Run, load_runs, records
 from bench.report.render import REPORT_FILE, SUMMARY_FILE, render_run_reports
 from bench.results.store import RESULTS_FILE
 
@@ -32,17 +32,17 @@ PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 500
 BATCH_LIMIT = 900  # MLflow accepts at most 1000 metrics per log_batch call
 RUN_STATUS = {"complete": "FINISHED", "interrupted": "KILLED"}
-METRIC_COLUMNS = {
-    "latency_p50_ms": "p50_ms", "latency_p90_ms": "p90_ms", "latency_p95_ms": "p95_ms", "latency_p99_ms": "p99_ms",
-    "latency_p999_ms": "p999_ms", "latency_max_ms": "max_ms", "latency_mean_ms": "mean_ms",
-    "latency_p50_ci_low_ms": "p50_ci_low", "latency_p50_ci_high_ms": "p50_ci_high",
-    "latency_p99_ci_low_ms": "p99_ci_low", "latency_p99_ci_high_ms": "p99_ci_high",
-    "offered_rps": "offered_rps", "achieved_rps": "achieved_rps", "throughput_rps": "throughput_rps",
-    "goodput_rps": "goodput_rps", "rows_per_s": "rows_per_s", "requests": "requests", "errors": "errors",
-    "error_rate": "error_rate", "server_cpu_percent_mean": "cpu_mean", "server_cpu_percent_max": "cpu_max",
-    "server_rss_mb_max": "rss_max_mb", "startup_s": "startup_s", "generator_cpu_percent_max": "generator_cpu_max",
-    "parity_max_abs_diff": "parity_max_abs_diff", "measured_s": "measured_s",
-}
+# The report's numeric columns, logged under their own names; latency figures get a latency_ prefix
+# (p50_ms is latency_p50_ms), since a bare p50 says nothing in MLflow's run comparison view.
+NUMERIC_COLUMNS = (
+    *[f"{key}_ms" for key in LATENCY_KEYS], "p50_ci_low", "p50_ci_high", "p99_ci_low", "p99_ci_high",
+    "offered_rps", "achieved_rps", "throughput_rps", "goodput_rps", "rows_per_s", "requests", "errors", "error_rate",
+    "server_cpu_percent_mean", "server_cpu_percent_max", "server_rss_mb_max", "server_startup_s",
+    "generator_cpu_percent_max", "parity_max_abs_diff", "measured_s",
+)
+LATENCY_COLUMNS = {*[f"{key}_ms" for key in LATENCY_KEYS], "p50_ci_low", "p50_ci_high", "p99_ci_low", "p99_ci_high"}
+METRIC_COLUMNS = {("latency_" + column if column in LATENCY_COLUMNS else column): column
+                  for column in NUMERIC_COLUMNS}
 FLAG_COLUMNS = {"valid": "valid", "slo_met": "slo_met", "parity_ok": "parity_ok"}
 SERIES_METRICS = {"ts_ok_rps": "ok_rps", "ts_p50_ms": "p50_ms", "ts_p99_ms": "p99_ms",
                   "ts_server_cpu_percent": "server_cpu_percent", "ts_server_rss_mb": "server_rss_mb"}
@@ -65,8 +65,7 @@ def _param(value: Any) -> str | None:
 
 
 def cell_params(run: Run, cell: pd.Series) -> dict[str, str]:
-    found = run.runtime_info(str(cell["runtime"])).get("settings")
-    settings: dict[str, Any] = found if isinstance(found, dict) else {}
+    settings = run.runtime_info(str(cell["runtime"])).settings
     raw: dict[str, Any] = {
         "run_id": run.run_id, "cell_id": cell["cell_id"], "runtime": cell["runtime"], "model": cell["model"],
         "scenario": cell["scenario"], "label": cell["label"], "batch_size": cell["batch_size"],
@@ -75,7 +74,7 @@ def cell_params(run: Run, cell: pd.Series) -> dict[str, str]:
         "offered_rps": cell["offered_rps"], "status": cell["status"],
         "slo": None if pd.isna(cell["slo_ms"]) else f"{cell['slo_percentile'] or 'p99'} <= {cell['slo_ms']:g} ms",
         **{f"setting.{key}": value for key, value in settings.items()},
-        **{f"fairness.{key}": value for key, value in run.fairness.items()},
+        **{f"fairness.{key}": value for key, value in run.results.fairness.model_dump(exclude_none=True).items()},
     }
     params = {key: _param(value) for key, value in raw.items()}
     return {key: value for key, value in params.items() if value is not None}
@@ -118,14 +117,13 @@ def _parent(client: Any, experiment_id: str, run: Run, data: ReportData) -> str:
     existing = [r for r in _find_runs(client, experiment_id, RUN_TAG, run.run_id) if PARENT_TAG not in r.data.tags]
     if existing:
         return str(existing[0].info.run_id)
-    env = run.environment
+    env = run.results.environment
     parent = client.create_run(experiment_id, run_name=run.run_id, tags={RUN_TAG: run.run_id,
                                                                          "servebench.kind": "bench-run"})
-    params = {"run_id": run.run_id, "scenario": run.scenario.get("name"), "profile": run.profile.get("name"),
-              "target": run.payload.get("target"), "host": env.get("host"), "cpu_model": env.get("cpu_model"),
-              "cores": env.get("cores"), "python": env.get("python"), "git_sha": env.get("git_sha"),
-              "schema_version": run.payload.get("schema_version"), "runtimes": ",".join(data.runtimes),
-              "models": ",".join(data.models)}
+    params = {"run_id": run.run_id, "scenario": run.scenario_name, "profile": run.profile_name,
+              "target": run.results.target, "host": env.host, "cpu_model": env.cpu_model, "cores": env.cores,
+              "python": env.python, "git_sha": env.git_sha, "schema_version": run.results.schema_version,
+              "runtimes": ",".join(data.runtimes), "models": ",".join(data.models)}
     parent_id = str(parent.info.run_id)
     _log_batch(client, parent_id, [], {k: v for k, p in params.items() if (v := _param(p)) is not None}, {})
     return parent_id

@@ -173,14 +173,14 @@ def run_caveats(data: ReportData) -> list[str]:
             caveats.append(f"run {run.run_id} was interrupted: cells may be missing.")
         elif run.status == "running":
             caveats.append(f"run {run.run_id} never finished (it crashed, or is still running): cells may be missing.")
-        if run.fairness.get("cpu_shared"):
+        if run.results.fairness.cpu_shared:
             caveats.append(f"run {run.run_id}: the load generator and the server shared CPUs.")
     if data.overlay:
         for key in FINGERPRINT_KEYS:
-            values = {str(run.environment.get(key)) for run in data.runs}
+            values = {str(getattr(run.results.environment, key)) for run in data.runs}
             if len(values) > 1:
                 caveats.append(f"the overlaid runs differ in {key}: {', '.join(sorted(values))}.")
-        profiles = {str(run.profile.get("name")) for run in data.runs}
+        profiles = {str(run.results.profile.name if run.results.profile else None) for run in data.runs}
         if len(profiles) > 1:
             caveats.append(f"the overlaid runs used different profiles: {', '.join(sorted(profiles))}.")
     return caveats

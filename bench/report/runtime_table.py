@@ -1,31 +1,25 @@
-"""The classic runtime comparison table, measured rather than typed in.
+"""The classic runtime comparison table, measured rather than typed in, from what the run recorded.
 
-For each runtime of a run: the lines of serving code a team had to write (the files runtime.yaml lists
-under serving_code, comments, docstrings and blank lines left out), the packages installed in its
-environment, the environment's size on disk, the startup time and parity seen in the cells, and the wire
-protocol. Each figure says where it came from; what cannot be found is 'unknown', never a guess.
+For each runtime of a run: the lines of serving code a team had to write (counted when the run was
+made), the packages installed in its environment, the environment's or image's size, the startup time
+and parity seen in the cells, and the wire protocol. Nothing is read from the runtime folders or the
+caches at render time, so a report re-rendered on another machine shows the facts the run had; what the
+run did not record is 'unknown: not recorded by the run', never a guess.
 """
 
 from __future__ import annotations
 
-import ast
-import io
 import statistics
-import tokenize
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from bench.config import RuntimeSpec, load_runtime, parse_runtime_spec
-from bench.errors import BenchError
-from bench.provision.envs import load_env
 from bench.report.format import DASH, fmt_number
 from bench.report.model import ReportData, Run
+from bench.results.schema import RuntimeRecord
 
 TOOLING = {"pip", "setuptools", "wheel"}  # present in every virtualenv; not dependencies of the runtime
-NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING,
-            tokenize.ENDMARKER}
+NOT_RECORDED = "unknown: not recorded by the run"
 
 
 @dataclass(frozen=True)
@@ -47,105 +41,36 @@ class RuntimeFacts:
     settings: str
 
 
-def _docstring_lines(tree: ast.AST) -> set[int]:
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
-                    isinstance(first.value.value, str):
-                lines.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
-    return lines
-
-
-def _python_code_lines(text: str) -> int:
-    """Lines holding code: a token other than a comment, and not part of a docstring."""
-    lines: set[int] = set()
-    for token in tokenize.generate_tokens(io.StringIO(text).readline):
-        if token.type not in NOT_CODE:
-            lines.update(range(token.start[0], token.end[0] + 1))
-    return len(lines - _docstring_lines(ast.parse(text)))
-
-
-def count_code_lines(path: Path) -> int:
-    """Non-blank, non-comment lines (Python docstrings count as comments)."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix == ".py":
-        try:
-            return _python_code_lines(text)
-        except (SyntaxError, tokenize.TokenError):
-            pass  # not parseable: fall back to the line-based count
-    return sum(1 for line in text.splitlines() if line.strip() and not line.strip().startswith(("#", "//")))
-
-
-def _spec(run: Run, name: str) -> tuple[RuntimeSpec | None, str]:
-    """The runtime's spec: from the folder the run recorded, else the current checkout's runtime of that name."""
-    recorded = run.runtime_info(name).get("folder")
-    if recorded and (Path(recorded) / "runtime.yaml").is_file():
-        try:
-            return parse_runtime_spec(Path(recorded) / "runtime.yaml"), "recorded folder"
-        except BenchError:
-            pass
-    try:
-        return load_runtime(name), "current checkout"
-    except BenchError:
-        return None, "runtime folder not found"
-
-
-def _code(run: Run, name: str, spec: RuntimeSpec | None, source: str) -> tuple[list[str], int | None, str]:
-    files = run.runtime_info(name).get("serving_code")
-    if not isinstance(files, list):
-        if spec is None:
-            return [], None, "unknown: " + source
-        files = list(spec.serving_code)
-    if not files:
+def _code(record: RuntimeRecord) -> tuple[list[str], int | None, str]:
+    code = record.serving_code
+    if code is None:
+        return [], None, NOT_RECORDED
+    if not code.files:
         return [], 0, "none: configuration only"
-    if spec is None:
-        return [str(f) for f in files], None, "unknown: " + source
-    try:
-        total = sum(count_code_lines(spec.folder / str(f)) for f in files)
-    except OSError:
-        return [str(f) for f in files], None, f"unknown: {', '.join(map(str, files))} not readable"
-    return [str(f) for f in files], total, source
+    if code.lines is None:
+        return list(code.files), None, NOT_RECORDED + f" (counted from {', '.join(code.files)})"
+    return list(code.files), code.lines, "counted when the run was made"
 
 
-def _recorded_packages(run: Run, name: str) -> dict[str, str] | None:
-    """The runtime's installed packages as the run recorded them (environment.runtime_packages)."""
-    recorded = run.environment.get("runtime_packages")
-    packages = recorded.get(name) if isinstance(recorded, dict) else None
-    return {str(k): str(v) for k, v in packages.items()} if isinstance(packages, dict) and packages else None
-
-
-def _packages(run: Run, name: str, env_packages: dict[str, str] | None) -> tuple[int | None, str]:
-    packages = _recorded_packages(run, name)
+def _packages(run: Run, name: str, record: RuntimeRecord) -> tuple[int | None, str]:
+    packages = run.results.environment.runtime_packages.get(name)
     if packages:
         return len(set(packages) - TOOLING), "recorded by the run"
-    if env_packages:
-        return len(set(env_packages) - TOOLING), "current environment cache"
-    return None, "unknown"
+    if record.provisioning and record.provisioning.packages is not None:
+        return record.provisioning.packages, "recorded by the run"
+    return None, NOT_RECORDED
 
 
-def _environment(run: Run, name: str, spec: RuntimeSpec | None) -> tuple[float | None, str, dict[str, str] | None]:
-    info = run.runtime_info(name)
-    for key, note in (("image_size_mb", "image, recorded by the run"), ("env_size_mb", "recorded by the run")):
-        if isinstance(info.get(key), int | float):
-            return float(info[key]), note, None
-    if spec is None:
-        return None, "unknown", None
-    try:
-        env = load_env(spec)
-    except BenchError:
-        env = None
-    if env is None:
-        return None, "unknown: environment not built on this machine", None
-    recorded = _recorded_packages(run, name)
-    skew = "" if recorded is None or recorded == env.packages else ", built from other pins than the run"
-    note = "virtualenv in the cache" + skew
-    return env.size_mb, note, env.packages
+def _environment(record: RuntimeRecord) -> tuple[float | None, str]:
+    provisioning = record.provisioning
+    if provisioning is None or provisioning.size_mb is None:
+        return None, NOT_RECORDED
+    kind = "image" if provisioning.kind == "image" else "virtualenv"
+    return provisioning.size_mb, f"{kind}, recorded by the run"
 
 
 def _startup(cells: pd.DataFrame) -> str:
-    values = [float(v) for v in cells["startup_s"].dropna().drop_duplicates()]
+    values = [float(v) for v in cells["server_startup_s"].dropna().drop_duplicates()]
     if not values:
         return DASH
     middle = statistics.median(values)
@@ -165,33 +90,26 @@ def _parity(cells: pd.DataFrame) -> tuple[str, bool | None]:
     return ("ok" + (f" (max |Δ| {worst:.1e})" if pd.notna(worst) else "")), True
 
 
-def _settings(run: Run, name: str) -> str:
-    settings = run.runtime_info(name).get("settings")
-    if not isinstance(settings, dict):
-        return DASH
-    return ", ".join(f"{key}={value}" for key, value in settings.items())
+def _settings(record: RuntimeRecord) -> str:
+    return ", ".join(f"{key}={value}" for key, value in record.settings.items()) or DASH
 
 
 def runtime_facts(data: ReportData) -> list[RuntimeFacts]:
     rows = []
     for run in data.runs:
         cells = data.cells.loc[data.cells["run_id"] == run.run_id]
-        names = sorted(set(cells["runtime"]) | set(run.runtimes))
-        for name in names:
-            spec, source = _spec(run, name)
-            files, lines, code_note = _code(run, name, spec, source)
-            size, env_note, env_packages = _environment(run, name, spec)
-            packages, packages_note = _packages(run, name, env_packages)
-            info = run.runtime_info(name)
-            protocol, description = info.get("protocol"), info.get("description")
+        for name in sorted(set(cells["runtime"]) | set(run.results.runtimes)):
+            record = run.runtime_info(name)
+            files, lines, code_note = _code(record)
+            size, env_note = _environment(record)
+            packages, packages_note = _packages(run, name, record)
             mine = cells.loc[cells["runtime"] == name]
             parity, parity_ok = _parity(mine)
             rows.append(RuntimeFacts(
-                run_id=run.run_id, runtime=name, protocol=str(protocol or (spec.protocol if spec else "unknown")),
-                description=str(description or (spec.description if spec else "")), code_files=files,
-                code_lines=lines, code_note=code_note, packages=packages, packages_note=packages_note,
-                env_size_mb=size, env_note=env_note, startup=_startup(mine), parity=parity, parity_ok=parity_ok,
-                settings=_settings(run, name),
+                run_id=run.run_id, runtime=name, protocol=record.protocol or "unknown",
+                description=record.description, code_files=files, code_lines=lines, code_note=code_note,
+                packages=packages, packages_note=packages_note, env_size_mb=size, env_note=env_note,
+                startup=_startup(mine), parity=parity, parity_ok=parity_ok, settings=_settings(record),
             ))
     return rows
 

@@ -58,8 +58,8 @@ def summary_rows(cells: pd.DataFrame) -> list[SummaryRow]:
             p99_ci=fmt_ci(number["p99_ci_low"], number["p99_ci_high"]), p999=fmt_ms(number["p999_ms"], unit=False),
             throughput=fmt_rate(number["throughput_rps"], unit=""),
             error_rate=fmt_ratio(number["error_rate"] if cell["requests"] else None),
-            goodput=fmt_rate(number["goodput_rps"], unit=""), cpu=fmt_percent(number["cpu_mean"], 0),
-            rss=fmt_number(number["rss_max_mb"], 0), startup=fmt_number(number["startup_s"], 2),
+            goodput=fmt_rate(number["goodput_rps"], unit=""), cpu=fmt_percent(number["server_cpu_percent_mean"], 0),
+            rss=fmt_number(number["server_rss_mb_max"], 0), startup=fmt_number(number["server_startup_s"], 2),
             status=str(cell["status"]), reasons=[str(r) for r in cell["invalid_reasons"]],
             slo_met=_optional_bool(cell["slo_met"]),
         ))

@@ -44,19 +44,19 @@ def run_docker(tmp_path: Path, *runtimes: str) -> subprocess.CompletedProcess[st
 def test_smoke_run_of_all_runtimes_in_containers(tmp_path: Path) -> None:
     result = run_docker(tmp_path, "all")
     assert result.returncode == 0, result.stderr[-3000:]
-    payload = load_results(tmp_path / "run")
-    assert payload["target"] == "docker" and payload["status"] == "complete"
-    assert {c["runtime"] for c in payload["cells"]} == {"mlserver", "mlflow", "fastapi", "bentoml"}
-    for cell in payload["cells"]:
-        assert cell["valid"], (cell["runtime"], cell["invalid_reasons"])
-        assert cell["parity"]["ok"] and cell["target"] == "docker"
-        assert cell["fairness"]["image"].startswith(f"servebench/{cell['runtime']}:")
-        assert cell["fairness"]["memory_limit"] and cell["fairness"]["cpus_limit"] == 1
-        assert cell["server"]["startup_s"] > 0 and cell["server"]["rss_mb_max"] > 50
-        latency = [cell["latency_ms"][key] for key in ("p50", "p99", "max")]
-        assert latency == sorted(latency)
-    for meta in payload["runtimes"].values():
-        assert meta["image_size_mb"] > 100
+    results = load_results(tmp_path / "run")
+    assert results.target == "docker" and results.status == "complete"
+    assert {c.runtime for c in results.cells} == {"mlserver", "mlflow", "fastapi", "bentoml"}
+    for cell in results.cells:
+        assert cell.validity.valid, (cell.runtime, cell.validity.reasons)
+        assert cell.parity.ok and cell.target == "docker"
+        assert str(cell.fairness.target["image"]).startswith(f"servebench/{cell.runtime}:")
+        assert cell.fairness.target["memory_limit"] and cell.fairness.target["cpus_limit"] == 1
+        assert (cell.server.startup_s or 0) > 0 and (cell.server.rss_mb_max or 0) > 50
+        latency = [cell.latency.p50, cell.latency.p99, cell.latency.max]
+        assert latency == sorted(latency)  # type: ignore[type-var]
+    for record in results.runtimes.values():
+        assert record.provisioning is not None and (record.provisioning.size_mb or 0) > 100
     assert not owned_containers(), "containers left behind"
 
 
@@ -70,10 +70,10 @@ def test_a_container_that_fails_to_start_reports_its_log_and_the_run_goes_on(tmp
          "--scenario", "smoke", "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stderr[-3000:]
-    failed, ok = load_results(tmp_path / "run")["cells"]
-    assert not failed["valid"] and "container exited" in failed["error"]
+    failed, ok = load_results(tmp_path / "run").cells
+    assert not failed.validity.valid and "container exited" in str(failed.validity.error)
     assert "no_such_app" in (tmp_path / "run" / "servers" / "fastapi-broken-iris-logreg.log").read_text()
-    assert ok["valid"]
+    assert ok.validity.valid
     assert not owned_containers()
 
 

@@ -16,9 +16,10 @@ import psutil
 import pytest
 
 from bench.config import load_profile, load_runtime, load_scenario
-from bench.measure.run import RunOptions, RunUI, run_benchmark
+from bench.measure.run import RunOptions, run_benchmark
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
+from bench.results.schema import SCHEMA_VERSION
 from bench.results.store import load_results
 from bench.targets.launch import default_cpu_plan
 from bench.targets.local import LocalTarget
@@ -48,25 +49,22 @@ def test_smoke_run_of_all_runtimes(tmp_path: Path, models: dict[str, LocalModel]
     result = subprocess.run([*BENCH, "run", "--runtime", "all", "--model", "iris-logreg", "--scenario", "smoke",
                              "--profile", "smoke", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    payload = load_results(out)
-    assert payload["status"] == "complete" and payload["schema_version"] == 1
-    assert {c["runtime"] for c in payload["cells"]} == {"mlserver", "mlflow", "fastapi", "bentoml"}
-    for cell in payload["cells"]:
-        assert cell["valid"], (cell["runtime"], cell["invalid_reasons"])
-        assert cell["parity"]["ok"] and cell["errors"] == 0
-        latency = [cell["latency_ms"][key] for key in PERCENTILE_ORDER]
-        assert latency == sorted(latency) and latency[0] > 0
-        assert cell["offered_rps"] == 50 and abs(cell["achieved_rps"] - 50) < 2.5
-        assert cell["server"]["startup_s"] > 0 and cell["server"]["rss_mb_max"] > 50
-        samples = pd.read_parquet(out / cell["samples_file"])
-        assert int(samples["in_window"].sum()) == cell["requests"]
+    results = load_results(out)
+    assert results.status == "complete" and results.schema_version == SCHEMA_VERSION
+    assert {c.runtime for c in results.cells} == {"mlserver", "mlflow", "fastapi", "bentoml"}
+    for cell in results.cells:
+        assert cell.validity.valid, (cell.runtime, cell.validity.reasons)
+        assert cell.parity.ok and cell.counts.errors == 0
+        latency = [cell.latency.percentile(key) for key in PERCENTILE_ORDER]
+        assert latency == sorted(latency) and latency[0] > 0  # type: ignore[operator,type-var]
+        assert cell.load.offered_rps == 50 and abs((cell.rates.achieved_rps or 0) - 50) < 2.5
+        assert (cell.server.startup_s or 0) > 0 and (cell.server.rss_mb_max or 0) > 50
+        assert cell.samples_file is not None
+        samples = pd.read_parquet(out / cell.samples_file)
+        assert int(samples["in_window"].sum()) == cell.counts.requests
         assert (samples["latency_ms"] >= samples["service_ms"] - 1e-3).all()
         assert set(samples["status"]) == {200}
     assert (out / "run.log").is_file() and len(list((out / "servers").glob("*.log"))) == 4
-
-
-class QuietUI(RunUI):
-    pass
 
 
 def test_server_killed_mid_run_yields_error_cells_and_the_run_goes_on(
@@ -78,17 +76,17 @@ def test_server_killed_mid_run_yields_error_cells_and_the_run_goes_on(
         runtimes=[load_runtime(str(FAKE_RUNTIME)), load_runtime("fastapi")], models=[get_spec("iris-logreg")],
         scenario=load_scenario(str(write_scenario(tmp_path))), profile=load_profile("smoke"),
         target=LocalTarget(cpus), out_dir=tmp_path / "run", run_id="test", generator_cpus=cpus.generator)
-    store = run_benchmark(options, QuietUI())
-    cells = store.payload["cells"]
-    assert store.payload["status"] == "complete" and len(cells) == 4
+    store = run_benchmark(options)
+    cells = store.results.cells
+    assert store.results.status == "complete" and len(cells) == 4
     died, after, *fastapi = cells
-    assert died["runtime"] == "fake" and not died["valid"]
-    assert "server exited during the measurement" in died["invalid_reasons"]
-    assert died["requests"] > 0 and died["errors"] > 0  # what was measured before the crash is kept
-    assert died["latency_ms"]["p50"] is not None and died["throughput_rps"] > 0
-    assert after["error"] == "server had exited before this measurement" and not after["valid"]
-    assert all(cell["valid"] for cell in fastapi), [cell["invalid_reasons"] for cell in fastapi]
-    assert load_results(tmp_path / "run")["cells"] == json.loads(json.dumps(cells))
+    assert died.runtime == "fake" and not died.validity.valid
+    assert "server exited during the measurement" in died.validity.reasons
+    assert died.counts.requests > 0 and died.counts.errors > 0  # what was measured before the crash is kept
+    assert died.latency.p50 is not None and died.rates.throughput_rps > 0
+    assert after.validity.error == "server had exited before this measurement" and not after.validity.valid
+    assert all(cell.validity.valid for cell in fastapi), [cell.validity.reasons for cell in fastapi]
+    assert load_results(tmp_path / "run").cells == cells
     assert my_processes() <= before
 
 
@@ -110,11 +108,11 @@ def test_ctrl_c_keeps_finished_cells_and_stops_everything(tmp_path: Path, models
         assert run.wait(timeout=60) == 130
     finally:
         run.kill()
-    payload = load_results(out)
-    assert payload["status"] == "interrupted"
-    first, second = payload["cells"]
-    assert first["valid"]
-    assert not second["valid"] and any("interrupted" in reason for reason in second["invalid_reasons"])
-    assert second["requests"] > 0 and (out / second["samples_file"]).is_file()
+    results = load_results(out)
+    assert results.status == "interrupted"
+    first, second = results.cells
+    assert first.validity.valid
+    assert not second.validity.valid and any("interrupted" in reason for reason in second.validity.reasons)
+    assert second.counts.requests > 0 and (out / str(second.samples_file)).is_file()
     _, alive = psutil.wait_procs([p for p in descendants if p.is_running()], timeout=10)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "processes outlived Ctrl-C"

@@ -1,0 +1,168 @@
+"""One cell: drive one measurement against a ready server and turn its raw samples into a typed Cell.
+
+A cell starts as a skeleton (identity and load point) so that a runtime that never starts, or fails
+parity, still leaves a cell with its reasons; a measured cell adds the statistics, the server's usage
+and the validity verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.config import RuntimeSpec, Scenario
+from bench.load.driver import LiveTick, LoadOutcome, run_load, startup_grace
+from bench.load.plan import LoadPlan
+from bench.measure.parity import ParityResult
+from bench.measure.plan import Measurement, scheduled_rate
+from bench.measure.sampler import ServerSampler
+from bench.models.catalog import load_dataset
+from bench.models.registry import LocalModel
+from bench.results.schema import (
+    Cell,
+    Counts,
+    Fairness,
+    GeneratorUsage,
+    LoadPoint,
+    Parity,
+    Rates,
+    ServerUsage,
+    Validity,
+)
+from bench.stats import CellStats, Limits, Window, in_window, invalid_reasons, summarize
+from bench.targets.base import Deployment
+
+RUN_FAIRNESS_KEYS = ("server_cpus", "generator_cpus", "cpu_shared", "threads_env")
+TickHandler = Callable[[LiveTick], None]
+
+
+def skeleton(scenario: Scenario, target: str, runtime: RuntimeSpec, model: str, measurement: Measurement,
+             index: int) -> Cell:
+    """The cell before anything is measured: who, what, and the load it will offer."""
+    return Cell(
+        cell_id=re.sub(r"[^A-Za-z0-9.-]+", "-", f"{index:03d}-{runtime.name}-{model}-{measurement.label}"),
+        runtime=runtime.name, model=model, scenario=scenario.name, target=target,
+        batch_size=measurement.batch_size, label=measurement.label,
+        load=LoadPoint(loop="open" if measurement.loop == "open" else "closed",
+                       arrival=("poisson" if measurement.arrival == "poisson" else "constant")
+                       if measurement.loop == "open" else None,
+                       users=measurement.users, stages=tuple(measurement.stages), warmup_s=measurement.warmup_s,
+                       duration_s=measurement.duration_s, generator_processes=scenario.generator_processes,
+                       offered_rps=measurement.offered_rps),
+        slo=scenario.slo, fairness=Fairness(settings=dict(runtime.settings)),
+    )
+
+
+def failed(cell: Cell, error: str | None, reasons: list[str] | None = None) -> Cell:
+    """A cell that was not measured, and why."""
+    reasons = reasons or ([error] if error else [])
+    return cell.model_copy(update={"validity": Validity(valid=False, reasons=tuple(reasons), error=error)})
+
+
+def with_deployment(cell: Cell, deployment: Deployment, parity: ParityResult, run_fairness: Fairness) -> Cell:
+    """What every cell of a started server records, measured or not: startup, parity, fairness."""
+    flat = deployment.fairness
+    settings = dict(deployment.runtime.settings)
+    target_facts = {key: value for key, value in flat.items()
+                    if key not in settings and key not in RUN_FAIRNESS_KEYS and value is not None}
+    threads = flat.get("threads_env")
+    fairness = run_fairness.model_copy(update={
+        "threads_env": threads if isinstance(threads, int) else None, "settings": settings, "target": target_facts})
+    return cell.model_copy(update={
+        "server": ServerUsage(startup_s=round(deployment.startup_s, 3)),
+        "parity": Parity(ok=parity.ok, max_abs_diff=parity.max_abs_diff), "fairness": fairness})
+
+
+def caveats(stats: CellStats, limits: Limits) -> list[str]:
+    """Things a reader should know that do not make a cell invalid."""
+    notes = []
+    late = stats.lateness.max
+    if late is not None and late > max(10.0, 0.1 * limits.slo_ms):
+        notes.append(f"the generator sent some requests up to {late:.0f} ms late (a machine stall or an exhausted "
+                     "user pool); latency counts from the scheduled time, so the delay is included")
+    return notes
+
+
+def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: ServerSampler, window: Window,
+              deployment: Deployment, parity_ok: bool, limits: Limits, generator_cpus: tuple[int, ...]) -> Cell:
+    cpu, rss = sampler.within(window)
+    reasons = invalid_reasons(stats, limits, window, parity_ok, outcome.generator_cpu_max)
+    error = None
+    if not deployment.alive():
+        error = "server exited during the measurement; see its log"
+        reasons.append("server exited during the measurement")
+    if outcome.interrupted:
+        reasons.append("interrupted (Ctrl-C) before the measurement ended")
+    return cell.model_copy(update={
+        "load": cell.load.model_copy(update={"offered_rps": stats.offered_rps, "scheduled_rps": stats.scheduled_rps}),
+        "counts": Counts(requests=stats.requests, errors=stats.errors),
+        "rates": Rates(achieved_rps=stats.achieved_rps, throughput_rps=stats.throughput_rps,
+                       goodput_rps=stats.goodput_rps),
+        "latency": stats.latency, "latency_ci": stats.latency_ci, "service": stats.service,
+        "lateness": stats.lateness, "slo_met": stats.slo_met, "measured_s": stats.measured_s,
+        "server": ServerUsage(cpu_percent_mean=float(np.mean(cpu)) if cpu else None,
+                              cpu_percent_max=float(np.max(cpu)) if cpu else None,
+                              rss_mb_max=float(np.max(rss)) if rss else None, startup_s=cell.server.startup_s),
+        "generator": GeneratorUsage(cpu_percent_max=outcome.generator_cpu_max,
+                                    cpu_percent_mean=outcome.generator_cpu_mean, cpus=generator_cpus),
+        "timeseries": tuple(sampler.merge_into(stats.timeseries, window.start)),
+        "validity": Validity(valid=not reasons, reasons=tuple(reasons), error=error,
+                             warnings=tuple(caveats(stats, limits))),
+    })
+
+
+def rows_file(model: LocalModel, folder: Path) -> Path:
+    """Real rows of the model's dataset for the generator to send."""
+    path = folder / f"rows-{model.name}.npy"
+    if not path.exists():
+        features, _ = load_dataset(model.spec.dataset, model.spec.input_dtype)
+        np.save(path, features)
+    return path
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a measurement: carries the partial cell and its samples so they are kept."""
+
+    def __init__(self, cell: Cell, samples: pd.DataFrame) -> None:
+        super().__init__("interrupted")
+        self.cell = cell
+        self.samples = samples
+
+
+def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurement: Measurement,
+                 scenario: Scenario, limits: Limits, out_dir: Path, generator_cpus: tuple[int, ...],
+                 on_tick: TickHandler) -> tuple[Cell, pd.DataFrame]:
+    """Drive one measurement against a ready server; the cell and its raw samples (in_window marked)."""
+    processes = scenario.generator_processes
+    start_at = time.time() + startup_grace(processes)
+    users = measurement.users if measurement.loop == "closed" else scenario.max_in_flight
+    plan = LoadPlan(
+        base_url=deployment.endpoint.base_url, predict_path=deployment.endpoint.predict_path,
+        protocol=deployment.endpoint.protocol, model_name=model.name,
+        rows_file=str(rows_file(model, out_dir / "load")), batch_size=measurement.batch_size,
+        loop="open" if measurement.loop == "open" else "closed",
+        arrival="poisson" if measurement.arrival == "poisson" else "constant",
+        stages=measurement.stages, users_per_process=max(1, math.ceil((users or 1) / processes)),
+        processes=processes, start_at=start_at, total_s=measurement.warmup_s + measurement.duration_s,
+        request_timeout_s=scenario.request_timeout_s,
+        samples_dir=str(out_dir / "load" / cell.cell_id), seed=scenario.seed,
+    )
+    sampler = ServerSampler(deployment)
+    outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
+                       every_second=sampler)
+    window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
+    stats = summarize(outcome.samples, window, limits, measurement.offered_rps, scheduled_rate(measurement, scenario))
+    measured = _measured(cell, stats, outcome, sampler, window, deployment, cell.parity.ok is True, limits,
+                         generator_cpus)
+    samples = outcome.samples.assign(in_window=in_window(outcome.samples["scheduled"], window))
+    if outcome.interrupted:
+        raise Interrupted(measured, samples)
+    return measured, samples
+
+

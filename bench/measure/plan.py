@@ -1,0 +1,82 @@
+"""A scenario expanded into its measurements: the load points a cell measures, durations scaled by the
+profile, and the limits a valid cell must meet."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.config import Profile, Scenario
+from bench.load.schedule import RateStage, arrival_offsets
+from bench.results.samples import BOUNDARY_TOLERANCE_S
+from bench.stats import Limits
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One load point of a scenario: what a cell measures."""
+
+    label: str
+    batch_size: int
+    loop: str
+    arrival: str
+    stages: list[tuple[float, float]]  # (duration_s, rate), warm-up first; closed loop: [(total, 0)]
+    users: int | None
+    warmup_s: float
+    duration_s: float
+    offered_rps: float | None
+
+
+def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]:
+    """Expand a scenario into its measurements, durations scaled by the profile."""
+    warmup = profile.warmup(scenario.warmup_s)
+    points: list[tuple[str, float | None, int | None, list[tuple[float, float]]]] = []
+    if scenario.loop == "closed":
+        for each_users in [int(u) for u in scenario.sweep] if scenario.sweep else [scenario.users or 1]:
+            points.append((f"users={each_users}", None, each_users, []))
+    elif scenario.stages:
+        scale = max(profile.time_scale, profile.min_duration_s / sum(s.duration_s for s in scenario.stages))
+        scaled = [(max(1.0, s.duration_s * scale), s.rate) for s in scenario.stages]
+        points.append(("stages", None, None, scaled))
+    else:
+        for each_rate in scenario.sweep or [scenario.rate or 0.0]:
+            points.append((f"rate={each_rate:g}", each_rate, None, []))
+    measurements = []
+    for batch in scenario.batch_sizes:
+        for label, rate, users, staged in points:
+            if staged:
+                duration = sum(d for d, _ in staged)
+                offered: float | None = sum(d * r for d, r in staged) / duration
+                stages = ([(warmup, staged[0][1])] if warmup else []) + staged
+            elif rate is not None:
+                duration = profile.duration(scenario.duration_s)
+                offered = rate
+                stages = [(warmup + duration, rate)]
+            else:
+                duration = profile.duration(scenario.duration_s)
+                offered = None
+                stages = [(warmup + duration, 0.0)]
+            full_label = label if len(scenario.batch_sizes) == 1 else f"{label},batch={batch}"
+            measurements.append(Measurement(full_label, batch, scenario.loop, scenario.arrival, stages, users,
+                                            warmup, duration, offered))
+    return measurements
+
+
+def limits_for(scenario: Scenario, profile: Profile, measurement: Measurement) -> Limits:
+    scale = min(1.0, profile.time_scale)
+    return Limits(slo_ms=scenario.slo.ms, slo_percentile=scenario.slo.percentile,
+                  max_error_rate=scenario.max_error_rate,
+                  min_requests=max(1, math.ceil(scenario.min_requests * scale)),
+                  min_duration_s=profile.min_duration_s)
+
+
+def scheduled_rate(measurement: Measurement, scenario: Scenario) -> float | None:
+    """Requests per second the open-loop schedule holds for the measured window (the generator's plan,
+    computed the same way and with the same seed): what the achieved rate is held to."""
+    if measurement.loop != "open" or measurement.duration_s <= 0:
+        return None
+    offsets = arrival_offsets([RateStage(d, r) for d, r in measurement.stages],
+                              "poisson" if measurement.arrival == "poisson" else "constant", scenario.seed)
+    end = measurement.warmup_s + measurement.duration_s
+    inside = (offsets >= measurement.warmup_s - BOUNDARY_TOLERANCE_S) & (offsets < end - BOUNDARY_TOLERANCE_S)
+    return float(inside.sum()) / measurement.duration_s

@@ -1,0 +1,304 @@
+"""results.json as typed, frozen models: the one shape every writer and reader of a run uses.
+
+Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file into the current shape):
+
+1. 2026-11: cells as flat dictionaries (runtime, model, ..., latency_ms, server {...}, valid,
+   invalid_reasons, error), grown without a version bump: label, cell_id, load, timeseries,
+   latency_ci_ms, service_ms, lateness_ms, goodput, scheduled_rps, warnings, sweeps. The earliest
+   files hold only the minimum DESIGN.md lists.
+2. 2026-12: cells grouped into typed parts (load point, counts, rates, latency, server and generator
+   usage, parity, validity, fairness with the runtime's knobs apart from the target's facts); the run
+   records, per runtime, the facts its comparison table shows (serving code lines, packages,
+   environment or image size), so a report never reads the runtime folders or caches again.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.config import PERCENTILE_NAMES, Profile, Scalar, Scenario, Slo
+
+SCHEMA_VERSION = 2
+
+CellStatus = Literal["valid", "invalid", "failed"]
+
+
+class Record(BaseModel):
+    """Base of every results model: immutable, and a misspelled field is an error, not a silent None."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Latency(Record):
+    """Percentiles (numpy's linear interpolation), max and mean, in milliseconds; None when nothing was
+    measured."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    max: float | None = None
+    mean: float | None = None
+
+    def percentile(self, name: str) -> float | None:
+        if name not in PERCENTILE_NAMES:
+            raise KeyError(name)
+        value: float | None = getattr(self, name)
+        return value
+
+
+class Interval(Record):
+    low: float
+    high: float
+
+
+class LatencyIntervals(Record):
+    """95% bootstrap intervals of the percentiles a ranking rests on."""
+
+    p50: Interval | None = None
+    p99: Interval | None = None
+
+
+class LoadPoint(Record):
+    """What the cell offered: loop, arrivals, stages (duration s, rate) with the warm-up first."""
+
+    loop: Literal["open", "closed"] | None = None
+    arrival: Literal["constant", "poisson"] | None = None
+    users: int | None = None
+    stages: tuple[tuple[float, float], ...] = ()
+    warmup_s: float | None = None
+    duration_s: float | None = None
+    generator_processes: int = 1
+    offered_rps: float | None = None
+    # requests per second the seeded schedule itself held for the window (a Poisson draw's realisation)
+    scheduled_rps: float | None = None
+
+
+class Counts(Record):
+    """Requests scheduled inside the measured window and sent, and how many of them failed."""
+
+    requests: int = 0
+    errors: int = 0
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+class Rates(Record):
+    """Requests per second over the measured window: sent, completed, completed within the SLO."""
+
+    achieved_rps: float | None = None
+    throughput_rps: float = 0.0
+    goodput_rps: float | None = None
+
+
+class ServerUsage(Record):
+    """The server's whole process tree (workers included) during the measured window."""
+
+    cpu_percent_mean: float | None = None
+    cpu_percent_max: float | None = None
+    rss_mb_max: float | None = None
+    startup_s: float | None = None
+
+
+class GeneratorUsage(Record):
+    """The load generator's own CPU: above 90% its timing cannot be trusted."""
+
+    cpu_percent_max: float | None = None
+    cpu_percent_mean: float | None = None
+    cpus: tuple[int, ...] = ()
+
+
+class Parity(Record):
+    ok: bool | None = None  # None: never checked (the server did not start)
+    max_abs_diff: float | None = None
+
+
+class Fairness(Record):
+    """What each server was given: CPUs, threads, the runtime's knob values and the target's own facts
+    (limits, image, network, deployment mode...)."""
+
+    server_cpus: tuple[int, ...] = ()
+    generator_cpus: tuple[int, ...] = ()
+    cpu_shared: bool | None = None
+    threads_env: int | None = None
+    settings: dict[str, Scalar] = Field(default_factory=dict)  # the runtime's knobs (runtime.yaml)
+    target: dict[str, Scalar] = Field(default_factory=dict)  # what the target recorded about the deployment
+
+
+class Validity(Record):
+    valid: bool = False
+    reasons: tuple[str, ...] = ()
+    error: str | None = None  # what stopped the measurement, when something did
+    warnings: tuple[str, ...] = ()  # caveats that do not invalidate the cell
+
+
+class Second(Record):
+    """One second of scheduled time (negative: warm-up) with the server's usage in it."""
+
+    t: int
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    within_slo: int | None = None
+    server_cpu_percent: float | None = None
+    server_rss_mb: float | None = None
+
+
+class Measured(Record):
+    """Who was measured at what: with the label, the key cells are matched by across runs."""
+
+    runtime: str
+    model: str
+    scenario: str
+    target: str
+    batch_size: int = 1
+
+
+class Cell(Measured):
+    """One runtime x model x load point: everything measured and why it can or cannot be trusted."""
+
+    cell_id: str
+    label: str
+    load: LoadPoint = LoadPoint()
+    slo: Slo | None = None
+    parity: Parity = Parity()
+    counts: Counts = Counts()
+    rates: Rates = Rates()
+    latency: Latency = Latency()
+    latency_ci: LatencyIntervals = LatencyIntervals()
+    service: Latency = Latency()  # from the actual send time
+    lateness: Latency = Latency()  # how late the generator sent requests after their scheduled time
+    slo_met: bool | None = None
+    measured_s: float | None = None
+    server: ServerUsage = ServerUsage()
+    generator: GeneratorUsage | None = None
+    fairness: Fairness = Fairness()
+    timeseries: tuple[Second, ...] = ()
+    validity: Validity = Validity()
+    samples_file: str | None = None
+
+    @property
+    def status(self) -> CellStatus:
+        """valid, invalid (measured, but a reason says it cannot be trusted) or failed (no measurement)."""
+        if self.validity.valid:
+            return "valid"
+        return "failed" if self.validity.error or not self.counts.requests else "invalid"
+
+    @property
+    def reasons(self) -> list[str]:
+        """The error first (it says most), then every reason it does not already contain."""
+        error = self.validity.error
+        if error is None:
+            return list(self.validity.reasons)
+        return [error] + [reason for reason in self.validity.reasons if reason not in error]
+
+
+class Environment(Record):
+    """What a comparison between two runs must know: machine, software, revision (None: not recorded)."""
+
+    host: str | None = None
+    cpu_model: str | None = None
+    cores: int | None = None
+    usable_cpus: tuple[int, ...] | None = None
+    memory_gb: float | None = None
+    kernel: str | None = None
+    python: str | None = None
+    packages: dict[str, str | None] = Field(default_factory=dict)
+    runtime_packages: dict[str, dict[str, str]] = Field(default_factory=dict)
+    git_sha: str | None = None
+
+
+class Provisioning(Record):
+    """What a target prepared for a runtime: a virtualenv or an image, its size and its cost."""
+
+    kind: Literal["virtualenv", "image"]
+    identity: str  # the environment's content key, or the image tag
+    packages: int | None = None
+    size_mb: float | None = None
+    build_s: float | None = None
+    built_now: bool | None = None
+    facts: dict[str, Scalar] = Field(default_factory=dict)  # base image, offline build, cluster...
+
+
+class ServingCode(Record):
+    """The files a team writes to serve a model with this runtime, counted when the run was made."""
+
+    files: tuple[str, ...] = ()
+    lines: int | None = None  # non-blank, non-comment lines; None when a file could not be read
+
+
+class RuntimeRecord(Record):
+    """A runtime as the run found it: what the report's comparison table shows."""
+
+    protocol: str | None = None
+    description: str = ""
+    settings: dict[str, Scalar] = Field(default_factory=dict)
+    folder: str | None = None
+    serving_code: ServingCode | None = None
+    provisioning: Provisioning | None = None
+
+
+class ModelRecord(Record):
+    """The model version every runtime served (one MLflow artifact for all)."""
+
+    version: str | None = None
+    fingerprint: str | None = None
+    framework: str | None = None
+
+
+class SweepPoint(Record):
+    label: str
+    offered_rps: float | None = None
+    users: int | None = None
+    throughput_rps: float | None = None
+    p99_ms: float | None = None
+    slo_met: bool | None = None
+    valid: bool = False
+
+
+class Sweep(Record):
+    """Per runtime, model and batch size: the curve, and the highest load whose SLO was met."""
+
+    runtime: str
+    model: str
+    batch_size: int
+    points: tuple[SweepPoint, ...]
+    max_load_within_slo: str | None = None
+    max_throughput_within_slo_rps: float | None = None
+
+
+RunStatus = Literal["running", "complete", "interrupted", "unknown"]
+
+
+class RunFairness(Record):
+    server_cpus: tuple[int, ...] = ()
+    generator_cpus: tuple[int, ...] = ()
+    cpu_shared: bool | None = None
+
+
+class RunResults(Record):
+    """A whole run: its environment, the definitions it ran, and every cell in the order measured."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    created: str | None = None
+    finished: str | None = None
+    status: RunStatus = "unknown"
+    environment: Environment = Environment()
+    scenario: Scenario | None = None
+    profile: Profile | None = None
+    target: str | None = None
+    fairness: RunFairness = RunFairness()
+    runtimes: dict[str, RuntimeRecord] = Field(default_factory=dict)
+    models: dict[str, ModelRecord] = Field(default_factory=dict)
+    cells: tuple[Cell, ...] = ()
+    sweeps: tuple[Sweep, ...] = ()
+
+    def runtime(self, name: str) -> RuntimeRecord:
+        return self.runtimes.get(name) or RuntimeRecord()

@@ -1,0 +1,140 @@
+"""The results schema: every shape results.json ever had loads into the current typed model, the report
+renders the same summary.md from it as the code that wrote it did, and what cannot be read is refused
+in one line.
+
+Fixtures (tests/data/runs), one per shape on record:
+- schema1-minimal: the DESIGN.md minimum of schema 1 (no labels, cell ids, samples, scenario, runtimes);
+- smoke-4runtimes, smoke-2runtimes: schema 1 as of 2026-11-25 (flat cells, no scheduled_rps, no warnings);
+- sweep-v1-latest: the last schema-1 shape (scheduled_rps, warnings, sweeps, runtime folder and
+  environment facts), written by commit 5e5e2cf with the test-double runtime;
+- fake-v2: schema 2, written by the current code (bench run with the test-double runtime).
+tests/data/summaries/*.md are the summary.md files commit 5e5e2cf (before the typed schema) rendered
+from these runs and the report tests' variations of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from report_runs import RUNS, materialise, schema1_minimal, with_bad_cells, with_batches, with_sweep
+
+from bench.errors import BenchError
+from bench.report.render import render_run_reports
+from bench.results.schema import SCHEMA_VERSION, RunResults
+from bench.results.store import load_results, write_results
+
+SUMMARIES = Path(__file__).parent / "data" / "summaries"
+SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2"]
+
+
+def _copy(name: str) -> Callable[[Path], Path]:
+    return lambda dest: materialise(name, dest)
+
+
+SAVED_RUNS: dict[str, Callable[[Path], Path]] = {
+    "smoke-4runtimes": _copy("smoke-4runtimes"), "smoke-2runtimes": _copy("smoke-2runtimes"),
+    "bad-cells": with_bad_cells, "sweep": with_sweep, "batches": with_batches, "schema1-minimal": schema1_minimal,
+    "sweep-v1-latest": _copy("sweep-v1-latest"),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_on_record_loads_and_survives_a_round_trip(shape: str, tmp_path: Path) -> None:
+    results = load_results(RUNS / shape)
+    assert results.schema_version == SCHEMA_VERSION and results.cells
+    written = tmp_path / "results.json"
+    write_results(written, results)
+    assert load_results(written) == results
+    assert json.loads(written.read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_the_minimal_schema_1_file_gets_what_the_report_used_to_derive() -> None:
+    results = load_results(RUNS / "schema1-minimal")
+    first = results.cells[0]
+    assert (first.label, first.cell_id) == ("rate=50", "001-bentoml-iris-logreg-rate=50")
+    assert results.scenario is None and results.runtimes == {} and results.status == "unknown"
+    assert first.slo is None and first.slo_met is None and first.samples_file is None
+    assert first.counts.requests == 625 and first.latency.p50 is not None and first.status == "valid"
+    last = results.cells[-1]
+    assert last.status == "invalid" and last.reasons == ["error rate 3.00% over the limit 1.00%"]
+    assert results.environment.git_sha == "abc123" and results.environment.usable_cpus is None
+
+
+def test_a_schema_1_run_of_2026_11_keeps_every_figure() -> None:
+    raw = json.loads((RUNS / "smoke-4runtimes" / "results.json").read_text())["cells"][0]
+    cell = load_results(RUNS / "smoke-4runtimes").cells[0]
+    assert cell.latency.model_dump() == raw["latency_ms"] and cell.service.model_dump() == raw["service_ms"]
+    assert (cell.latency_ci.p99.low, cell.latency_ci.p99.high) == tuple(raw["latency_ci_ms"]["p99"])  # type: ignore[union-attr]
+    assert cell.counts.error_rate == raw["error_rate"] and cell.rates.goodput_rps == raw["goodput_rps"]
+    assert cell.server.rss_mb_max == raw["server"]["rss_mb_max"] and cell.slo is not None and cell.slo.ms == 100.0
+    # the flat fairness mapping, split: CPU plan, the runtime's knobs (runtime.yaml settings), the rest
+    assert cell.fairness.server_cpus == (1,) and cell.fairness.threads_env == 1
+    assert cell.fairness.settings == {"workers": 1, "threads": 4, "access_log": False}
+    assert cell.load.stages == ((15.0, 50.0),) and cell.load.scheduled_rps is None
+
+
+def test_the_last_schema_1_shape_keeps_sweeps_warnings_and_environment_facts() -> None:
+    raw = json.loads((RUNS / "sweep-v1-latest" / "results.json").read_text())
+    results = load_results(RUNS / "sweep-v1-latest")
+    cell = results.cells[0]
+    assert cell.load.scheduled_rps == raw["cells"][0]["scheduled_rps"]
+    assert list(cell.validity.warnings) == raw["cells"][0]["warnings"]
+    assert [sweep.max_load_within_slo for sweep in results.sweeps] == [s["max_load_within_slo"] for s in raw["sweeps"]]
+    record = results.runtime("fake")
+    assert record.provisioning is not None and record.provisioning.kind == "virtualenv"
+    assert record.provisioning.size_mb == raw["runtimes"]["fake"]["env_size_mb"]
+    assert record.serving_code is not None and record.serving_code.lines is None  # v1 never counted them
+
+
+def test_a_current_run_records_what_its_comparison_table_shows() -> None:
+    results = load_results(RUNS / "fake-v2")
+    record = results.runtime("fake")
+    assert record.serving_code is not None and record.serving_code.lines == 0
+    assert record.provisioning is not None and record.provisioning.size_mb
+    assert all(isinstance(cell, type(results.cells[0])) for cell in results.cells)
+
+
+@pytest.mark.parametrize("name", sorted(SAVED_RUNS))
+def test_summary_md_is_what_the_code_before_the_typed_schema_rendered(name: str, tmp_path: Path) -> None:
+    run = SAVED_RUNS[name](tmp_path / name)
+    _, summary = render_run_reports([run])
+    assert summary.read_text() == (SUMMARIES / f"{name}.md").read_text()
+
+
+def test_an_overlay_summary_is_unchanged_too(tmp_path: Path) -> None:
+    runs = [SAVED_RUNS[name](tmp_path / name) for name in ("smoke-4runtimes", "smoke-2runtimes", "schema1-minimal")]
+    _, summary = render_run_reports(runs, tmp_path / "overlay")
+    assert summary.read_text() == (SUMMARIES / "overlay.md").read_text()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: p.update(schema_version=SCHEMA_VERSION + 1),
+     f"schema version {SCHEMA_VERSION + 1} is newer than this servebench ({SCHEMA_VERSION})"),
+    (lambda p: p.pop("schema_version"), "no schema_version"),
+    (lambda p: p.update(kind="servebench-baseline"), "is a servebench-baseline file, not a run's results"),
+])
+def test_what_cannot_be_read_is_one_clear_error(edit: Callable[[dict[str, object]], object], message: str,
+                                                tmp_path: Path) -> None:
+    payload = json.loads((RUNS / "smoke-2runtimes" / "results.json").read_text())
+    edit(payload)
+    (tmp_path / "results.json").write_text(json.dumps(payload))
+    with pytest.raises(BenchError) as raised:
+        load_results(tmp_path)
+    assert message in raised.value.message and "\n" not in raised.value.message and raised.value.hint
+
+
+def test_a_damaged_current_file_names_the_field(tmp_path: Path) -> None:
+    payload = json.loads((RUNS / "fake-v2" / "results.json").read_text())
+    payload["cells"][0]["counts"]["requests"] = "many"
+    (tmp_path / "results.json").write_text(json.dumps(payload))
+    with pytest.raises(BenchError, match=r"field 'cells\.0\.counts\.requests'"):
+        load_results(tmp_path)
+
+
+def test_results_are_immutable() -> None:
+    results: RunResults = load_results(RUNS / "smoke-2runtimes")
+    with pytest.raises(ValueError):
+        results.cells[0].counts.requests = 1  # type: ignore[misc]
