@@ -1,10 +1,36 @@
-"""The ground truth `bench calibrate` compares the generator with (pure logic, no servers)."""
+"""The ground truth `bench calibrate` compares the generator with, and its typed report (pure logic, no
+servers)."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from bench.measure.calibrate import true_stall_latencies
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+import bench.measure.calibrate
+from bench.cli.console import calibration_table
+from bench.events import EventHook, Message
+from bench.load.plan import LoadPlan
+from bench.measure.calibrate import (
+    Accuracy,
+    CalibrationReport,
+    Ceiling,
+    LoopAccuracy,
+    Stall,
+    StallLoop,
+    calibrate,
+    true_stall_latencies,
+)
+from bench.results.schema import Latency
+from bench.targets.launch import CpuPlan
 
 
 def test_requests_meeting_a_stall_wait_for_its_end() -> None:
@@ -20,3 +46,84 @@ def test_uniform_arrivals_against_periodic_stalls_have_the_analytic_p99() -> Non
     latency = true_stall_latencies(scheduled, stalls, base_ms=0.0)
     assert abs(np.percentile(latency, 99) - 180.0) < 0.5
     assert abs(np.mean(latency > 0) - 0.10) < 0.001
+
+
+def _latency(p50: float, p99: float) -> dict[str, float]:
+    return {"p50": p50, "p90": p50, "p95": p99, "p99": p99, "p999": p99, "max": p99, "mean": p50}
+
+
+def _report(wrk_rps: float | None = None) -> CalibrationReport:
+    truth = Latency(**_latency(5.2, 5.6))
+    loop = LoopAccuracy(**_latency(5.25, 5.9), truth=truth, round_trip_ms=0.2, p50_error=0.01, p99_error=0.05,
+                        p50_error_vs_server_side=0.05)
+    return CalibrationReport(
+        cpus=CpuPlan((1,), (0,)),
+        ceiling=Ceiling(servebench_rps=1900.0, plain_locust_rps=2000.0, wrk_rps=wrk_rps,
+                        servebench_rounds=(1900.0, 1850.0, 1950.0), plain_locust_rounds=(2000.0,),
+                        recording_overhead=0.05, users=32, target_met=True),
+        accuracy=Accuracy(open=loop, closed=loop, server_side=Latency(**_latency(5.0, 5.4)), target_met=True),
+        stall=Stall(open=StallLoop(**_latency(6.0, 178.0), p99_error=-0.011),
+                    closed=StallLoop(**_latency(5.5, 9.0), p99_error=-0.95),
+                    truth=Latency(**_latency(5.1, 180.0)), target_met=True),
+        targets_met=True,
+    )
+
+
+def test_the_json_keeps_the_figures_where_users_of_the_file_find_them() -> None:
+    data = json.loads(json.dumps(_report().as_json()))
+    assert data["ceiling"]["servebench_rps"] == 1900.0 and data["ceiling"]["servebench_rounds"] == [1900, 1850, 1950]
+    assert data["accuracy"]["open"]["p50"] == 5.25 and data["accuracy"]["open"]["truth"]["p99"] == 5.6
+    assert data["accuracy"]["server_side"]["p50"] == 5.0
+    assert data["stall"]["truth"]["p99"] == 180.0 and data["stall"]["closed"]["p99_error"] == -0.95
+    assert data["cpus"] == {"server": [1], "generator": [0]}
+    assert data["targets_met"] is True
+
+
+def test_the_json_reads_back_as_the_same_report() -> None:
+    report = _report(wrk_rps=2500.0)
+    again = CalibrationReport.from_json(json.dumps(report.as_json()))
+    assert again == report
+    assert again.stall.open.p99_error == -0.011 and again.cpus.server == (1,)
+
+
+def test_the_table_shows_every_measurement_with_its_target() -> None:
+    console = Console(record=True, width=400)
+    console.print(calibration_table(_report()))
+    text = console.export_text()
+    assert "1,900 req/s" in text and "wrk not installed" in text and "overhead +5.0% (<= 10%) met" in text
+    assert "p50 5.250 ms, p99 5.900 ms" in text and "5.000 + round trip 0.200 = 5.200 ms" in text
+    assert "p50 within 3% met" in text
+    assert "true p99 180.0 ms" in text and "-1.1% (<= 10%) met" in text and "(closed loop hides stalls)" in text
+
+
+def test_calibrate_assembles_every_figure_from_the_measurements(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    """No servers: each load answers every request in 6 ms, each server records 5 ms of handling."""
+
+    @contextmanager
+    def server(mode: str, _cpus: object, _folder: Path) -> Iterator[Any]:
+        yield SimpleNamespace(url=f"http://calibration/{mode}", record=lambda: {"durations_ms": [5.0] * 50,
+                                                                                "stalls": []})
+
+    def load(plan: LoadPlan, _cpus: object, _log: Path) -> Any:
+        scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, 200, endpoint=False)
+        return SimpleNamespace(samples=pd.DataFrame({"scheduled": scheduled, "latency_ms": 6.0}))
+
+    monkeypatch.setattr(bench.measure.calibrate, "calibration_server", server)
+    monkeypatch.setattr(bench.measure.calibrate, "run_load", load)
+    monkeypatch.setattr(bench.measure.calibrate, "_plain_locust_rps", lambda *_args: 100.0)
+    monkeypatch.setattr(bench.measure.calibrate, "_wrk_rps", lambda *_args: None)
+    said: list[Message] = []
+    report = calibrate(CpuPlan((1,), (0,)), 2.0, EventHook[Message](said.append), keep=tmp_path)
+    assert report.ceiling.plain_locust_rps == 100.0 and report.ceiling.wrk_rps is None
+    assert len(report.ceiling.servebench_rounds) == 3 and report.ceiling.recording_overhead is not None
+    for loop, accuracy in report.accuracy.loops():
+        # the round trip is the 1 ms the client sees beyond the server's 5 ms, so the truth is 6 ms: no error
+        assert (accuracy.p50, accuracy.round_trip_ms, accuracy.truth.p50) == pytest.approx((6.0, 1.0, 6.0)), loop
+        assert accuracy.p50_error == pytest.approx(0.0) and accuracy.p50_error_vs_server_side == pytest.approx(0.2)
+    assert report.accuracy.server_side.p50 == 5.0 and report.accuracy.target_met
+    # no stall was logged: the truth is the server's 5 ms, which both loops overstate by 20%
+    assert report.stall.truth.p99 == 5.0
+    assert [loop.p99_error for _, loop in report.stall.loops()] == pytest.approx([0.2, 0.2])
+    assert not report.stall.target_met and not report.targets_met
+    assert any("ceiling round 3/3" in message.text for message in said)

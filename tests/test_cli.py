@@ -7,6 +7,7 @@ log, a pipe), where rich's wrapping matters.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -21,7 +22,12 @@ import pytest
 import bench.measure.check
 import bench.measure.run
 import bench.provision.envs
-from bench.cli import main
+from bench.cli import build_parser, console, main
+from bench.errors import BenchError
+from bench.events import Message, Status
+from bench.report.publish import Published
+from bench.targets.factory import TARGETS, TargetOptions, make_target
+from bench.targets.launch import CpuPlan
 from bench.targets.local import LocalTarget
 
 BENCH = Path(sys.executable).with_name("bench")
@@ -198,3 +204,40 @@ def test_user_text_is_printed_verbatim(runtime: str, capsys: pytest.CaptureFixtu
     err = _squash(capsys.readouterr().err)
     assert code == 2
     assert _squash(runtime) in err
+
+
+# ---- the parser and the pieces commands are made of ---------------------------------------------------
+
+COMMANDS = ["models", "envs", "serve", "check", "run", "report", "compare", "baseline", "images", "cluster", "compose",
+            "doctor", "calibrate"]
+
+
+def test_help_lists_every_command_in_order() -> None:
+    commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    assert list(commands.choices) == COMMANDS
+
+
+def test_building_the_parser_imports_no_library() -> None:
+    """`bench --help` and argparse errors stay instant: command modules import the library when they run."""
+    heavy = ("pandas", "numpy", "rich", "bench.config", "bench.targets.local")
+    probe = (f"import sys; from bench.cli import build_parser; build_parser(); "
+             f"print([m for m in {heavy} if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_target_choices_are_the_factory_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _in_process(["run", "--target", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert all(f"'{name}'" in err for name in TARGETS) and len(err.splitlines()) == 1
+    with pytest.raises(BenchError) as caught:
+        make_target("nope", TargetOptions(CpuPlan((0,), (0,)), "python:3.11-slim", offline=False, memory="4g"))
+    assert caught.value.hint == "valid: local, docker, kserve"
+
+
+def test_progress_and_warnings_are_printed_verbatim(capsys: pytest.CaptureFixture[str]) -> None:
+    console.status(Status("[bold]x", "[/x] building"))
+    console.progress(Message("[red]step"))
+    console.print_published(Published(warnings=("not logged to MLflow: [/mlflow]",)))
+    lines = ANSI.sub("", capsys.readouterr().err).splitlines()
+    assert lines == ["  [bold]x: [/x] building", "  [red]step", "warning: not logged to MLflow: [/mlflow]"]

@@ -9,7 +9,8 @@ import pytest
 
 from bench.config import RuntimeSpec, env_cache_dir, load_runtime
 from bench.errors import BenchError
-from bench.provision.envs import READY_MARKER, env_key, env_path, load_env
+from bench.events import EventHook, Status
+from bench.provision.envs import READY_MARKER, build_envs, env_key, env_path, load_env
 
 RUNTIME_YAML = """\
 name: {name}
@@ -131,3 +132,30 @@ def test_shipped_runtimes_have_distinct_env_paths() -> None:
     specs = [load_runtime(name) for name in ("bentoml", "fastapi", "mlflow", "mlserver")]
     paths = {env_path(spec) for spec in specs}
     assert len(paths) == len(specs)
+
+
+def test_build_envs_reports_each_runtime_to_every_listener(tmp_path: Path) -> None:
+    cached, broken = _runtime(tmp_path), _runtime(tmp_path, requirements=None, name="no-pins")
+    _mark_ready(cached)
+    seen: list[Status] = []
+    also: list[Status] = []
+    events = EventHook[Status](seen.append)
+    events.add_listener(also.append)
+    results = build_envs([cached, broken], events, parallel=2)
+    assert results["my-runtime"][0] == load_env(cached) and results["my-runtime"][1] is False
+    assert results["no-pins"][0] is None and "no requirements.txt" in (results["no-pins"][2] or "")
+    assert Status("my-runtime", f"cached ({env_path(cached).name})") in seen
+    assert Status("no-pins", "failed") in seen
+    assert sorted(also, key=repr) == sorted(seen, key=repr)
+
+
+def test_a_removed_listener_hears_nothing_more() -> None:
+    seen: list[Status] = []
+    events = EventHook[Status]()
+    listener = events.add_listener(seen.append)
+    events.fire(Status("a", "one"))
+    events.remove_listener(listener)
+    events.fire(Status("a", "two"))
+    assert seen == [Status("a", "one")]
+    with pytest.raises(ValueError):
+        events.remove_listener(listener)

@@ -8,6 +8,9 @@
 3. Coordinated omission: p99 in open and closed loop against a server that freezes 200 ms every 2 s,
    compared with the true p99 an open-loop client sees (computed from the server's stall log and the
    schedule). Target: open loop within 10%; closed loop is shown to be far off.
+
+The figures are frozen models (CalibrationReport down to each loop's Latency), so the table reads
+attributes and `--json` is their plain dump, readable back with CalibrationReport.from_json.
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from bench.events import EventHook, Message
 from bench.load.driver import run_load, startup_grace
 from bench.load.plan import LoadPlan
 from bench.processes import pin_and_tie_to_parent
+from bench.results.schema import Latency, Record
 from bench.stats import Window, latency_summary, measured
 from bench.targets.base import wait_until_ready
 from bench.targets.launch import CpuPlan, free_port
@@ -39,6 +44,84 @@ HOST = "127.0.0.1"
 RECORDING_OVERHEAD_TARGET = 0.10
 P50_ERROR_TARGET = 0.03
 OPEN_P99_ERROR_TARGET = 0.10
+LOOPS = ("open", "closed")
+
+
+def _shifted(latency: Latency, ms: float) -> Latency:
+    """Every figure plus a fixed cost (the round trip a client adds to the server's own time)."""
+    return Latency(**{name: None if value is None else value + ms for name, value in latency.model_dump().items()})
+
+
+class Ceiling(Record):
+    """Measurement 1: closed-loop requests/s against a no-op server, ours beside plain Locust and wrk."""
+
+    servebench_rps: float
+    plain_locust_rps: float | None
+    wrk_rps: float | None
+    servebench_rounds: tuple[float, ...]
+    plain_locust_rounds: tuple[float, ...]
+    recording_overhead: float | None
+    users: int
+    target_met: bool
+
+
+class LoopAccuracy(Latency):
+    """Measurement 2 in one loop: the latency measured, the truth it is judged by and its errors."""
+
+    truth: Latency
+    round_trip_ms: float
+    p50_error: float | None
+    p99_error: float | None
+    p50_error_vs_server_side: float | None
+
+
+class StallLoop(Latency):
+    """Measurement 3 in one loop: the latency measured and its p99's error against the true p99."""
+
+    p99_error: float | None
+
+
+LoopT = TypeVar("LoopT", bound=Latency)
+
+
+class PerLoop(Record, Generic[LoopT]):
+    """One measurement in open and closed loop, and whether it met its target."""
+
+    open: LoopT
+    closed: LoopT
+    target_met: bool
+
+    def loops(self) -> tuple[tuple[str, LoopT], ...]:
+        return ("open", self.open), ("closed", self.closed)
+
+
+class Accuracy(PerLoop[LoopAccuracy]):
+    """Measurement 2: a server answering after a fixed 5 ms, against its own record of every request."""
+
+    server_side: Latency
+
+
+class Stall(PerLoop[StallLoop]):
+    """Measurement 3: a server freezing 200 ms every 2 s; the truth is what an ideal open loop sees."""
+
+    truth: Latency
+
+
+class CalibrationReport(Record):
+    """Everything `bench calibrate` measured; `--json` writes as_json(), from_json() reads it back."""
+
+    cpus: CpuPlan
+    ceiling: Ceiling
+    accuracy: Accuracy
+    stall: Stall
+    targets_met: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, text: str) -> CalibrationReport:
+        return cls.model_validate_json(text)
 
 
 @dataclass
@@ -93,11 +176,8 @@ def _window(plan: LoadPlan, warmup_s: float) -> Window:
     return Window(plan.start_at + warmup_s, plan.start_at + plan.total_s)
 
 
-Say = Callable[[str], None]
-
-
-def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, say: Say,
-                    rounds: int = 3) -> dict[str, Any]:
+def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, events: EventHook[Message],
+                    rounds: int = 3) -> Ceiling:
     """Alternate servebench and plain Locust rounds and compare medians, so that a burst of noise from
     the machine hits both sides alike rather than one whole measurement."""
     warmup = 2.0
@@ -105,12 +185,12 @@ def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, 
     plain: list[float] = []
     with calibration_server("noop", cpus, folder) as server:
         for round_index in range(rounds):
-            say(f"ceiling round {round_index + 1}/{rounds}: servebench recording locustfile, {users} users, "
-                f"{duration_s:.0f} s")
+            events.fire(Message(f"ceiling round {round_index + 1}/{rounds}: servebench recording locustfile, "
+                                f"{users} users, {duration_s:.0f} s"))
             plan = _plan(server, folder, f"ceiling-{round_index}", "closed", 0.0, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / "ceiling.log")
             ours.append(len(measured(outcome.samples, _window(plan, warmup))) / duration_s)
-            say(f"ceiling round {round_index + 1}/{rounds}: plain Locust FastHttpUser, {users} users")
+            events.fire(Message(f"ceiling round {round_index + 1}/{rounds}: plain Locust FastHttpUser, {users} users"))
             plain_rps = _plain_locust_rps(server.url, cpus, users, warmup + duration_s, folder)
             if plain_rps:
                 plain.append(plain_rps)
@@ -118,9 +198,9 @@ def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, 
     ours_median = float(np.median(ours))
     plain_median = float(np.median(plain)) if plain else None
     overhead = None if not plain_median else 1.0 - ours_median / plain_median
-    return {"servebench_rps": ours_median, "plain_locust_rps": plain_median, "wrk_rps": wrk,
-            "servebench_rounds": ours, "plain_locust_rounds": plain, "recording_overhead": overhead,
-            "users": users, "target_met": overhead is not None and overhead <= RECORDING_OVERHEAD_TARGET}
+    return Ceiling(servebench_rps=ours_median, plain_locust_rps=plain_median, wrk_rps=wrk,
+                   servebench_rounds=tuple(ours), plain_locust_rounds=tuple(plain), recording_overhead=overhead,
+                   users=users, target_met=overhead is not None and overhead <= RECORDING_OVERHEAD_TARGET)
 
 
 def _plain_locust_rps(url: str, cpus: CpuPlan, users: int, seconds: float, folder: Path) -> float | None:
@@ -156,7 +236,7 @@ ACCURACY_LOOPS = (("open", 64), ("closed", 1))
 
 
 def measure_round_trip(cpus: CpuPlan, folder: Path, duration_s: float, rate: float,
-                       say: Say) -> dict[str, float]:
+                       events: EventHook[Message]) -> dict[str, float]:
     """The fixed cost of one request on this machine (kernel loopback, both HTTP stacks, waking an idle
     server), per loop, against the no-op server driven exactly like the 5 ms server, with the server's
     own handling time subtracted. An open-loop request meets an idle server; a closed-loop one a warm one."""
@@ -164,40 +244,40 @@ def measure_round_trip(cpus: CpuPlan, folder: Path, duration_s: float, rate: flo
     round_trip: dict[str, float] = {}
     for loop, users in ACCURACY_LOOPS:
         with calibration_server("noop", cpus, folder) as server:
-            say(f"accuracy: round trip to a no-op server, {loop} loop, {duration_s:.0f} s")
+            events.fire(Message(f"accuracy: round trip to a no-op server, {loop} loop, {duration_s:.0f} s"))
             plan = _plan(server, folder, f"round-trip-{loop}", loop, rate, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / f"round-trip-{loop}.log")
         client = latency_summary(measured(outcome.samples, _window(plan, warmup))["latency_ms"].to_numpy())
         handling = latency_summary(np.asarray(server.record()["durations_ms"]))
-        round_trip[loop] = (client["p50"] or 0.0) - (handling["p50"] or 0.0)
+        round_trip[loop] = (client.p50 or 0.0) - (handling.p50 or 0.0)
     return round_trip
 
 
-def measure_accuracy(cpus: CpuPlan, folder: Path, duration_s: float, rate: float, say: Say) -> dict[str, Any]:
+def measure_accuracy(cpus: CpuPlan, folder: Path, duration_s: float, rate: float,
+                     events: EventHook[Message]) -> Accuracy:
     """Truth for a client is the server's own record of each request plus the idle round trip; both the
     error against that and against the server's record alone are reported."""
     warmup = 2.0
-    round_trip = measure_round_trip(cpus, folder, min(duration_s, 5.0), rate, say)
+    round_trip = measure_round_trip(cpus, folder, min(duration_s, 5.0), rate, events)
+    measured_latency: dict[str, Latency] = {}
     with calibration_server("fixed:5", cpus, folder) as server:
-        results: dict[str, Any] = {}
         for loop, users in ACCURACY_LOOPS:
-            say(f"accuracy: fixed 5 ms server, {loop} loop, {duration_s:.0f} s")
+            events.fire(Message(f"accuracy: fixed 5 ms server, {loop} loop, {duration_s:.0f} s"))
             plan = _plan(server, folder, f"fixed-{loop}", loop, rate, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / f"fixed-{loop}.log")
-            latency = latency_summary(measured(outcome.samples, _window(plan, warmup))["latency_ms"].to_numpy())
-            results[loop] = latency
+            inside = measured(outcome.samples, _window(plan, warmup))
+            measured_latency[loop] = latency_summary(inside["latency_ms"].to_numpy())
     server_side = latency_summary(np.asarray(server.record()["durations_ms"]))
-    for loop in ("open", "closed"):
-        truth = {key: (value + round_trip[loop] if value is not None else None) for key, value in server_side.items()}
-        results[f"{loop}_truth"] = truth
-        results[f"{loop}_p50_error"] = _relative(results[loop]["p50"], truth["p50"])
-        results[f"{loop}_p99_error"] = _relative(results[loop]["p99"], truth["p99"])
-        results[f"{loop}_p50_error_vs_server_side"] = _relative(results[loop]["p50"], server_side["p50"])
-    results["server_side"] = server_side
-    results["round_trip_ms"] = round_trip
-    results["target_met"] = all(abs(results[f"{loop}_p50_error"] or 1) <= P50_ERROR_TARGET
-                                for loop in ("open", "closed"))
-    return results
+
+    def judged(loop: str) -> LoopAccuracy:
+        latency, truth = measured_latency[loop], _shifted(server_side, round_trip[loop])
+        return LoopAccuracy(**latency.model_dump(), truth=truth, round_trip_ms=round_trip[loop],
+                            p50_error=_relative(latency.p50, truth.p50), p99_error=_relative(latency.p99, truth.p99),
+                            p50_error_vs_server_side=_relative(latency.p50, server_side.p50))
+
+    open_loop, closed_loop = (judged(loop) for loop in LOOPS)
+    return Accuracy(open=open_loop, closed=closed_loop, server_side=server_side, target_met=all(
+        loop.p50_error is not None and abs(loop.p50_error) <= P50_ERROR_TARGET for loop in (open_loop, closed_loop)))
 
 
 def _relative(reported: float | None, truth: float | None) -> float | None:
@@ -216,43 +296,43 @@ def true_stall_latencies(scheduled: np.ndarray[Any, Any], stalls: list[tuple[flo
     return latency
 
 
-def measure_stall(cpus: CpuPlan, folder: Path, duration_s: float, rate: float, say: Say) -> dict[str, Any]:
+def measure_stall(cpus: CpuPlan, folder: Path, duration_s: float, rate: float, events: EventHook[Message]) -> Stall:
+    """The open loop's schedule and the server's stall log give the truth both loops are judged by."""
     warmup = 2.0
-    results: dict[str, Any] = {}
+    latency: dict[str, Latency] = {}
+    truth: Latency | None = None
     for loop, users in (("open", 64), ("closed", 8)):
         with calibration_server("stall:200:2", cpus, folder) as server:
-            say(f"coordinated omission: server stalling 200 ms every 2 s, {loop} loop, {duration_s:.0f} s")
+            events.fire(Message(f"coordinated omission: server stalling 200 ms every 2 s, {loop} loop, "
+                                f"{duration_s:.0f} s"))
             plan = _plan(server, folder, f"stall-{loop}", loop, rate, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / f"stall-{loop}.log")
         window = _window(plan, warmup)
-        inside = measured(outcome.samples, window)
-        results[loop] = latency_summary(inside["latency_ms"].to_numpy())
+        latency[loop] = latency_summary(measured(outcome.samples, window)["latency_ms"].to_numpy())
         if loop == "open":
             record = server.record()
             base = float(np.median(record["durations_ms"])) if record["durations_ms"] else 0.0
             schedule = np.arange(window.start, window.end, 1.0 / rate)
             truth = latency_summary(true_stall_latencies(schedule, [tuple(s) for s in record["stalls"]], base))
-            results["truth"] = truth
-    results["open_p99_error"] = _relative(results["open"]["p99"], results["truth"]["p99"])
-    results["closed_p99_error"] = _relative(results["closed"]["p99"], results["truth"]["p99"])
-    results["target_met"] = results["open_p99_error"] is not None and \
-        abs(results["open_p99_error"]) <= OPEN_P99_ERROR_TARGET
-    return results
+    assert truth is not None
+    open_loop, closed_loop = (StallLoop(**latency[loop].model_dump(), p99_error=_relative(latency[loop].p99, truth.p99))
+                              for loop in LOOPS)
+    return Stall(open=open_loop, closed=closed_loop, truth=truth, target_met=open_loop.p99_error is not None
+                 and abs(open_loop.p99_error) <= OPEN_P99_ERROR_TARGET)
 
 
-def calibrate(cpus: CpuPlan, duration_s: float, say: Say, keep: Path | None = None) -> dict[str, Any]:
+def calibrate(cpus: CpuPlan, duration_s: float, events: EventHook[Message],
+              keep: Path | None = None) -> CalibrationReport:
+    """The three measurements in turn, raw files in keep (else a temporary folder, removed)."""
     folder = keep or Path(tempfile.mkdtemp(prefix="servebench-calibrate-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        report: dict[str, Any] = {
-            "cpus": cpus.as_dict(),
-            "ceiling": measure_ceiling(cpus, folder, duration_s, users=32, say=say),
-            "accuracy": measure_accuracy(cpus, folder, duration_s, rate=100.0, say=say),
-            "stall": measure_stall(cpus, folder, max(duration_s, 10.0), rate=100.0, say=say),
-        }
+        ceiling = measure_ceiling(cpus, folder, duration_s, users=32, events=events)
+        accuracy = measure_accuracy(cpus, folder, duration_s, rate=100.0, events=events)
+        stall = measure_stall(cpus, folder, max(duration_s, 10.0), rate=100.0, events=events)
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
-    report["targets_met"] = all(report[key]["target_met"] for key in ("ceiling", "accuracy", "stall"))
-    return report
+    return CalibrationReport(cpus=cpus, ceiling=ceiling, accuracy=accuracy, stall=stall,
+                             targets_met=ceiling.target_met and accuracy.target_met and stall.target_met)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.config import RuntimeSpec, env_cache_dir
 from bench.errors import BenchError
+from bench.events import EventHook, Status, report_to
 
 READY_MARKER = ".servebench-env.json"
 NOISE = ("is ignored: it is neither a file nor a directory",)
@@ -156,11 +157,12 @@ def build_env(spec: RuntimeSpec, report: Report = lambda _r, _s: None, force: bo
     return built, True
 
 
-def build_envs(specs: list[RuntimeSpec], report: Report, force: bool = False,
+def build_envs(specs: list[RuntimeSpec], events: EventHook[Status], force: bool = False,
                parallel: int = 4) -> dict[str, tuple[RuntimeEnv | None, bool, str | None]]:
-    """Build several environments at once (pip is mostly waiting on the network).
-    Returns runtime -> (env or None, built now, error message or None)."""
+    """Build several environments at once (pip is mostly waiting on the network); each runtime's progress
+    is a Status event. Returns runtime -> (env or None, built now, error message or None)."""
     results: dict[str, tuple[RuntimeEnv | None, bool, str | None]] = {}
+    report = report_to(events)
 
     def one(spec: RuntimeSpec) -> None:
         try:

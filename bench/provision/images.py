@@ -25,13 +25,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.config import RuntimeSpec, env_cache_dir
 from bench.errors import BenchError
+from bench.events import EventHook, Status, report_to
 from bench.provision.containers import daemon_problem, docker, docker_path, inspect
 from bench.provision.envs import NOISE, requirements_key
 
@@ -206,6 +208,22 @@ def ensure_image(runtime: RuntimeSpec | ImageSource, base_image: str, offline: b
     meta_file.write_text(json.dumps(asdict(info)))
     report(spec.name, f"built in {info.build_s:.0f} s, {info.size_mb:.0f} MB")
     return info
+
+
+def build_images(specs: Sequence[RuntimeSpec | ImageSource], base_image: str, offline: bool, log_dir: Path,
+                 events: EventHook[Status], parallel: int = 2) -> dict[str, ImageInfo | BenchError]:
+    """Build (or reuse) several images at once, each image's progress a Status event. A failed build is
+    returned in place of its image, not raised, so the others still finish; logs are log_dir/<name>.log."""
+    report = report_to(events)
+
+    def build(spec: RuntimeSpec | ImageSource) -> tuple[str, ImageInfo | BenchError]:
+        try:
+            return spec.name, ensure_image(spec, base_image, offline, log_dir / f"{spec.name}.log", report)
+        except BenchError as exc:
+            return spec.name, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return dict(pool.map(build, specs))
 
 
 @contextmanager

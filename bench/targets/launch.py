@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config import FREE_PORT, PLACEHOLDER, RuntimeSpec
+from bench.errors import BenchError
 from bench.targets.base import Endpoint
 
 HOST = "127.0.0.1"
@@ -50,6 +51,22 @@ def parse_cpu_list(text: str) -> tuple[int, ...]:
     if not cpus:
         raise ValueError("empty CPU list")
     return tuple(sorted(cpus))
+
+
+def cpu_plan(server: str | None, generator: str | None) -> CpuPlan:
+    """The default split with either side replaced by a user's CPU list ('1', '0,2', '2-3'); a CPU this
+    process may not run on is a usage error here, before anything is started on it."""
+    cpus = default_cpu_plan()
+    try:
+        cpus = CpuPlan(parse_cpu_list(server) if server else cpus.server,
+                       parse_cpu_list(generator) if generator else cpus.generator)
+    except ValueError:
+        raise BenchError("bad CPU list", hint="use forms like 1 or 0,2 or 2-3") from None
+    usable = os.sched_getaffinity(0)
+    if not set(cpus.server + cpus.generator) <= usable:
+        raise BenchError(f"CPUs {sorted(set(cpus.server + cpus.generator) - usable)} are not available",
+                         hint=f"usable CPUs: {sorted(usable)}")
+    return cpus
 
 
 def free_port(host: str = HOST) -> int:

@@ -1,0 +1,41 @@
+"""`bench compose prepare`: the images, model links and .env file `docker-compose up` needs."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from bench.cli.options import Commands, add_cpu_options, add_docker_options, command_group, cpus, image_settings
+
+
+def add_parser(commands: Commands) -> None:
+    group = command_group(commands, "compose", "docker-compose.yml: images and its .env file")
+    prepare = group.add_parser("prepare", help="build (or reuse) the images, link the models and write the env "
+                               "file `docker-compose up` reads")
+    prepare.add_argument("--model", default="iris-logreg", help="the model the runtimes serve (SERVEBENCH_MODEL; "
+                         "models with a local copy can be switched to later)")
+    prepare.add_argument("--env-file", metavar="FILE", help="default: .env beside docker-compose.yml")
+    add_cpu_options(prepare, server="cpuset of every runtime (default: the last CPU)",
+                    generator="cpuset of Locust and MLflow (default: the others)")
+    prepare.add_argument("--memory", default="4g", help="memory limit of every runtime")
+    prepare.add_argument("--workers", type=int, help="Locust workers (default: one per generator CPU)")
+    add_docker_options(prepare)
+    prepare.set_defaults(handler=cmd_compose_prepare)
+
+
+def cmd_compose_prepare(args: argparse.Namespace) -> int:
+    from bench.cli.console import images_table, out, status
+    from bench.events import EventHook, Status, report_to
+    from bench.provision.containers import require_daemon
+    from bench.targets.compose import compose_file, next_steps, prepare
+
+    require_daemon()
+    started = time.monotonic()
+    base_image, offline = image_settings(args)
+    env_file = Path(args.env_file) if args.env_file else compose_file().parent / ".env"
+    prepared = prepare(args.model, env_file, base_image, offline, cpus(args), args.memory, args.workers,
+                       report=report_to(EventHook[Status](status)))
+    out.print(images_table(prepared.images, started))
+    out.print(next_steps(prepared), markup=False, highlight=False)
+    return 0

@@ -1,0 +1,114 @@
+"""What several commands share: the one-line-error parser, common arguments, and turning them into
+library values. Every check here runs before anything is built or started, so a usage error costs
+nothing. Library modules are imported inside the functions: building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.config import ModelSpec, RuntimeSpec
+    from bench.targets.factory import TargetOptions
+    from bench.targets.launch import CpuPlan
+
+Handler = Callable[[argparse.Namespace], int]
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
+
+RUNTIMES_HELP = "runtime name, folder, comma list or all"
+MODELS_HELP = "model name, comma list or all"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors print one line plus a hint (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (hint: {self.prog} --help)\n")
+
+
+def command_group(commands: Commands, name: str, help: str) -> Commands:
+    """A command with sub-commands of its own (`bench models build`)."""
+    group = commands.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True, parser_class=Parser)
+
+
+# ---- arguments ----------------------------------------------------------------------------------
+
+
+def add_runtimes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", default="all", help=RUNTIMES_HELP)
+
+
+def add_models(parser: argparse.ArgumentParser, default: str = "all") -> None:
+    parser.add_argument("--model", default=default, help=MODELS_HELP)
+
+
+def add_cpu_options(parser: argparse.ArgumentParser, server: str = "CPUs for the server (default: the last one)",
+                    generator: str = "CPUs for the load generator (default: the others)") -> None:
+    parser.add_argument("--server-cpus", help=server)
+    parser.add_argument("--generator-cpus", help=generator)
+
+
+def add_docker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-image", help="image to build runtime images on (default $SERVEBENCH_BASE_IMAGE "
+                        "or python:3.11-slim)")
+    parser.add_argument("--offline", action="store_true", help="build images from a host wheelhouse, with no "
+                        "package index inside docker build (default when $SERVEBENCH_DOCKER_OFFLINE=1)")
+
+
+# ---- values -------------------------------------------------------------------------------------
+
+
+def runtimes(value: str) -> list[RuntimeSpec]:
+    from bench.config import load_runtimes
+
+    return load_runtimes(value)
+
+
+def models(value: str) -> list[ModelSpec]:
+    """--model's names, each checked against the catalog."""
+    from bench.config import split_names
+    from bench.models.catalog import get_spec, model_names
+
+    return [get_spec(name) for name in split_names(value, model_names(), "model")]
+
+
+def cpus(args: argparse.Namespace) -> CpuPlan:
+    from bench.targets.launch import cpu_plan
+
+    return cpu_plan(args.server_cpus, args.generator_cpus)
+
+
+def image_settings(args: argparse.Namespace) -> tuple[str, bool]:
+    """--base-image and --offline, or their defaults from the environment."""
+    from bench.provision.images import base_image_default, offline_default
+
+    return args.base_image or base_image_default(), args.offline or offline_default()
+
+
+def target_options(args: argparse.Namespace, cpus: CpuPlan) -> TargetOptions:
+    from bench.targets.factory import TargetOptions
+
+    base_image, offline = image_settings(args)
+    return TargetOptions(cpus=cpus, base_image=base_image, offline=offline, memory=args.memory)
+
+
+def writable(path: Path) -> None:
+    """Fail now, not after a long measurement, when an output file cannot be written."""
+    if not path.parent.exists() or not os.access(path.parent, os.W_OK):
+        raise BenchError(f"cannot write {path}: folder {path.parent} is missing or read-only",
+                         hint="choose a path in an existing, writable folder")
+
+
+def log_dir(command: str) -> Path:
+    """A fresh folder name for one command's server or build logs."""
+    from bench.config import state_dir
+
+    return state_dir() / "logs" / f"{command}-{datetime.now():%Y%m%d-%H%M%S}"

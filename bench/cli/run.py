@@ -1,0 +1,132 @@
+"""`bench run`: load-test runtimes and write reports/<run-id>/ (and `--dry-run` for the KServe target)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.cli.options import (
+    Commands,
+    add_cpu_options,
+    add_docker_options,
+    add_models,
+    add_runtimes,
+    cpus,
+    image_settings,
+    models,
+    runtimes,
+    target_options,
+)
+from bench.errors import BenchError
+from bench.targets.factory import TARGETS
+
+if TYPE_CHECKING:
+    from bench.config import ModelSpec, RuntimeSpec, Scenario
+    from bench.targets.launch import CpuPlan
+
+
+def add_parser(commands: Commands) -> None:
+    run = commands.add_parser("run", help="load-test runtimes and write reports/<run-id>/")
+    add_runtimes(run)
+    add_models(run, default="iris-logreg")
+    run.add_argument("--scenario", default="smoke", help="scenario name or YAML path")
+    run.add_argument("--profile", default="quick", help="smoke, quick or full (scales durations)")
+    run.add_argument("--target", default="local", choices=list(TARGETS))
+    run.add_argument("--out", metavar="DIR", help="run folder (default reports/<run-id>)")
+    add_cpu_options(run)
+    run.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
+    run.add_argument("--seed", type=int, help="override the scenario's arrival seed: another Poisson draw (compares "
+                     "only with runs of the same seed)")
+    run.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
+    add_docker_options(run)
+    run.add_argument("--memory", default="4g", help="docker and kserve targets: memory limit per server")
+    run.add_argument("--dry-run", action="store_true", help="kserve target: write every manifest to --out "
+                     "DIR/manifests and print every command, applying nothing")
+    run.set_defaults(handler=cmd_run)
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    """The scenario with --generator-processes and --seed applied."""
+    from bench.config import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    if args.generator_processes:
+        scenario = scenario.model_copy(update={"generator_processes": args.generator_processes})
+    if args.seed is not None:
+        if args.seed < 0:
+            raise BenchError(f"--seed {args.seed}: a seed is a non-negative integer", hint="for example --seed 1")
+        scenario = scenario.model_copy(update={"seed": args.seed})
+    return scenario
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.cli.console import ConsoleRunUI, console, out, print_published, results_table
+    from bench.config import load_profile
+    from bench.events import EventHook
+    from bench.measure.plan import plan_measurements
+    from bench.measure.run import RunOptions, run_benchmark
+    from bench.report.publish import publish
+    from bench.results.environment import new_run_id
+    from bench.results.schema import RunFairness
+    from bench.targets.factory import make_target
+
+    specs, model_specs, scenario = runtimes(args.runtime), models(args.model), _scenario(args)
+    profile = load_profile(args.profile)
+    plan = cpus(args)
+    if args.dry_run:
+        return _dry_run(args, specs, model_specs, scenario, len(plan_measurements(scenario, profile)), plan)
+    target = make_target(args.target, target_options(args, plan))
+    specs = target.expand_runtimes(specs)
+    run_id = new_run_id(f"{scenario.name}-{args.profile}")
+    out_dir = Path(args.out) if args.out else Path("reports") / run_id
+    if (out_dir / "results.json").exists():
+        raise BenchError(f"{out_dir} already holds a run", hint="choose another --out folder")
+    options = RunOptions(runtimes=specs, models=model_specs, scenario=scenario, profile=profile, target=target,
+                         out_dir=out_dir.resolve(), run_id=run_id, generator_cpus=plan.generator,
+                         fairness=RunFairness(server_cpus=plan.server, generator_cpus=plan.generator,
+                                              cpu_shared=bool(set(plan.server) & set(plan.generator))))
+    ui = ConsoleRunUI(out_dir / "run.log")
+    if not args.no_mlflow:
+        from bench.models.registry import tracking_uri
+
+        tracking_uri()  # fail on a bad MLFLOW_TRACKING_URI before any measuring, not after
+    console.print(f"run {run_id}: {len(specs)} runtime(s) x {len(model_specs)} model(s), scenario {scenario.name}, "
+                  f"profile {profile.name}; server CPUs {list(plan.server)}, generator CPUs {list(plan.generator)}")
+    try:
+        store = run_benchmark(options, EventHook(ui))
+    except KeyboardInterrupt:
+        ui.close()
+        console.print(f"interrupted: partial results in {out_dir / 'results.json'}")
+        if (out_dir / "results.json").exists():
+            print_published(publish(out_dir, mlflow=False))
+        raise
+    ui.close()
+    out.print(results_table(store.results))
+    console.print(f"results: {store.results_path}")
+    print_published(publish(out_dir, mlflow=not args.no_mlflow))
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, specs: list[RuntimeSpec], model_specs: list[ModelSpec], scenario: Scenario,
+             measurements: int, plan: CpuPlan) -> int:
+    """--dry-run: every manifest rendered and validated into --out, every command printed; nothing applied."""
+    from bench.cli.console import command, console
+    from bench.events import EventHook, Message, say_to
+    from bench.targets.kserve.target import dry_run
+
+    if args.target != "kserve":
+        raise BenchError(f"--dry-run is for --target kserve, not {args.target}", hint="add --target kserve")
+    if not args.out:
+        raise BenchError("--dry-run needs --out DIR", hint="the manifests are written to DIR/manifests/")
+    out_dir = Path(args.out)
+    try:
+        (out_dir / "manifests").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create {out_dir}: {exc.strerror}", hint="choose a writable --out folder") from None
+    base_image, offline = image_settings(args)
+    dry_run(specs, model_specs, scenario.name, measurements, out_dir, say_to(EventHook[Message](command)), plan,
+            base_image, offline, args.memory, scenario.generator_processes)
+    console.print(f"dry run: manifests in {out_dir / 'manifests'}, commands in {out_dir / 'commands.sh'}; "
+                  "nothing was applied")
+    return 0

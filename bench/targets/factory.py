@@ -1,0 +1,56 @@
+"""Targets by name: what `--target` chooses from, and how each is built from the same options.
+
+Each constructor imports its target lazily: building the parser (`bench --help`) needs only the names,
+not Docker or Kubernetes clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.targets.base import Target
+    from bench.targets.launch import CpuPlan
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """Everything a target may need; each target takes what applies to it (local ignores images)."""
+
+    cpus: CpuPlan
+    base_image: str
+    offline: bool
+    memory: str
+
+
+def _local(options: TargetOptions) -> Target:
+    from bench.targets.local import LocalTarget
+
+    return LocalTarget(options.cpus)
+
+
+def _docker(options: TargetOptions) -> Target:
+    from bench.targets.docker import DockerTarget
+
+    return DockerTarget(options.cpus, base_image=options.base_image, offline=options.offline, memory=options.memory)
+
+
+def _kserve(options: TargetOptions) -> Target:
+    from bench.targets.kserve.target import KServeTarget
+
+    return KServeTarget(options.cpus, base_image=options.base_image, offline=options.offline, memory=options.memory)
+
+
+TARGETS: dict[str, Callable[[TargetOptions], Target]] = {"local": _local, "docker": _docker, "kserve": _kserve}
+
+
+def make_target(name: str, options: TargetOptions) -> Target:
+    """The named target; an unknown name is a usage error, a missing prerequisite (no Docker daemon) is
+    raised by the target itself."""
+    constructor = TARGETS.get(name)
+    if constructor is None:
+        raise BenchError(f"target '{name}' is not available", hint=f"valid: {', '.join(TARGETS)}")
+    return constructor(options)
