@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -56,6 +56,61 @@ def runtimes_dir() -> Path:
 
 
 Scalar = str | int | float | bool
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+
+
+def _known_protocol(value: str) -> str:
+    if value not in CODECS:
+        raise ValueError(f"unknown protocol '{value}'; known: {', '.join(sorted(CODECS))}")
+    return value
+
+
+class KServeStock(BaseModel):
+    """A stock KServe ClusterServingRuntime that serves this runtime's models too (as the variant <name>-kserve,
+    KServe choosing command, ports and env). In its paths {model_name} is the InferenceService's name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cluster_runtime: str = Field(pattern=DNS_LABEL, description="the ClusterServingRuntime's name")
+    model_format: str = Field(min_length=1, description="the InferenceService's modelFormat.name")
+    protocol_version: Literal["v1", "v2", "grpc-v1", "grpc-v2"]
+    protocol: str = Field(description="our codec for what it serves")
+    model_class: str = Field(default="", description="what KServe fills into {{.Labels.modelClass}}")
+    port: int = Field(default=8080, ge=1, le=65535, description="the HTTP port the ClusterServingRuntime sets")
+    predict_path: str = Field(pattern=r"^/")
+    readiness_path: str = Field(pattern=r"^/")
+
+    _protocol = field_validator("protocol")(_known_protocol)
+
+    @field_validator("predict_path", "readiness_path")
+    @classmethod
+    def _only_model_name(cls, value: str) -> str:
+        odd = [name for name in PLACEHOLDER.findall(value) if name != "model_name"]
+        if odd:
+            raise ValueError(f"unknown placeholder '{{{odd[0]}}}'; a stock runtime's paths know only {{model_name}}")
+        return value
+
+
+class KServeOptions(BaseModel):
+    """runtime.yaml's `kserve:` block: how the runtime runs on KServe beyond its custom predictor container."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    stock: KServeStock | None = None
+
+
+class ComposePort(BaseModel):
+    """A fixed host port for one {free_port_N}: compose has no free-port allocator, and users read the names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z][a-z0-9]*$", description="SERVEBENCH_<RUNTIME>_<NAME>_PORT moves it")
+    port: int = Field(ge=1, le=65535)
+
+
+class ComposeOptions(BaseModel):
+    """runtime.yaml's `compose:` block: the service's default host ports (left out, free ones are assigned)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    port: int | None = Field(default=None, ge=1, le=65535, description="the HTTP port on 127.0.0.1")
+    extra_ports: list[ComposePort] = Field(default_factory=list, max_length=9, description="{free_port_N} in order")
 
 
 class RuntimeSpec(BaseModel):
@@ -75,14 +130,11 @@ class RuntimeSpec(BaseModel):
         default_factory=dict, description="workers, threads, event loop...: recorded as fairness settings"
     )
     serving_code: list[str] = Field(default_factory=list, description="files a team would have to write")
+    kserve: KServeOptions = KServeOptions()
+    compose: ComposeOptions = ComposeOptions()
     folder: Path = Path(".")
 
-    @field_validator("protocol")
-    @classmethod
-    def _known_protocol(cls, value: str) -> str:
-        if value not in CODECS:
-            raise ValueError(f"unknown protocol '{value}'; known: {', '.join(sorted(CODECS))}")
-        return value
+    _protocol = field_validator("protocol")(_known_protocol)
 
     @field_validator("command", "env", "predict_path", "readiness_path")
     @classmethod
@@ -203,9 +255,16 @@ class Stage(BaseModel):
     rate: float = Field(gt=0)
 
 
+PercentileName = Literal["p50", "p90", "p95", "p99", "p999"]
+# The percentiles every cell reports, and the level each name stands for: the one list of them.
+PERCENTILE_LEVELS: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+PERCENTILE_NAMES: tuple[str, ...] = get_args(PercentileName)
+assert tuple(PERCENTILE_LEVELS) == PERCENTILE_NAMES
+
+
 class Slo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    percentile: Literal["p50", "p90", "p95", "p99", "p999"] = "p99"
+    percentile: PercentileName = "p99"
     ms: float = Field(gt=0)
 
 

@@ -16,9 +16,19 @@ class BenchError(Exception):
 
 
 class DeployError(Exception):
-    """A runtime failed to start or answer; recorded against one cell, the run goes on."""
+    """A runtime failed to start or answer; recorded against one cell, the run goes on.
 
-    def __init__(self, message: str, log_tail: str = "") -> None:
+    message says what failed, hint what to do about it (as BenchError's), log_tail is the server's own
+    last output (never advice), so a reader can tell the harness's words from the runtime's."""
+
+    def __init__(self, message: str, log_tail: str = "", hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.log_tail = log_tail
+        self.hint = hint
+
+    def summary(self) -> str:
+        """One line for a cell's error: the message, the hint, then the last line the server logged."""
+        last = self.log_tail.strip().splitlines()[-1:]
+        return (self.message + (f" (hint: {self.hint})" if self.hint else "")
+                + (f" | last log line: {last[0][:200]}" if last else ""))

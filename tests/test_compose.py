@@ -1,9 +1,11 @@
-"""docker-compose.yml against the runtime folders, the env file `bench compose prepare` writes, the Locust
-image's contents, and the interactive locustfile mode's target choice (pure logic: no daemon, no Locust)."""
+"""docker-compose.yml with the runtime services `bench compose prepare` generates from the runtime folders,
+the env file it writes, the Locust image's contents, and the interactive locustfile mode's target choice
+(pure logic: no daemon, no Locust)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +13,35 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.config import load_runtime
+from bench.config import RuntimeSpec, available_runtimes, load_runtime, load_runtimes
 from bench.errors import BenchError
 from bench.load.bodies import request_bodies
 from bench.load.interactive import Target, choose_target, load_rows, parse_targets
 from bench.protocols import codec_for
-from bench.provision.compose import (
+from bench.provision.image_layout import image_layout
+from bench.targets.compose import (
+    AUTO_PORTS_FROM,
     LOCUSTFILE,
-    RUNTIMES,
+    RUNTIMES_FILE,
+    Prepared,
     bench_imports,
     compose_file,
     default_ports,
     env_values,
     link_models,
     locust_image_source,
+    next_steps,
     render_env,
+    render_runtimes_file,
+    runtimes_file,
+    variable_stem,
     write_env,
 )
-from bench.provision.image_layout import image_layout
 from bench.targets.launch import CpuPlan, render_launch
 
 VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 MODEL = "digits-mlp"
+RUNTIMES = available_runtimes()
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
@@ -46,7 +55,42 @@ def interpolate(text: str, env: dict[str, str]) -> str:
             return rest
         raise KeyError(f"{name} is required ({rest})")
 
-    return VARIABLE.sub(fill, text)
+    return re.sub(r"\$\$", "$", VARIABLE.sub(fill, text))
+
+
+def interpolated(node: Any, env: dict[str, str]) -> Any:
+    """A parsed compose file with every string interpolated, as compose does (after parsing, so a value
+    stays a string: compose converts cpus, scale and the like itself)."""
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, list):
+        return [interpolated(item, env) for item in node]
+    if isinstance(node, dict):
+        return {key: interpolated(value, env) for key, value in node.items()}
+    return node
+
+
+def loaded(text: str) -> dict[str, Any]:
+    return dict(interpolated(yaml.safe_load(text), sample_env()))
+
+
+def generated_text() -> str:
+    return render_runtimes_file(load_runtimes("all"), compose_file().read_text()).text
+
+
+def both_files() -> str:
+    return compose_file().read_text() + generated_text()
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Services of two compose files as compose combines them: mappings (environment) merged, the rest replaced."""
+    services = {name: dict(service) for name, service in base["services"].items()}
+    for name, service in override["services"].items():
+        combined = services.setdefault(name, {})
+        for key, value in service.items():
+            both = isinstance(value, dict) and isinstance(combined.get(key), dict)
+            combined[key] = {**combined[key], **value} if both else value
+    return services
 
 
 def sample_env() -> dict[str, str]:
@@ -56,15 +100,29 @@ def sample_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def services() -> dict[str, Any]:
-    config = yaml.safe_load(interpolate(compose_file().read_text(), sample_env()))
-    assert config["version"] == "2.4"
-    return dict(config["services"])
+    base, generated = loaded(compose_file().read_text()), loaded(generated_text())
+    assert base["version"] == generated["version"] == "2.4"  # compose 1.29 wants one version in all files
+    return merged(base, generated)
 
 
-def test_the_env_file_supplies_every_variable_the_compose_file_requires() -> None:
-    text = compose_file().read_text()
-    without_default = {name for name, kind, _ in VARIABLE.findall(text) if kind != "-"}
+def test_the_env_file_supplies_every_variable_the_compose_files_require() -> None:
+    without_default = {name for name, kind, _ in VARIABLE.findall(both_files()) if kind != "-"}
     assert without_default <= set(sample_env()), without_default - set(sample_env())
+
+
+def test_the_env_file_names_both_compose_files_and_every_runtime_image() -> None:
+    env = sample_env()
+    assert env["COMPOSE_FILE"].split(":") == [str(compose_file()), str(runtimes_file())]
+    assert runtimes_file().name == RUNTIMES_FILE and runtimes_file().parent == compose_file().parent
+    assert RUNTIMES_FILE in (compose_file().parent / ".gitignore").read_text()
+    for runtime in RUNTIMES:
+        assert env[f"SERVEBENCH_{variable_stem(runtime)}_IMAGE"].startswith(f"servebench/{runtime}:")
+
+
+def test_docker_compose_yml_names_no_runtime_service(services: dict[str, Any]) -> None:
+    base = yaml.safe_load(compose_file().read_text())
+    assert set(base["services"]) == {"mlflow-server", "locust-master", "locust-worker"}
+    assert set(services) == {*base["services"], *RUNTIMES}
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -72,11 +130,9 @@ def test_each_runtime_service_runs_its_runtime_yaml_on_its_own_loopback_port(ser
                                                                             runtime: str) -> None:
     spec = load_runtime(runtime)
     service = services[runtime]
-    ports = default_ports(compose_file().read_text(), {})
-    port = ports[f"SERVEBENCH_{runtime.upper()}_PORT"]
-    values = image_layout(spec).values("127.0.0.1", port)
-    values.update({"free_port_1": str(ports.get("SERVEBENCH_MLSERVER_GRPC_PORT")),
-                   "free_port_2": str(ports.get("SERVEBENCH_MLSERVER_METRICS_PORT"))})
+    assert spec.compose.port is not None  # every shipped runtime names its ports
+    values = image_layout(spec).values("127.0.0.1", spec.compose.port)
+    values.update({f"free_port_{n}": str(extra.port) for n, extra in enumerate(spec.compose.extra_ports, 1)})
     launch = render_launch(spec, MODEL, values)
     assert service["command"] == launch.command
     environment = {key: str(value) for key, value in service["environment"].items()}
@@ -93,7 +149,7 @@ def test_each_runtime_service_runs_its_runtime_yaml_on_its_own_loopback_port(ser
 
 
 def test_runtime_ports_are_distinct_and_every_server_binds_loopback(services: dict[str, Any]) -> None:
-    ports = default_ports(compose_file().read_text(), {})
+    ports = default_ports(both_files(), {})
     assert len(set(ports.values())) == len(ports) >= 9
     for name, service in services.items():
         assert service["network_mode"] == "host", name
@@ -103,12 +159,12 @@ def test_runtime_ports_are_distinct_and_every_server_binds_loopback(services: di
 
 def test_locust_targets_match_the_runtime_services(services: dict[str, Any]) -> None:
     targets = parse_targets(services["locust-worker"]["environment"]["SERVEBENCH_TARGETS"])
-    ports = default_ports(compose_file().read_text(), {})
+    ports = default_ports(both_files(), {})
     assert list(targets) == list(RUNTIMES)
     for runtime, target in targets.items():
         spec = load_runtime(runtime)
         launch = render_launch(spec, MODEL, image_layout(spec).values("127.0.0.1", ports[
-            f"SERVEBENCH_{runtime.upper()}_PORT"]) | {"free_port_1": "1", "free_port_2": "2"})
+            f"SERVEBENCH_{variable_stem(runtime)}_PORT"]) | {"free_port_1": "1", "free_port_2": "2"})
         assert (target.protocol, target.base_url, target.predict_path) == (
             spec.protocol, launch.endpoint.base_url, launch.endpoint.predict_path)
 
@@ -119,7 +175,7 @@ def test_locust_master_and_workers_share_one_configuration(services: dict[str, A
     assert "--master" in master["command"] and "--worker" in worker["command"]
     assert master["command"][master["command"].index("--web-host") + 1] == "127.0.0.1"
     assert master["command"][master["command"].index("--master-bind-host") + 1] == "127.0.0.1"
-    assert worker["scale"] == 2 and worker["depends_on"]["locust-master"]["condition"] == "service_healthy"
+    assert worker["scale"] == "2" and worker["depends_on"]["locust-master"]["condition"] == "service_healthy"
     assert master["cpuset"] == "0"
 
 
@@ -130,6 +186,87 @@ def test_the_mlflow_server_reads_the_harness_store_at_its_host_path(services: di
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert server["volumes"] == [{"type": "bind", "source": "/srv/state", "target": "/srv/state"}]
     assert server["user"] == "1000:1000"
+
+
+def test_the_shipped_runtimes_keep_their_documented_host_ports() -> None:
+    ports = default_ports(both_files(), {})
+    assert {key: port for key, port in ports.items() if key.startswith(("SERVEBENCH_ML", "SERVEBENCH_FA",
+                                                                         "SERVEBENCH_BE"))} == {
+        "SERVEBENCH_MLSERVER_PORT": 18081, "SERVEBENCH_MLFLOW_PORT": 18082, "SERVEBENCH_FASTAPI_PORT": 18083,
+        "SERVEBENCH_BENTOML_PORT": 18084, "SERVEBENCH_MLSERVER_GRPC_PORT": 18091,
+        "SERVEBENCH_MLSERVER_METRICS_PORT": 18092, "SERVEBENCH_MLFLOW_UI_PORT": 18080}
+
+
+# ---- generating the runtime services from runtime folders ------------------------------------------
+
+
+def copied_runtime(tmp_path: Path, source: str, name: str, compose: str | None = None) -> RuntimeSpec:
+    """A copy of a shipped runtime folder under a new name, its compose block replaced (or dropped)."""
+    folder = tmp_path / name
+    shutil.copytree(load_runtime(source).folder, folder)
+    text = (folder / "runtime.yaml").read_text().replace(f"name: {source}\n", f"name: {name}\n")
+    text = text[:text.index("\ncompose:") + 1] if "\ncompose:" in text else text
+    (folder / "runtime.yaml").write_text(text + (f"compose: {compose}\n" if compose else ""))
+    return load_runtime(str(folder))
+
+
+def render(specs: list[RuntimeSpec]) -> dict[str, Any]:
+    return dict(yaml.safe_load(render_runtimes_file(specs, compose_file().read_text()).text)["services"])
+
+
+def test_a_runtime_without_compose_ports_gets_free_ones_above_the_named_ones(tmp_path: Path) -> None:
+    shipped = load_runtimes("all")
+    copy = copied_runtime(tmp_path, "mlserver", "mlserver-copy")
+    generated = render_runtimes_file([*shipped, copy], compose_file().read_text())
+    ports = generated.ports["mlserver-copy"]
+    assert [(port.variable, port.default) for port in ports.values()] == [
+        ("SERVEBENCH_MLSERVER_COPY_PORT", AUTO_PORTS_FROM),
+        ("SERVEBENCH_MLSERVER_COPY_FREE1_PORT", AUTO_PORTS_FROM + 1),
+        ("SERVEBENCH_MLSERVER_COPY_FREE2_PORT", AUTO_PORTS_FROM + 2)]
+    environment = yaml.safe_load(generated.text)["services"]["mlserver-copy"]["environment"]
+    assert environment["MLSERVER_GRPC_PORT"] == "${SERVEBENCH_MLSERVER_COPY_FREE1_PORT:-18101}"
+    assert len(set(default_ports(compose_file().read_text() + generated.text, {}).values())) == 12
+
+
+@pytest.mark.parametrize(("compose", "field", "says"), [
+    ("{port: 18083}", "compose.port", "host port 18083 is fastapi's SERVEBENCH_FASTAPI_PORT too"),
+    ("{port: 8089}", "compose.port", "docker-compose.yml's SERVEBENCH_LOCUST_PORT"),
+])
+def test_a_host_port_claimed_twice_names_the_runtime_yaml_and_field(tmp_path: Path, compose: str, field: str,
+                                                                     says: str) -> None:
+    copy = copied_runtime(tmp_path, "fastapi", "fastapi-copy", compose)
+    with pytest.raises(BenchError) as caught:
+        render([*load_runtimes("all"), copy])
+    assert caught.value.message.startswith(f"{copy.folder / 'runtime.yaml'}: field '{field}': ")
+    assert says in caught.value.message and caught.value.hint
+
+
+def test_runtime_names_that_share_compose_variables_or_services_are_refused(tmp_path: Path) -> None:
+    one, other = copied_runtime(tmp_path, "fastapi", "my-server"), copied_runtime(tmp_path, "fastapi", "my_server")
+    with pytest.raises(BenchError, match="SERVEBENCH_MY_SERVER_PORT is my-server's too"):
+        render([one, other])
+    with pytest.raises(BenchError, match=r"field 'name': 'locust-master' is the name of a docker-compose\.yml service"):
+        render([copied_runtime(tmp_path, "fastapi", "locust-master")])
+    with pytest.raises(BenchError, match=r"SERVEBENCH_LOCUST_PORT is docker-compose\.yml's too"):
+        render([copied_runtime(tmp_path, "fastapi", "locust")])  # its image variable would be Locust's
+
+
+def test_a_literal_dollar_in_runtime_yaml_reaches_the_server_as_is(tmp_path: Path) -> None:
+    spec = copied_runtime(tmp_path, "fastapi", "dollar")
+    spec = spec.model_copy(update={"env": {**spec.env, "PRICE": "$5 and $HOME"}})
+    service = render([spec])["dollar"]
+    assert service["environment"]["PRICE"] == "$$5 and $$HOME"  # compose turns $$ back into $
+    assert interpolate(service["environment"]["PRICE"], {}) == "$5 and $HOME"
+
+
+def test_next_steps_print_every_runtime_url(tmp_path: Path) -> None:
+    prepared = Prepared(tmp_path / "x.env", {"SERVEBENCH_MODEL": MODEL}, [],
+                        {**default_ports(both_files(), {}), "SERVEBENCH_FASTAPI_COPY_PORT": 18100},
+                        [*RUNTIMES, "fastapi-copy"])
+    text = next_steps(prepared)
+    assert f"--env-file {tmp_path / 'x.env'} up -d" in text
+    for runtime, port in [("mlserver", 18081), ("bentoml", 18084), ("fastapi-copy", 18100), ("Locust", 8089)]:
+        assert re.search(rf"^  {re.escape(runtime)} +http://127.0.0.1:{port}$", text, re.MULTILINE), text
 
 
 # ---- env file and model links ----------------------------------------------------------------------

@@ -106,6 +106,22 @@ def test_shipped_runtime_templates_render_completely(name: str, counted_ports: l
     assert "<port>" in " ".join(rendered), f"{name} never receives the port the harness probes"
 
 
+def test_runtime_facts_for_kserve_and_compose_live_in_runtime_yaml() -> None:
+    stock = load_runtime("mlserver").kserve.stock
+    assert stock is not None
+    assert (stock.cluster_runtime, stock.model_format, stock.protocol_version, stock.protocol, stock.port) == (
+        "kserve-mlserver", "mlflow", "v2", "v2", 8080)
+    assert stock.predict_path == "/v2/models/{model_name}/infer"
+    assert [load_runtime(name).kserve.stock for name in ("mlflow", "fastapi", "bentoml")] == [None, None, None]
+    assert [(p.name, p.port) for p in load_runtime("mlserver").compose.extra_ports] == [("grpc", 18091),
+                                                                                       ("metrics", 18092)]
+
+
+def test_both_blocks_are_optional(tmp_path: Path) -> None:
+    spec = load_runtime(str(_runtime_folder(tmp_path, VALID)))
+    assert spec.kserve.stock is None and spec.compose.port is None and spec.compose.extra_ports == []
+
+
 def test_load_runtimes_all_loads_every_shipped_runtime() -> None:
     assert [spec.name for spec in load_runtimes("all")] == available_runtimes()
 
@@ -149,6 +165,8 @@ def test_comma_list_mixes_names_and_paths(tmp_path: Path) -> None:
 
 # ---- bad runtime.yaml files ---------------------------------------------------------------------------
 
+STOCK = "{stock: {cluster_runtime: kserve-x, model_format: m, protocol_version: %s, protocol: %s, " \
+        "predict_path: %s, readiness_path: /r}}"
 BAD_FIELDS = {
     # case: (runtime.yaml text, field named in the message, other text the message must hold)
     "unknown field": (_with("wokers", "2"), "wokers", "Extra inputs"),
@@ -165,6 +183,19 @@ BAD_FIELDS = {
     "bad name": (_with("name", "My Runtime"), "name", "pattern"),
     "non-positive timeout": (_with("startup_timeout_s", "0"), "startup_timeout_s", "greater than 0"),
     "non-string env value": (_with("env", "{WORKERS: 2}"), "env.WORKERS", "string"),
+    # the kserve: and compose: blocks
+    "unknown kserve field": (_with("kserve", "{stok: {}}"), "kserve.stok", "Extra inputs"),
+    "stock protocol version": (_with("kserve", STOCK % ("v3", "v2", "/p")), "kserve.stock.protocol_version", "'v2'"),
+    "stock protocol": (_with("kserve", STOCK % ("v2", "grpc", "/p")), "kserve.stock.protocol", "unknown protocol"),
+    "stock path placeholder": (_with("kserve", STOCK % ("v2", "v2", "'/{port}'")), "kserve.stock.predict_path",
+                               "'{port}'; a stock runtime's paths know only {model_name}"),
+    "stock without its runtime": (_with("kserve", "{stock: {model_format: m, protocol_version: v2, protocol: v2, "
+                                                  "predict_path: /p, readiness_path: /r}}"),
+                                  "kserve.stock.cluster_runtime", "required"),
+    "compose port out of range": (_with("compose", "{port: 70000}"), "compose.port", "65535"),
+    "compose extra port name": (_with("compose", "{extra_ports: [{name: Grpc, port: 1}]}"),
+                                "compose.extra_ports.0.name", "pattern"),
+    "unknown compose field": (_with("compose", "{prot: 1}"), "compose.prot", "Extra inputs"),
 }
 
 

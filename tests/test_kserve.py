@@ -166,6 +166,45 @@ def test_fixed_ports_in_a_pod_and_free_ones_on_a_shared_host() -> None:
     assert len(ports) == 3 and str(served.port) == env["MLSERVER_HTTP_PORT"] != "8080"
 
 
+def test_stock_variants_come_from_the_runtime_yaml_kserve_block() -> None:
+    target = dry_target()
+    expanded = target.expand_runtimes([load_runtime(name) for name in RUNTIMES])
+    stocked = [name for name in RUNTIMES if load_runtime(name).kserve.stock is not None]
+    assert [r.name for r in expanded if r.name.endswith("-kserve")] == [f"{name}-kserve" for name in stocked]
+    variant = next(r for r in expanded if r.name == "mlserver-kserve")
+    assert variant.settings["serving_runtime"] == "kserve-mlserver" and variant.protocol == "v2"
+    assert target.variants == {"mlserver-kserve": load_runtime("mlserver")}
+
+
+def test_the_stock_manifest_reads_port_and_paths_from_the_block(tmp_path: Path) -> None:
+    runtime = load_runtime("mlserver")
+    assert runtime.kserve.stock is not None
+    moved = runtime.kserve.stock.model_copy(update={"port": 9000, "predict_path": "/x/{model_name}/predict"})
+    runtime = runtime.model_copy(update={"kserve": runtime.kserve.model_copy(update={"stock": moved})})
+    target = dry_target()
+    variant = target.expand_runtimes([runtime])[1]
+    isvc, served = target.render(variant, planned_model(get_spec("iris-logreg")), tmp_path)
+    assert (served.port, served.predict_path) == (9000, "/x/mlserver-kserve-iris-logreg/predict")
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == "kserve-mlserver" and problems(isvc) == []
+
+
+def test_a_runtime_named_like_a_stock_variant_is_refused() -> None:
+    clash = load_runtime("fastapi").model_copy(update={"name": "mlserver-kserve"})
+    with pytest.raises(BenchError, match="'mlserver-kserve' has the name of mlserver's stock KServe variant"):
+        dry_target().expand_runtimes([load_runtime("mlserver"), clash])
+
+
+def test_cluster_up_checks_every_cluster_serving_runtime_the_runtime_folders_name(
+        tmp_path: Path, tools_present: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cluster.stock_cluster_runtimes() == ["kserve-mlserver"]
+    monkeypatch.setenv("SERVEBENCH_HOME", str(tmp_path / "home"))
+    runner = Canned({"kind get clusters": Result(0, "servebench\n"),
+                     "kubectl --context kind-servebench get clusterservingruntime kserve-other": Result(1)})
+    with pytest.raises(BenchError, match="no ClusterServingRuntime kserve-other") as caught:
+        cluster.cluster_up(runner, tmp_path, lambda _m: None, ["kserve-mlserver", "kserve-other"])
+    assert caught.value.hint and "kserve.stock" in caught.value.hint
+
+
 def test_memory_and_names() -> None:
     assert manifests.k8s_memory("4g") == "4Gi" and manifests.k8s_memory("512m") == "512Mi"
     with pytest.raises(BenchError, match="bad memory limit"):
@@ -329,6 +368,30 @@ def test_a_deploy_that_never_gets_ready_reports_and_deletes(tmp_path: Path, real
     commands = [" ".join(c) for c in runner.history]
     assert commands[-1].startswith("kubectl --context kind-servebench delete inferenceservice fastapi-iris-logreg")
     assert not any("port-forward" in c for c in commands)
+
+
+def test_a_manifest_problem_is_a_deploy_error_with_a_hint_and_no_log(tmp_path: Path, real_mode: None) -> None:
+    runner = Canned({"kind get clusters": Result(0, "servebench")})
+    target = KServeTarget(CPUS, "servebench-base:bookworm", True, "4g", runner)
+    target.tags["fastapi"] = "servebench/fastapi:0123456789abcdef"
+    (tmp_path / "elsewhere").mkdir()
+    outside = LocalModel(get_spec("iris-logreg"), "1", "f00", tmp_path / "elsewhere", np.zeros((1, 4)),
+                         np.zeros((1, 3)))
+    with pytest.raises(DeployError, match=r"fastapi on KServe: .* is not under") as failure:
+        target.deploy(load_runtime("fastapi"), outside, tmp_path / "servers")
+    assert failure.value.hint == "the kind cluster mounts only $SERVEBENCH_HOME/models"
+    assert failure.value.log_tail == ""
+    assert "(hint: the kind cluster mounts only" in failure.value.summary()
+
+
+def test_deployments_are_owned_from_apply_to_delete(tmp_path: Path) -> None:
+    from bench.targets.owned import OWNED
+
+    target = dry_target()
+    deployment = target.deploy(load_runtime("fastapi"), planned_model(get_spec("iris-logreg")), tmp_path / "servers")
+    assert deployment in OWNED.live()
+    deployment.stop()
+    assert deployment not in OWNED.live()
 
 
 def test_ctrl_c_while_waiting_deletes_the_inference_service(tmp_path: Path, real_mode: None) -> None:

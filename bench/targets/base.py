@@ -20,6 +20,8 @@ import requests
 from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
+from bench.results.schema import Provisioning
+from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
 
 
@@ -44,7 +46,9 @@ class Endpoint:
 
 @dataclass(eq=False)
 class Deployment(ABC):
-    """A running server. Use as a context manager so it is always stopped."""
+    """A running server. Use as a context manager so it is always stopped.
+
+    A target adds it to bench.targets.owned.OWNED once there is something to stop; stop() takes it out."""
 
     runtime: RuntimeSpec
     model: LocalModel
@@ -53,6 +57,7 @@ class Deployment(ABC):
     startup_s: float = 0.0
     fairness: dict[str, Any] = field(default_factory=dict)
     tree: ProcessTree | None = None  # the server's processes as the host sees them (containers included)
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     @abstractmethod
     def alive(self) -> bool: ...
@@ -65,9 +70,19 @@ class Deployment(ABC):
         """CPU used since the previous call, in percent of one core."""
         return self.tree.cpu_percent() if self.tree else 0.0
 
-    @abstractmethod
     def stop(self) -> None:
-        """Stop the server and everything it started; idempotent."""
+        """Stop the server and everything it started; idempotent, and it leaves the owned registry."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.release()
+        finally:
+            OWNED.discard(self)
+
+    @abstractmethod
+    def release(self) -> None:
+        """What stopping means on this target (the process tree, the container, the InferenceService); once."""
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -93,7 +108,7 @@ def stopped_unless_ready(deployment: Deployment, where: str) -> Iterator[None]:
     except (DeployError, BenchError) as exc:
         tail = exc.log_tail if isinstance(exc, DeployError) and exc.log_tail else deployment.log_tail()
         deployment.stop()
-        raise DeployError(f"{where}: {exc.message}", tail) from None
+        raise DeployError(f"{where}: {exc.message}", tail, exc.hint) from None
     except BaseException:
         deployment.stop()
         raise
@@ -104,10 +119,21 @@ class Provisioned:
     """What a target prepared for a runtime (an environment, an image): its packages and its costs."""
 
     packages: dict[str, str]
-    meta: dict[str, Any]
+    record: Provisioning
 
 
 Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    """What a rehearsal (a dry run) stands in for at each deployment: the measurements a run would make and
+    the load generator's size, for targets that render load of their own (KServe's in-cluster Locust)."""
+
+    scenario: str
+    measurements: int
+    generator_processes: int
+    out_dir: Path
 
 
 class Target(ABC):
@@ -126,6 +152,27 @@ class Target(ABC):
     def expand_runtimes(self, runtimes: list[RuntimeSpec]) -> list[RuntimeSpec]:
         """The runtimes this target runs for the ones asked for (KServe adds its stock-runtime variants)."""
         return runtimes
+
+    def rehearsal_artifacts(self, deployment: Deployment, rehearsal: Rehearsal) -> None:  # noqa: B027 - optional
+        """Files a rehearsal leaves for one deployment beyond what deploy() writes; none by default."""
+
+
+def rehearse(target: Target, runtimes: list[RuntimeSpec], models: list[LocalModel], rehearsal: Rehearsal,
+             say: Say) -> None:
+    """A run's plan walked through the Target interface without measuring: per runtime (as the target expands
+    them) provision, then per model deploy, say where parity and load would run, sample the server once as a
+    run does, and stop. Through a target whose commands are only printed (KServe with a dry-run Runner) this
+    is the dry run: it shows a run's steps because it takes them, not a second copy of the loop."""
+    log_dir = rehearsal.out_dir / "servers"
+    for runtime in target.expand_runtimes(runtimes):
+        say(f"--- {runtime.name}")
+        target.provision(runtime, log_dir, say)
+        for model in models:
+            with target.deploy(runtime, model, log_dir) as deployment:
+                say(f"bench: parity check, then {rehearsal.measurements} measurement(s) of scenario "
+                    f"{rehearsal.scenario} against {deployment.endpoint.predict_url} ({deployment.endpoint.protocol})")
+                deployment.cpu_percent()
+            target.rehearsal_artifacts(deployment, rehearsal)
 
 
 def wait_until_ready(url: str, timeout_s: float, still_running: Callable[[], str | None],

@@ -4,18 +4,20 @@ The container runs exactly the command runtime.yaml gives (rendered with the ima
 local and Docker results differ only by what containers cost. Where the daemon has a default bridge,
 the port is published on 127.0.0.1 only; where it has none (as on this project's machines) the
 container shares the host's network and binds 127.0.0.1 itself. Every container is removed after its
-cell, on failure, on Ctrl-C (atexit) and, as a last resort, by label at the end of a run.
+cell, on failure, on Ctrl-C and at exit (bench.targets.owned) and, for a harness that was killed outright,
+by the next Docker run: containers carry their owner (pid, its start time, the host) as labels, and
+those of an owner that no longer runs are removed.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
 import secrets
-import threading
+import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
@@ -24,38 +26,60 @@ from bench.provision.containers import docker, has_bridge_network, inspect, requ
 from bench.provision.envs import pinned_requirements
 from bench.provision.image_layout import image_layout
 from bench.provision.images import ImageInfo, ensure_image
+from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
+from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
 
-OWNER_LABEL = "servebench.owner"
+OWNER_LABEL = "servebench.owner"  # the harness's pid
+OWNER_STARTED_LABEL = "servebench.owner-started"  # its start time: a pid alone is reused
+OWNER_HOST_LABEL = "servebench.owner-host"  # pids mean something on this host only
 DEFAULT_MEMORY = "4g"
-
-_LIVE: set[str] = set()
-_LIVE_LOCK = threading.Lock()
 
 
 def remove_container(container: str) -> None:
     docker("rm", "-f", container, check=False, timeout=60)
-    with _LIVE_LOCK:
-        _LIVE.discard(container)
 
 
-def remove_all_owned() -> None:
-    """Every container this harness process started, whatever happened to it."""
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for container in live:
+def _started(process: psutil.Process) -> str:
+    return f"{process.create_time():.2f}"
+
+
+def owner_labels() -> dict[str, str]:
+    """Who created a container: this process, as the next run can check whether it still runs."""
+    me = psutil.Process()
+    return {OWNER_LABEL: str(me.pid), OWNER_STARTED_LABEL: _started(me), OWNER_HOST_LABEL: socket.gethostname()}
+
+
+def _owner_runs(pid: str, started: str) -> bool:
+    try:
+        return _started(psutil.Process(int(pid))) == started
+    except psutil.Error:
+        return False
+
+
+def reap_orphans() -> int:
+    """Remove the containers of harness processes on this host that no longer run (a SIGKILL gives a harness
+    no chance to clean up); returns how many. A live harness's containers (a side-by-side run) are left
+    alone, as are those of other hosts and containers without the full set of owner labels."""
+    fields = "\t".join(f'{{{{.Label "{label}"}}}}' for label in (OWNER_LABEL, OWNER_STARTED_LABEL, OWNER_HOST_LABEL))
+    listed = docker("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format", "{{.ID}}\t" + fields,
+                    check=False, timeout=60)
+    host = socket.gethostname()
+    orphans = []
+    for line in listed.stdout.splitlines():
+        container, pid, started, owner_host = [*line.split("\t"), "", "", ""][:4]
+        if owner_host == host and pid.isdigit() and started and not _owner_runs(pid, started):
+            orphans.append(container)
+    for container in orphans:
         remove_container(container)
-
-
-atexit.register(remove_all_owned)
+    return len(orphans)
 
 
 @dataclass(eq=False)
 class DockerDeployment(Deployment):
     container: str = ""
-    _stopped: bool = field(default=False)
 
     def _state(self) -> dict[str, object]:
         details = inspect("container", self.container)
@@ -81,10 +105,9 @@ class DockerDeployment(Deployment):
         result = docker("logs", "--tail", str(lines), self.container, check=False, timeout=30)
         return (result.stdout + result.stderr).strip() or super().log_tail(lines)
 
-    def stop(self) -> None:
-        if self._stopped or not self.container:
+    def release(self) -> None:
+        if not self.container:
             return
-        self._stopped = True
         self.save_log()
         remove_container(self.container)
 
@@ -97,6 +120,7 @@ class DockerTarget(Target):
     def __init__(self, cpus: CpuPlan | None = None, base_image: str = "python:3.11-slim", offline: bool = False,
                  memory: str = DEFAULT_MEMORY) -> None:
         require_daemon()
+        reap_orphans()
         self.cpus = cpus or default_cpu_plan()
         self.base_image = base_image
         self.offline = offline
@@ -113,17 +137,17 @@ class DockerTarget(Target):
 
     def provision(self, runtime: RuntimeSpec, log_dir: Path, say: Say) -> Provisioned:
         image = self.image_for(runtime, log_dir, say)
-        return Provisioned(pinned_requirements(runtime), {
-            "image": image.tag, "image_size_mb": image.size_mb, "image_build_s": image.build_s,
-            "image_built_now": image.built_now, "base_image": image.base_image, "offline_build": image.offline,
-            "env_packages": len(pinned_requirements(runtime))})
+        packages = pinned_requirements(runtime)
+        return Provisioned(packages, Provisioning(
+            kind="image", identity=image.tag, packages=len(packages), size_mb=image.size_mb, build_s=image.build_s,
+            built_now=image.built_now, facts={"base_image": image.base_image, "offline_build": image.offline}))
 
     def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> DockerDeployment:
         try:
             image = self.image_for(runtime, log_dir)
             layout = image_layout(runtime)
         except BenchError as exc:
-            raise DeployError(f"{runtime.name} image: {exc.message}", exc.hint or "") from None
+            raise DeployError(f"{runtime.name} image: {exc.message}", hint=exc.hint) from None
         port = free_port()
         launch = render_launch(runtime, model.name, layout.values("0.0.0.0" if self.bridge else HOST, port))
         endpoint = launch.endpoint
@@ -133,7 +157,8 @@ class DockerTarget(Target):
         name = f"servebench-{runtime.name}-{model.name}-{secrets.token_hex(3)}"
         network = ["-p", f"{HOST}:{port}:{port}"] if self.bridge else ["--network", "host"]
         environment = {**thread_env(len(self.cpus.server)), **launch.env}
-        create = ["create", "--name", name, "--label", f"{OWNER_LABEL}={os.getpid()}", *network,
+        labels = [part for key, value in owner_labels().items() for part in ("--label", f"{key}={value}")]
+        create = ["create", "--name", name, *labels, *network,
                   "--cpuset-cpus", ",".join(map(str, self.cpus.server)), "--cpus", str(len(self.cpus.server)),
                   "--memory", self.memory, "--no-healthcheck",
                   "-v", f"{model.model_dir}:{layout.model_dir}:ro"]
@@ -146,9 +171,7 @@ class DockerTarget(Target):
         try:
             container = docker(*create, image.tag, *launch.command, timeout=600).stdout.strip()
         except BenchError as exc:
-            raise DeployError(f"{runtime.name}: {exc.message}") from None
-        with _LIVE_LOCK:
-            _LIVE.add(container)
+            raise DeployError(f"{runtime.name}: {exc.message}", hint=exc.hint) from None
         deployment = DockerDeployment(
             runtime=runtime, model=model, endpoint=endpoint, log_path=log_path, container=container,
             fairness={**self.cpus.as_dict(), "threads_env": len(self.cpus.server), "cpus_limit": len(self.cpus.server),
@@ -156,6 +179,7 @@ class DockerTarget(Target):
                       "image": image.tag, "image_size_mb": image.size_mb, "image_build_s": image.build_s,
                       "base_image": image.base_image, "offline_build": image.offline, **runtime.settings},
         )
+        OWNED.add(deployment)
         create_s = time.monotonic() - created
         started = time.monotonic()
         with stopped_unless_ready(deployment, f"{runtime.name} with {model.name} in Docker"):

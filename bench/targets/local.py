@@ -1,21 +1,19 @@
 """Local target: each runtime as a process tree of its own virtualenv, pinned to its own CPUs.
 
 The server is started in a new session (its own process group) so that stopping it kills every worker it
-forked; the Linux parent-death signal and an atexit hook make sure no server outlives the harness, even
-when the harness is interrupted.
+forked; the Linux parent-death signal and the owned-resource registry (bench.targets.owned: Ctrl-C, atexit)
+make sure no server outlives the harness, even when the harness is interrupted.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import signal
 import subprocess
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -25,8 +23,10 @@ from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.processes import pin_and_tie_to_parent
 from bench.provision.envs import RuntimeEnv, require_env
+from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
+from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
 
 STOP_GRACE_S = 10.0
@@ -34,26 +34,11 @@ STOP_GRACE_S = 10.0
 SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "CONDA_PREFIX")
 
 
-_LIVE: set[LocalDeployment] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-def stop_all() -> None:
-    """Stop every server this harness started (atexit, signal handlers)."""
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for deployment in live:
-        deployment.stop()
-
-
-atexit.register(stop_all)
-
 
 @dataclass(eq=False)
 class LocalDeployment(Deployment):
     process: subprocess.Popen[bytes] | None = None
     work_dir: Path | None = None
-    _stopped: bool = field(default=False)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -63,10 +48,9 @@ class LocalDeployment(Deployment):
             return None
         return f"exit code {self.process.returncode}"
 
-    def stop(self) -> None:
-        if self._stopped or self.process is None:
+    def release(self) -> None:
+        if self.process is None:
             return
-        self._stopped = True
         process = self.process
         try:
             descendants = psutil.Process(process.pid).children(recursive=True)
@@ -85,8 +69,6 @@ class LocalDeployment(Deployment):
                 leftover.kill()
         psutil.wait_procs(still_alive, timeout=3)  # a signal is delivered asynchronously: see it land
         _signal_group(process.pid, signal.SIGKILL)
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
         if self.work_dir is not None:
             _remove_tree(self.work_dir)
 
@@ -114,8 +96,8 @@ class LocalTarget(Target):
 
     def provision(self, runtime: RuntimeSpec, log_dir: Path, say: Say) -> Provisioned:
         env = require_env(runtime, lambda name, status: say(f"{name} environment: {status}"))
-        return Provisioned(env.packages, {"env_size_mb": env.size_mb, "env_packages": len(env.packages),
-                                          "env_key": env.key, "env_build_s": env.build_s})
+        return Provisioned(env.packages, Provisioning(kind="virtualenv", identity=env.key, packages=len(env.packages),
+                                                      size_mb=env.size_mb, build_s=env.build_s))
 
     def environment(self, runtime_env: RuntimeEnv, rendered: dict[str, str]) -> dict[str, str]:
         """The server's environment: the runtime's venv activated, one BLAS/OpenMP thread per CPU."""
@@ -158,8 +140,7 @@ class LocalTarget(Target):
             except OSError as exc:
                 _remove_tree(work_dir)
                 raise DeployError(f"cannot start {command[0]}: {exc.strerror}") from None
-        with _LIVE_LOCK:
-            _LIVE.add(deployment)
+        OWNED.add(deployment)
         deployment.tree = ProcessTree(deployment.process.pid)
         with stopped_unless_ready(deployment, f"{runtime.name} with {model.name}"):
             wait_until_ready(endpoint.readiness_url, runtime.startup_timeout_s, deployment.exit_reason)

@@ -1,9 +1,11 @@
 """docker-compose.yml for real, with Debian's docker-compose: prepare, bring up, probe, swarm, tear down.
 
-A subset keeps it within what the vfs storage driver allows (creating a container copies its image):
-the FastAPI runtime, the MLflow server and a Locust master with one worker; the same file's four
-runtimes are checked against their runtime.yaml by tests/test_compose.py. Ports are free ones and the
-compose project has its own name, so a user's `docker-compose up` on the default ports is left alone.
+`bench compose prepare` writes the runtime services into docker-compose.runtimes.yml; both files are
+named with -f, as a user naming files explicitly must (the env file's COMPOSE_FILE yields to -f). A
+subset keeps it within what the vfs storage driver allows (creating a container copies its image): the
+FastAPI runtime, the MLflow server and a Locust master with one worker; every generated runtime service
+is checked against its runtime.yaml by tests/test_compose.py. Ports are free ones and the compose project
+has its own name, so a user's `docker-compose up` on the default ports is left alone.
 Skips without a daemon or docker-compose, unless SERVEBENCH_REQUIRE_DOCKER is set (as CI sets it).
 """
 
@@ -24,7 +26,7 @@ import pytest
 from docker_daemon import require_docker
 
 from bench.protocols import codec_for
-from bench.provision.compose import compose_file
+from bench.targets.compose import compose_file, runtimes_file
 from bench.targets.launch import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -77,7 +79,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     assert prepare.returncode == 0, prepare.stderr[-3000:]
     assert f"--env-file {env_file}" in prepare.stdout
     project = f"servebench-test-{secrets.token_hex(3)}"
-    compose = ["docker-compose", "--project-name", project, "--env-file", str(env_file), "-f", str(compose_file())]
+    assert runtimes_file().is_file()  # written by prepare
+    compose = ["docker-compose", "--project-name", project, "--env-file", str(env_file), "-f", str(compose_file()),
+               "-f", str(runtimes_file())]
     try:
         started = time.monotonic()
         up = subprocess.run([*compose, "up", "-d", *SERVICES], capture_output=True, text=True, env=env, timeout=1200)

@@ -139,13 +139,16 @@ def test_the_stock_mlserver_runtime_with_our_image(images: DockerTarget, models:
     runtime's container env ({{.Labels.modelClass}} filled as KServe does for modelFormat mlflow), the env
     KServe adds for a storageUri (MLSERVER_MODEL_NAME = the InferenceService's name, MLSERVER_MODEL_URI =
     /mnt/models), the InferenceService's own env, and the image's default command (the runtime names none)."""
-    stock = manifests.STOCK_RUNTIMES["mlserver"]
     runtime = load_runtime("mlserver")
+    stock = runtime.kserve.stock
+    assert stock is not None
+    variant = manifests.stock_variant(runtime)
     model = models["iris-logreg"]
     layout = image_layout(runtime)
     tag = images.image_for(runtime, tmp_path).tag
-    name = manifests.object_name(stock.variant, model.name)
-    isvc = manifests.stock_inference_service(name, stock, model.name, tag, layout, RESOURCES, "pvc://p/iris-logreg")
+    name = manifests.object_name(variant, model.name)
+    isvc = manifests.stock_inference_service(name, variant, stock, model.name, tag, layout, RESOURCES,
+                                             "pvc://p/iris-logreg")
     assert problems(isvc) == []
     cluster_runtime = yaml.safe_load(MLSERVER_RUNTIME.read_text())
     assert cluster_runtime["metadata"]["name"] == stock.cluster_runtime

@@ -8,12 +8,12 @@ kind cluster's context, so another cluster in the user's kubeconfig is never tou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import yaml
 
-from bench.config import project_root, state_dir
+from bench.config import load_runtimes, project_root, state_dir
 from bench.errors import BenchError
 from bench.targets.kserve import manifests, versions
 from bench.targets.kserve.runner import Runner, require_tools
@@ -69,8 +69,14 @@ def storage_manifests() -> list[manifests.Manifest]:
     return [manifests.namespace(), *manifests.model_storage()]
 
 
-def cluster_up(runner: Runner, work_dir: Path, say: Say) -> None:
-    """Create (or reuse) the cluster and everything KServe needs, then check it is ready."""
+def stock_cluster_runtimes() -> list[str]:
+    """Every ClusterServingRuntime a runtime folder's kserve.stock block names: what the cluster must offer."""
+    return sorted({spec.kserve.stock.cluster_runtime for spec in load_runtimes("all") if spec.kserve.stock})
+
+
+def cluster_up(runner: Runner, work_dir: Path, say: Say, cluster_runtimes: Iterable[str] | None = None) -> None:
+    """Create (or reuse) the cluster and everything KServe needs, then check it is ready. cluster_runtimes:
+    the stock ClusterServingRuntimes to check for (default: those every runtime folder names)."""
     if not runner.dry_run:
         require_tools("docker", "kind", "kubectl", "helm")
         models_root().mkdir(parents=True, exist_ok=True)
@@ -100,10 +106,11 @@ def cluster_up(runner: Runner, work_dir: Path, say: Say) -> None:
     _helm_release(runner, say, "metrics-server", "kube-system",
                   ["metrics-server", "--repo", "https://kubernetes-sigs.github.io/metrics-server/", "--version",
                    versions.METRICS_SERVER_CHART, "--set", "args={--kubelet-insecure-tls}"])
-    stock = manifests.STOCK_RUNTIMES["mlserver"].cluster_runtime
-    if not runner.run(*kubectl("get", "clusterservingruntime", stock), probe=True).ok and not runner.dry_run:
-        raise BenchError(f"KServe is installed but has no ClusterServingRuntime {stock}",
-                         hint="reinstall the kserve release: bench cluster down && bench cluster up")
+    for stock in stock_cluster_runtimes() if cluster_runtimes is None else cluster_runtimes:
+        if not runner.run(*kubectl("get", "clusterservingruntime", stock), probe=True).ok and not runner.dry_run:
+            raise BenchError(f"KServe is installed but has no ClusterServingRuntime {stock}",
+                             hint="reinstall the kserve release (bench cluster down && bench cluster up), or "
+                                  "drop the kserve.stock block of the runtime.yaml that names it")
     storage = storage_manifests()
     validate(storage, "cluster storage")
     path = work_dir / "cluster-storage.yaml"

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config import RuntimeSpec
+from bench.config import KServeStock, RuntimeSpec
 from bench.errors import BenchError
 from bench.provision.image_layout import ImageLayout
 from bench.targets.kserve import versions
-from bench.targets.launch import render_launch, thread_env
+from bench.targets.launch import render, render_launch, thread_env
 
 NAMESPACE = "servebench"
 MODELS_PV = "servebench-models"
@@ -55,20 +55,10 @@ def k8s_memory(docker_memory: str) -> str:
     return number + {"k": "Ki", "m": "Mi", "g": "Gi", "": ""}[unit]
 
 
-@dataclass(frozen=True)
-class StockRuntime:
-    """A KServe ClusterServingRuntime run as an extra variant of one of our runtimes (same image)."""
-
-    variant: str  # the variant's runtime name in results
-    cluster_runtime: str
-    model_format: str
-    protocol_version: str  # KServe's protocolVersion
-    protocol: str  # our codec for it
-    model_class: str  # what KServe puts in the runtime's {{.Labels.modelClass}} for this model format
-
-
-STOCK_RUNTIMES = {"mlserver": StockRuntime("mlserver-kserve", "kserve-mlserver", "mlflow", "v2", "v2",
-                                           "mlserver_mlflow.MLflowRuntime")}
+def stock_variant(runtime: RuntimeSpec) -> str:
+    """The runtime name, in results, of a runtime run on its kserve.stock ClusterServingRuntime: derived from
+    the runtime's own name, so a copied runtime folder gets a variant of its own."""
+    return f"{runtime.name}-kserve"
 
 
 def object_name(*parts: str) -> str:
@@ -187,15 +177,17 @@ def inference_service(name: str, runtime: RuntimeSpec, model_name: str, containe
             "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "containers": [container]}}}
 
 
-def stock_inference_service(name: str, stock: StockRuntime, model_name: str, image: str | None, layout: ImageLayout,
-                            resources: Resources, model_uri: str) -> Manifest:
-    """The same model on KServe's own ClusterServingRuntime: KServe chooses the command, ports and env.
+def stock_inference_service(name: str, variant: str, stock: KServeStock, model_name: str, image: str | None,
+                            layout: ImageLayout, resources: Resources, model_uri: str) -> Manifest:
+    """The same model on KServe's own ClusterServingRuntime (runtime.yaml's kserve.stock): KServe chooses
+    the command, ports and env, and serves the model under the InferenceService's name.
 
-    image: our runtime image (its MLServer and MLflow pins match the model's), or None for the image
-    the ClusterServingRuntime names (its library versions may not load the model).
+    image: our runtime image (its library pins match the model's), or None for the image the
+    ClusterServingRuntime names (its library versions may not load the model).
     """
-    port = 8080  # the kserve-mlserver runtime sets MLSERVER_HTTP_PORT=8080
-    served = Served(stock.protocol, name, f"/v2/models/{name}/infer", f"/v2/models/{name}/ready", port)
+    paths = {"model_name": name}
+    served = Served(stock.protocol, name, render(stock.predict_path, paths), render(stock.readiness_path, paths),
+                    stock.port)
     model: Manifest = {"modelFormat": {"name": stock.model_format}, "runtime": stock.cluster_runtime,
                        "protocolVersion": stock.protocol_version, "storageUri": model_uri,
                        "resources": resources.as_k8s(), "securityContext": _security(layout),
@@ -204,7 +196,7 @@ def stock_inference_service(name: str, stock: StockRuntime, model_name: str, ima
     if image is not None:
         model.update(image=image, imagePullPolicy="IfNotPresent")
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": _metadata(name, stock.variant, model_name, served),
+            "metadata": _metadata(name, variant, model_name, served),
             "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model}}}
 
 

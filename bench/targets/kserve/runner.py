@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.targets.owned import OWNED
 
 Echo = Callable[[str], None]
 
@@ -38,15 +39,19 @@ class Result:
 
 
 class Background:
-    """A long-running command (kubectl port-forward): stopped with its whole process group."""
+    """A long-running command (kubectl port-forward): stopped with its whole process group, and owned
+    (bench.targets.owned) from start to stop, so Ctrl-C or exit never leaves one running."""
 
     def __init__(self, process: subprocess.Popen[bytes] | None) -> None:
         self.process = process
+        if process is not None:
+            OWNED.add(self)
 
     def alive(self) -> bool:
         return self.process is None or self.process.poll() is None
 
     def stop(self) -> None:
+        OWNED.discard(self)
         process = self.process
         if process is None or process.poll() is not None:
             return

@@ -2,20 +2,19 @@
 
 The images are the Docker target's (same content-hash tags), put on the node with `kind load docker-image`
 and never pulled (imagePullPolicy IfNotPresent). Each runtime x model is one InferenceService with a custom
-predictor container derived from runtime.yaml and the Dockerfile; mlserver also runs as `mlserver-kserve`
-on KServe's stock kserve-mlserver ClusterServingRuntime. The harness reaches a predictor through
-`kubectl port-forward` on 127.0.0.1, runs the same parity check and load as elsewhere, samples the pod's
-CPU and memory from metrics-server, and deletes the InferenceService after its cell, on failure and on
-Ctrl-C (atexit). Every cluster command goes through a Runner, so `--dry-run` prints exactly what a real
-run would do.
+predictor container derived from runtime.yaml and the Dockerfile; a runtime whose runtime.yaml has a
+`kserve.stock` block also runs as `<name>-kserve` on the stock ClusterServingRuntime it names. The harness
+reaches a predictor through `kubectl port-forward` on 127.0.0.1, runs the same parity check and load as
+elsewhere, samples the pod's CPU and memory from metrics-server, and deletes the InferenceService after its
+cell, on failure, on Ctrl-C and at exit (bench.targets.owned). Every cluster command goes through a Runner,
+so `--dry-run` walks a run's own steps (bench.targets.base.rehearse) and prints every command instead of
+running it.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import ModelSpec, RuntimeSpec
+from bench.config import KServeStock, ModelSpec, RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel, find_local, local_root
 from bench.provision.envs import pinned_requirements
 from bench.provision.image_layout import image_layout
 from bench.provision.images import planned_tag
-from bench.targets.base import Deployment, Endpoint, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
+from bench.results.schema import Provisioning
+from bench.targets.base import (
+    Deployment,
+    Endpoint,
+    Provisioned,
+    Rehearsal,
+    Say,
+    Target,
+    rehearse,
+    stopped_unless_ready,
+    wait_until_ready,
+)
 from bench.targets.docker import DockerTarget
 from bench.targets.kserve import cluster, manifests, versions
 from bench.targets.kserve.cluster import kubectl, models_root
@@ -37,24 +47,11 @@ from bench.targets.kserve.manifests import NAMESPACE, Manifest, Resources, Serve
 from bench.targets.kserve.runner import Background, Runner
 from bench.targets.kserve.validate import dump, validate
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port
+from bench.targets.owned import OWNED
 
 READY_TIMEOUT_S = 600  # image already on the node; this covers scheduling and the model's load
 METRICS_EVERY_S = 5.0  # metrics-server itself resolves ~15 s; do not shell out to kubectl every second
 STOCK_IMAGE_ENV = "SERVEBENCH_KSERVE_STOCK_IMAGE"  # 1: the stock variant runs the ClusterServingRuntime's image
-
-_LIVE: set[KServeDeployment] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-def delete_all_owned() -> None:
-    """Every InferenceService this harness process created and port-forward it started (atexit)."""
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for deployment in live:
-        deployment.stop()
-
-
-atexit.register(delete_all_owned)
 
 
 def _quantity(text: str, units: dict[str, float]) -> float:
@@ -73,7 +70,6 @@ class KServeDeployment(Deployment):
     runner: Runner = field(default_factory=Runner)
     name: str = ""
     forward: Background | None = None
-    _stopped: bool = field(default=False)
     _metrics: tuple[float, float, float] = (0.0, 0.0, 0.0)  # when, cpu %, rss MiB
 
     def _pods(self) -> list[str]:
@@ -131,10 +127,7 @@ class KServeDeployment(Deployment):
                                  timeout=60)
         return result.stdout.strip() or super().log_tail(lines)
 
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
+    def release(self) -> None:
         if not self.runner.dry_run:
             logs = self.runner.run(*kubectl("logs", *self._pods(), "--all-containers", "--tail=-1"), probe=True,
                                    timeout=60)
@@ -145,8 +138,6 @@ class KServeDeployment(Deployment):
             self.forward.stop()
         self.runner.run(*kubectl("delete", "inferenceservice", self.name, "--namespace", NAMESPACE,
                                  "--ignore-not-found", "--wait=true", "--timeout=120s"), check=False, timeout=180)
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
 
 
 def planned_model(spec: ModelSpec) -> LocalModel:
@@ -183,21 +174,32 @@ class KServeTarget(Target):
             self.docker = DockerTarget(self.cpus, base_image, offline, memory)
 
     def expand_runtimes(self, runtimes: list[RuntimeSpec]) -> list[RuntimeSpec]:
+        """Each runtime, followed by its stock variant when its runtime.yaml has a kserve.stock block."""
         expanded = []
+        asked = {runtime.name for runtime in runtimes}
         for runtime in runtimes:
             expanded.append(runtime)
-            stock = manifests.STOCK_RUNTIMES.get(runtime.name)
-            if stock is not None:
-                variant = runtime.model_copy(update={
-                    "name": stock.variant, "protocol": stock.protocol,
-                    "description": f"{runtime.description}, on KServe's {stock.cluster_runtime} ClusterServingRuntime",
-                    "settings": {**runtime.settings, "serving_runtime": stock.cluster_runtime}})
-                self.variants[stock.variant] = runtime
-                expanded.append(variant)
+            stock = runtime.kserve.stock
+            if stock is None:
+                continue
+            name = manifests.stock_variant(runtime)
+            if name in asked:
+                raise BenchError(f"runtime '{name}' has the name of {runtime.name}'s stock KServe variant",
+                                 hint="rename one of them (the variant of runtime X is X-kserve)")
+            variant = runtime.model_copy(update={
+                "name": name, "protocol": stock.protocol,
+                "description": f"{runtime.description}, on KServe's {stock.cluster_runtime} ClusterServingRuntime",
+                "settings": {**runtime.settings, "serving_runtime": stock.cluster_runtime}})
+            self.variants[name] = runtime
+            expanded.append(variant)
         return expanded
 
     def _base(self, runtime: RuntimeSpec) -> RuntimeSpec:
         return self.variants.get(runtime.name, runtime)
+
+    def _stock(self, runtime: RuntimeSpec) -> KServeStock | None:
+        """The ClusterServingRuntime a stock variant runs on; None for a custom predictor container."""
+        return self.variants[runtime.name].kserve.stock if runtime.name in self.variants else None
 
     def image_tag(self, runtime: RuntimeSpec, log_dir: Path, say: Say = lambda _msg: None) -> str:
         base = self._base(runtime)
@@ -216,9 +218,11 @@ class KServeTarget(Target):
             say(f"{base.name} image: loading {tag} into kind cluster {cluster.CLUSTER}")
             self.runner.run("kind", "load", "docker-image", tag, "--name", cluster.CLUSTER, timeout=1800)
             self.loaded.add(tag)
-        return Provisioned(pinned_requirements(base), {
-            "image": tag, "kind_cluster": cluster.CLUSTER, "kserve_version": versions.KSERVE,
-            "node_image": versions.NODE_IMAGE, "env_packages": len(pinned_requirements(base))})
+        packages = pinned_requirements(base)
+        return Provisioned(packages, Provisioning(
+            kind="image", identity=tag, packages=len(packages),
+            facts={"kind_cluster": cluster.CLUSTER, "kserve_version": versions.KSERVE,
+                   "node_image": versions.NODE_IMAGE}))
 
     def render(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> tuple[Manifest, Served]:
         """The runtime x model InferenceService, and how to reach what it serves."""
@@ -227,16 +231,16 @@ class KServeTarget(Target):
         layout = image_layout(base)
         uri = manifests.storage_uri(model.model_dir, models_root())
         name = manifests.object_name(runtime.name, model.name)
-        stock = manifests.STOCK_RUNTIMES.get(base.name) if runtime.name in self.variants else None
+        stock = self._stock(runtime)
         if stock is not None:
-            isvc = manifests.stock_inference_service(name, stock, model.name, None if self.stock_image else tag,
-                                                     layout, self.resources, uri)
+            isvc = manifests.stock_inference_service(name, runtime.name, stock, model.name,
+                                                     None if self.stock_image else tag, layout, self.resources, uri)
             return isvc, Served.of(isvc)
         container, served = manifests.predictor_container(base, model.name, tag, layout, self.resources, uri)
         return manifests.inference_service(name, runtime, model.name, container, served), served
 
     def fairness(self, runtime: RuntimeSpec, tag: str) -> dict[str, object]:
-        stock = manifests.STOCK_RUNTIMES.get(self._base(runtime).name) if runtime.name in self.variants else None
+        stock = self._stock(runtime)
         return {**self.cpus.as_dict(), **self.resources.fairness(), "threads_env": int(float(self.resources.cpu)),
                 "network": "kubectl port-forward on 127.0.0.1", "deployment_mode": manifests.DEPLOYMENT_MODE,
                 "serving_runtime": stock.cluster_runtime if stock else "custom predictor container",
@@ -248,7 +252,7 @@ class KServeTarget(Target):
         try:
             isvc, served = self.render(runtime, model, log_dir)
         except BenchError as exc:
-            raise DeployError(f"{runtime.name} on KServe: {exc.message}", exc.hint or "") from None
+            raise DeployError(f"{runtime.name} on KServe: {exc.message}", hint=exc.hint) from None
         validate([isvc], "InferenceService")  # an invalid manifest is a bug: stop the run (exit 2)
         name = isvc["metadata"]["name"]
         manifest_dir = log_dir.parent / "manifests"
@@ -266,8 +270,7 @@ class KServeTarget(Target):
         started = time.monotonic()
         with stopped_unless_ready(deployment, f"{runtime.name} with {model.name} on KServe"):
             self.runner.run(*kubectl("apply", "-f", str(path)))
-            with _LIVE_LOCK:
-                _LIVE.add(deployment)
+            OWNED.add(deployment)
             waited = self.runner.run(*kubectl("wait", "--for=condition=Ready", f"inferenceservice/{name}",
                                               "--namespace", NAMESPACE, f"--timeout={READY_TIMEOUT_S}s"),
                                      check=False, timeout=READY_TIMEOUT_S + 60)
@@ -285,6 +288,23 @@ class KServeTarget(Target):
         deployment.startup_s = time.monotonic() - started
         return deployment
 
+    def rehearsal_artifacts(self, deployment: Deployment, rehearsal: Rehearsal) -> None:
+        """In-cluster Locust (master + workers) for the InferenceService, validated and written beside its
+        manifest: closed-loop load for capacity exploration by hand (README), never used by `bench run`."""
+        from bench.models.catalog import load_dataset
+        from bench.protocols import codec_for
+
+        if not isinstance(deployment, KServeDeployment):
+            raise TypeError(f"{deployment.runtime.name}: not an InferenceService of this target")
+        endpoint, model = deployment.endpoint, deployment.model
+        features, _ = load_dataset(model.spec.dataset, model.spec.input_dtype)
+        codec = codec_for(endpoint.protocol)
+        served = Served(endpoint.protocol, endpoint.model_name, endpoint.predict_path, endpoint.readiness_path, 0)
+        load = manifests.locust(deployment.name, served, codec.encode(features[:1], model.name), codec.content_type,
+                                rehearsal.generator_processes, 16, 60, self.resources)
+        validate(load, "Locust")
+        (rehearsal.out_dir / "manifests" / f"locust-{deployment.name}.yaml").write_text(dump(load))
+
 
 Echo = Callable[[str], None]
 
@@ -293,10 +313,10 @@ def dry_run(runtimes: list[RuntimeSpec], models: list[ModelSpec], scenario: str,
             out_dir: Path, echo: Echo, cpus: CpuPlan, base_image: str, offline: bool, memory: str,
             generator_processes: int = 1) -> list[list[str]]:
     """Render and validate every manifest into out_dir/manifests and print every command of a run
-    (cluster up, kind load, apply, wait, port-forward, delete), applying nothing. Returns the commands."""
-    from bench.models.catalog import load_dataset
-    from bench.protocols import codec_for
+    (cluster up, kind load, apply, wait, port-forward, delete), applying nothing. Returns the commands.
 
+    The run's plan itself is bench.targets.base.rehearse walked through a KServeTarget whose Runner only
+    prints; this adds what a run needs first (bench cluster up) and the commands.sh record."""
     lines: list[str] = []
 
     def show(line: str) -> None:
@@ -306,29 +326,12 @@ def dry_run(runtimes: list[RuntimeSpec], models: list[ModelSpec], scenario: str,
     runner = Runner(dry_run=True, echo=show)
     manifest_dir = out_dir / "manifests"
     manifest_dir.mkdir(parents=True, exist_ok=True)
-    show("# --- bench cluster up")
+    runner.note("--- bench cluster up")
     cluster.cluster_up(runner, manifest_dir, runner.note)
     target = KServeTarget(cpus, base_image, offline, memory, runner)
-    log_dir = out_dir / "servers"
-    for runtime in target.expand_runtimes(runtimes):
-        show(f"# --- {runtime.name}")
-        target.provision(runtime, log_dir, runner.note)
-        for spec in models:
-            model = planned_model(spec)
-            deployment = target.deploy(runtime, model, log_dir)
-            runner.note(f"bench: parity check, then {measurements} measurement(s) of scenario {scenario} against "
-                        f"{deployment.endpoint.predict_url} ({deployment.endpoint.protocol})")
-            deployment.cpu_percent()
-            deployment.stop()
-            features, _ = load_dataset(spec.dataset, spec.input_dtype)
-            codec = codec_for(deployment.endpoint.protocol)
-            served = Served(deployment.endpoint.protocol, deployment.endpoint.model_name,
-                            deployment.endpoint.predict_path, deployment.endpoint.readiness_path, 0)
-            load = manifests.locust(deployment.name, served, codec.encode(features[:1], model.name),
-                                    codec.content_type, generator_processes, 16, 60, target.resources)
-            validate(load, "Locust")
-            (manifest_dir / f"locust-{deployment.name}.yaml").write_text(dump(load))
-    show("# --- afterwards: bench cluster down")
+    rehearse(target, runtimes, [planned_model(spec) for spec in models],
+             Rehearsal(scenario, measurements, generator_processes, out_dir), runner.note)
+    runner.note("--- afterwards: bench cluster down")
     (out_dir / "commands.sh").write_text(
         "# Printed by `bench run --target kserve --dry-run`: the commands of a real run, in order. Not a\n"
         "# script to run as is: the harness checks parity and drives the load between these steps.\n"
