@@ -24,6 +24,7 @@ from bench.measure.calibrate import (
     CalibrationReport,
     Ceiling,
     LoopAccuracy,
+    ServerRecord,
     Stall,
     StallLoop,
     calibrate,
@@ -70,7 +71,7 @@ def _report(wrk_rps: float | None = None) -> CalibrationReport:
 
 
 def test_the_json_keeps_the_figures_where_users_of_the_file_find_them() -> None:
-    data = json.loads(json.dumps(_report().as_json()))
+    data = json.loads(_report().as_json())
     assert data["ceiling"]["servebench_rps"] == 1900.0 and data["ceiling"]["servebench_rounds"] == [1900, 1850, 1950]
     assert data["accuracy"]["open"]["p50"] == 5.25 and data["accuracy"]["open"]["truth"]["p99"] == 5.6
     assert data["accuracy"]["server_side"]["p50"] == 5.0
@@ -81,7 +82,7 @@ def test_the_json_keeps_the_figures_where_users_of_the_file_find_them() -> None:
 
 def test_the_json_reads_back_as_the_same_report() -> None:
     report = _report(wrk_rps=2500.0)
-    again = CalibrationReport.from_json(json.dumps(report.as_json()))
+    again = CalibrationReport.from_json(report.as_json())
     assert again == report
     assert again.stall.open.p99_error == -0.011 and again.cpus.server == (1,)
 
@@ -102,8 +103,8 @@ def test_calibrate_assembles_every_figure_from_the_measurements(monkeypatch: pyt
 
     @contextmanager
     def server(mode: str, _cpus: object, _folder: Path) -> Iterator[Any]:
-        yield SimpleNamespace(url=f"http://calibration/{mode}", record=lambda: {"durations_ms": [5.0] * 50,
-                                                                                "stalls": []})
+        yield SimpleNamespace(url=f"http://calibration/{mode}",
+                              record=lambda: ServerRecord(mode=mode, durations_ms=[5.0] * 50, stalls=[]))
 
     def load(plan: LoadPlan, _cpus: object, _log: Path) -> Any:
         scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, 200, endpoint=False)

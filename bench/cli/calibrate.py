@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from bench.cli.options import Commands, add_cpu_options, cpus, writable
@@ -31,6 +30,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     report = calibrate(plan, args.duration, EventHook[Message](progress), keep=Path(args.keep) if args.keep else None)
     out.print(calibration_table(report))
     if args.json:
-        Path(args.json).write_text(json.dumps(report.as_json(), indent=1) + "\n")
+        Path(args.json).write_text(report.as_json() + "\n")
         console.print(f"wrote {args.json}")
     return 0

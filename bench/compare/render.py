@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from bench.compare.bootstrap import (
     CONFIDENCE,
@@ -85,8 +84,8 @@ def render_markdown(comparison: Comparison) -> str:
     return "\n".join([*lines, "", *(f"{_md(line)}  " for line in _footer(comparison))]) + "\n"
 
 
-def as_json(comparison: Comparison) -> dict[str, Any]:
-    def side(each: Side) -> dict[str, Any]:
+def as_json(comparison: Comparison) -> dict[str, object]:
+    def side(each: Side) -> dict[str, object]:
         return {"path": str(each.path), "kind": each.kind, "run_id": each.run_id, "git_sha": each.git_sha,
                 "status": each.status}
 

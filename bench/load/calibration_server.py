@@ -18,7 +18,7 @@ import json
 import signal
 import sys
 import time
-from typing import Any, cast
+from typing import cast
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -91,7 +91,7 @@ async def serve(mode: str, host: str, port: int, record_file: str) -> None:
     if staller is not None:
         staller.cancel()
     server.close()
-    record: dict[str, Any] = {"mode": mode, "durations_ms": recorder.durations_ms, "stalls": recorder.stalls}
+    record: dict[str, object] = {"mode": mode, "durations_ms": recorder.durations_ms, "stalls": recorder.stalls}
     with open(record_file, "w") as sink:
         json.dump(record, sink)
 

@@ -114,7 +114,7 @@ class SlotDispatcher:
 
 RECORDER = Recorder()
 DISPATCHER = SlotDispatcher()
-STATE: dict[str, Any] = {"active": 0}
+STATE: dict[str, int] = {"active": 0}
 
 
 BODIES = request_bodies(np.load(PLAN.rows_file), PLAN.protocol, PLAN.model_name, PLAN.batch_size,

@@ -116,12 +116,20 @@ class CalibrationReport(Record):
     stall: Stall
     targets_met: bool
 
-    def as_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+    def as_json(self) -> str:
+        return self.model_dump_json(indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> CalibrationReport:
         return cls.model_validate_json(text)
+
+
+class ServerRecord(Record):
+    """What a calibration server measured itself (bench/load/calibration_server.py writes it)."""
+
+    mode: str
+    durations_ms: list[float]
+    stalls: list[tuple[float, float]]
 
 
 @dataclass
@@ -130,9 +138,8 @@ class CalibrationServer:
     record_file: Path
     process: subprocess.Popen[bytes]
 
-    def record(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.record_file.read_text())
-        return data
+    def record(self) -> ServerRecord:
+        return ServerRecord.model_validate_json(self.record_file.read_text())
 
 
 @contextmanager
@@ -248,7 +255,7 @@ def measure_round_trip(cpus: CpuPlan, folder: Path, duration_s: float, rate: flo
             plan = _plan(server, folder, f"round-trip-{loop}", loop, rate, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / f"round-trip-{loop}.log")
         client = latency_summary(measured(outcome.samples, _window(plan, warmup))["latency_ms"].to_numpy())
-        handling = latency_summary(np.asarray(server.record()["durations_ms"]))
+        handling = latency_summary(np.asarray(server.record().durations_ms))
         round_trip[loop] = (client.p50 or 0.0) - (handling.p50 or 0.0)
     return round_trip
 
@@ -267,7 +274,7 @@ def measure_accuracy(cpus: CpuPlan, folder: Path, duration_s: float, rate: float
             outcome = run_load(plan, cpus.generator, folder / f"fixed-{loop}.log")
             inside = measured(outcome.samples, _window(plan, warmup))
             measured_latency[loop] = latency_summary(inside["latency_ms"].to_numpy())
-    server_side = latency_summary(np.asarray(server.record()["durations_ms"]))
+    server_side = latency_summary(np.asarray(server.record().durations_ms))
 
     def judged(loop: str) -> LoopAccuracy:
         latency, truth = measured_latency[loop], _shifted(server_side, round_trip[loop])
@@ -311,9 +318,9 @@ def measure_stall(cpus: CpuPlan, folder: Path, duration_s: float, rate: float, e
         latency[loop] = latency_summary(measured(outcome.samples, window)["latency_ms"].to_numpy())
         if loop == "open":
             record = server.record()
-            base = float(np.median(record["durations_ms"])) if record["durations_ms"] else 0.0
+            base = float(np.median(record.durations_ms)) if record.durations_ms else 0.0
             schedule = np.arange(window.start, window.end, 1.0 / rate)
-            truth = latency_summary(true_stall_latencies(schedule, [tuple(s) for s in record["stalls"]], base))
+            truth = latency_summary(true_stall_latencies(schedule, list(record.stalls), base))
     assert truth is not None
     open_loop, closed_loop = (StallLoop(**latency[loop].model_dump(), p99_error=_relative(latency[loop].p99, truth.p99))
                               for loop in LOOPS)

@@ -69,7 +69,8 @@ def with_deployment(cell: Cell, deployment: Deployment, parity: ParityResult, ru
     """What every cell of a started server records, measured or not: startup, parity, fairness."""
     flat = deployment.fairness
     settings = dict(deployment.runtime.settings)
-    target_facts = {key: value for key, value in flat.items()
+    target_facts = {key: value if isinstance(value, str | int | float | bool) else str(value)
+                    for key, value in flat.items()
                     if key not in settings and key not in RUN_FAIRNESS_KEYS and value is not None}
     threads = flat.get("threads_env")
     fairness = run_fairness.model_copy(update={

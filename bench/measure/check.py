@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from bench.config import ModelSpec, RuntimeSpec
 from bench.errors import BenchError, DeployError
@@ -32,7 +31,7 @@ class CheckRow:
     error: str | None
     log: str | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 

@@ -13,7 +13,7 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import matplotlib
 import numpy as np
@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from bench.report.model import ReportData, as_float, as_int, records
+from bench.report.model import ReportData, Row, as_float, as_int, records
 from bench.report.ranking import focus_cells
 
 SPECTRUM_POINTS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
@@ -48,15 +48,22 @@ class Chart:
         return self.image is None
 
 
+class LineStyle(TypedDict):
+    """Keyword arguments of matplotlib's plot(): one runtime's colour, one run's line style."""
+
+    color: str | tuple[float, float, float, float]
+    linestyle: str
+
+
 class Styles:
     """A colour per runtime (stable across the report) and a line style per run."""
 
     def __init__(self, data: ReportData) -> None:
         self.colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(data.runtimes)}
 
-    def of(self, runtime: object, run_index: object) -> dict[str, Any]:
+    def of(self, runtime: object, run_index: object) -> LineStyle:
         index = as_int(run_index)
-        return {"color": self.colours.get(str(runtime), "black"), "linestyle": LINE_STYLES[index % len(LINE_STYLES)]}
+        return LineStyle(color=self.colours.get(str(runtime), "black"), linestyle=LINE_STYLES[index % len(LINE_STYLES)])
 
 
 @contextmanager
@@ -82,7 +89,7 @@ def _legend(figure: Figure, axes: Axes) -> None:
         figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
 
 
-def _name(row: dict[str, Any]) -> str:
+def _name(row: Row) -> str:
     return str(row["series"]) + ("" if row["status"] == "valid" else f" ({row['status']})")
 
 
@@ -101,7 +108,7 @@ def _ordered(cells: pd.DataFrame) -> pd.DataFrame:
     return cells.sort_values(["runtime", "run_index"], kind="stable")
 
 
-def _latencies(samples: pd.DataFrame, row: dict[str, Any]) -> np.ndarray:
+def _latencies(samples: pd.DataFrame, row: Row) -> np.ndarray:
     mine = (samples["run_id"] == row["run_id"]) & (samples["cell_id"] == row["cell_id"])
     values: np.ndarray = samples.loc[mine, "latency_ms"].to_numpy(dtype=float)
     return values

@@ -66,7 +66,7 @@ def _param(value: Any) -> str | None:
 
 def cell_params(run: Run, cell: pd.Series) -> dict[str, str]:
     settings = run.runtime_info(str(cell["runtime"])).settings
-    raw: dict[str, Any] = {
+    raw: dict[str, object] = {
         "run_id": run.run_id, "cell_id": cell["cell_id"], "runtime": cell["runtime"], "model": cell["model"],
         "scenario": cell["scenario"], "label": cell["label"], "batch_size": cell["batch_size"],
         "target": cell["target"], "loop": cell["loop"], "arrival": cell["arrival"],

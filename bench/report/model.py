@@ -22,6 +22,7 @@ from bench.report.format import DASH
 from bench.results.schema import Cell, RunResults, RuntimeRecord
 from bench.results.store import load_results, load_samples
 
+Row = dict[str, Any]  # a DataFrame row, as pandas hands it out: the report's boundary with pandas
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 CELL_COLUMNS = [
     "run_id", "run_index", "position", "cell_id", "series", "runtime", "model", "scenario", "label", "target",
@@ -126,15 +127,15 @@ def as_int(value: object, default: int = 0) -> int:
     return default if number is None else int(number)
 
 
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def records(frame: pd.DataFrame) -> list[Row]:
     """Rows as plain dicts: typed access for the report code (itertuples' attributes are untyped)."""
     return [{str(key): value for key, value in row.items()} for row in frame.to_dict("records")]
 
 
-def _cell_row(run: Run, position: int, cell: Cell) -> dict[str, Any]:
+def _cell_row(run: Run, position: int, cell: Cell) -> Row:
     throughput = cell.rates.throughput_rps
     ci = cell.latency_ci
-    row: dict[str, Any] = {
+    row: Row = {
         "run_id": run.run_id, "run_index": run.index, "position": position, "cell_id": cell.cell_id,
         "runtime": cell.runtime, "model": cell.model, "scenario": cell.scenario, "label": cell.label,
         "target": cell.target, "batch_size": cell.batch_size, "loop": cell.load.loop, "arrival": cell.load.arrival,
@@ -167,7 +168,7 @@ def _coverage(second: int, warmup_s: float | None, duration_s: float | None) -> 
     return max(0.0, min(second + 1.0, duration_s) - max(float(second), -warmup_s))
 
 
-def _series_rows(row: dict[str, Any], cell: Cell) -> list[dict[str, Any]]:
+def _series_rows(row: Row, cell: Cell) -> list[Row]:
     rows = []
     for point in cell.timeseries:
         coverage = _coverage(point.t, row["warmup_s"], row["duration_s"])
@@ -218,8 +219,8 @@ def load_runs(run_dirs: Sequence[Path]) -> ReportData:
         loaded.append((path if path.is_dir() else path.parent, load_results(path)))
     runs = [Run(folder.resolve(), results, run_id, index)
             for index, ((folder, results), run_id) in enumerate(zip(loaded, _unique_run_ids(loaded), strict=True))]
-    rows: list[dict[str, Any]] = []
-    series_rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
+    series_rows: list[Row] = []
     for run in runs:
         for position, cell in enumerate(run.cells):
             row = _cell_row(run, position, cell)

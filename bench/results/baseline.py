@@ -207,7 +207,7 @@ def baseline_of(folder: Path, results: RunResults) -> BaselineFile:
     )
 
 
-def parse_baseline(payload: dict[str, Any], path: Path) -> BaselineFile:
+def parse_baseline(payload: dict[str, object], path: Path) -> BaselineFile:
     """A parsed baseline file, checked for a version this code reads (the raw JSON boundary)."""
     version = payload.get("schema_version")
     if not isinstance(version, int):

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import requests
 
@@ -55,7 +54,7 @@ class Deployment(ABC):
     endpoint: Endpoint
     log_path: Path
     startup_s: float = 0.0
-    fairness: dict[str, Any] = field(default_factory=dict)
+    fairness: dict[str, object] = field(default_factory=dict)  # CPUs, limits, image...: see measure.cell
     tree: ProcessTree | None = None  # the server's processes as the host sees them (containers included)
     _stopped: bool = field(default=False, init=False, repr=False)
 

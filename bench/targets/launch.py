@@ -26,7 +26,7 @@ class CpuPlan:
     server: tuple[int, ...]
     generator: tuple[int, ...]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, list[int]]:
         return {"server_cpus": list(self.server), "generator_cpus": list(self.generator)}
 
 

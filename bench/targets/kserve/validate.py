@@ -19,6 +19,7 @@ import yaml
 from bench.config import project_root
 from bench.errors import BenchError
 from bench.targets.kserve import versions
+from bench.targets.kserve.manifests import Manifest
 
 CRD_DIR = project_root() / "tests" / "data" / "kserve"  # provenance: tests/data/kserve/README.md
 INFERENCESERVICE_CRD = CRD_DIR / "serving.kserve.io_inferenceservices.yaml"
@@ -56,7 +57,7 @@ def _crd_validator(crd_file: Path) -> jsonschema.protocols.Validator:
     return validator_class(schema)
 
 
-def problems(manifest: dict[str, Any], crd_file: Path = INFERENCESERVICE_CRD) -> list[str]:
+def problems(manifest: Manifest, crd_file: Path = INFERENCESERVICE_CRD) -> list[str]:
     """Every schema violation of one manifest, as 'path: message' (empty when valid)."""
     kind, api_version = manifest.get("kind"), manifest.get("apiVersion")
     if kind == "InferenceService" and api_version == "serving.kserve.io/v1beta1":
@@ -74,7 +75,7 @@ def problems(manifest: dict[str, Any], crd_file: Path = INFERENCESERVICE_CRD) ->
     return []
 
 
-def validate(manifests: list[dict[str, Any]], where: str = "manifest") -> None:
+def validate(manifests: list[Manifest], where: str = "manifest") -> None:
     """Raise BenchError (exit 2) naming the first invalid manifest and its first problem."""
     for manifest in manifests:
         found = problems(manifest)
@@ -98,6 +99,6 @@ def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _text)
 
 
-def dump(manifests: list[dict[str, Any]]) -> str:
+def dump(manifests: list[Manifest]) -> str:
     """Multi-document YAML, keys in the order rendered."""
     return yaml.dump_all(manifests, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
