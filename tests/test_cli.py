@@ -208,8 +208,8 @@ def test_user_text_is_printed_verbatim(runtime: str, capsys: pytest.CaptureFixtu
 
 # ---- the parser and the pieces commands are made of ---------------------------------------------------
 
-COMMANDS = ["models", "envs", "serve", "check", "run", "report", "compare", "baseline", "images", "cluster", "compose",
-            "doctor", "calibrate"]
+COMMANDS = ["models", "envs", "serve", "check", "run", "capacity", "report", "compare", "baseline", "images", "cluster",
+            "compose", "doctor", "calibrate"]
 
 
 def test_help_lists_every_command_in_order() -> None:
@@ -241,3 +241,15 @@ def test_progress_and_warnings_are_printed_verbatim(capsys: pytest.CaptureFixtur
     console.print_published(Published(warnings=("not logged to MLflow: [/mlflow]",)))
     lines = ANSI.sub("", capsys.readouterr().err).splitlines()
     assert lines == ["  [bold]x: [/x] building", "  [red]step", "warning: not logged to MLflow: [/mlflow]"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["capacity", "--slo", "p99"], "--slo 'p99': expected PERCENTILE:MSms"),
+    (["capacity", "--slo", "p42:5ms"], "--slo 'p42:5ms': expected PERCENTILE:MSms"),
+    (["capacity", "--start-rate", "0"], "--start-rate, --max-rate, --resolution or --repeats out of range"),
+    (["capacity", "--resolution", "150"], "--start-rate, --max-rate, --resolution or --repeats out of range"),
+])
+def test_capacity_usage_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "(hint:" in err and err.count("\n") == 1

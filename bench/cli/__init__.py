@@ -19,6 +19,7 @@ from types import FrameType
 from bench import __version__
 from bench.cli import (
     calibrate,
+    capacity,
     check,
     cluster,
     compare,
@@ -36,7 +37,7 @@ from bench.errors import BenchError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (models, envs, serve, check, run, report, compare, images, cluster, compose, doctor, calibrate)
+COMMANDS = (models, envs, serve, check, run, capacity, report, compare, images, cluster, compose, doctor, calibrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from bench.provision.envs import RuntimeEnv
     from bench.provision.images import ImageInfo
     from bench.report.publish import Published
-    from bench.results.schema import Cell, RunResults
+    from bench.results.schema import CapacityRecord, Cell, RunResults
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -259,6 +259,22 @@ def results_table(results: RunResults) -> Group:
     return Group(table, *sweeps)
 
 
+def capacity_table(entries: Sequence[CapacityRecord]) -> Table:
+    """Each runtime x model's capacity, its interval and what, if anything, limited the search."""
+    table = Table("runtime", "model", "SLO", "capacity req/s", "interval", "limited by", "probes", title="capacity")
+    for entry in entries:
+        low = "-" if entry.ci_low is None else f"{entry.ci_low:g}"
+        high = "open" if entry.ci_high is None else f"{entry.ci_high:g}"
+        table.add_row(entry.runtime, entry.model, f"{entry.slo.percentile} <= {entry.slo.ms:g} ms",
+                      "none" if entry.capacity_rps is None else f"{entry.capacity_rps:g}", f"{low} to {high}",
+                      entry.limited_by or "-", str(len(entry.probes)))
+    return table
+
+
+def _numbered(index: int, total: int) -> str:
+    return f"{index}/{total}" if total else str(index)
+
+
 def cell_line(index: int, total: int, cell: Cell) -> tuple[str, str]:
     """One finished cell: the plain line for run.log and the coloured line for the terminal."""
     figures = (f"{cell.rates.throughput_rps:.1f} req/s, p50 {_ms(cell.latency.p50)}, p99 {_ms(cell.latency.p99)}, "
@@ -266,9 +282,10 @@ def cell_line(index: int, total: int, cell: Cell) -> tuple[str, str]:
     reasons = cell.reasons
     verdict = "[green]valid[/green]" if cell.validity.valid else \
         f"[yellow]invalid[/yellow] ({escape('; '.join(reasons))})"
-    logged = f"cell {index}/{total} {cell.runtime} x {cell.model} {cell.label}: {figures}; " \
+    logged = f"cell {_numbered(index, total)} {cell.runtime} x {cell.model} {cell.label}: {figures}; " \
              f"valid={cell.validity.valid} {reasons}"
-    return logged, f"[{index}/{total}] {cell.runtime} x {cell.model} {escape(cell.label)}: {figures} {verdict}"
+    return logged, (f"[{_numbered(index, total)}] {cell.runtime} x {cell.model} {escape(cell.label)}: {figures} "
+                    f"{verdict}")
 
 
 class ConsoleRunUI:
@@ -299,9 +316,9 @@ class ConsoleRunUI:
         progress(Message(message))
 
     def cell_started(self, index: int, total: int, title: str) -> None:
-        self._log(f"cell {index}/{total} {title}: load starting")
+        self._log(f"cell {_numbered(index, total)} {title}: load starting")
         self.live.start()
-        self.live.update(f"cell {index}/{total} {escape(title)}: starting load")
+        self.live.update(f"cell {_numbered(index, total)} {escape(title)}: starting load")
 
     def tick(self, title: str, tick: LiveTick) -> None:
         p99 = "-" if tick.p99_ms is None else f"{tick.p99_ms:.1f} ms"

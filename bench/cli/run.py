@@ -23,30 +23,37 @@ from bench.targets.factory import TARGETS
 
 if TYPE_CHECKING:
     from bench.config import ModelSpec, RuntimeSpec, Scenario
+    from bench.measure.run import PlanFactory
+    from bench.results.schema import RunResults
     from bench.targets.launch import CpuPlan
+
+
+def add_measure_options(parser: argparse.ArgumentParser) -> None:
+    """What every measuring command takes: runtimes, models, profile, target, CPUs, output, MLflow."""
+    add_runtimes(parser)
+    add_models(parser, default="iris-logreg")
+    parser.add_argument("--profile", default="quick", help="smoke, quick or full (scales durations)")
+    parser.add_argument("--target", default="local", choices=list(TARGETS))
+    parser.add_argument("--out", metavar="DIR", help="run folder (default reports/<run-id>)")
+    add_cpu_options(parser)
+    parser.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
+    parser.add_argument("--seed", type=int, help="override the scenario's arrival seed: another Poisson draw "
+                        "(compares only with runs of the same seed)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
+    add_docker_options(parser)
+    parser.add_argument("--memory", default="4g", help="docker and kserve targets: memory limit per server")
 
 
 def add_parser(commands: Commands) -> None:
     run = commands.add_parser("run", help="load-test runtimes and write reports/<run-id>/")
-    add_runtimes(run)
-    add_models(run, default="iris-logreg")
+    add_measure_options(run)
     run.add_argument("--scenario", default="smoke", help="scenario name or YAML path")
-    run.add_argument("--profile", default="quick", help="smoke, quick or full (scales durations)")
-    run.add_argument("--target", default="local", choices=list(TARGETS))
-    run.add_argument("--out", metavar="DIR", help="run folder (default reports/<run-id>)")
-    add_cpu_options(run)
-    run.add_argument("--generator-processes", type=int, help="override the scenario's generator processes")
-    run.add_argument("--seed", type=int, help="override the scenario's arrival seed: another Poisson draw (compares "
-                     "only with runs of the same seed)")
-    run.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
-    add_docker_options(run)
-    run.add_argument("--memory", default="4g", help="docker and kserve targets: memory limit per server")
     run.add_argument("--dry-run", action="store_true", help="kserve target: write every manifest to --out "
                      "DIR/manifests and print every command, applying nothing")
     run.set_defaults(handler=cmd_run)
 
 
-def _scenario(args: argparse.Namespace) -> Scenario:
+def scenario_of(args: argparse.Namespace) -> Scenario:
     """The scenario with --generator-processes and --seed applied."""
     from bench.config import load_scenario
 
@@ -61,21 +68,32 @@ def _scenario(args: argparse.Namespace) -> Scenario:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import load_profile
+    from bench.measure.plan import plan_measurements
+
+    specs, model_specs, scenario = runtimes(args.runtime), models(args.model), scenario_of(args)
+    if args.dry_run:
+        plan = cpus(args)
+        measurements = len(plan_measurements(scenario, load_profile(args.profile)))
+        return _dry_run(args, specs, model_specs, scenario, measurements, plan)
+    measure(args, scenario)
+    return 0
+
+
+def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | None = None) -> RunResults:
+    """The measuring part every such command shares: target, run folder, progress, the run, the report."""
     from bench.cli.console import ConsoleRunUI, console, out, print_published, results_table
     from bench.config import load_profile
     from bench.events import EventHook
-    from bench.measure.plan import plan_measurements
     from bench.measure.run import RunOptions, run_benchmark
     from bench.report.publish import publish
     from bench.results.environment import new_run_id
     from bench.results.schema import RunFairness
     from bench.targets.factory import make_target
 
-    specs, model_specs, scenario = runtimes(args.runtime), models(args.model), _scenario(args)
+    specs, model_specs = runtimes(args.runtime), models(args.model)
     profile = load_profile(args.profile)
     plan = cpus(args)
-    if args.dry_run:
-        return _dry_run(args, specs, model_specs, scenario, len(plan_measurements(scenario, profile)), plan)
     target = make_target(args.target, target_options(args, plan))
     specs = target.expand_runtimes(specs)
     run_id = new_run_id(f"{scenario.name}-{args.profile}")
@@ -94,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"run {run_id}: {len(specs)} runtime(s) x {len(model_specs)} model(s), scenario {scenario.name}, "
                   f"profile {profile.name}; server CPUs {list(plan.server)}, generator CPUs {list(plan.generator)}")
     try:
-        store = run_benchmark(options, EventHook(ui))
+        store = run_benchmark(options, EventHook(ui), plans)
     except KeyboardInterrupt:
         ui.close()
         console.print(f"interrupted: partial results in {out_dir / 'results.json'}")
@@ -105,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.print(results_table(store.results))
     console.print(f"results: {store.results_path}")
     print_published(publish(out_dir, mlflow=not args.no_mlflow))
-    return 0
+    return store.results
 
 
 def _dry_run(args: argparse.Namespace, specs: list[RuntimeSpec], model_specs: list[ModelSpec], scenario: Scenario,

@@ -49,6 +49,10 @@ class LoadOutcome:
     interrupted: bool
     log_path: Path
     generator_cpu_series: list[float] = field(default_factory=list)
+    stopped_early: str | None = None  # why the load was cut short: the probe had clearly failed
+
+
+StopRule = Callable[[LiveTick], str | None]  # a reason to stop the load now, or None to go on
 
 
 def startup_grace(processes: int) -> float:
@@ -109,8 +113,9 @@ def locust_command(plan: LoadPlan) -> list[str]:
 
 def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
              on_tick: Callable[[LiveTick], None] = lambda _tick: None,
-             every_second: Callable[[], None] = lambda: None) -> LoadOutcome:
-    """Run the plan to completion (or Ctrl-C); plan.start_at should be now + startup_grace()."""
+             every_second: Callable[[], None] = lambda: None, stop_when: StopRule | None = None) -> LoadOutcome:
+    """Run the plan to completion (or Ctrl-C, or until stop_when gives a reason); plan.start_at should be
+    now + startup_grace()."""
     samples_dir = Path(plan.samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
     plan_file = samples_dir / "plan.json"
@@ -119,6 +124,7 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
     deadline = time.time() + startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 30
     cpu_series: list[float] = []
     interrupted = False
+    stopped_early: str | None = None
     tail = SampleTail(samples_dir)
     with log_path.open("ab") as log:
         log.write(f"$ {' '.join(command)}\n".encode())
@@ -138,8 +144,13 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
                     cpu_series.append(max(per_process))
                 every_second()
                 latencies, errors = tail.new_rows()
-                on_tick(LiveTick(time.time() - plan.start_at, float(len(latencies)),
-                                 float(np.percentile(latencies, 99)) if latencies else None, errors))
+                tick = LiveTick(time.time() - plan.start_at, float(len(latencies)),
+                                float(np.percentile(latencies, 99)) if latencies else None, errors)
+                on_tick(tick)
+                stopped_early = stop_when(tick) if stop_when is not None else None
+                if stopped_early is not None:
+                    log.write(f"servebench: stopping the load early: {stopped_early}\n".encode())
+                    break
                 if time.time() > deadline:
                     log.write(b"servebench: load generator overran its deadline; killing it\n")
                     break
@@ -149,7 +160,7 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
             _stop(process)
     return LoadOutcome(read_samples(samples_dir), max(cpu_series) if cpu_series else None,
                        float(np.mean(cpu_series)) if cpu_series else None, process.returncode, interrupted,
-                       log_path, cpu_series)
+                       log_path, cpu_series, stopped_early)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import RuntimeSpec, Scenario
-from bench.load.driver import LiveTick, LoadOutcome, run_load, startup_grace
+from bench.load.driver import LiveTick, LoadOutcome, StopRule, run_load, startup_grace
 from bench.load.plan import LoadPlan
 from bench.measure.parity import ParityResult
 from bench.measure.plan import Measurement, scheduled_rate
@@ -54,7 +54,7 @@ def skeleton(scenario: Scenario, target: str, runtime: RuntimeSpec, model: str, 
                        if measurement.loop == "open" else None,
                        users=measurement.users, stages=tuple(measurement.stages), warmup_s=measurement.warmup_s,
                        duration_s=measurement.duration_s, generator_processes=scenario.generator_processes,
-                       offered_rps=measurement.offered_rps),
+                       offered_rps=measurement.offered_rps, seed=measurement.arrival_seed(scenario)),
         slo=scenario.slo, fairness=Fairness(settings=dict(runtime.settings)),
     )
 
@@ -100,6 +100,8 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
         reasons.append("server exited during the measurement")
     if outcome.interrupted:
         reasons.append("interrupted (Ctrl-C) before the measurement ended")
+    if outcome.stopped_early:
+        reasons.append(f"stopped early: {outcome.stopped_early}")
     return cell.model_copy(update={
         "load": cell.load.model_copy(update={"offered_rps": stats.offered_rps, "scheduled_rps": stats.scheduled_rps}),
         "counts": Counts(requests=stats.requests, errors=stats.errors),
@@ -138,7 +140,7 @@ class Interrupted(Exception):
 
 def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurement: Measurement,
                  scenario: Scenario, limits: Limits, out_dir: Path, generator_cpus: tuple[int, ...],
-                 on_tick: TickHandler) -> tuple[Cell, pd.DataFrame]:
+                 on_tick: TickHandler, stop_when: StopRule | None = None) -> tuple[Cell, pd.DataFrame]:
     """Drive one measurement against a ready server; the cell and its raw samples (in_window marked)."""
     processes = scenario.generator_processes
     start_at = time.time() + startup_grace(processes)
@@ -152,11 +154,11 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         stages=measurement.stages, users_per_process=max(1, math.ceil((users or 1) / processes)),
         processes=processes, start_at=start_at, total_s=measurement.warmup_s + measurement.duration_s,
         request_timeout_s=scenario.request_timeout_s,
-        samples_dir=str(out_dir / "load" / cell.cell_id), seed=scenario.seed,
+        samples_dir=str(out_dir / "load" / cell.cell_id), seed=measurement.arrival_seed(scenario),
     )
     sampler = ServerSampler(deployment)
     outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
-                       every_second=sampler)
+                       every_second=sampler, stop_when=stop_when)
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
     stats = summarize(outcome.samples, window, limits, measurement.offered_rps, scheduled_rate(measurement, scenario))
     measured = _measured(cell, stats, outcome, sampler, window, deployment, cell.parity.ok is True, limits,

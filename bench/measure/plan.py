@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from bench.config import Profile, Scenario
+from bench.load.driver import StopRule
 from bench.load.schedule import RateStage, arrival_offsets
 from bench.results.samples import BOUNDARY_TOLERANCE_S
 from bench.stats import Limits
@@ -25,6 +26,11 @@ class Measurement:
     warmup_s: float
     duration_s: float
     offered_rps: float | None
+    stop_when: StopRule | None = None  # cut a clearly failed probe short (capacity search)
+    seed: int | None = None  # another draw of the arrivals than the scenario's (each capacity probe its own)
+
+    def arrival_seed(self, scenario: Scenario) -> int:
+        return scenario.seed if self.seed is None else self.seed
 
 
 def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]:
@@ -76,7 +82,8 @@ def scheduled_rate(measurement: Measurement, scenario: Scenario) -> float | None
     if measurement.loop != "open" or measurement.duration_s <= 0:
         return None
     offsets = arrival_offsets([RateStage(d, r) for d, r in measurement.stages],
-                              "poisson" if measurement.arrival == "poisson" else "constant", scenario.seed)
+                              "poisson" if measurement.arrival == "poisson" else "constant",
+                              measurement.arrival_seed(scenario))
     end = measurement.warmup_s + measurement.duration_s
     inside = (offsets >= measurement.warmup_s - BOUNDARY_TOLERANCE_S) & (offsets < end - BOUNDARY_TOLERANCE_S)
     return float(inside.sum()) / measurement.duration_s

@@ -8,9 +8,11 @@ the load, writes what was measured (the interrupted cell marked invalid) and sto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
@@ -85,7 +87,7 @@ class _Progress:
 
     store: RunStore
     events: EventHook[RunEvent]
-    total: int
+    total: int  # 0: not known in advance (a search decides how many cells)
     index: int = 0
 
     def say(self, text: str) -> None:
@@ -97,17 +99,66 @@ class _Progress:
     def next_index(self) -> int:
         return self.index + 1
 
-    def finish(self, cell: Cell, samples: pd.DataFrame | None = None) -> None:
+    def finish(self, cell: Cell, samples: pd.DataFrame | None = None) -> Cell:
         self.index += 1
         stored = self.store.add_cell(cell, samples)
         self.events.fire(CellFinished(self.index, self.total, stored))
+        return stored
+
+    def fail_all(self, options: RunOptions, runtime: RuntimeSpec, model: str, plan: PairPlan, error: str) -> None:
+        """The server never started: every measurement the plan still holds becomes a failed cell."""
+        for measurement in plan.unmeasured():
+            skeleton = cells.skeleton(options.scenario, options.target.name, runtime, model, measurement,
+                                      self.next_index())
+            self.finish(cells.failed(skeleton, error))
 
 
-def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None) -> RunStore:
-    """Run every cell; returns the store (status complete), or raises KeyboardInterrupt after saving."""
+class PairPlan(Protocol):
+    """What one runtime x model measures, one cell at a time: a scenario's fixed list, or a search that
+    chooses each load from the cells before it."""
+
+    def next(self, finished: Cell | None) -> Measurement | None:
+        """The next measurement (the first one when finished is None), or None when the pair is done."""
+
+    def unmeasured(self) -> list[Measurement]:
+        """What would have been measured, as failed cells, when the server never started."""
+
+    def finish(self, store: RunStore) -> None:
+        """Record what the pair found at run level (a capacity), once its last cell is on disk."""
+
+
+@dataclass
+class FixedPlan:
+    """A scenario's measurements in order (bench run)."""
+
+    measurements: list[Measurement]
+    position: int = 0
+
+    def next(self, finished: Cell | None) -> Measurement | None:
+        if self.position >= len(self.measurements):
+            return None
+        self.position += 1
+        return self.measurements[self.position - 1]
+
+    def unmeasured(self) -> list[Measurement]:
+        return self.measurements[self.position:]
+
+    def finish(self, store: RunStore) -> None:
+        """A fixed list records nothing beyond its cells."""
+
+
+PlanFactory = Callable[[RuntimeSpec, ModelSpec], PairPlan]
+
+
+def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None,
+                  plans: PlanFactory | None = None) -> RunStore:
+    """Run every cell; returns the store (status complete), or raises KeyboardInterrupt after saving.
+
+    plans: what each runtime x model measures; by default the scenario's measurements (bench run)."""
     events = events or EventHook()
     say = partial(_fire_message, events)
     measurements = plan_measurements(options.scenario, options.profile)
+    plan_for = plans or (lambda _runtime, _model: FixedPlan(list(measurements)))
     provisioned: dict[str, Provisioned] = {}
     env_errors: dict[str, str] = {}
     for runtime in options.runtimes:
@@ -124,17 +175,17 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
         models={name: ModelRecord(version=m.version, fingerprint=m.fingerprint, framework=m.spec.framework)
                 for name, m in models.items()},
     ))
-    progress = _Progress(store, events, len(options.runtimes) * len(options.models) * len(measurements))
+    pairs = len(options.runtimes) * len(options.models)
+    progress = _Progress(store, events, pairs * len(measurements) if plans is None else 0)
     try:
         for runtime in options.runtimes:
             for model_spec in options.models:
-                planned = [cells.skeleton(options.scenario, options.target.name, runtime, model_spec.name, m,
-                                          progress.index + k + 1) for k, m in enumerate(measurements)]
+                plan = plan_for(runtime, model_spec)
                 if runtime.name in env_errors:
-                    for cell in planned:
-                        progress.finish(cells.failed(cell, env_errors[runtime.name]))
-                    continue
-                _run_pair(options, progress, runtime, models[model_spec.name], measurements, planned)
+                    progress.fail_all(options, runtime, model_spec.name, plan, env_errors[runtime.name])
+                else:
+                    _run_pair(options, progress, runtime, models[model_spec.name], plan)
+                plan.finish(store)
     except cells.Interrupted as stop:
         store.add_cell(stop.cell, stop.samples)
         store.finish("interrupted")
@@ -153,36 +204,38 @@ def _fire_message(events: EventHook[RunEvent], text: str) -> None:
 
 
 def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, model: LocalModel,
-              measurements: list[Measurement], planned: list[Cell]) -> None:
+              plan: PairPlan) -> None:
     title = f"{runtime.name} x {model.name}"
     progress.say(f"{title}: starting on {options.target.name}")
     try:
         deployment = options.target.deploy(runtime, model, options.out_dir / "servers")
     except DeployError as exc:
-        for cell in planned:
-            progress.finish(cells.failed(cell, exc.summary()))
+        progress.fail_all(options, runtime, model.name, plan, exc.summary())
         return
     run_fairness = Fairness(server_cpus=options.fairness.server_cpus, generator_cpus=options.fairness.generator_cpus,
                             cpu_shared=options.fairness.cpu_shared)
     with deployment:
         parity = check_parity(deployment.endpoint, model)
         progress.say(f"{title}: ready in {deployment.startup_s:.2f} s, parity "
-               f"{'ok' if parity.ok else 'FAILED: ' + (parity.error or '')}")
-        for measurement, skeleton in zip(measurements, planned, strict=True):
+                     f"{'ok' if parity.ok else 'FAILED: ' + (parity.error or '')}")
+        finished: Cell | None = None
+        while (measurement := plan.next(finished)) is not None:
+            skeleton = cells.skeleton(options.scenario, options.target.name, runtime, model.name, measurement,
+                                      progress.next_index())
             cell = cells.with_deployment(skeleton, deployment, parity, run_fairness)
             if not parity.ok:
                 error = f"parity failed: {parity.error}" if not parity.answered else None
-                progress.finish(cells.failed(cell, error, ["parity check failed: not load-tested"]))
+                finished = progress.finish(cells.failed(cell, error, ["parity check failed: not load-tested"]))
             elif not deployment.alive():
-                progress.finish(cells.failed(cell, "server had exited before this measurement"))
+                finished = progress.finish(cells.failed(cell, "server had exited before this measurement"))
             else:
                 label = f"{title} {measurement.label}"
                 progress.events.fire(CellStarted(progress.next_index(), progress.total, label))
                 measured, samples = cells.measure_cell(
                     cell, deployment, model, measurement, options.scenario,
                     limits_for(options.scenario, options.profile, measurement), options.out_dir,
-                    options.generator_cpus, partial(progress.tick, label))
-                progress.finish(measured, samples)
+                    options.generator_cpus, partial(progress.tick, label), measurement.stop_when)
+                finished = progress.finish(measured, samples)
                 _drop_raw_csv(options.out_dir / "load" / measured.cell_id)
 
 

@@ -217,6 +217,7 @@ def latency_vs_load(data: ReportData, model: str, styles: Styles) -> Chart:
         if not slo.empty:
             ax.axhline(float(slo.iloc[0]), color="#c0392b", linestyle="--", linewidth=1,
                        label=f"SLO: {percentile} ≤ {float(slo.iloc[0]):g} ms")
+        _knees(ax, data, model, styles)
         ax.set_yscale("log")
         _plain_log(ax.yaxis)
         ax.set_xlabel(x_label)
@@ -225,7 +226,19 @@ def latency_vs_load(data: ReportData, model: str, styles: Styles) -> Chart:
         _legend(figure, ax)
         image = _data_uri(figure)
     return Chart(key, title, model, image, "Filled dots are valid cells, hollow dots invalid ones; the dashed red "
-                 "line is the scenario's SLO.")
+                 "line is the scenario's SLO; a dotted line marks a capacity search's knee, its interval shaded.")
+
+
+def _knees(ax: Axes, data: ReportData, model: str, styles: Styles) -> None:
+    """Each capacity search's knee: a dotted line at the capacity, its interval shaded."""
+    for run in data.runs:
+        for entry in run.results.capacity:
+            if entry.model != model or entry.capacity_rps is None:
+                continue
+            colour = styles.of(entry.runtime, run.index)["color"]
+            ax.axvline(entry.capacity_rps, color=colour, linestyle=":", linewidth=1.2)
+            if entry.ci_low is not None and entry.ci_high is not None:
+                ax.axvspan(entry.ci_low, entry.ci_high, color=colour, alpha=0.08)
 
 
 def _focus_series(data: ReportData, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bench import __version__
+from bench.report.capacity import capacity_rows
 from bench.report.environment import run_environments
 from bench.report.figures import model_charts
 from bench.report.model import ReportData
@@ -31,6 +32,7 @@ def render_html(data: ReportData, verdicts: list[ModelVerdict]) -> str:
     return environment(html=True).get_template(TEMPLATE).render(
         title=title_of(data), overlay=data.overlay, runs=data.runs, verdicts=verdicts,
         run_caveats=run_caveats(data), summary=summary_rows(data.cells), charts=model_charts(data),
+        capacity=capacity_rows(data),
         facts=runtime_facts(data), environments=run_environments(data), version=__version__,
         rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sources=[run.folder.name for run in data.runs],

@@ -6,6 +6,7 @@ and are capped, so a run full of failed cells still fits a PR comment.
 
 from __future__ import annotations
 
+from bench.report.capacity import capacity_rows
 from bench.report.html import title_of
 from bench.report.model import ReportData
 from bench.report.ranking import ModelVerdict, run_caveats
@@ -22,4 +23,5 @@ def render_markdown(data: ReportData, verdicts: list[ModelVerdict], report_name:
     return environment(html=False).get_template(TEMPLATE).render(
         title=title_of(data), runs=data.runs, overlay=data.overlay, verdicts=verdicts, caveats=caveats,
         max_caveats=MAX_CAVEATS, summary=summary_rows(data.cells), badges=BADGES, report_name=report_name,
+        capacity=capacity_rows(data),
     )

@@ -10,6 +10,9 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
    usage, parity, validity, fairness with the runtime's knobs apart from the target's facts); the run
    records, per runtime, the facts its comparison table shows (serving code lines, packages,
    environment or image size), so a report never reads the runtime folders or caches again.
+3. 2026-12: a run-level `capacity` list (bench capacity): per runtime x model x configuration the
+   highest rate within the SLO, its interval, what limited the search, and the labels of its probes;
+   each cell's load point records its arrival seed (capacity probes each draw their own).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.config import PERCENTILE_NAMES, Profile, Scalar, Scenario, Slo
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 CellStatus = Literal["valid", "invalid", "failed"]
 
@@ -75,6 +78,7 @@ class LoadPoint(Record):
     offered_rps: float | None = None
     # requests per second the seeded schedule itself held for the window (a Poisson draw's realisation)
     scheduled_rps: float | None = None
+    seed: int | None = None  # the arrival draw (None: recorded only at run level, in the scenario)
 
 
 class Counts(Record):
@@ -273,6 +277,25 @@ class Sweep(Record):
     max_throughput_within_slo_rps: float | None = None
 
 
+class CapacityRecord(Record):
+    """The highest open-loop rate at which one runtime x model x configuration met its SLO (bench capacity).
+
+    capacity_rps None: not even the lowest rate passed. ci_low/ci_high bound the rates where the probes could
+    not tell a pass from a failure (None: no probe was that clear; ci_high None is open above). limited_by
+    says when the search stopped at a limit (the generator, the highest or lowest rate) instead of a knee."""
+
+    runtime: str
+    model: str
+    config: dict[str, Scalar] = Field(default_factory=dict)
+    slo: Slo
+    capacity_rps: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    limited_by: Literal["generator", "max rate", "min rate"] | None = None
+    resolution: float
+    probes: tuple[str, ...] = ()  # the load labels of its cells, in the order probed
+
+
 RunStatus = Literal["running", "complete", "interrupted", "unknown"]
 
 
@@ -299,6 +322,7 @@ class RunResults(Record):
     models: dict[str, ModelRecord] = Field(default_factory=dict)
     cells: tuple[Cell, ...] = ()
     sweeps: tuple[Sweep, ...] = ()
+    capacity: tuple[CapacityRecord, ...] = ()
 
     def runtime(self, name: str) -> RuntimeRecord:
         return self.runtimes.get(name) or RuntimeRecord()

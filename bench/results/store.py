@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.errors import BenchError
-from bench.results.schema import SCHEMA_VERSION, Cell, RunResults, RunStatus, Sweep
+from bench.results.schema import SCHEMA_VERSION, CapacityRecord, Cell, RunResults, RunStatus, Sweep
 from bench.results.upgrade import upgrade
 
 RESULTS_FILE = "results.json"
@@ -68,6 +68,10 @@ class RunStore:
         self.results = self.results.model_copy(update={"cells": (*self.results.cells, stored)})
         self.save()
         return stored
+
+    def add_capacity(self, record: CapacityRecord) -> None:
+        self.results = self.results.model_copy(update={"capacity": (*self.results.capacity, record)})
+        self.save()
 
     def set_sweeps(self, sweeps: tuple[Sweep, ...]) -> None:
         self.results = self.results.model_copy(update={"sweeps": sweeps})

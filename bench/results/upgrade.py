@@ -208,7 +208,12 @@ def upgrade_to_2(payload: JsonObject) -> JsonObject:
     }
 
 
-UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2}
+def upgrade_to_3(payload: JsonObject) -> JsonObject:
+    """Schema 3 adds the run-level capacity list; a schema-2 run searched none."""
+    return {**payload, "schema_version": 3, "capacity": []}
+
+
+UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:

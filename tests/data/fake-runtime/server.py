@@ -1,17 +1,20 @@
 """Test double. It answers the model's golden inputs with the golden outputs (so parity passes) and any
 other row with the row itself. FAKE_MODE: ok, crash (exit at start), never_ready, fork (spawns a child
 that ignores SIGTERM), die_on_predict (exits on the first request), die_after:N (exits on request N+1),
-slow:MS (sleeps MS milliseconds per request)."""
+slow:MS (sleeps MS milliseconds per request), serial:MS (one request at a time, MS milliseconds each: a
+single-server queue whose capacity is 1000/MS req/s)."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODE = os.environ.get("FAKE_MODE", "ok")
+SERIAL = threading.Lock()
 GOLDEN = {}
 golden_file = os.path.join(os.environ.get("FAKE_MODEL_DIR", "/nonexistent"), "..", "golden.npz")
 if os.path.exists(golden_file):
@@ -48,6 +51,9 @@ class Handler(BaseHTTPRequestHandler):
             os.kill(os.getpid(), signal.SIGKILL)
         if MODE.startswith("slow:"):
             time.sleep(float(MODE.split(":")[1]) / 1000)
+        if MODE.startswith("serial:"):
+            with SERIAL:
+                time.sleep(float(MODE.split(":")[1]) / 1000)
         answers = [GOLDEN.get(tuple(row), row) for row in body["instances"]]
         self._send(200, {"predictions": answers})
 

@@ -1,0 +1,202 @@
+"""Capacity search: the highest open-loop rate at which a cell is valid and its SLO holds, with an interval.
+
+The search is a generator: it yields the next rate to probe and receives that probe's outcome, so the
+same logic drives real servers (bench.measure.run) and simulated ones (the unit tests). It brackets by
+doubling (or halving) from a start rate until one probe passes and a neighbouring one fails, bisects
+geometrically until the bracket is narrower than the resolution (5% by default), then probes both ends
+of the bracket again (`repeats` times, each probe an independent draw of the arrivals).
+
+The estimate. One probe's verdict rests on its percentile (p99), an estimate from a few hundred requests:
+near the knee the same rate passes one draw and fails the next, so "the highest rate that passed" is
+itself a noisy figure. Instead, every probe's percentile enters a monotone fit of log(percentile) against
+rate (pool-adjacent-violators: latency cannot fall as load rises), averaged over repeats, and the capacity
+is the rate where that fit crosses the SLO (interpolated between probed rates). A probe that failed for a
+reason other than latency (invalid, errors, a collapse) counts as infinitely slow.
+
+The interval. The same fit through each probe's 95% bootstrap interval of the percentile: where the
+upper bounds cross the SLO gives `ci_low` (below it even pessimistic figures pass), the lower bounds give
+`ci_high` (above it even optimistic ones fail). `ci_high` is None (open) when nothing failed above the
+capacity; both are None when no probe recorded an interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Literal
+
+Limit = Literal["generator", "max rate", "min rate"]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    start_rps: float = 50.0
+    resolution: float = 0.05  # stop bisecting when high / low - 1 is at most this
+    min_rps: float = 1.0
+    max_rps: float = 4000.0  # what the generator can drive (bench calibrate measures it)
+    repeats: int = 2  # extra probes at each end of the final bracket
+    slo_ms: float = 50.0  # the SLO the probes' percentile is held to
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the search needs from one probe (a full measured cell)."""
+
+    rate: float
+    passed: bool  # valid and within the SLO
+    value_ms: float = math.inf  # the SLO's percentile; inf when the probe failed for another reason
+    low_ms: float | None = None  # its 95% interval, when one was computed
+    high_ms: float | None = None
+    generator_limited: bool = False  # the load generator, not the server, could not keep up
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    capacity_rps: float | None  # None: not even the lowest rate passed
+    ci_low: float | None
+    ci_high: float | None
+    limited_by: Limit | None  # the search stopped at a limit rather than at a knee
+    outcomes: tuple[Outcome, ...]
+
+
+def rounded(rate: float) -> float:
+    """Three significant figures: probe labels stay readable, and the search reproducible."""
+    return float(f"{rate:.3g}")
+
+
+Search = Generator[float, Outcome, Capacity]
+
+
+def search(settings: SearchSettings) -> Search:
+    """Yield rates to probe; send each probe's Outcome back; the return value is the Capacity."""
+    outcomes: list[Outcome] = []
+
+    def probe(rate: float) -> Generator[float, Outcome, Outcome]:
+        outcome = yield rounded(rate)
+        outcomes.append(outcome)
+        return outcome
+
+    rate = min(max(settings.start_rps, settings.min_rps), settings.max_rps)
+    first = yield from probe(rate)
+    low: float | None = rate if first.passed else None
+    high: float | None = None if first.passed else rate
+    limit: Limit | None = None
+    if first.generator_limited:
+        return Capacity(None, None, None, "generator", tuple(outcomes))
+    while low is not None and high is None:  # double until a failure (or a limit)
+        if rate >= settings.max_rps:
+            limit = "max rate"
+            break
+        rate = min(rate * 2, settings.max_rps)
+        outcome = yield from probe(rate)
+        if outcome.generator_limited:
+            limit = "generator"
+            break
+        if outcome.passed:
+            low = rate
+        else:
+            high = rate
+    while high is not None and low is None:  # halve until a pass (or the floor)
+        if rate <= settings.min_rps:
+            limit = "min rate"
+            break
+        rate = max(rate / 2, settings.min_rps)
+        outcome = yield from probe(rate)
+        if outcome.passed:
+            low = rate
+        else:
+            high = rate
+    if low is not None and high is not None:
+        while high / low - 1 > settings.resolution:
+            middle = rounded(math.sqrt(low * high))
+            if middle in (rounded(low), rounded(high)):
+                break  # three significant figures cannot split it further
+            outcome = yield from probe(middle)
+            if outcome.generator_limited:
+                limit = "generator"
+                break
+            if outcome.passed:
+                low = middle
+            else:
+                high = middle
+        for _ in range(settings.repeats):
+            for again in (low, high):
+                yield from probe(again)
+    return summarise(outcomes, limit, settings.slo_ms)
+
+
+def monotone(values: list[float], weights: list[int]) -> list[float]:
+    """Pool-adjacent-violators: the non-decreasing sequence closest to values (weighted least squares)."""
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for value, weight in zip(values, weights, strict=True):
+        blocks.append([value, float(weight), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            last, before = blocks.pop(), blocks.pop()
+            total = before[1] + last[1]
+            mean = (before[0] * before[1] + last[0] * last[1]) / total if math.isfinite(before[0] + last[0]) \
+                else max(before[0], last[0])
+            blocks.append([mean, total, before[2] + last[2]])
+    fitted: list[float] = []
+    for mean, _, count in blocks:
+        fitted.extend([mean] * int(count))
+    return fitted
+
+
+def crossing(rates: list[float], values: list[float], limit: float) -> tuple[float | None, bool]:
+    """Where a non-decreasing curve through (rate, value) crosses limit, interpolated in log(value), and
+    whether it does: (the highest rate, False) if it never does, (None, True) if it starts over the limit."""
+    if not rates or values[0] > limit:
+        return None, True
+    for index in range(1, len(rates)):
+        if values[index] > limit:
+            low, high = max(values[index - 1], 1e-9), values[index]
+            if not math.isfinite(high) or high <= low:
+                return rates[index - 1], True
+            share = (math.log(limit) - math.log(low)) / (math.log(high) - math.log(low))
+            return rates[index - 1] + share * (rates[index] - rates[index - 1]), True
+    return rates[-1], False
+
+
+def _fit(outcomes: list[Outcome], value: Callable[[Outcome], float | None],
+         limit_ms: float) -> tuple[float | None, bool]:
+    """The crossing of the monotone fit of log(value) per rate (repeats averaged); (None, False) when a
+    probe has no such value."""
+    by_rate: dict[float, list[float]] = {}
+    for outcome in outcomes:
+        figure = value(outcome)
+        if figure is None:
+            return None, False
+        by_rate.setdefault(rounded(outcome.rate), []).append(
+            math.log(figure) if math.isfinite(figure) and figure > 0 else math.inf)
+    rates = sorted(by_rate)
+    means = [sum(logs) / len(logs) for logs in (by_rate[rate] for rate in rates)]
+    fitted = monotone(means, [len(by_rate[rate]) for rate in rates])
+    return crossing(rates, [math.exp(v) if math.isfinite(v) else math.inf for v in fitted], limit_ms)
+
+
+def _optional(rate: float | None) -> float | None:
+    return None if rate is None else rounded(rate)
+
+
+def summarise(outcomes: list[Outcome], limit: Limit | None, slo_ms: float) -> Capacity:
+    """Capacity and interval from every probe made (see the module docstring)."""
+    capacity, _ = _fit(outcomes, lambda o: o.value_ms, slo_ms)
+    ci_low, _ = _fit(outcomes, lambda o: o.high_ms if math.isfinite(o.value_ms) else math.inf, slo_ms)
+    ci_high, crossed = _fit(outcomes, lambda o: o.low_ms if math.isfinite(o.value_ms) else math.inf, slo_ms)
+    if not crossed:
+        ci_high = None  # even the optimistic figures passed at the highest rate probed: open above
+    return Capacity(_optional(capacity), _optional(ci_low), _optional(ci_high), limit, tuple(outcomes))
+
+
+def run_search(settings: SearchSettings, measure: Callable[[float], Outcome]) -> Capacity:
+    """Drive a search with a probe function (simulations; the run orchestrator drives it step by step)."""
+    steps = search(settings)
+    rate = next(steps)
+    while True:
+        try:
+            rate = steps.send(measure(rate))
+        except StopIteration as done:
+            result: Capacity = done.value
+            return result
