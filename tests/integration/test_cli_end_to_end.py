@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from terminal import as_from_a_terminal
 
 from bench.models.registry import LocalModel
 
@@ -42,7 +43,7 @@ def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout_s: float
 def test_serve_stops_cleanly_on_signal(signum: int, models: dict[str, LocalModel], runtime_envs: None) -> None:
     serve = subprocess.Popen([*BENCH, "serve", "--runtime", "bentoml", "--model", "digits-cnn"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "COLUMNS": "400"})
+                             env={**os.environ, "COLUMNS": "400"}, preexec_fn=as_from_a_terminal)
     try:
         url = wait_for_line(serve, r"POST (http://127\.0\.0\.1:\d+/predict)").group(1)
         server_pids = [p.pid for p in psutil.Process(serve.pid).children(recursive=True)]

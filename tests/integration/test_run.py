@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
+from terminal import as_from_a_terminal
 
 from bench.config import load_profile, load_runtime, load_scenario
 from bench.measure.run import RunOptions, run_benchmark
@@ -95,7 +96,7 @@ def test_ctrl_c_keeps_finished_cells_and_stops_everything(tmp_path: Path, models
     run = subprocess.Popen([*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario",
                             str(write_scenario(tmp_path, duration_s=8)), "--profile", "quick", "--out", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "COLUMNS": "200"})
+                           env={**os.environ, "COLUMNS": "200"}, preexec_fn=as_from_a_terminal)
     try:
         assert run.stderr is not None
         for line in run.stderr:  # the first cell has finished: interrupt the second one mid-load
