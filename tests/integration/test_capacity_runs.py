@@ -25,6 +25,7 @@ from bench.results.store import load_results
 
 FAKE_RUNTIME = Path(__file__).resolve().parents[1] / "data" / "fake-runtime"
 BENCH = [sys.executable, "-m", "bench.cli"]
+pytestmark = pytest.mark.integration
 SERVICE_MS, SLO_MS = 5.0, 25.0  # capacity 200 req/s; the knee near 110 (about 1,600 requests a probe)
 
 
