@@ -17,21 +17,24 @@ if TYPE_CHECKING:
 
 SLO_FORM = re.compile(r"^(p50|p90|p95|p99|p999):(\d+(?:\.\d+)?)ms$")
 MAX_RATE_PER_PROCESS = 2000.0  # the open-loop generator's ceiling on one core (bench calibrate, DESIGN)
+OPTIONS: tuple[tuple[str, type, object, str], ...] = (
+    ("--slo", str, "p99:50ms", "PERCENTILE:MSms, for example p99:50ms (default)"),
+    ("--scenario", str, "smoke", "scenario whose warm-up, duration and limits each probe takes (its rate and "
+     "arrivals are the search's: Poisson)"),
+    ("--start-rate", float, 50.0, "first rate probed, req/s (default 50)"),
+    ("--resolution", float, 5.0, "stop bisecting at this width, %% (default 5)"),
+    ("--max-rate", float, None, "highest rate probed (default: 2000 req/s per generator process, the open-loop "
+     "generator's ceiling)"),
+    ("--repeats", int, 2, "extra probes at each end of the final bracket, for the interval (default 2)"),
+    ("--json", str, None, "write the capacity list as JSON to this file"),
+)
 
 
 def add_parser(commands: Commands) -> None:
     capacity = commands.add_parser("capacity", help="search the highest open-loop rate within an SLO")
     add_measure_options(capacity)
-    capacity.add_argument("--slo", default="p99:50ms", help="PERCENTILE:MSms, for example p99:50ms (default)")
-    capacity.add_argument("--scenario", default="smoke", help="scenario whose warm-up, duration and limits each "
-                          "probe takes (its rate and arrivals are the search's: Poisson)")
-    capacity.add_argument("--start-rate", type=float, default=50.0, help="first rate probed, req/s (default 50)")
-    capacity.add_argument("--resolution", type=float, default=5.0, help="stop bisecting at this width, %% (default 5)")
-    capacity.add_argument("--max-rate", type=float, help="highest rate probed (default: 2000 req/s per generator "
-                          "process, the open-loop generator's ceiling)")
-    capacity.add_argument("--repeats", type=int, default=2, help="extra probes at each end of the final bracket, "
-                          "for the interval (default 2)")
-    capacity.add_argument("--json", metavar="FILE", help="write the capacity list as JSON")
+    for flag, kind, default, text in OPTIONS:
+        capacity.add_argument(flag, type=kind, default=default, help=text)
     capacity.set_defaults(handler=cmd_capacity)
 
 

@@ -309,7 +309,7 @@ class ConsoleRunUI:
         elif isinstance(event, LoadTick):
             self.tick(event.title, event.tick)
         else:
-            self.cell_finished(event.index, event.total, event.cell)
+            self.cell_finished(event.done, event.total, event.item)
 
     def say(self, message: str) -> None:
         self._log(message)

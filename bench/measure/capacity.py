@@ -69,6 +69,18 @@ def rounded(rate: float) -> float:
 Search = Generator[float, Outcome, Capacity]
 
 
+Probe = Callable[[float], Generator[float, Outcome, Outcome]]
+
+
+def _step(probe: Probe, rate: float, low: float | None,
+          high: float | None) -> Generator[float, Outcome, tuple[float, float | None, float | None, Limit | None]]:
+    """Probe one rate; it becomes the new low end (passed) or high end (failed) of the bracket."""
+    outcome = yield from probe(rate)
+    if outcome.generator_limited:
+        return rate, low, high, "generator"
+    return (rate, rate, high, None) if outcome.passed else (rate, low, rate, None)
+
+
 def search(settings: SearchSettings) -> Search:
     """Yield rates to probe; send each probe's Outcome back; the return value is the Capacity."""
     outcomes: list[Outcome] = []
@@ -85,42 +97,22 @@ def search(settings: SearchSettings) -> Search:
     limit: Limit | None = None
     if first.generator_limited:
         return Capacity(None, None, None, "generator", tuple(outcomes))
-    while low is not None and high is None:  # double until a failure (or a limit)
-        if rate >= settings.max_rps:
-            limit = "max rate"
+    # double until a failure, or halve until a pass; each stops at its limit
+    step, edge = (2.0, settings.max_rps) if first.passed else (0.5, settings.min_rps)
+    edge_limit: Limit = "max rate" if first.passed else "min rate"
+    while (low is None) != (high is None) and limit is None:
+        if rate == edge:
+            limit = edge_limit
             break
-        rate = min(rate * 2, settings.max_rps)
-        outcome = yield from probe(rate)
-        if outcome.generator_limited:
-            limit = "generator"
-            break
-        if outcome.passed:
-            low = rate
-        else:
-            high = rate
-    while high is not None and low is None:  # halve until a pass (or the floor)
-        if rate <= settings.min_rps:
-            limit = "min rate"
-            break
-        rate = max(rate / 2, settings.min_rps)
-        outcome = yield from probe(rate)
-        if outcome.passed:
-            low = rate
-        else:
-            high = rate
+        next_rate = min(rate * step, edge) if step > 1 else max(rate * step, edge)
+        rate, low, high, limit = yield from _step(probe, next_rate, low, high)
     if low is not None and high is not None:
-        while high / low - 1 > settings.resolution:
+        while low is not None and high is not None and high / low - 1 > settings.resolution and limit is None:
             middle = rounded(math.sqrt(low * high))
             if middle in (rounded(low), rounded(high)):
                 break  # three significant figures cannot split it further
-            outcome = yield from probe(middle)
-            if outcome.generator_limited:
-                limit = "generator"
-                break
-            if outcome.passed:
-                low = middle
-            else:
-                high = middle
+            _, low, high, limit = yield from _step(probe, middle, low, high)
+        assert low is not None and high is not None  # a step only ever narrows a full bracket
         for _ in range(settings.repeats):
             for again in (low, high):
                 yield from probe(again)

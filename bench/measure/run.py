@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.config import ModelSpec, Profile, RuntimeSpec, Scenario
 from bench.errors import BenchError, DeployError
-from bench.events import EventHook, Message
+from bench.events import Completed, EventHook, Message
 from bench.load.driver import LiveTick
 from bench.measure import cell as cells
 from bench.measure.parity import check_parity
@@ -62,16 +62,7 @@ class LoadTick:
     tick: LiveTick
 
 
-@dataclass(frozen=True)
-class CellFinished:
-    """A cell is on disk (measured, failed or not load-tested)."""
-
-    index: int
-    total: int
-    cell: Cell
-
-
-RunEvent = Message | CellStarted | LoadTick | CellFinished
+RunEvent = Message | CellStarted | LoadTick | Completed[Cell]  # Completed: a cell is on disk
 
 
 def runtime_record(runtime: RuntimeSpec, provisioned: Provisioned | None) -> RuntimeRecord:
@@ -102,7 +93,7 @@ class _Progress:
     def finish(self, cell: Cell, samples: pd.DataFrame | None = None) -> Cell:
         self.index += 1
         stored = self.store.add_cell(cell, samples)
-        self.events.fire(CellFinished(self.index, self.total, stored))
+        self.events.fire(Completed(stored, self.index, self.total))
         return stored
 
     def fail_all(self, options: RunOptions, runtime: RuntimeSpec, model: str, plan: PairPlan, error: str) -> None:

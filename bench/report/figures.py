@@ -82,6 +82,15 @@ def _data_uri(figure: Figure) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _image(figure: Figure, ax: Axes, x_label: str, y_label: str, title: str) -> str:
+    """Label a one-panel figure, add the legend, and render it."""
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    _legend(figure, ax)
+    return _data_uri(figure)
+
+
 def _legend(figure: Figure, axes: Axes) -> None:
     handles, labels = axes.get_legend_handles_labels()
     if handles:
@@ -98,6 +107,17 @@ def _plain_log(axis: Any) -> None:
     axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
     axis.set_minor_formatter(FuncFormatter(
         lambda value, _pos: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
+
+
+def _log_y(ax: Axes) -> None:
+    """A log latency axis labelled in plain milliseconds."""
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+
+
+def _at(focus: pd.DataFrame) -> str:
+    """The load point a figure shows: scenario and label of its cells."""
+    return f"{focus['scenario'].iloc[0]} {focus['label'].iloc[0]}"
 
 
 def _skip(key: str, title: str, model: str, why: str) -> Chart:
@@ -145,14 +165,10 @@ def percentile_spectrum(data: ReportData, model: str, styles: Styles) -> Chart:
                 low, high = as_float(row[f"{name}_ci_low"]), as_float(row[f"{name}_ci_high"])
                 if low is not None and high is not None:
                     ax.vlines(_nines(SPECTRUM_POINTS[name]), low, high, color=style["color"], linewidth=3, alpha=0.35)
-        ax.set_yscale("log")
-        _plain_log(ax.yaxis)
+        _log_y(ax)
         ax.set_xticks([_nines(v) for v in SPECTRUM_POINTS.values()], list(SPECTRUM_POINTS))
-        ax.set_xlabel("percentile")
-        ax.set_ylabel("latency (ms, log scale)")
-        ax.set_title(f"{model}: latency by percentile at {focus['scenario'].iloc[0]} {focus['label'].iloc[0]}")
-        _legend(figure, ax)
-        image = _data_uri(figure)
+        image = _image(figure, ax, "percentile", "latency (ms, log scale)",
+                       f"{model}: latency by percentile at {_at(focus)}")
     return Chart(key, title, model, image, "Lines from raw samples, dots are the reported percentiles, bars the "
                  "95% bootstrap confidence intervals of p50 and p99.")
 
@@ -178,12 +194,9 @@ def latency_cdf(data: ReportData, model: str, styles: Styles) -> Chart:
             ax.axhline(level, color="grey", linewidth=0.7, linestyle=":")
         ax.set_xscale("log")
         _plain_log(ax.xaxis)
-        ax.set_xlabel("latency (ms, log scale)")
-        ax.set_ylabel("fraction of requests")
         ax.set_ylim(0, 1.01)
-        ax.set_title(f"{model}: latency CDF at {focus['scenario'].iloc[0]} {focus['label'].iloc[0]}")
-        _legend(figure, ax)
-        image = _data_uri(figure)
+        image = _image(figure, ax, "latency (ms, log scale)", "fraction of requests",
+                       f"{model}: latency CDF at {_at(focus)}")
     return Chart(key, title, model, image, "Every successful request in the measurement window (warm-up excluded); "
                  "dotted lines mark p50 and p99.")
 
@@ -218,13 +231,9 @@ def latency_vs_load(data: ReportData, model: str, styles: Styles) -> Chart:
             ax.axhline(float(slo.iloc[0]), color="#c0392b", linestyle="--", linewidth=1,
                        label=f"SLO: {percentile} ≤ {float(slo.iloc[0]):g} ms")
         _knees(ax, data, model, styles)
-        ax.set_yscale("log")
-        _plain_log(ax.yaxis)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(f"{percentile} latency (ms, log scale)")
-        ax.set_title(f"{model}: {percentile} latency vs load")
-        _legend(figure, ax)
-        image = _data_uri(figure)
+        _log_y(ax)
+        image = _image(figure, ax, x_label, f"{percentile} latency (ms, log scale)",
+                       f"{model}: {percentile} latency vs load")
     return Chart(key, title, model, image, "Filled dots are valid cells, hollow dots invalid ones; the dashed red "
                  "line is the scenario's SLO; a dotted line marks a capacity search's knee, its interval shaded.")
 
@@ -253,6 +262,18 @@ def _warmup(ax: Axes, series: pd.DataFrame) -> None:
         ax.axvspan(float(first), 0, color="grey", alpha=0.12, linewidth=0)
 
 
+def _per_second(series: pd.DataFrame, styles: Styles, top: Axes, top_column: str, bottom: Axes,
+                bottom_column: str) -> None:
+    """Two per-second series of every runtime, one above the other, the warm-up shaded on both."""
+    for (_series, _run), group in series.groupby(["series", "run_index"], sort=False):
+        style = styles.of(group["runtime"].iloc[0], group["run_index"].iloc[0])
+        top.plot(group["t"], group[top_column], label=_name(records(group.head(1))[0]), **style)
+        bottom.plot(group["t"], group[bottom_column], **style)
+    for ax in (top, bottom):
+        _warmup(ax, series)
+    top.set_ylim(bottom=0)
+
+
 def throughput_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
     """Per-second successful requests and p99: stalls, drifts and warm-up effects a summary hides."""
     key, title = "timeline", "Throughput and p99 over time"
@@ -262,16 +283,9 @@ def throughput_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
         return _skip(key, title, model, "No per-second series recorded for this model (an older results file "
                      "or failed cells).")
     with _figure(2, 1, height=4.8) as (figure, (top, bottom)):
-        for (_series, _run), group in series.groupby(["series", "run_index"], sort=False):
-            style = styles.of(group["runtime"].iloc[0], group["run_index"].iloc[0])
-            top.plot(group["t"], group["ok_rps"], label=_name(records(group.head(1))[0]), **style)
-            bottom.plot(group["t"], group["p99_ms"], **style)
-        for ax in (top, bottom):
-            _warmup(ax, series)
+        _per_second(series, styles, top, "ok_rps", bottom, "p99_ms")
         top.set_ylabel("successful req/s")
-        top.set_ylim(bottom=0)
-        bottom.set_yscale("log")
-        _plain_log(bottom.yaxis)
+        _log_y(bottom)
         bottom.set_ylabel("p99 per second (ms)")
         bottom.set_xlabel("seconds since the measurement started (shaded: warm-up, discarded)")
         top.set_title(f"{model}: per-second throughput and p99 at {focus['scenario'].iloc[0]} "
@@ -290,17 +304,11 @@ def resources_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
     if series.empty:
         return _skip(key, title, model, "No server CPU or memory samples recorded for this model.")
     with _figure(2, 1, height=4.8) as (figure, (top, bottom)):
-        for (_series, _run), group in series.groupby(["series", "run_index"], sort=False):
-            style = styles.of(group["runtime"].iloc[0], group["run_index"].iloc[0])
-            top.plot(group["t"], group["server_cpu_percent"], label=_name(records(group.head(1))[0]), **style)
-            bottom.plot(group["t"], group["server_rss_mb"], **style)
-        for ax in (top, bottom):
-            _warmup(ax, series)
+        _per_second(series, styles, top, "server_cpu_percent", bottom, "server_rss_mb")
         top.set_ylabel("server CPU (% of one core)")
-        top.set_ylim(bottom=0)
         bottom.set_ylabel("server RSS (MB)")
         bottom.set_xlabel("seconds since the measurement started (shaded: warm-up)")
-        top.set_title(f"{model}: server resources at {focus['scenario'].iloc[0]} {focus['label'].iloc[0]}")
+        top.set_title(f"{model}: server resources at {_at(focus)}")
         _legend(figure, top)
         image = _data_uri(figure)
     return Chart(key, title, model, image, "Sampled once a second from the server's whole process tree.")
@@ -325,8 +333,7 @@ def batch_effect(data: ReportData, model: str, styles: Styles) -> Chart:
         for ax in (left, right):
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
-            ax.set_yscale("log")
-            _plain_log(ax.yaxis)
+            _log_y(ax)
             ax.set_xlabel("rows per request")
         left.set_ylabel("p99 per request (ms)")
         right.set_ylabel("p50 per row (ms)")
