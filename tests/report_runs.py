@@ -129,3 +129,24 @@ def schema1_minimal(dest: Path) -> Path:
     dest.mkdir(parents=True)
     shutil.copy(RUNS / "schema1-minimal" / "results.json", dest / "results.json")
     return dest
+
+
+def with_capacity(dest: Path) -> Path:
+    """The sweep run as a current-schema run of `bench capacity`: a capacity record per runtime, one of
+    them stopped by the generator."""
+    from bench.results.schema import CapacityRecord, Slo
+    from bench.results.store import load_results, write_results
+
+    folder = with_sweep(dest)
+    results = load_results(folder)
+    slo = Slo(percentile="p99", ms=50.0)
+    records = (
+        CapacityRecord(runtime="fastapi", model="iris-logreg", config={"workers": 1}, slo=slo, capacity_rps=312.0,
+                       ci_low=290.0, ci_high=340.0, resolution=0.05,
+                       probes=tuple(c.label for c in results.cells if c.runtime == "fastapi")),
+        CapacityRecord(runtime="bentoml", model="iris-logreg", config={"workers": 1}, slo=slo, capacity_rps=181.0,
+                       ci_low=170.0, ci_high=None, limited_by="generator", resolution=0.05,
+                       probes=tuple(c.label for c in results.cells if c.runtime == "bentoml")),
+    )
+    write_results(folder / "results.json", results.model_copy(update={"capacity": records}))
+    return folder

@@ -12,7 +12,16 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from report_runs import materialise, read, schema1_minimal, with_bad_cells, with_batches, with_sweep, write
+from report_runs import (
+    materialise,
+    read,
+    schema1_minimal,
+    with_bad_cells,
+    with_batches,
+    with_capacity,
+    with_sweep,
+    write,
+)
 
 from bench.config import parse_runtime_spec
 from bench.errors import BenchError
@@ -288,3 +297,14 @@ def test_each_model_gets_its_own_verdict_and_figures(smoke: Path) -> None:
     assert sorted(model_charts(data)) == ["digits-rf", "iris-logreg"]
     html = render_run_reports([smoke])[0].read_text()
     assert html.count('<div class="card">\n    <h3>') == 2
+
+
+def test_a_capacity_run_shows_each_capacity_its_interval_and_what_limited_it(tmp_path: Path) -> None:
+    html, markdown = render_run_reports([with_capacity(tmp_path / "capacity")])
+    summary = markdown.read_text()
+    assert "### Capacity" in summary
+    assert f"| fastapi | iris-logreg | p99 ≤ 50 ms | 312.0 | 290.0{DASH}340.0 | {DASH} | 4 |" in summary
+    assert f"| bentoml | iris-logreg | p99 ≤ 50 ms | 181.0 | 170.0{DASH}open | the load generator" in summary
+    page = html.read_text()
+    assert 'id="capacity"' in page and "a dotted line marks a capacity search" in page
+    assert summary.index("### Capacity") < summary.index("### Summary")

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from report_runs import materialise, with_bad_cells
+from report_runs import materialise, with_bad_cells, with_capacity
 
 from bench.report import render_run_reports
 
@@ -183,10 +183,11 @@ def _distinct_colours(png: bytes) -> int:
     return len(image.getcolors(maxcolors=1 << 24) or [])
 
 
-@pytest.mark.parametrize("variant", ["smoke-4runtimes", "bad-cells"])
+@pytest.mark.parametrize("variant", ["smoke-4runtimes", "bad-cells", "capacity"])
 def test_report_loads_offline_with_no_errors(browser: DevTools, tmp_path: Path, variant: str) -> None:
     folder = tmp_path / "run"
-    run = materialise(variant, folder) if variant != "bad-cells" else with_bad_cells(folder)
+    variations = {"bad-cells": with_bad_cells, "capacity": with_capacity}
+    run = variations[variant](folder) if variant in variations else materialise(variant, folder)
     report, _ = render_run_reports([run])
     page = load(browser, report)
     (tmp_path / "report.png").write_bytes(page.screenshot)  # kept under pytest's basetemp to look at
