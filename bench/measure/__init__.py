@@ -1,1 +1,1 @@
-"""measure"""
+"""Measuring: bench run's orchestrator, one cell, capacity search, parity, check and calibration."""

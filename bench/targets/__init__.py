@@ -1,1 +1,1 @@
-"""Where a runtime runs: one Target interface, one module per target (local processes, later Docker, KServe)."""
+"""Where a runtime runs: one Target interface and owned-resource registry; local, Docker, compose, KServe."""
