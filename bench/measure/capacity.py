@@ -6,17 +6,20 @@ doubling (or halving) from a start rate until one probe passes and a neighbourin
 geometrically until the bracket is narrower than the resolution (5% by default), then probes both ends
 of the bracket again (`repeats` times, each probe an independent draw of the arrivals).
 
-The estimate. One probe's verdict rests on its percentile (p99), an estimate from a few hundred requests:
-near the knee the same rate passes one draw and fails the next, so "the highest rate that passed" is
-itself a noisy figure. Instead, every probe's percentile enters a monotone fit of log(percentile) against
-rate (pool-adjacent-violators: latency cannot fall as load rises), averaged over repeats, and the capacity
-is the rate where that fit crosses the SLO (interpolated between probed rates). A probe that failed for a
+The estimate. One probe's verdict rests on its percentile (p99), an estimate from a few hundred requests,
+and near the knee a server may pass one draw and fail the next (a stall lands in one window and not in
+another). The percentiles of repeated probes at one rate are averaged (a window with a stall pulls the mean
+up, as it would the percentile of one longer window), and enter a monotone fit of log(percentile) against
+rate (pool-adjacent-violators: latency cannot fall as load rises); the
+capacity is where that fit crosses the SLO, interpolated between probed rates. A probe that failed for a
 reason other than latency (invalid, errors, a collapse) counts as infinitely slow.
 
-The interval. The same fit through each probe's 95% bootstrap interval of the percentile: where the
-upper bounds cross the SLO gives `ci_low` (below it even pessimistic figures pass), the lower bounds give
-`ci_high` (above it even optimistic ones fail). `ci_high` is None (open) when nothing failed above the
-capacity; both are None when no probe recorded an interval.
+The interval is read off the probed rates, never interpolated: `ci_low` is the highest rate below which
+every probe passed clearly (its percentile's whole 95% bootstrap interval within the SLO), `ci_high` the
+lowest rate above which every probe failed clearly (the whole interval beyond it, or invalid). Between
+them the data cannot tell a pass from a failure. `ci_high` is None (open) when no probed rate failed
+every time; both can be None. The interval covers sampling within and between probes, not the bias of
+short windows (a p99 over 15 s reads a few percent low against a long run), which longer profiles reduce.
 """
 
 from __future__ import annotations
@@ -151,35 +154,42 @@ def crossing(rates: list[float], values: list[float], limit: float) -> tuple[flo
     return rates[-1], False
 
 
-def _fit(outcomes: list[Outcome], value: Callable[[Outcome], float | None],
-         limit_ms: float) -> tuple[float | None, bool]:
-    """The crossing of the monotone fit of log(value) per rate (repeats averaged); (None, False) when a
-    probe has no such value."""
-    by_rate: dict[float, list[float]] = {}
-    for outcome in outcomes:
-        figure = value(outcome)
-        if figure is None:
-            return None, False
-        by_rate.setdefault(rounded(outcome.rate), []).append(
-            math.log(figure) if math.isfinite(figure) and figure > 0 else math.inf)
-    rates = sorted(by_rate)
-    means = [sum(logs) / len(logs) for logs in (by_rate[rate] for rate in rates)]
-    fitted = monotone(means, [len(by_rate[rate]) for rate in rates])
-    return crossing(rates, [math.exp(v) if math.isfinite(v) else math.inf for v in fitted], limit_ms)
+def _clear_pass(outcomes: list[Outcome], slo_ms: float) -> bool:
+    return all(o.passed and o.high_ms is not None and o.high_ms <= slo_ms for o in outcomes)
 
 
-def _optional(rate: float | None) -> float | None:
-    return None if rate is None else rounded(rate)
+def _clear_fail(outcomes: list[Outcome], slo_ms: float) -> bool:
+    return all(not o.passed and (not math.isfinite(o.value_ms) or (o.low_ms is not None and o.low_ms > slo_ms))
+               for o in outcomes)
 
 
 def summarise(outcomes: list[Outcome], limit: Limit | None, slo_ms: float) -> Capacity:
     """Capacity and interval from every probe made (see the module docstring)."""
-    capacity, _ = _fit(outcomes, lambda o: o.value_ms, slo_ms)
-    ci_low, _ = _fit(outcomes, lambda o: o.high_ms if math.isfinite(o.value_ms) else math.inf, slo_ms)
-    ci_high, crossed = _fit(outcomes, lambda o: o.low_ms if math.isfinite(o.value_ms) else math.inf, slo_ms)
-    if not crossed:
-        ci_high = None  # even the optimistic figures passed at the highest rate probed: open above
-    return Capacity(_optional(capacity), _optional(ci_low), _optional(ci_high), limit, tuple(outcomes))
+    by_rate: dict[float, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_rate.setdefault(rounded(outcome.rate), []).append(outcome)
+    rates = sorted(by_rate)
+    # repeats pooled: the mean of their percentiles, which a window with a stall pulls up as it would the
+    # percentile of a longer measurement (a mean of logarithms would hide it)
+    pooled = [sum(o.value_ms for o in by_rate[rate]) / len(by_rate[rate]) for rate in rates]
+    logs = [math.log(value) if math.isfinite(value) and value > 0 else math.inf for value in pooled]
+    fitted = monotone(logs, [len(by_rate[rate]) for rate in rates])
+    capacity, _ = crossing(rates, [math.exp(v) if math.isfinite(v) else math.inf for v in fitted], slo_ms)
+    ci_low = None
+    for rate in rates:
+        if not _clear_pass(by_rate[rate], slo_ms):
+            break
+        ci_low = rate
+    ci_high = None
+    for rate in reversed(rates):
+        if not _clear_fail(by_rate[rate], slo_ms):
+            break
+        ci_high = rate
+    return Capacity(_optional(capacity), ci_low, ci_high, limit, tuple(outcomes))
+
+
+def _optional(rate: float | None) -> float | None:
+    return None if rate is None else rounded(rate)
 
 
 def run_search(settings: SearchSettings, measure: Callable[[float], Outcome]) -> Capacity:
