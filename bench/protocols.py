@@ -53,36 +53,37 @@ class Codec:
         raise NotImplementedError
 
 
-class InstancesCodec(Codec):
-    """KServe V1 / TF-Serving style: {"instances": rows} -> {"predictions": rows}."""
+class PredictionsCodec(Codec):
+    """Rows in under one key, {"predictions": rows} out: the envelope KServe V1 and MLflow share."""
 
-    name = "kserve-v1"
-
-    def encode(self, batch: Array, model_name: str) -> bytes:
-        return json.dumps({"instances": batch.tolist()}).encode()
-
-    def decode(self, body: bytes) -> Array:
-        payload = _load_json(body)
-        if not isinstance(payload, dict) or "predictions" not in payload:
-            raise ProtocolError("response has no 'predictions' key")
-        return _as_matrix(payload["predictions"], "predictions")
-
-
-class MlflowInvocationsCodec(Codec):
-    """MLflow's scoring server, tensor input: {"inputs": rows} -> {"predictions": rows}."""
-
-    name = "mlflow-invocations"
+    rows_key: ClassVar[str] = ""
+    bare_list_answers: ClassVar[bool] = False  # the server may answer with the rows alone
 
     def encode(self, batch: Array, model_name: str) -> bytes:
-        return json.dumps({"inputs": batch.tolist()}).encode()
+        return json.dumps({self.rows_key: batch.tolist()}).encode()
 
     def decode(self, body: bytes) -> Array:
         payload = _load_json(body)
         if isinstance(payload, dict) and "predictions" in payload:
             return _as_matrix(payload["predictions"], "predictions")
-        if isinstance(payload, list):
+        if self.bare_list_answers and isinstance(payload, list):
             return _as_matrix(payload, "predictions")
         raise ProtocolError("response has no 'predictions' key")
+
+
+class InstancesCodec(PredictionsCodec):
+    """KServe V1 / TF-Serving style: {"instances": rows} -> {"predictions": rows}."""
+
+    name = "kserve-v1"
+    rows_key = "instances"
+
+
+class MlflowInvocationsCodec(PredictionsCodec):
+    """MLflow's scoring server, tensor input: {"inputs": rows} -> {"predictions": rows} (or the bare rows)."""
+
+    name = "mlflow-invocations"
+    rows_key = "inputs"
+    bare_list_answers = True
 
 
 V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32"}

@@ -257,6 +257,8 @@ class ModelRecord(Record):
 
 
 class SweepPoint(Record):
+    """One load of a sweep, as the curve needs it."""
+
     label: str
     offered_rps: float | None = None
     users: int | None = None
