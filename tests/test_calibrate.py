@@ -24,12 +24,13 @@ from bench.measure.calibrate import (
     CalibrationReport,
     Ceiling,
     LoopAccuracy,
-    ServerRecord,
     Stall,
     StallLoop,
     calibrate,
     true_stall_latencies,
 )
+from bench.measure.generator_ceiling import OpenLoopCeiling
+from bench.measure.known_servers import ServerRecord
 from bench.results.schema import Latency
 from bench.targets.launch import CpuPlan
 
@@ -62,6 +63,7 @@ def _report(wrk_rps: float | None = None) -> CalibrationReport:
         ceiling=Ceiling(servebench_rps=1900.0, plain_locust_rps=2000.0, wrk_rps=wrk_rps,
                         servebench_rounds=(1900.0, 1850.0, 1950.0), plain_locust_rounds=(2000.0,),
                         recording_overhead=0.05, users=32, target_met=True),
+        open_loop=OpenLoopCeiling(rps=12000.0, first_failed_rps=14000.0, users=64, steps=()),
         accuracy=Accuracy(open=loop, closed=loop, server_side=Latency(**_latency(5.0, 5.4)), target_met=True),
         stall=Stall(open=StallLoop(**_latency(6.0, 178.0), p99_error=-0.011),
                     closed=StallLoop(**_latency(5.5, 9.0), p99_error=-0.95),
@@ -91,7 +93,8 @@ def test_the_table_shows_every_measurement_with_its_target() -> None:
     console = Console(record=True, width=400)
     console.print(calibration_table(_report()))
     text = console.export_text()
-    assert "1,900 req/s" in text and "wrk not installed" in text and "overhead +5.0% (<= 10%) met" in text
+    assert "1,900 req/s" in text and "wrk not installed" in text and "0.95x plain FastHttpUser (>= 0.90x) met" in text
+    assert "1b. open-loop ceiling" in text and "12,000 req/s" in text and "first failed 14,000 req/s" in text
     assert "p50 5.250 ms, p99 5.900 ms" in text and "5.000 + round trip 0.200 = 5.200 ms" in text
     assert "p50 within 3% met" in text
     assert "true p99 180.0 ms" in text and "-1.1% (<= 10%) met" in text and "(closed loop hides stalls)" in text
@@ -114,6 +117,8 @@ def test_calibrate_assembles_every_figure_from_the_measurements(monkeypatch: pyt
     monkeypatch.setattr(bench.measure.calibrate, "run_load", load)
     monkeypatch.setattr(bench.measure.calibrate, "_plain_locust_rps", lambda *_args: 100.0)
     monkeypatch.setattr(bench.measure.calibrate, "_wrk_rps", lambda *_args: None)
+    monkeypatch.setattr(bench.measure.calibrate, "measure_open_loop_ceiling", lambda *_args: OpenLoopCeiling(
+        rps=3000.0, first_failed_rps=4000.0, users=64, steps=()))
     said: list[Message] = []
     report = calibrate(CpuPlan((1,), (0,)), 2.0, EventHook[Message](said.append), keep=tmp_path)
     assert report.ceiling.plain_locust_rps == 100.0 and report.ceiling.wrk_rps is None
@@ -126,5 +131,36 @@ def test_calibrate_assembles_every_figure_from_the_measurements(monkeypatch: pyt
     # no stall was logged: the truth is the server's 5 ms, which both loops overstate by 20%
     assert report.stall.truth.p99 == 5.0
     assert [loop.p99_error for _, loop in report.stall.loops()] == pytest.approx([0.2, 0.2])
+    assert report.open_loop is not None and report.open_loop.rps == 3000.0
     assert not report.stall.target_met and not report.targets_met
     assert any("ceiling round 3/3" in message.text for message in said)
+
+
+def test_a_report_written_before_the_open_loop_ceiling_still_reads() -> None:
+    data = json.loads(_report().as_json())
+    del data["open_loop"]
+    assert CalibrationReport.from_json(json.dumps(data)).open_loop is None
+
+
+def test_the_open_loop_ceiling_doubles_then_bisects_to_the_highest_rate_kept_up(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A generator that sends on time up to 10,000 req/s and falls 30% behind above it."""
+    import bench.measure.generator_ceiling as ceiling_module
+
+    @contextmanager
+    def server(_mode: str, _cpus: object, _folder: Path) -> Iterator[Any]:
+        yield SimpleNamespace(url="http://calibration/noop")
+
+    def load(plan: LoadPlan, _cpus: object, _log: Path) -> Any:
+        rate = plan.stages[0][1]
+        scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, int(rate * plan.total_s), endpoint=False)
+        lag = 0.0 if rate <= 10_000 else 0.3 * (scheduled - plan.start_at)  # sends drift later and later
+        return SimpleNamespace(samples=pd.DataFrame({"scheduled": scheduled, "sent": scheduled + lag}),
+                               generator_cpu_max=50.0)
+
+    monkeypatch.setattr(ceiling_module, "calibration_server", server)
+    monkeypatch.setattr(ceiling_module, "run_load", load)
+    result = ceiling_module.measure_open_loop_ceiling(CpuPlan((1,), (0,)), tmp_path, 2.0, EventHook[Message]())
+    assert [step.rate for step in result.steps] == [1000, 2000, 4000, 8000, 16000, 12000, 10000]
+    assert result.rps == 10000 and result.first_failed_rps == 12000
+    assert [step.kept_up for step in result.steps] == [True, True, True, True, False, False, True]

@@ -22,7 +22,12 @@ from rich.table import Table
 
 from bench.errors import BenchError
 from bench.events import Completed, Message, Status
-from bench.measure.calibrate import OPEN_P99_ERROR_TARGET, P50_ERROR_TARGET, RECORDING_OVERHEAD_TARGET
+from bench.measure.calibrate import (
+    OPEN_LOOP_CEILING_TARGET_RPS,
+    OPEN_P99_ERROR_TARGET,
+    P50_ERROR_TARGET,
+    RECORDING_OVERHEAD_TARGET,
+)
 from bench.measure.run import CellStarted, LoadTick, RunEvent
 
 if TYPE_CHECKING:
@@ -217,14 +222,27 @@ def doctor_table(checks: Sequence[Check]) -> Table:
     return table
 
 
+def _times(ours: float, theirs: float | None) -> str:
+    return f"{ours / theirs:.2f}x" if theirs else "n/a"
+
+
 def calibration_table(report: CalibrationReport) -> Table:
     ceiling, accuracy, stall = report.ceiling, report.accuracy, report.stall
     table = Table("measurement", "result", "compared with", "target", title="bench calibrate")
     table.add_row("1. ceiling, servebench recording (median of rounds)", f"{ceiling.servebench_rps:,.0f} req/s",
                   f"plain FastHttpUser {ceiling.plain_locust_rps or 0:,.0f} req/s; wrk "
                   + (f"{ceiling.wrk_rps:,.0f} req/s" if ceiling.wrk_rps else "not installed"),
-                  f"overhead {_pct(ceiling.recording_overhead)} (<= {RECORDING_OVERHEAD_TARGET:.0%}) "
-                  f"{_met(ceiling.target_met)}")
+                  f"{_times(ceiling.servebench_rps, ceiling.plain_locust_rps)} plain FastHttpUser "
+                  f"(>= {1 - RECORDING_OVERHEAD_TARGET:.2f}x) {_met(ceiling.target_met)}")
+    if report.open_loop is not None:
+        open_loop = report.open_loop
+        reached = f"{open_loop.rps:,.0f} req/s" if open_loop.rps else "below the first step"
+        failed = (f"first failed {open_loop.first_failed_rps:,.0f} req/s" if open_loop.first_failed_rps
+                  else "never failed")
+        table.add_row("1b. open-loop ceiling, one process (Poisson)", reached,
+                      f"{failed} ({len(open_loop.steps)} steps: sends on schedule, lateness p99 <= 5 ms, CPU <= 90%)",
+                      f">= {OPEN_LOOP_CEILING_TARGET_RPS:,.0f} req/s "
+                      f"{_met((open_loop.rps or 0) >= OPEN_LOOP_CEILING_TARGET_RPS)}")
     for loop, result in accuracy.loops():
         truth = result.truth
         table.add_row(f"2. fixed 5 ms server, {loop} loop", f"p50 {_ms(result.p50, 3)}, p99 {_ms(result.p99, 3)}",

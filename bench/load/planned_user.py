@@ -2,7 +2,9 @@
 monkey-patches the interpreter on import).
 
 It reads a load plan (JSON, path in SERVEBENCH_LOAD_PLAN) written by bench.load.driver, encodes real
-dataset rows with the runtime's wire-protocol codec, and records every request raw to its own CSV file:
+dataset rows with the runtime's wire-protocol codec into ready-made requests (bench.load.connection: one
+keep-alive connection per user, Locust's HTTP session bypassed for its cost), and records every request
+raw to its own CSV file:
 scheduled time, send time, latency from the scheduled time, service time from the send time, status,
 response bytes, generator process. Locust's own statistics are never used.
 
@@ -27,10 +29,11 @@ from typing import Any
 import gevent
 import numpy as np
 from gevent.event import AsyncResult
-from locust import FastHttpUser, events, task
+from locust import User, events, task
 from locust.exception import StopUser
 
 from bench.load.bodies import request_bodies
+from bench.load.connection import Endpoint, KeepAliveConnection, prebuilt_posts
 from bench.load.plan import LoadPlan
 from bench.load.schedule import arrival_offsets, slots_for_worker
 from bench.protocols import codec_for
@@ -117,9 +120,10 @@ DISPATCHER = SlotDispatcher()
 STATE: dict[str, int] = {"active": 0}
 
 
-BODIES = request_bodies(np.load(PLAN.rows_file), PLAN.protocol, PLAN.model_name, PLAN.batch_size,
-                        PLAN.distinct_bodies, PLAN.seed)
-HEADERS = {"Content-Type": codec_for(PLAN.protocol).content_type}
+ENDPOINT = Endpoint.from_url(PLAN.base_url)
+REQUESTS = prebuilt_posts(ENDPOINT, PLAN.predict_path, codec_for(PLAN.protocol).content_type,
+                          request_bodies(np.load(PLAN.rows_file), PLAN.protocol, PLAN.model_name, PLAN.batch_size,
+                                         PLAN.distinct_bodies, PLAN.seed))
 
 
 def _on_test_start(environment: Any, **_kwargs: Any) -> None:
@@ -163,34 +167,27 @@ def _wait_until(moment: float) -> None:
         gevent.sleep(0)
 
 
-class ServebenchUser(FastHttpUser):
+class ServebenchUser(User):
     host = PLAN.base_url
-    network_timeout = PLAN.request_timeout_s
-    connection_timeout = PLAN.request_timeout_s
-    max_retries = 0
-    concurrency = 1
 
     def on_start(self) -> None:
         self.body_index = 0
+        self.connection = KeepAliveConnection(ENDPOINT, PLAN.request_timeout_s)
         STATE["active"] += 1
 
     def on_stop(self) -> None:
+        self.connection.close()
         STATE["active"] -= 1
 
     def _send(self, scheduled: float) -> None:
-        body = BODIES[self.body_index % len(BODIES)]
+        request = REQUESTS[self.body_index % len(REQUESTS)]
         self.body_index += 1
         sent = time.time()
         started = time.perf_counter()
-        status, size = 0, 0
         try:
-            with self.client.post(PLAN.predict_path, data=body, headers=HEADERS,  # type: ignore[arg-type]
-                                  catch_response=True) as response:
-                status = int(response.status_code or 0)
-                size = len(response.content or b"")
-                response.success()  # validity is judged from raw samples, not Locust's failure counters
-        except Exception:  # a connection reset or timeout is a sample with status 0, never a crash
-            status = 0
+            status, size = self.connection.send(request)
+        except Exception:  # a connection reset, refusal or timeout is a sample with status 0, never a crash
+            status, size = 0, 0
         RECORDER.add(scheduled, sent, time.perf_counter() - started, status, size)
 
     @task

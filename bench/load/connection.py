@@ -1,0 +1,151 @@
+"""One persistent HTTP/1.1 connection per generator user, sending requests built once, ahead of time.
+
+Locust's FastHttpSession costs most of the generator's CPU per request (URL joining, header merging, a
+select() liveness probe, request events and statistics the harness never reads): profiled at 4,000
+req/s open loop, 40% of the process's samples sat in FastHttpSession.post. Here every request is a
+ready byte string (request line, headers and body encoded once per distinct body), written with one
+sendall, and the response is parsed by llhttp (geventhttpclient's C parser, which FastHttpSession uses
+too) without building header objects. Only the status and the body's size are kept.
+
+A connection the server closed while it sat idle (a keep-alive timeout) is noticed when the next request
+gets no byte back; that request is sent once more on a fresh connection, as HTTP clients do for a stale
+keep-alive connection. A fresh connection is never retried: its failure is the server's.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as stdlib_socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import gevent.socket
+import gevent.ssl
+from geventhttpclient._parser import HTTPResponseParser
+
+RECEIVE_BYTES = 65536
+# errno values that mean the peer had already closed the connection when we wrote or read
+PEER_CLOSED = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
+
+
+class ConnectionClosed(OSError):
+    """The server closed the connection before a complete response."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def from_url(cls, base_url: str) -> Endpoint:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        return cls(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+def prebuilt_posts(endpoint: Endpoint, path: str, content_type: str, bodies: Sequence[bytes]) -> list[bytes]:
+    """Each body as a complete HTTP/1.1 POST, ready to write."""
+    return [(f"POST {path} HTTP/1.1\r\nHost: {endpoint.host_header}\r\nContent-Type: {content_type}\r\n"
+             f"Content-Length: {len(body)}\r\nAccept: */*\r\n\r\n").encode("latin-1") + body for body in bodies]
+
+
+class _Response(HTTPResponseParser):
+    """llhttp callbacks that keep only what a sample records: completion and the body's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body_bytes = 0
+        self.complete = False
+
+    def _on_message_begin(self) -> None:
+        pass
+
+    def _on_status(self, _status: str) -> None:
+        pass
+
+    def _on_header_field(self, _field: str) -> None:
+        pass
+
+    def _on_header_value(self, _value: str) -> None:
+        pass
+
+    def _on_headers_complete(self) -> bool:
+        return False  # a POST's response has a body to parse
+
+    def _on_body(self, chunk: bytearray) -> None:
+        self.body_bytes += len(chunk)
+
+    def _on_message_complete(self) -> None:
+        self.complete = True
+
+
+class KeepAliveConnection:
+    """Sends one request at a time on one connection, reconnecting when the server closed it."""
+
+    def __init__(self, endpoint: Endpoint, timeout_s: float) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.sock: gevent.socket.socket | None = None
+        self.connects = 0
+
+    def _connect(self) -> gevent.socket.socket:
+        sock = gevent.socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.timeout_s)
+        sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        if self.endpoint.scheme == "https":
+            sock = gevent.ssl.create_default_context().wrap_socket(sock, server_hostname=self.endpoint.host)
+        self.connects += 1
+        return sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def send(self, request: bytes) -> tuple[int, int]:
+        """The response's status and body size; raises OSError (ConnectionClosed, a timeout, a refused
+        connection) when no complete response came back."""
+        reused = self.sock is not None
+        try:
+            return self._exchange(request)
+        except ConnectionClosed as closed:
+            if not (reused and closed.args and closed.args[0] == "before any byte"):
+                raise
+        return self._exchange(request)  # the stale keep-alive case: once more, on a new connection
+
+    def _exchange(self, request: bytes) -> tuple[int, int]:
+        if self.sock is None:
+            self.sock = self._connect()
+        sock = self.sock
+        response = _Response()
+        received = 0
+        try:
+            sock.sendall(request)
+            while not response.complete:
+                data = sock.recv(RECEIVE_BYTES)
+                if not data:
+                    response.feed(b"")  # a body delimited by the connection's end completes here
+                    if response.complete:
+                        break
+                    raise ConnectionClosed("before any byte" if received == 0 else "mid-response")
+                received += len(data)
+                response.feed(data)
+        except OSError as error:
+            self.close()
+            if error.errno in PEER_CLOSED and received == 0:
+                raise ConnectionClosed("before any byte") from error
+            raise
+        except BaseException:
+            self.close()  # a parse error or an interruption leaves the connection in an unknown state
+            raise
+        if not response.should_keep_alive():
+            self.close()
+        return response.get_code(), response.body_bytes

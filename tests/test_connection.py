@@ -1,0 +1,144 @@
+"""The generator's keep-alive connection against a real socket server in a thread, one behaviour each."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from bench.load.connection import ConnectionClosed, Endpoint, KeepAliveConnection, prebuilt_posts
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"ok\": true}"
+CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+CHUNKED = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+
+Behaviour = Callable[[socket.socket, int], None]  # (connection, requests already answered on it)
+
+
+def read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return data
+
+
+@contextmanager
+def server(behaviour: Behaviour) -> Iterator[tuple[Endpoint, list[bytes], list[int]]]:
+    """Answers each request by behaviour; records requests and how many connections were accepted."""
+    requests: list[bytes] = []
+    connections = [0]
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connections[0] += 1
+            answered = 0
+            while True:
+                request = read_request(self.request)
+                if not request:
+                    return
+                requests.append(request)
+                behaviour(self.request, answered)
+                answered += 1
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as tcp:
+        tcp.daemon_threads = True
+        thread = threading.Thread(target=tcp.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield Endpoint("http", "127.0.0.1", tcp.server_address[1]), requests, connections
+        finally:
+            tcp.shutdown()
+
+
+def post(endpoint: Endpoint, body: bytes = b'{"inputs": [1]}') -> bytes:
+    return prebuilt_posts(endpoint, "/predict", "application/json", [body])[0]
+
+
+def test_requests_share_one_connection_and_report_status_and_body_size() -> None:
+    with server(lambda conn, _n: conn.sendall(OK)) as (endpoint, requests, connections):
+        connection = KeepAliveConnection(endpoint, timeout_s=5)
+        results = [connection.send(post(endpoint)) for _ in range(5)]
+        connection.close()
+    assert results == [(200, 12)] * 5 and connections == [1] and connection.connects == 1
+    assert requests[0].startswith(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"Content-Length: 15\r\n" in requests[0] and requests[0].endswith(b'{"inputs": [1]}')
+
+
+def test_a_response_that_closes_the_connection_gets_a_new_one_next_time() -> None:
+    with server(lambda conn, _n: conn.sendall(CLOSE)) as (endpoint, _requests, connections):
+        connection = KeepAliveConnection(endpoint, timeout_s=5)
+        results = [connection.send(post(endpoint)) for _ in range(3)]
+    assert results == [(200, 2)] * 3 and connection.connects == 3 and connections == [3]
+
+
+def test_a_chunked_error_response_is_read_whole() -> None:
+    with server(lambda conn, _n: conn.sendall(CHUNKED)) as (endpoint, _requests, _connections):
+        connection = KeepAliveConnection(endpoint, timeout_s=5)
+        assert connection.send(post(endpoint)) == (503, 11)
+        assert connection.send(post(endpoint)) == (503, 11)  # and the connection stays usable
+    assert connection.connects == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_and_the_request_sent_again() -> None:
+    def answer_once_then_close(conn: socket.socket, answered: int) -> None:
+        if answered == 0:
+            conn.sendall(OK)  # keep-alive promised, then the server drops the idle connection
+            conn.shutdown(socket.SHUT_RDWR)
+
+    with server(answer_once_then_close) as (endpoint, requests, connections):
+        connection = KeepAliveConnection(endpoint, timeout_s=5)
+        assert connection.send(post(endpoint)) == (200, 12)
+        time.sleep(0.1)
+        assert connection.send(post(endpoint)) == (200, 12)
+    assert connection.connects == 2 and connections == [2] and len(requests) == 2
+
+
+def test_a_fresh_connection_closed_without_an_answer_is_an_error_not_a_retry() -> None:
+    def close_at_once(conn: socket.socket, _answered: int) -> None:
+        conn.shutdown(socket.SHUT_RDWR)
+
+    with server(close_at_once) as (endpoint, requests, connections):
+        connection = KeepAliveConnection(endpoint, timeout_s=5)
+        with pytest.raises(ConnectionClosed):
+            connection.send(post(endpoint))
+    assert len(requests) == 1 and connections == [1]
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    with server(lambda _conn, _n: time.sleep(3)) as (endpoint, _requests, _connections):
+        connection = KeepAliveConnection(endpoint, timeout_s=0.3)
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError):
+            connection.send(post(endpoint))
+        assert time.perf_counter() - started < 2.0
+    assert connection.sock is None  # an unknown state is never reused
+
+
+def test_a_refused_connection_raises() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connection = KeepAliveConnection(Endpoint("http", "127.0.0.1", port), timeout_s=1)
+    with pytest.raises(ConnectionRefusedError):
+        connection.send(post(connection.endpoint))
+
+
+def test_endpoints_come_from_base_urls() -> None:
+    assert Endpoint.from_url("http://127.0.0.1:8080") == Endpoint("http", "127.0.0.1", 8080)
+    assert Endpoint.from_url("https://example.test").port == 443
+    assert Endpoint.from_url("http://example.test").host_header == "example.test"
+    with pytest.raises(ValueError, match="not an http"):
+        Endpoint.from_url("grpc://127.0.0.1:9000")
