@@ -7,7 +7,6 @@ BenchError naming the file and the field, never a traceback.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -16,20 +15,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import BenchError
-from bench.protocols import CODECS
-
-PLACEHOLDER = re.compile(r"\{([A-Za-z_0-9]+)\}")
-KNOWN_PLACEHOLDERS = {
-    "python",  # the runtime environment's interpreter
-    "bin",  # the runtime environment's bin/ folder
-    "host",  # address to bind (127.0.0.1 locally)
-    "port",  # the HTTP port the harness probes
-    "model_dir",  # local copy of the MLflow model version
-    "model_name",  # the reference model's name
-    "runtime_dir",  # the runtime folder (server code lives here)
-    "work_dir",  # a fresh scratch folder per deployment
-}
-FREE_PORT = re.compile(r"free_port_[1-9]")
+from bench.knobs import KNOB_PLACEHOLDER, Knob, checked_config
+from bench.knobs import Scalar as Scalar  # the type of a setting or knob value, re-exported
+from bench.runtime_options import (
+    FREE_PORT,
+    KNOWN_PLACEHOLDERS,
+    PLACEHOLDER,
+    ComposeOptions,
+    KServeOptions,
+    known_protocol,
+)
 
 
 def project_root() -> Path:
@@ -55,64 +50,6 @@ def runtimes_dir() -> Path:
     return project_root() / "runtimes"
 
 
-Scalar = str | int | float | bool
-DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
-
-
-def _known_protocol(value: str) -> str:
-    if value not in CODECS:
-        raise ValueError(f"unknown protocol '{value}'; known: {', '.join(sorted(CODECS))}")
-    return value
-
-
-class KServeStock(BaseModel):
-    """A stock KServe ClusterServingRuntime that serves this runtime's models too (as the variant <name>-kserve,
-    KServe choosing command, ports and env). In its paths {model_name} is the InferenceService's name."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    cluster_runtime: str = Field(pattern=DNS_LABEL, description="the ClusterServingRuntime's name")
-    model_format: str = Field(min_length=1, description="the InferenceService's modelFormat.name")
-    protocol_version: Literal["v1", "v2", "grpc-v1", "grpc-v2"]
-    protocol: str = Field(description="our codec for what it serves")
-    model_class: str = Field(default="", description="what KServe fills into {{.Labels.modelClass}}")
-    port: int = Field(default=8080, ge=1, le=65535, description="the HTTP port the ClusterServingRuntime sets")
-    predict_path: str = Field(pattern=r"^/")
-    readiness_path: str = Field(pattern=r"^/")
-
-    _protocol = field_validator("protocol")(_known_protocol)
-
-    @field_validator("predict_path", "readiness_path")
-    @classmethod
-    def _only_model_name(cls, value: str) -> str:
-        odd = [name for name in PLACEHOLDER.findall(value) if name != "model_name"]
-        if odd:
-            raise ValueError(f"unknown placeholder '{{{odd[0]}}}'; a stock runtime's paths know only {{model_name}}")
-        return value
-
-
-class KServeOptions(BaseModel):
-    """runtime.yaml's `kserve:` block: how the runtime runs on KServe beyond its custom predictor container."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    stock: KServeStock | None = None
-
-
-class ComposePort(BaseModel):
-    """A fixed host port for one {free_port_N}: compose has no free-port allocator, and users read the names."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=r"^[a-z][a-z0-9]*$", description="SERVEBENCH_<RUNTIME>_<NAME>_PORT moves it")
-    port: int = Field(ge=1, le=65535)
-
-
-class ComposeOptions(BaseModel):
-    """runtime.yaml's `compose:` block: the service's default host ports (left out, free ones are assigned)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    port: int | None = Field(default=None, ge=1, le=65535, description="the HTTP port on 127.0.0.1")
-    extra_ports: list[ComposePort] = Field(default_factory=list, max_length=9, description="{free_port_N} in order")
-
-
 class RuntimeSpec(BaseModel):
     """How to start one serving runtime and talk to it: the contents of runtimes/<name>/runtime.yaml."""
 
@@ -132,9 +69,11 @@ class RuntimeSpec(BaseModel):
     serving_code: list[str] = Field(default_factory=list, description="files a team would have to write")
     kserve: KServeOptions = KServeOptions()
     compose: ComposeOptions = ComposeOptions()
+    knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
+    config: dict[str, Scalar] = Field(default_factory=dict, description="the knob values it runs with")
     folder: Path = Path(".")
 
-    _protocol = field_validator("protocol")(_known_protocol)
+    _protocol = field_validator("protocol")(known_protocol)
 
     @field_validator("command", "env", "predict_path", "readiness_path")
     @classmethod
@@ -142,10 +81,26 @@ class RuntimeSpec(BaseModel):
         texts = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
         for text in texts:
             for name in PLACEHOLDER.findall(text):
-                if name not in KNOWN_PLACEHOLDERS and not FREE_PORT.fullmatch(name):
-                    known = ", ".join(sorted(KNOWN_PLACEHOLDERS | {"free_port_1..9"}))
+                if name not in KNOWN_PLACEHOLDERS and not FREE_PORT.fullmatch(name) \
+                        and not KNOB_PLACEHOLDER.fullmatch(name):
+                    known = ", ".join(sorted(KNOWN_PLACEHOLDERS | {"free_port_1..9", "knob_NAME"}))
                     raise ValueError(f"unknown placeholder '{{{name}}}'; known: {known}")
         return value
+
+    @model_validator(mode="after")
+    def _declared_knobs(self) -> RuntimeSpec:
+        names = {knob.name for knob in self.knobs}
+        for text in [*self.command, *self.env.values()]:
+            for used in KNOB_PLACEHOLDER.findall(text):
+                if used not in names:
+                    raise ValueError(f"placeholder '{{knob_{used}}}' names no knob; declared: {sorted(names)}")
+        checked_config(self.knobs, self.config)
+        return self
+
+    def configured(self, values: dict[str, Scalar]) -> RuntimeSpec:
+        """This runtime with knob values (the rest at their defaults), recorded in its settings too."""
+        config = checked_config(self.knobs, values)
+        return self.model_copy(update={"config": config, "settings": {**self.settings, **config}})
 
     @property
     def requirements_file(self) -> Path:
@@ -182,7 +137,7 @@ def parse_runtime_spec(path: Path) -> RuntimeSpec:
     if "folder" in data:
         raise BenchError(f"{path}: field 'folder': not allowed (the folder is where runtime.yaml is)")
     try:
-        return RuntimeSpec(**data, folder=path.parent.resolve())
+        return RuntimeSpec(**data, folder=path.parent.resolve()).configured({})
     except ValidationError as exc:
         first = exc.errors()[0]
         raise BenchError(

@@ -62,7 +62,7 @@ def _case(name: str, tmp_path: Path) -> Case:
         return Case(["check", "--runtime", str(folder)],
                     [f"{folder / 'runtime.yaml'}: malformed YAML at line", "(hint: check indentation"])
     if name == "unknown scenario":
-        return Case(["run", "--scenario", "nope"], ["unknown scenario 'nope'", "(hint: valid: batch, ramp"])
+        return Case(["run", "--scenario", "nope"], ["unknown scenario 'nope'", "(hint: valid: batch, probe, ramp"])
     if name == "malformed scenario":
         path = tmp_path / "bad.yaml"
         path.write_text("name: bad\nloop: [open\n")
@@ -87,12 +87,19 @@ def _case(name: str, tmp_path: Path) -> Case:
         (tmp_path / "old").mkdir()
         (tmp_path / "old" / "results.json").write_text("{}")
         return Case(["run", "--out", str(tmp_path / "old")], ["already holds a run", "(hint: choose another"])
+    if name == "tune cpu budget too big":
+        return Case(["tune", "--cpus", "64"], ["--cpus 64: this machine has", "(hint: choose 1 to"])
+    if name == "tune memory budget malformed":
+        return Case(["tune", "--memory", "lots"], ["--memory 'lots': expected a size", "(hint: for example"])
+    if name == "tune no configurations":
+        return Case(["tune", "--max-configs", "0"], ["--max-configs 0: at least one", "(hint: for example"])
     raise AssertionError(name)
 
 
 CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable json", "malformed runtime.yaml",
          "unknown scenario", "malformed scenario", "impossible rate", "closed loop with a rate", "unknown profile",
-         "bad cpu list", "unavailable cpu", "existing run folder", "negative seed"]
+         "bad cpu list", "unavailable cpu", "existing run folder", "negative seed", "tune cpu budget too big",
+         "tune memory budget malformed", "tune no configurations"]
 # rich soft-wraps console.print at the console width (80 when not a terminal): see the report
 ONE_LINE_CASES = list(CASES)
 
@@ -208,8 +215,8 @@ def test_user_text_is_printed_verbatim(runtime: str, capsys: pytest.CaptureFixtu
 
 # ---- the parser and the pieces commands are made of ---------------------------------------------------
 
-COMMANDS = ["models", "envs", "serve", "check", "run", "capacity", "report", "compare", "baseline", "images", "cluster",
-            "compose", "doctor", "calibrate"]
+COMMANDS = ["models", "envs", "serve", "check", "run", "capacity", "tune", "report", "compare", "baseline", "images",
+            "cluster", "compose", "doctor", "calibrate"]
 
 
 def test_help_lists_every_command_in_order() -> None:

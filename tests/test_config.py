@@ -19,6 +19,7 @@ from bench.config import (
     split_names,
 )
 from bench.errors import BenchError
+from bench.knobs import knob_placeholders
 from bench.protocols import CODECS
 from bench.targets import launch
 from bench.targets.launch import default_cpu_plan, parse_cpu_list, render
@@ -97,7 +98,7 @@ def test_shipped_runtime_loads(name: str) -> None:
 @pytest.mark.parametrize("name", available_runtimes())
 def test_shipped_runtime_templates_render_completely(name: str, counted_ports: list[int]) -> None:
     spec = load_runtime(name)
-    values = {key: f"<{key}>" for key in KNOWN_PLACEHOLDERS}
+    values = {key: f"<{key}>" for key in KNOWN_PLACEHOLDERS} | knob_placeholders(spec.config)
     rendered = [render(part, values) for part in spec.command]
     rendered += [render(value, values) for value in spec.env.values()]
     rendered += [render(spec.readiness_path, values), render(spec.predict_path, values)]

@@ -140,7 +140,7 @@ def test_the_predictor_container_comes_from_runtime_yaml_and_the_dockerfile(tmp_
             part.replace("{bin}", layout.bin_dir).replace("{python}", f"{layout.bin_dir}/python")
                 .replace("{runtime_dir}", layout.runtime_dir).replace("{model_dir}", layout.model_dir)
                 .replace("{work_dir}", layout.work_dir).replace("{host}", "0.0.0.0").replace("{port}", "8080")
-                .replace("{model_name}", "iris-logreg") for part in runtime.command]
+                .replace("{model_name}", "iris-logreg").replace("{knob_workers}", "1") for part in runtime.command]
         env = {item["name"]: item["value"] for item in container["env"]}
         assert env["STORAGE_URI"] == "pvc://p/m" and env["OMP_NUM_THREADS"] == "1"
         assert served.port == layout.port == 8080 == container["ports"][0]["containerPort"]

@@ -18,7 +18,7 @@ LAYERS = [
     {"measure", "compare"},
     {"targets", "load", "stats", "profile", "report"},
     {"results", "models", "provision"},
-    {"config", "protocols", "errors", "events", "processes"},
+    {"config", "protocols", "errors", "events", "processes", "knobs", "runtime_options"},
 ]
 
 

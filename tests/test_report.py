@@ -20,6 +20,7 @@ from report_runs import (
     with_batches,
     with_capacity,
     with_sweep,
+    with_tuning,
     write,
 )
 
@@ -303,8 +304,23 @@ def test_a_capacity_run_shows_each_capacity_its_interval_and_what_limited_it(tmp
     html, markdown = render_run_reports([with_capacity(tmp_path / "capacity")])
     summary = markdown.read_text()
     assert "### Capacity" in summary
-    assert f"| fastapi | iris-logreg | p99 ≤ 50 ms | 312.0 | 290.0{DASH}340.0 | {DASH} | 4 |" in summary
-    assert f"| bentoml | iris-logreg | p99 ≤ 50 ms | 181.0 | 170.0{DASH}open | the load generator" in summary
+    assert f"| fastapi | iris-logreg | workers=1 | p99 ≤ 50 ms | 312.0 | 290.0{DASH}340.0 | {DASH} | 4 |" \
+        in summary
+    assert f"| bentoml | iris-logreg | workers=1 | p99 ≤ 50 ms | 181.0 | 170.0{DASH}open | the load generator" \
+        in summary
     page = html.read_text()
     assert 'id="capacity"' in page and "a dotted line marks a capacity search" in page
     assert summary.index("### Capacity") < summary.index("### Summary")
+
+
+def test_a_tuning_run_shows_default_against_best_and_whether_the_ranking_changed(tmp_path: Path) -> None:
+    html, markdown = render_run_reports([with_tuning(tmp_path / "tuning")])
+    summary = markdown.read_text()
+    assert "### Tuning" in summary and summary.index("### Tuning") < summary.index("### Summary")
+    assert (f"| fastapi | iris-logreg | grid | workers=1 | 150.0 (140.0{DASH}160.0) | workers=2 | "
+            f"312.0 (290.0{DASH}340.0) | +108% | 0.8 CPU-s | 2 | 0 |") in summary
+    assert "| bentoml | iris-logreg | coordinate descent | threads=4 |" in summary and "| 2 | 1 |" in summary
+    assert ("iris-logreg: best against best fastapi > bentoml; defaults would have ranked differently "
+            "(bentoml > fastapi; changed: fastapi vs bentoml)") in summary
+    page = html.read_text()
+    assert 'id="tuning"' in page and 'alt="tuning frontier"' in page and "data:image/svg+xml;base64," in page

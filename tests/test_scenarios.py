@@ -23,7 +23,7 @@ from bench.measure.plan import Measurement, limits_for, plan_measurements, sched
 from bench.measure.sweep import sweep_summary
 from bench.results.schema import Cell, Latency, LoadPoint, Rates, Validity
 
-SHIPPED = ["batch", "ramp", "rate-constant", "rate-poisson", "smoke", "spike", "steady", "step", "sweep"]
+SHIPPED = ["batch", "probe", "ramp", "rate-constant", "rate-poisson", "smoke", "spike", "steady", "step", "sweep"]
 
 
 def _write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:

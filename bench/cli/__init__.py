@@ -31,13 +31,15 @@ from bench.cli import (
     report,
     run,
     serve,
+    tune,
 )
 from bench.cli.options import Handler, Parser
 from bench.errors import BenchError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (models, envs, serve, check, run, capacity, report, compare, images, cluster, compose, doctor, calibrate)
+COMMANDS = (models, envs, serve, check, run, capacity, tune, report, compare, images, cluster, compose, doctor,
+            calibrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,9 +67,12 @@ class CapacityPlan:
     scenario: Scenario
     profile: Profile
     settings: SearchSettings
+    label_prefix: str = ""  # bench tune: the configuration, so that probes of two configurations differ
     steps: Search = field(init=False)
     rate: float = field(init=False)
     labels: list[str] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
+    deployed: bool = False
     attempts: dict[float, int] = field(default_factory=dict)
     result: Capacity | None = None
 
@@ -84,7 +87,7 @@ class CapacityPlan:
         attempt = self.attempts[self.rate] = self.attempts.get(self.rate, 0) + 1
         at_rate = self.scenario.model_copy(update={"rate": self.rate})
         measurement = plan_measurements(at_rate, self.profile)[0]
-        label = measurement.label + (f"#{attempt}" if attempt > 1 else "")  # repeats keep distinct cell keys
+        label = self.label_prefix + measurement.label + (f"#{attempt}" if attempt > 1 else "")  # repeats: own keys
         return Measurement(label, measurement.batch_size, measurement.loop, measurement.arrival,
                            measurement.stages, measurement.users, measurement.warmup_s, measurement.duration_s,
                            measurement.offered_rps, collapse_rule(self.scenario.slo.ms),
@@ -94,6 +97,7 @@ class CapacityPlan:
         if finished is None:
             return self.measurement()
         self.labels.append(finished.label)
+        self.cells.append(finished)
         if finished.status == "failed":  # not measured (parity, a dead server): nothing to search with
             self.result = Capacity(None, None, None, None, ())
             return None
@@ -104,12 +108,22 @@ class CapacityPlan:
             return None
         return self.measurement()
 
+    def deployment(self, base: RuntimeSpec, store: RunStore) -> RuntimeSpec | None:
+        """One deployment: the runtime as configured."""
+        if self.deployed:
+            return None
+        self.deployed = True
+        return self.runtime
+
     def unmeasured(self) -> list[Measurement]:
         return [self.measurement()]
 
     def finish(self, store: RunStore) -> None:
+        store.add_capacity(self.record())
+
+    def record(self) -> CapacityRecord:
         found = self.result or Capacity(None, None, None, None, ())
-        store.add_capacity(CapacityRecord(
-            runtime=self.runtime.name, model=self.model, config=dict(self.runtime.settings), slo=self.scenario.slo,
+        return CapacityRecord(
+            runtime=self.runtime.name, model=self.model, config=dict(self.runtime.config), slo=self.scenario.slo,
             capacity_rps=found.capacity_rps, ci_low=found.ci_low, ci_high=found.ci_high, limited_by=found.limited_by,
-            resolution=self.settings.resolution, probes=tuple(self.labels)))
+            resolution=self.settings.resolution, probes=tuple(self.labels))

@@ -55,7 +55,8 @@ def skeleton(scenario: Scenario, target: str, runtime: RuntimeSpec, model: str, 
                        users=measurement.users, stages=tuple(measurement.stages), warmup_s=measurement.warmup_s,
                        duration_s=measurement.duration_s, generator_processes=scenario.generator_processes,
                        offered_rps=measurement.offered_rps, seed=measurement.arrival_seed(scenario)),
-        slo=scenario.slo, fairness=Fairness(settings=dict(runtime.settings)),
+        slo=scenario.slo, fairness=Fairness(settings=dict(runtime.settings)), config=dict(runtime.config),
+        round=measurement.round,
     )
 
 
@@ -111,13 +112,23 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
         "lateness": stats.lateness, "slo_met": stats.slo_met, "measured_s": stats.measured_s,
         "server": ServerUsage(cpu_percent_mean=float(np.mean(cpu)) if cpu else None,
                               cpu_percent_max=float(np.max(cpu)) if cpu else None,
-                              rss_mb_max=float(np.max(rss)) if rss else None, startup_s=cell.server.startup_s),
+                              rss_mb_max=float(np.max(rss)) if rss else None, startup_s=cell.server.startup_s,
+                              cpu_s_per_1000=cpu_seconds_per_1000(float(np.mean(cpu)) if cpu else None,
+                                                                  stats.throughput_rps)),
         "generator": GeneratorUsage(cpu_percent_max=outcome.generator_cpu_max,
                                     cpu_percent_mean=outcome.generator_cpu_mean, cpus=generator_cpus),
         "timeseries": tuple(sampler.merge_into(stats.timeseries, window.start)),
         "validity": Validity(valid=not reasons, reasons=tuple(reasons), error=error,
                              warnings=tuple(caveats(stats, limits))),
     })
+
+
+def cpu_seconds_per_1000(cpu_percent_mean: float | None, completed_per_s: float) -> float | None:
+    """What 1,000 predictions cost the server in CPU time: its mean CPU over the window (100% is one
+    core-second per second) divided by the predictions completed per second."""
+    if cpu_percent_mean is None or completed_per_s <= 0:
+        return None
+    return cpu_percent_mean / 100.0 / completed_per_s * 1000.0
 
 
 def rows_file(model: LocalModel, folder: Path) -> Path:

@@ -28,6 +28,7 @@ class Measurement:
     offered_rps: float | None
     stop_when: StopRule | None = None  # cut a clearly failed probe short (capacity search)
     seed: int | None = None  # another draw of the arrivals than the scenario's (each capacity probe its own)
+    round: int | None = None  # bench run --rounds: the interleaved round it belongs to
 
     def arrival_seed(self, scenario: Scenario) -> int:
         return scenario.seed if self.seed is None else self.seed

@@ -114,6 +114,10 @@ class PairPlan(Protocol):
     def unmeasured(self) -> list[Measurement]:
         """What would have been measured, as failed cells, when the server never started."""
 
+    def deployment(self, base: RuntimeSpec, store: RunStore) -> RuntimeSpec | None:
+        """The runtime to deploy next (base, or base in another configuration), or None when the pair is
+        done; asked again after each deployment's last cell, so a tuning plan can record as it goes."""
+
     def finish(self, store: RunStore) -> None:
         """Record what the pair found at run level (a capacity), once its last cell is on disk."""
 
@@ -124,6 +128,7 @@ class FixedPlan:
 
     measurements: list[Measurement]
     position: int = 0
+    deployed: bool = False
 
     def next(self, finished: Cell | None) -> Measurement | None:
         if self.position >= len(self.measurements):
@@ -133,6 +138,12 @@ class FixedPlan:
 
     def unmeasured(self) -> list[Measurement]:
         return self.measurements[self.position:]
+
+    def deployment(self, base: RuntimeSpec, store: RunStore) -> RuntimeSpec | None:
+        if self.deployed:
+            return None
+        self.deployed = True
+        return base
 
     def finish(self, store: RunStore) -> None:
         """A fixed list records nothing beyond its cells."""
@@ -175,7 +186,8 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
                 if runtime.name in env_errors:
                     progress.fail_all(options, runtime, model_spec.name, plan, env_errors[runtime.name])
                 else:
-                    _run_pair(options, progress, runtime, models[model_spec.name], plan)
+                    while (configured := plan.deployment(runtime, store)) is not None:
+                        _run_pair(options, progress, configured, models[model_spec.name], plan)
                 plan.finish(store)
     except cells.Interrupted as stop:
         store.add_cell(stop.cell, stop.samples)

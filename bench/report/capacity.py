@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.knobs import config_label
 from bench.report.format import DASH, fmt_rate
 from bench.report.model import ReportData
 
@@ -18,6 +19,7 @@ class CapacityRow:
     run_id: str
     runtime: str
     model: str
+    config: str
     slo: str
     capacity: str
     interval: str
@@ -35,7 +37,7 @@ def capacity_rows(data: ReportData) -> list[CapacityRow]:
             low = DASH if entry.ci_low is None else fmt_rate(entry.ci_low, unit="")
             high = "open" if entry.ci_high is None else fmt_rate(entry.ci_high, unit="")
             rows.append(CapacityRow(
-                run_id=run.run_id, runtime=entry.runtime, model=entry.model,
+                run_id=run.run_id, runtime=entry.runtime, model=entry.model, config=config_label(entry.config),
                 slo=f"{entry.slo.percentile} ≤ {entry.slo.ms:g} ms",
                 capacity="none" if entry.capacity_rps is None else fmt_rate(entry.capacity_rps, unit=""),
                 interval=f"{low}{DASH}{high}", limited_by=LIMITS.get(entry.limited_by or "", DASH),

@@ -17,6 +17,7 @@ from bench.report.ranking import ModelVerdict, run_caveats
 from bench.report.runtime_table import runtime_facts
 from bench.report.summary import summary_rows
 from bench.report.templating import environment
+from bench.report.tuning import frontier_chart, ranking_verdict, tuning_rows
 
 TEMPLATE = "report.html.j2"
 
@@ -33,6 +34,9 @@ def render_html(data: ReportData, verdicts: list[ModelVerdict]) -> str:
         title=title_of(data), overlay=data.overlay, runs=data.runs, verdicts=verdicts,
         run_caveats=run_caveats(data), summary=summary_rows(data.cells), charts=model_charts(data),
         capacity=capacity_rows(data),
+        tuning=tuning_rows([record for run in data.runs for record in run.results.tuning]),
+        tuning_verdict=ranking_verdict([record for run in data.runs for record in run.results.tuning]),
+        frontier=frontier_chart(data),
         facts=runtime_facts(data), environments=run_environments(data), version=__version__,
         rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sources=[run.folder.name for run in data.runs],

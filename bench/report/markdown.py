@@ -12,6 +12,7 @@ from bench.report.model import ReportData
 from bench.report.ranking import ModelVerdict, run_caveats
 from bench.report.summary import summary_rows
 from bench.report.templating import environment
+from bench.report.tuning import ranking_verdict, tuning_rows
 
 TEMPLATE = "summary.md.j2"
 MAX_CAVEATS = 20
@@ -24,4 +25,6 @@ def render_markdown(data: ReportData, verdicts: list[ModelVerdict], report_name:
         title=title_of(data), runs=data.runs, overlay=data.overlay, verdicts=verdicts, caveats=caveats,
         max_caveats=MAX_CAVEATS, summary=summary_rows(data.cells), badges=BADGES, report_name=report_name,
         capacity=capacity_rows(data),
+        tuning=tuning_rows([record for run in data.runs for record in run.results.tuning]),
+        tuning_verdict=ranking_verdict([record for run in data.runs for record in run.results.tuning]),
     )

@@ -13,6 +13,10 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
 3. 2026-12: a run-level `capacity` list (bench capacity): per runtime x model x configuration the
    highest rate within the SLO, its interval, what limited the search, and the labels of its probes;
    each cell's load point records its arrival seed (capacity probes each draw their own).
+4. 2026-12: a run-level `tuning` list (bench tune): per runtime x model the default and the best
+   configuration with their capacities, and every configuration tried or skipped; each cell records its
+   configuration (`config`, the knob values), its `round` (bench run --rounds) and the server's CPU
+   seconds per 1,000 predictions (`server.cpu_s_per_1000`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.config import PERCENTILE_NAMES, Profile, Scalar, Scenario, Slo
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 CellStatus = Literal["valid", "invalid", "failed"]
 
@@ -107,6 +111,7 @@ class ServerUsage(Record):
     cpu_percent_max: float | None = None
     rss_mb_max: float | None = None
     startup_s: float | None = None
+    cpu_s_per_1000: float | None = None  # server CPU-seconds per 1,000 completed predictions (cost)
 
 
 class GeneratorUsage(Record):
@@ -169,6 +174,8 @@ class Cell(Measured):
 
     cell_id: str
     label: str
+    config: dict[str, Scalar] = Field(default_factory=dict)  # the runtime's knob values (runtime.yaml knobs)
+    round: int | None = None  # bench run --rounds: which interleaved round measured it
     load: LoadPoint = LoadPoint()
     slo: Slo | None = None
     parity: Parity = Parity()
@@ -298,6 +305,43 @@ class CapacityRecord(Record):
     probes: tuple[str, ...] = ()  # the load labels of its cells, in the order probed
 
 
+class TunedConfig(Record):
+    """One configuration bench tune measured: its knob values and capacity (see CapacityRecord), its p99
+    at the runtime's common rate (the frontier's other axis) and the server's cost there."""
+
+    config: dict[str, Scalar]
+    capacity_rps: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    limited_by: Literal["generator", "max rate", "min rate"] | None = None
+    p99_at_common_ms: float | None = None
+    cpu_s_per_1000: float | None = None
+    rss_mb_max: float | None = None
+    over_budget: str | None = None  # measured, but over the memory budget: never the best
+
+
+class SkippedConfig(Record):
+    config: dict[str, Scalar]
+    reason: str
+
+
+class TuningRecord(Record):
+    """bench tune's answer for one runtime x model: the best configuration within the budget, beside the
+    default, and every configuration it tried or skipped (search: grid or coordinate descent)."""
+
+    runtime: str
+    model: str
+    slo: Slo
+    search: Literal["grid", "coordinate descent"]
+    server_cpus: int
+    memory_mb: float | None = None
+    common_rps: float | None = None  # the rate every configuration's p99_at_common_ms is read at
+    default: TunedConfig
+    best: TunedConfig
+    tried: tuple[TunedConfig, ...] = ()
+    skipped: tuple[SkippedConfig, ...] = ()
+
+
 RunStatus = Literal["running", "complete", "interrupted", "unknown"]
 
 
@@ -325,6 +369,7 @@ class RunResults(Record):
     cells: tuple[Cell, ...] = ()
     sweeps: tuple[Sweep, ...] = ()
     capacity: tuple[CapacityRecord, ...] = ()
+    tuning: tuple[TuningRecord, ...] = ()
 
     def runtime(self, name: str) -> RuntimeRecord:
         return self.runtimes.get(name) or RuntimeRecord()

@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.errors import BenchError
-from bench.results.schema import SCHEMA_VERSION, CapacityRecord, Cell, RunResults, RunStatus, Sweep
+from bench.results.schema import SCHEMA_VERSION, CapacityRecord, Cell, RunResults, RunStatus, Sweep, TuningRecord
 from bench.results.upgrade import upgrade
 
 RESULTS_FILE = "results.json"
@@ -71,6 +71,10 @@ class RunStore:
 
     def add_capacity(self, record: CapacityRecord) -> None:
         self.results = self.results.model_copy(update={"capacity": (*self.results.capacity, record)})
+        self.save()
+
+    def add_tuning(self, record: TuningRecord) -> None:
+        self.results = self.results.model_copy(update={"tuning": (*self.results.tuning, record)})
         self.save()
 
     def set_sweeps(self, sweeps: tuple[Sweep, ...]) -> None:

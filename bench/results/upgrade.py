@@ -213,7 +213,12 @@ def upgrade_to_3(payload: JsonObject) -> JsonObject:
     return {**payload, "schema_version": 3, "capacity": []}
 
 
-UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3}
+def upgrade_to_4(payload: JsonObject) -> JsonObject:
+    """Schema 4 adds the run-level tuning list (a schema-3 run tuned nothing); the new cell fields default."""
+    return {**payload, "schema_version": 4, "tuning": []}
+
+
+UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:

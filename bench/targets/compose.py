@@ -34,12 +34,13 @@ from typing import Any
 
 import yaml
 
-from bench.config import FREE_PORT, PLACEHOLDER, RuntimeSpec, load_runtimes, project_root, state_dir
+from bench.config import RuntimeSpec, load_runtimes, project_root, state_dir
 from bench.errors import BenchError
 from bench.models.catalog import SPECS, get_spec
 from bench.models.registry import LocalModel, find_local, resolve
 from bench.provision.image_layout import image_layout
 from bench.provision.images import ImageInfo, ImageSource, ensure_image
+from bench.runtime_options import FREE_PORT, PLACEHOLDER
 from bench.targets.docker import DEFAULT_MEMORY
 from bench.targets.launch import CpuPlan, Launch, render_launch
 

@@ -12,8 +12,10 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import FREE_PORT, PLACEHOLDER, RuntimeSpec
+from bench.config import RuntimeSpec
 from bench.errors import BenchError
+from bench.knobs import knob_env, knob_placeholders
+from bench.runtime_options import FREE_PORT, PLACEHOLDER
 from bench.targets.base import Endpoint
 
 HOST = "127.0.0.1"
@@ -101,9 +103,10 @@ class Launch:
 
 def render_launch(runtime: RuntimeSpec, model_name: str, values: dict[str, str]) -> Launch:
     """Fill runtime.yaml's templates; values must hold every placeholder but the free ports."""
-    filled = {"model_name": model_name, **values}
+    filled = {"model_name": model_name, **knob_placeholders(runtime.config), **values}
     command = [render(part, filled) for part in runtime.command]
     env = {key: render(value, filled) for key, value in runtime.env.items()}
+    env.update(knob_env(runtime.knobs, runtime.config))  # a knob's variable wins over runtime.yaml's env
     endpoint = Endpoint(f"http://{filled['host']}:{filled['port']}", render(runtime.predict_path, filled),
                         render(runtime.readiness_path, filled), runtime.protocol, model_name)
     return Launch(command, env, endpoint)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config import KServeStock, RuntimeSpec
+from bench.config import RuntimeSpec
 from bench.errors import BenchError
 from bench.provision.image_layout import ImageLayout
+from bench.runtime_options import KServeStock
 from bench.targets.kserve import versions
 from bench.targets.launch import render, render_launch, thread_env
 

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import KServeStock, ModelSpec, RuntimeSpec
+from bench.config import ModelSpec, RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel, find_local, local_root
 from bench.provision.envs import pinned_requirements
 from bench.provision.image_layout import image_layout
 from bench.provision.images import planned_tag
 from bench.results.schema import Provisioning
+from bench.runtime_options import KServeStock
 from bench.targets.base import (
     Deployment,
     Endpoint,

@@ -2,7 +2,7 @@
 other row with the row itself. FAKE_MODE: ok, crash (exit at start), never_ready, fork (spawns a child
 that ignores SIGTERM), die_on_predict (exits on the first request), die_after:N (exits on request N+1),
 slow:MS (sleeps MS milliseconds per request), serial:MS (one request at a time, MS milliseconds each: a
-single-server queue whose capacity is 1000/MS req/s)."""
+single-server queue whose capacity is 1000/MS req/s), serial (the same, MS from FAKE_SERVICE_MS)."""
 
 import json
 import os
@@ -51,9 +51,10 @@ class Handler(BaseHTTPRequestHandler):
             os.kill(os.getpid(), signal.SIGKILL)
         if MODE.startswith("slow:"):
             time.sleep(float(MODE.split(":")[1]) / 1000)
-        if MODE.startswith("serial:"):
+        if MODE.startswith("serial:") or MODE == "serial":
+            service_ms = os.environ["FAKE_SERVICE_MS"] if MODE == "serial" else MODE.split(":")[1]
             with SERIAL:
-                time.sleep(float(MODE.split(":")[1]) / 1000)
+                time.sleep(float(service_ms) / 1000)
         answers = [GOLDEN.get(tuple(row), row) for row in body["instances"]]
         self._send(200, {"predictions": answers})
 

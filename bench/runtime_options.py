@@ -1,0 +1,81 @@
+"""runtime.yaml's building blocks besides the runtime itself: the placeholders its templates may use,
+and its `kserve:` and `compose:` blocks (how it runs on KServe and under docker compose)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bench.protocols import CODECS
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_0-9]+)\}")
+KNOWN_PLACEHOLDERS = {
+    "python",  # the runtime environment's interpreter
+    "bin",  # the runtime environment's bin/ folder
+    "host",  # address to bind (127.0.0.1 locally)
+    "port",  # the HTTP port the harness probes
+    "model_dir",  # local copy of the MLflow model version
+    "model_name",  # the reference model's name
+    "runtime_dir",  # the runtime folder (server code lives here)
+    "work_dir",  # a fresh scratch folder per deployment
+}
+FREE_PORT = re.compile(r"free_port_[1-9]")
+
+
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+
+
+def known_protocol(value: str) -> str:
+    if value not in CODECS:
+        raise ValueError(f"unknown protocol '{value}'; known: {', '.join(sorted(CODECS))}")
+    return value
+
+
+class KServeStock(BaseModel):
+    """A stock KServe ClusterServingRuntime that serves this runtime's models too (as the variant <name>-kserve,
+    KServe choosing command, ports and env). In its paths {model_name} is the InferenceService's name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cluster_runtime: str = Field(pattern=DNS_LABEL, description="the ClusterServingRuntime's name")
+    model_format: str = Field(min_length=1, description="the InferenceService's modelFormat.name")
+    protocol_version: Literal["v1", "v2", "grpc-v1", "grpc-v2"]
+    protocol: str = Field(description="our codec for what it serves")
+    model_class: str = Field(default="", description="what KServe fills into {{.Labels.modelClass}}")
+    port: int = Field(default=8080, ge=1, le=65535, description="the HTTP port the ClusterServingRuntime sets")
+    predict_path: str = Field(pattern=r"^/")
+    readiness_path: str = Field(pattern=r"^/")
+
+    _protocol = field_validator("protocol")(known_protocol)
+
+    @field_validator("predict_path", "readiness_path")
+    @classmethod
+    def _only_model_name(cls, value: str) -> str:
+        odd = [name for name in PLACEHOLDER.findall(value) if name != "model_name"]
+        if odd:
+            raise ValueError(f"unknown placeholder '{{{odd[0]}}}'; a stock runtime's paths know only {{model_name}}")
+        return value
+
+
+class KServeOptions(BaseModel):
+    """runtime.yaml's `kserve:` block: how the runtime runs on KServe beyond its custom predictor container."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    stock: KServeStock | None = None
+
+
+class ComposePort(BaseModel):
+    """A fixed host port for one {free_port_N}: compose has no free-port allocator, and users read the names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z][a-z0-9]*$", description="SERVEBENCH_<RUNTIME>_<NAME>_PORT moves it")
+    port: int = Field(ge=1, le=65535)
+
+
+class ComposeOptions(BaseModel):
+    """runtime.yaml's `compose:` block: the service's default host ports (left out, free ones are assigned)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    port: int | None = Field(default=None, ge=1, le=65535, description="the HTTP port on 127.0.0.1")
+    extra_ports: list[ComposePort] = Field(default_factory=list, max_length=9, description="{free_port_N} in order")
