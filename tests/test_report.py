@@ -318,9 +318,15 @@ def test_a_tuning_run_shows_default_against_best_and_whether_the_ranking_changed
     summary = markdown.read_text()
     assert "### Tuning" in summary and summary.index("### Tuning") < summary.index("### Summary")
     assert (f"| fastapi | iris-logreg | grid | workers=1 | 150.0 (140.0{DASH}160.0) | workers=2 | "
-            f"312.0 (290.0{DASH}340.0) | +108% | 0.8 CPU-s | 2 | 0 |") in summary
+            f"312.0 (290.0{DASH}340.0) | +108% | 0.8 CPU-s | 0.0356 per million | 2 | 0 |") in summary
+    assert ("iris-logreg: cost at the best configuration: fastapi 0.8 CPU-s per 1,000, 0.0356 per million at 0.04 "
+            "per core-hour, peak RSS 120 MB; bentoml") in summary
+    assert "| 312.0 |" in summary and "0.0356 per million |" in summary  # the capacity table's cost too
     assert "| bentoml | iris-logreg | coordinate descent | threads=4 |" in summary and "| 2 | 1 |" in summary
     assert ("iris-logreg: best against best fastapi > bentoml; defaults would have ranked differently "
             "(bentoml > fastapi; changed: fastapi vs bentoml)") in summary
+    # the verdict is the capacity ranking, best against best, not the probes' p99
+    assert "**iris-logreg**: Choose fastapi: the highest capacity within p99 ≤ 50" in summary
+    assert "(its best configuration, workers=2), against 181" in summary and "Defaults would have ranked" in summary
     page = html.read_text()
     assert 'id="tuning"' in page and 'alt="tuning frontier"' in page and "data:image/svg+xml;base64," in page

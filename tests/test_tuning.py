@@ -10,9 +10,10 @@ import pytest
 from bench.config import load_runtime
 from bench.errors import BenchError
 from bench.knobs import Config, Knob, config_label, grid, knob_env, over_budget
+from bench.measure.tune_run import common_rate, p99_at
 from bench.measure.tuning import TuningOutcome, tuning_search
 from bench.report.tuning import ranking, ranking_verdict
-from bench.results.schema import Slo, TunedConfig, TuningRecord
+from bench.results.schema import Cell, Latency, LoadPoint, Slo, TunedConfig, TuningRecord, Validity
 from bench.targets.launch import render_launch
 
 TUNABLE = Path(__file__).parent / "data" / "fake-tunable"
@@ -138,3 +139,19 @@ def test_overlapping_intervals_tie_and_an_unchanged_order_is_said_so() -> None:
                record("b", tuned(210, 160, 250), tuned(210, 160, 250))]
     assert ranking(records, "best") == [["b", "a"]]
     assert ranking_verdict(records) == ["m: best against best b = a; the defaults rank the same"]
+
+
+def probe(rate: float, p99: float, passed: bool = True) -> Cell:
+    return Cell(cell_id=f"c{rate}", runtime="r", model="m", scenario="s", target="local", label=f"rate={rate}",
+                load=LoadPoint(offered_rps=rate), latency=Latency(p99=p99), slo_met=passed,
+                validity=Validity(valid=True))
+
+
+def test_the_frontier_rate_is_one_the_default_passed_at_and_p99_is_read_there() -> None:
+    default = [probe(50, 5.0), probe(100, 8.0), probe(200, 20.0), probe(400, 90.0, passed=False), probe(283, 45.0)]
+    assert common_rate(default, capacity_rps=290.0) == 100  # the highest passing probe at or below 145
+    assert common_rate([probe(50, 5.0)], capacity_rps=80.0) == 50  # none below half: the lowest that passed
+    assert common_rate([], capacity_rps=80.0) == 40
+    assert p99_at(default, 100) == 8.0
+    assert p99_at(default, 141.4) == pytest.approx(8.0 * (20.0 / 8.0) ** 0.414, rel=1e-3)  # log-linear between
+    assert p99_at(default, 20) is None and p99_at(default, 1000) is None  # never extrapolated

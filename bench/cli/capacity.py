@@ -62,12 +62,16 @@ def parse_slo(text: str) -> Slo:
 
 def search_settings(args: argparse.Namespace) -> tuple[Slo, Scenario, SearchSettings]:
     """The SLO, the probes' scenario and the search settings bench capacity and bench tune share."""
+    from bench.cli.options import cpus
     from bench.cli.run import scenario_of
     from bench.measure.capacity import SearchSettings
     from bench.measure.capacity_run import probe_scenario
 
     slo = parse_slo(args.slo)
     scenario = probe_scenario(scenario_of(args), slo)
+    if not args.generator_processes:  # a search goes as high as the generator CPUs allow: a process on each
+        scenario = scenario.model_copy(update={"generator_processes": max(scenario.generator_processes,
+                                                                          len(cpus(args).generator))})
     ceiling = args.max_rate or MAX_RATE_PER_PROCESS * scenario.generator_processes
     if args.start_rate <= 0 or ceiling < args.start_rate or not 0 < args.resolution < 100 or args.repeats < 0:
         raise BenchError("--start-rate, --max-rate, --resolution or --repeats out of range",
@@ -91,7 +95,8 @@ def console_print(text: str) -> None:
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from bench.cli.console import capacity_table, out
+    from bench.cli.comparison_tables import capacity_table
+    from bench.cli.console import out
     from bench.config import load_profile
     from bench.measure.capacity_run import CapacityPlan
 

@@ -19,7 +19,6 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from bench.errors import BenchError
 from bench.events import Completed, Message, Status
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from bench.provision.envs import RuntimeEnv
     from bench.provision.images import ImageInfo
     from bench.report.publish import Published
-    from bench.results.schema import CapacityRecord, Cell, RunResults, TuningRecord
+    from bench.results.schema import Cell, RunResults
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -276,35 +275,6 @@ def results_table(results: RunResults) -> Group:
     sweeps = [f"sweep {sweep.runtime} x {sweep.model} (batch {sweep.batch_size}): highest load within the SLO: "
               f"{sweep.max_load_within_slo or 'none'}" for sweep in results.sweeps]
     return Group(table, *sweeps)
-
-
-def capacity_table(entries: Sequence[CapacityRecord]) -> Table:
-    """Each runtime x model's capacity, its interval and what, if anything, limited the search."""
-    from bench.knobs import config_label
-
-    table = Table("runtime", "model", "config", "SLO", "capacity req/s", "interval", "limited by", "probes",
-                  title="capacity")
-    for entry in entries:
-        low = "-" if entry.ci_low is None else f"{entry.ci_low:g}"
-        high = "open" if entry.ci_high is None else f"{entry.ci_high:g}"
-        table.add_row(entry.runtime, entry.model, escape(config_label(entry.config)),
-                      f"{entry.slo.percentile} <= {entry.slo.ms:g} ms",
-                      "none" if entry.capacity_rps is None else f"{entry.capacity_rps:g}", f"{low} to {high}",
-                      entry.limited_by or "-", str(len(entry.probes)))
-    return table
-
-
-def tuning_table(records: Sequence[TuningRecord]) -> Group:
-    """Default against best per runtime x model, then the ranking verdict."""
-    from bench.report.tuning import ranking_verdict, tuning_rows
-
-    table = Table("runtime", "model", "search", "default", "capacity req/s", "best", "capacity req/s", "gain",
-                  "CPU-s / 1000 at best", "tried", "skipped", title="tuning (capacity: estimate and interval)")
-    for row in tuning_rows(records):
-        table.add_row(row.runtime, row.model, row.search, escape(row.default_config), row.default_capacity,
-                      escape(row.best_config), row.best_capacity, row.gain, row.best_cost, str(row.tried),
-                      str(row.skipped))
-    return Group(table, *(Text(line) for line in ranking_verdict(records)))
 
 
 def _numbered(index: int, total: int) -> str:

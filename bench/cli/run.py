@@ -21,6 +21,8 @@ from bench.cli.options import (
 from bench.errors import BenchError
 from bench.targets.factory import TARGETS
 
+MAX_ROUNDS = 20
+
 if TYPE_CHECKING:
     from bench.config import ModelSpec, RuntimeSpec, Scenario
     from bench.measure.run import PlanFactory
@@ -41,13 +43,18 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
                         "(compares only with runs of the same seed)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
     add_docker_options(parser)
-    parser.add_argument("--memory", default="4g", help="docker and kserve targets: memory limit per server")
+    parser.add_argument("--memory", default="4g", help="docker and kserve targets: memory limit per server "
+                        "(bench tune: the memory budget of every configuration)")
+    parser.add_argument("--price-per-core-hour", type=float, metavar="PRICE", help="what one server core costs per "
+                        "hour: the report adds the cost per million predictions at capacity")
 
 
 def add_parser(commands: Commands) -> None:
     run = commands.add_parser("run", help="load-test runtimes and write reports/<run-id>/")
     add_measure_options(run)
     run.add_argument("--scenario", default="smoke", help="scenario name or YAML path")
+    run.add_argument("--rounds", type=int, default=1, help="measure the runtimes in N interleaved rounds, the order "
+                     "rotated each round, and rank only where the rounds' intervals separate (default 1)")
     run.add_argument("--dry-run", action="store_true", help="kserve target: write every manifest to --out "
                      "DIR/manifests and print every command, applying nothing")
     run.set_defaults(handler=cmd_run)
@@ -76,8 +83,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = cpus(args)
         measurements = len(plan_measurements(scenario, load_profile(args.profile)))
         return _dry_run(args, specs, model_specs, scenario, measurements, plan)
+    if not 1 <= args.rounds <= MAX_ROUNDS:
+        raise BenchError(f"--rounds {args.rounds}: between 1 and {MAX_ROUNDS}", hint="for example --rounds 3")
     measure(args, scenario)
     return 0
+
+
+def price_of(args: argparse.Namespace) -> float | None:
+    price: float | None = args.price_per_core_hour
+    if price is not None and not price > 0:
+        raise BenchError(f"--price-per-core-hour {price:g}: a price is positive", hint="for example 0.04")
+    return price
 
 
 def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | None = None) -> RunResults:
@@ -103,7 +119,8 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
     options = RunOptions(runtimes=specs, models=model_specs, scenario=scenario, profile=profile, target=target,
                          out_dir=out_dir.resolve(), run_id=run_id, generator_cpus=plan.generator,
                          fairness=RunFairness(server_cpus=plan.server, generator_cpus=plan.generator,
-                                              cpu_shared=bool(set(plan.server) & set(plan.generator))))
+                                              cpu_shared=bool(set(plan.server) & set(plan.generator))),
+                         rounds=getattr(args, "rounds", 1), price_per_core_hour=price_of(args))
     ui = ConsoleRunUI(out_dir / "run.log")
     if not args.no_mlflow:
         from bench.models.registry import tracking_uri
@@ -121,6 +138,10 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
         raise
     ui.close()
     out.print(results_table(store.results))
+    if store.results.rounds:
+        from bench.cli.comparison_tables import rounds_table
+
+        out.print(rounds_table(store.results.rounds))
     console.print(f"results: {store.results_path}")
     print_published(publish(out_dir, mlflow=not args.no_mlflow))
     return store.results

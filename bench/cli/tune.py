@@ -54,7 +54,8 @@ def apply_cpu_budget(args: argparse.Namespace) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from bench.cli.console import out, tuning_table
+    from bench.cli.comparison_tables import tuning_table
+    from bench.cli.console import out
     from bench.cli.options import cpus
     from bench.config import load_profile
     from bench.measure.tune_run import TunePlan
@@ -75,6 +76,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     console_print(f"tuning: {slo.percentile} <= {slo.ms:g} ms on {server_cpus} server CPU(s) and {args.memory} of "
                   f"memory, at most {args.max_configs} configurations per runtime")
     results = measure(args, scenario.model_copy(update={"name": f"tune-{scenario.name}"}), plan)
-    out.print(tuning_table(results.tuning))
+    out.print(tuning_table(results.tuning, results.price_per_core_hour))
     write_json(args.json, results.tuning)
     return 0 if any(entry.best.capacity_rps is not None for entry in results.tuning) else 1

@@ -9,7 +9,7 @@ the load, writes what was measured (the interrupted cell marked invalid) and sto
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +23,7 @@ from bench.load.driver import LiveTick
 from bench.measure import cell as cells
 from bench.measure.parity import check_parity
 from bench.measure.plan import Measurement, limits_for, plan_measurements
+from bench.measure.rounds import combine_rounds, rotated
 from bench.measure.sweep import sweep_summary
 from bench.models.registry import LocalModel, resolve
 from bench.provision.serving_code import serving_code
@@ -43,6 +44,8 @@ class RunOptions:
     run_id: str
     generator_cpus: tuple[int, ...]
     fairness: RunFairness = field(default_factory=RunFairness)
+    rounds: int = 1  # > 1: every runtime measured once per round, the order rotated (bench run --rounds)
+    price_per_core_hour: float | None = None
 
 
 @dataclass(frozen=True)
@@ -173,22 +176,27 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
         run_id=options.run_id,
         environment=environment_fingerprint({name: p.packages for name, p in provisioned.items()}),
         scenario=options.scenario, profile=options.profile, target=options.target.name, fairness=options.fairness,
+        price_per_core_hour=options.price_per_core_hour,
         runtimes={r.name: runtime_record(r, provisioned.get(r.name)) for r in options.runtimes},
         models={name: ModelRecord(version=m.version, fingerprint=m.fingerprint, framework=m.spec.framework)
                 for name, m in models.items()},
     ))
     pairs = len(options.runtimes) * len(options.models)
-    progress = _Progress(store, events, pairs * len(measurements) if plans is None else 0)
+    progress = _Progress(store, events, pairs * len(measurements) * options.rounds if plans is None else 0)
     try:
-        for runtime in options.runtimes:
-            for model_spec in options.models:
-                plan = plan_for(runtime, model_spec)
-                if runtime.name in env_errors:
-                    progress.fail_all(options, runtime, model_spec.name, plan, env_errors[runtime.name])
-                else:
-                    while (configured := plan.deployment(runtime, store)) is not None:
-                        _run_pair(options, progress, configured, models[model_spec.name], plan)
-                plan.finish(store)
+        for round_index in range(options.rounds):
+            if options.rounds > 1:
+                progress.say(f"round {round_index + 1} of {options.rounds}")
+            for runtime in rotated(options.runtimes, round_index):
+                for model_spec in options.models:
+                    plan = plan_for(runtime, model_spec) if options.rounds == 1 else FixedPlan(
+                        [replace(m, round=round_index + 1) for m in measurements])
+                    if runtime.name in env_errors:
+                        progress.fail_all(options, runtime, model_spec.name, plan, env_errors[runtime.name])
+                    else:
+                        while (configured := plan.deployment(runtime, store)) is not None:
+                            _run_pair(options, progress, configured, models[model_spec.name], plan)
+                    plan.finish(store)
     except cells.Interrupted as stop:
         store.add_cell(stop.cell, stop.samples)
         store.finish("interrupted")
@@ -198,6 +206,9 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
         raise
     if options.scenario.sweep:
         store.set_sweeps(sweep_summary(store.results.cells))
+    if options.rounds > 1:
+        store.set_rounds(tuple(combine_rounds(store.results.cells, options.out_dir, options.scenario.slo.percentile,
+                                              options.scenario.seed)))
     store.finish("complete")
     return store
 

@@ -2,11 +2,12 @@
 
 Each configuration the search asks for is deployed afresh on the same CPU set and memory limit, and
 gets a whole capacity search (bench.measure.capacity_run), its probes labelled with the configuration.
-The first configuration is the default; every later one starts its search at the common rate (half the
-default's capacity), so each configuration's first probe is its point on the frontier (capacity against
-p99 at one rate) and the bracket is found in a probe or two. A configuration whose server grew past the
-memory budget is recorded, with the reason, and never chosen. Each configuration's capacity goes into
-results.json's `capacity` list as soon as its search ends; the tuning record when the pair is done.
+The first configuration is the default; every later one starts its search at the common rate (a rate the
+default passed at, at most half its capacity), so each configuration's first probe is its point on the
+frontier (capacity against p99 at one rate) and the bracket is found in a probe or two. A configuration
+whose server grew past the memory budget is recorded, with the reason, and never chosen. Each
+configuration's capacity goes into results.json's `capacity` list as soon as its search ends; the
+tuning record when the pair is done.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ def p99_at(cells: list[Cell], rate: float) -> float | None:
     low, high = max(below), min(above)
     share = (rate - low) / (high - low)
     return math.exp(math.log(means[low]) + share * (math.log(means[high]) - math.log(means[low])))
+
+
+def common_rate(default_cells: list[Cell], capacity_rps: float) -> float:
+    """The frontier's rate, one the default configuration was probed at so that its p99 there is measured:
+    its highest passing probe at or below half its capacity, else its lowest passing probe, else half."""
+    passed = sorted(c.load.offered_rps for c in default_cells
+                    if c.validity.valid and c.slo_met and c.load.offered_rps)
+    below = [rate for rate in passed if rate <= COMMON_RATE_SHARE * capacity_rps]
+    return rounded(below[-1] if below else passed[0] if passed else COMMON_RATE_SHARE * capacity_rps)
 
 
 def cost_at_capacity(cells: list[Cell]) -> float | None:
@@ -97,7 +107,7 @@ class TunePlan:
         store.add_capacity(search.record())
         found = search.result or Capacity(None, None, None, None, ())
         if self.common_rps is None and found.capacity_rps:  # the default's search sets the frontier's rate
-            self.common_rps = rounded(COMMON_RATE_SHARE * found.capacity_rps)
+            self.common_rps = common_rate(search.cells, found.capacity_rps)
         rss = [c.server.rss_mb_max for c in search.cells if c.server.rss_mb_max is not None]
         peak = max(rss) if rss else None
         over = (f"peak RSS {peak:.0f} MB over the {self.memory_mb:.0f} MB budget"

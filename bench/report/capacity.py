@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.knobs import config_label
-from bench.report.format import DASH, fmt_rate
+from bench.report.format import DASH, cost_per_million, fmt_cost, fmt_rate
 from bench.report.model import ReportData
 
 LIMITS = {"generator": "the load generator (its CPU): the server's capacity is higher",
@@ -25,6 +25,7 @@ class CapacityRow:
     interval: str
     limited_by: str
     probes: int
+    cost: str  # per million predictions at capacity, with the run's --price-per-core-hour
     capacity_rps: float | None
     ci_low: float | None
     ci_high: float | None
@@ -41,6 +42,8 @@ def capacity_rows(data: ReportData) -> list[CapacityRow]:
                 slo=f"{entry.slo.percentile} ≤ {entry.slo.ms:g} ms",
                 capacity="none" if entry.capacity_rps is None else fmt_rate(entry.capacity_rps, unit=""),
                 interval=f"{low}{DASH}{high}", limited_by=LIMITS.get(entry.limited_by or "", DASH),
-                probes=len(entry.probes), capacity_rps=entry.capacity_rps, ci_low=entry.ci_low,
+                probes=len(entry.probes), cost=fmt_cost(cost_per_million(
+                    run.results.price_per_core_hour, len(run.results.fairness.server_cpus) or 1, entry.capacity_rps)),
+                capacity_rps=entry.capacity_rps, ci_low=entry.ci_low,
                 ci_high=entry.ci_high))
     return rows

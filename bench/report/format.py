@@ -60,3 +60,14 @@ def fmt_number(value: float | None, digits: int = 1, unit: str = "") -> str:
         return DASH
     assert value is not None
     return f"{value:,.{digits}f}{unit}"
+
+
+def cost_per_million(price_per_core_hour: float | None, cores: int, capacity_rps: float | None) -> float | None:
+    """What a million predictions cost when the server's cores are paid for and serve at capacity."""
+    if price_per_core_hour is None or not capacity_rps or cores < 1:
+        return None
+    return price_per_core_hour * cores / (capacity_rps * 3600.0) * 1_000_000
+
+
+def fmt_cost(value: float | None) -> str:
+    return DASH if _missing(value) else f"{value:.3g} per million"

@@ -14,10 +14,11 @@ from bench.report.environment import run_environments
 from bench.report.figures import model_charts
 from bench.report.model import ReportData
 from bench.report.ranking import ModelVerdict, run_caveats
+from bench.report.rounds import pair_orders, ranking_lines, rounds_of, rounds_rows
 from bench.report.runtime_table import runtime_facts
 from bench.report.summary import summary_rows
 from bench.report.templating import environment
-from bench.report.tuning import frontier_chart, ranking_verdict, tuning_rows
+from bench.report.tuning import frontier_chart, price, ranking_verdict, tuning_rows, tunings
 
 TEMPLATE = "report.html.j2"
 
@@ -34,8 +35,9 @@ def render_html(data: ReportData, verdicts: list[ModelVerdict]) -> str:
         title=title_of(data), overlay=data.overlay, runs=data.runs, verdicts=verdicts,
         run_caveats=run_caveats(data), summary=summary_rows(data.cells), charts=model_charts(data),
         capacity=capacity_rows(data),
-        tuning=tuning_rows([record for run in data.runs for record in run.results.tuning]),
-        tuning_verdict=ranking_verdict([record for run in data.runs for record in run.results.tuning]),
+        rounds=rounds_rows(rounds_of(data)), rounds_ranking=ranking_lines(rounds_of(data)),
+        pair_orders=pair_orders(rounds_of(data)),
+        tuning=tuning_rows(tunings(data), price(data)), tuning_verdict=ranking_verdict(tunings(data), price(data)),
         frontier=frontier_chart(data),
         facts=runtime_facts(data), environments=run_environments(data), version=__version__,
         rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

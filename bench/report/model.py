@@ -31,7 +31,8 @@ CELL_COLUMNS = [
     *[f"{key}_ms" for key in LATENCY_KEYS],
     "p50_ci_low", "p50_ci_high", "p99_ci_low", "p99_ci_high",
     "server_cpu_percent_mean", "server_cpu_percent_max", "server_rss_mb_max", "server_startup_s",
-    "generator_cpu_percent_max", "parity_ok", "parity_max_abs_diff", "slo_percentile", "slo_ms", "slo_met",
+    "server_cpu_s_per_1000", "generator_cpu_percent_max", "parity_ok", "parity_max_abs_diff", "slo_percentile",
+    "slo_ms", "slo_met",
     "valid", "status", "invalid_reasons", "error", "samples_file", "measured_s", "warmup_s", "duration_s",
 ]
 SERIES_COLUMNS = ["run_id", "cell_id", "series", "runtime", "model", "label", "t", "coverage", "requests", "errors",
@@ -146,6 +147,7 @@ def _cell_row(run: Run, position: int, cell: Cell) -> Row:
         "p99_ci_low": ci.p99.low if ci.p99 else None, "p99_ci_high": ci.p99.high if ci.p99 else None,
         "server_cpu_percent_mean": cell.server.cpu_percent_mean, "server_cpu_percent_max": cell.server.cpu_percent_max,
         "server_rss_mb_max": cell.server.rss_mb_max, "server_startup_s": cell.server.startup_s,
+        "server_cpu_s_per_1000": cell.server.cpu_s_per_1000,
         "generator_cpu_percent_max": cell.generator.cpu_percent_max if cell.generator else None,
         "parity_ok": cell.parity.ok, "parity_max_abs_diff": cell.parity.max_abs_diff,
         "slo_percentile": cell.slo.percentile if cell.slo else None, "slo_ms": cell.slo.ms if cell.slo else None,

@@ -94,6 +94,21 @@ def _latency_ranking(focus: pd.DataFrame) -> list[Ranked]:
     return rows
 
 
+def _rounds_ranking(data: ReportData, model: str, focus: pd.DataFrame) -> list[Ranked]:
+    """bench run --rounds: rank the rounds combined (one entry per runtime, its pooled p99 and the two-level
+    interval) rather than each round's cell; a single run only (an overlay ranks cells)."""
+    if data.overlay or focus.empty:
+        return []
+    run = data.runs[0]
+    label = str(focus["label"].iloc[0])
+    pooled = sorted((r for r in run.results.rounds if r.model == model and r.label == label
+                     and r.percentile == "p99" and r.estimate_ms is not None), key=lambda r: r.estimate_ms or 0.0)
+    rows = [Ranked(rank, record.runtime, record.runtime, run.run_id, f"{label} ({record.rounds} rounds)",
+                   record.estimate_ms or 0.0, record.ci_low_ms, record.ci_high_ms)
+            for rank, record in enumerate(pooled, start=1)]
+    return [_tie(each, rows[0]) for each in rows] if rows else []
+
+
 def _tie(each: Ranked, leader: Ranked) -> Ranked:
     if each is leader or None in (each.ci_low, leader.ci_high):
         return each
@@ -193,7 +208,7 @@ def model_verdicts(data: ReportData) -> list[ModelVerdict]:
         focus = common_load(cells.loc[cells["valid"]])
         load = None if focus.empty else f"{focus['scenario'].iloc[0]} {focus['label'].iloc[0]}"
         verdict = ModelVerdict(model=model, common_load=load)
-        verdict.latency = _latency_ranking(focus)
+        verdict.latency = _rounds_ranking(data, model, focus) or _latency_ranking(focus)
         verdict.throughput = _throughput_ranking(cells)
         slo = cells.dropna(subset=["slo_ms"])
         if not slo.empty:

@@ -14,6 +14,7 @@ from bench.report.html import render_html
 from bench.report.markdown import render_markdown
 from bench.report.model import load_runs
 from bench.report.ranking import model_verdicts
+from bench.report.search_verdict import with_search_verdicts
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
@@ -38,7 +39,7 @@ def render_run_reports(run_dirs: Sequence[Path], out_dir: Path | None = None) ->
     One run: into its folder (or out_dir). Several: an overlay named report-overlay.html and
     summary-overlay.md, into out_dir or else the first run's folder."""
     data = load_runs([Path(d) for d in run_dirs])
-    verdicts = model_verdicts(data)
+    verdicts = with_search_verdicts(data, model_verdicts(data))
     target = Path(out_dir) if out_dir is not None else data.runs[0].folder
     names = (OVERLAY_REPORT_FILE, OVERLAY_SUMMARY_FILE) if data.overlay else (REPORT_FILE, SUMMARY_FILE)
     report, summary = target / names[0], target / names[1]

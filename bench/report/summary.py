@@ -33,6 +33,7 @@ class SummaryRow:
     error_rate: str
     goodput: str
     cpu: str
+    cpu_s_per_1000: str  # server CPU-seconds per 1,000 predictions
     rss: str
     startup: str
     status: str  # valid, invalid, failed
@@ -59,6 +60,7 @@ def summary_rows(cells: pd.DataFrame) -> list[SummaryRow]:
             throughput=fmt_rate(number["throughput_rps"], unit=""),
             error_rate=fmt_ratio(number["error_rate"] if cell["requests"] else None),
             goodput=fmt_rate(number["goodput_rps"], unit=""), cpu=fmt_percent(number["server_cpu_percent_mean"], 0),
+            cpu_s_per_1000=fmt_number(number["server_cpu_s_per_1000"], 3),
             rss=fmt_number(number["server_rss_mb_max"], 0), startup=fmt_number(number["server_startup_s"], 2),
             status=str(cell["status"]), reasons=[str(r) for r in cell["invalid_reasons"]],
             slo_met=_optional_bool(cell["slo_met"]),

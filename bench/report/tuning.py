@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bench.knobs import config_label
 from bench.report.figures import Chart, Styles, _figure, _image
-from bench.report.format import DASH, fmt_rate
+from bench.report.format import DASH, cost_per_million, fmt_cost, fmt_rate
 from bench.report.model import ReportData
 from bench.results.schema import TunedConfig, TuningRecord
 
@@ -29,6 +29,7 @@ class TuningRow:
     best_capacity: str
     gain: str
     best_cost: str
+    best_price: str  # per million predictions at capacity, with the run's --price-per-core-hour
     tried: int
     skipped: int
 
@@ -44,6 +45,15 @@ class FrontierPoint:
     best: bool
 
 
+def tunings(data: ReportData) -> list[TuningRecord]:
+    return [record for run in data.runs for record in run.results.tuning]
+
+
+def price(data: ReportData) -> float | None:
+    """The price per core-hour the runs were given (the first run's, in an overlay)."""
+    return next((run.results.price_per_core_hour for run in data.runs if run.results.price_per_core_hour), None)
+
+
 def capacity_text(tuned: TunedConfig) -> str:
     if tuned.capacity_rps is None:
         return "none"
@@ -52,18 +62,21 @@ def capacity_text(tuned: TunedConfig) -> str:
     return f"{fmt_rate(tuned.capacity_rps, unit='')} ({low}{DASH}{high})"
 
 
-def tuning_rows(records: Sequence[TuningRecord]) -> list[TuningRow]:
+def tuning_rows(records: Sequence[TuningRecord], price_per_core_hour: float | None = None) -> list[TuningRow]:
     rows = []
     for record in records:
         default, best = record.default, record.best
         gain = DASH
         if default.capacity_rps and best.capacity_rps:
             gain = f"{best.capacity_rps / default.capacity_rps - 1:+.0%}"
+            if best.config != default.config and _order(best, default) == 0:
+                gain += " (intervals overlap)"
         rows.append(TuningRow(
             runtime=record.runtime, model=record.model, search=record.search,
             default_config=config_label(default.config), default_capacity=capacity_text(default),
             best_config=config_label(best.config), best_capacity=capacity_text(best), gain=gain,
             best_cost=DASH if best.cpu_s_per_1000 is None else f"{best.cpu_s_per_1000:.3g} CPU-s",
+            best_price=fmt_cost(cost_per_million(price_per_core_hour, record.server_cpus, best.capacity_rps)),
             tried=len(record.tried), skipped=len(record.skipped)))
     return rows
 
@@ -97,7 +110,8 @@ def frontier_chart(data: ReportData) -> Chart | None:
                        "Tuning frontier: each configuration tried")
     return Chart("frontier", "Tuning frontier", "", image,
                  "One point per configuration: up is more capacity within the SLO, left is lower p99 at the "
-                 "runtime's common rate (half its default configuration's capacity); the star is the best.")
+                 "runtime's common rate (a rate its default configuration passed at, at most half its capacity); "
+                 "the star is the best.")
 
 
 def _order(first: TunedConfig, second: TunedConfig) -> int:
@@ -127,8 +141,9 @@ def _pick(record: TuningRecord, which: str) -> TunedConfig:
     return record.best if which == "best" else record.default
 
 
-def ranking_verdict(records: Sequence[TuningRecord]) -> list[str]:
-    """Per model: the best-against-best ranking, and plainly whether the defaults would have ranked otherwise."""
+def ranking_verdict(records: Sequence[TuningRecord], price_per_core_hour: float | None = None) -> list[str]:
+    """Per model: the best-against-best ranking, whether the defaults would have ranked otherwise, and what
+    each runtime's best costs."""
     lines = []
     for model in sorted({r.model for r in records}):
         of_model = [r for r in records if r.model == model]
@@ -141,4 +156,21 @@ def ranking_verdict(records: Sequence[TuningRecord]) -> list[str]:
                          f"({' > '.join(' = '.join(g) for g in default)}; changed: {', '.join(changed)})")
         else:
             lines.append(f"{model}: best against best {text}; the defaults rank the same")
+        by_capacity = sorted(of_model, key=lambda r: -(r.best.capacity_rps or 0))
+        costs = [_cost_text(r, price_per_core_hour) for r in by_capacity]
+        if any(costs):
+            lines.append(f"{model}: cost at the best configuration: {'; '.join(c for c in costs if c)}")
     return lines
+
+
+def _cost_text(record: TuningRecord, price_per_core_hour: float | None) -> str:
+    best = record.best
+    parts = []
+    if best.cpu_s_per_1000 is not None:
+        parts.append(f"{best.cpu_s_per_1000:.3g} CPU-s per 1,000")
+    money = cost_per_million(price_per_core_hour, record.server_cpus, best.capacity_rps)
+    if money is not None:
+        parts.append(f"{money:.3g} per million at {price_per_core_hour:g} per core-hour")
+    if best.rss_mb_max is not None:
+        parts.append(f"peak RSS {best.rss_mb_max:.0f} MB")
+    return f"{record.runtime} {', '.join(parts)}" if parts else ""

@@ -16,7 +16,9 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
 4. 2026-12: a run-level `tuning` list (bench tune): per runtime x model the default and the best
    configuration with their capacities, and every configuration tried or skipped; each cell records its
    configuration (`config`, the knob values), its `round` (bench run --rounds) and the server's CPU
-   seconds per 1,000 predictions (`server.cpu_s_per_1000`).
+   seconds per 1,000 predictions (`server.cpu_s_per_1000`); a run-level `rounds` list (bench run
+   --rounds): per runtime x model x load point the rounds combined, with a two-level bootstrap interval;
+   the run's `price_per_core_hour` when one was given.
 """
 
 from __future__ import annotations
@@ -342,6 +344,22 @@ class TuningRecord(Record):
     skipped: tuple[SkippedConfig, ...] = ()
 
 
+class RoundsRecord(Record):
+    """One runtime x model x load point over the rounds of bench run --rounds: the SLO percentile of every
+    round pooled, its interval (rounds, then seconds within them, resampled) and each round's own figure."""
+
+    runtime: str
+    model: str
+    label: str
+    percentile: str
+    rounds: int
+    valid_rounds: int
+    estimate_ms: float | None
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
+    per_round_ms: tuple[float | None, ...] = ()
+
+
 RunStatus = Literal["running", "complete", "interrupted", "unknown"]
 
 
@@ -364,12 +382,14 @@ class RunResults(Record):
     profile: Profile | None = None
     target: str | None = None
     fairness: RunFairness = RunFairness()
+    price_per_core_hour: float | None = None  # --price-per-core-hour: what a server core costs, for cost figures
     runtimes: dict[str, RuntimeRecord] = Field(default_factory=dict)
     models: dict[str, ModelRecord] = Field(default_factory=dict)
     cells: tuple[Cell, ...] = ()
     sweeps: tuple[Sweep, ...] = ()
     capacity: tuple[CapacityRecord, ...] = ()
     tuning: tuple[TuningRecord, ...] = ()
+    rounds: tuple[RoundsRecord, ...] = ()
 
     def runtime(self, name: str) -> RuntimeRecord:
         return self.runtimes.get(name) or RuntimeRecord()

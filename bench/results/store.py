@@ -17,7 +17,16 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.errors import BenchError
-from bench.results.schema import SCHEMA_VERSION, CapacityRecord, Cell, RunResults, RunStatus, Sweep, TuningRecord
+from bench.results.schema import (
+    SCHEMA_VERSION,
+    CapacityRecord,
+    Cell,
+    RoundsRecord,
+    RunResults,
+    RunStatus,
+    Sweep,
+    TuningRecord,
+)
 from bench.results.upgrade import upgrade
 
 RESULTS_FILE = "results.json"
@@ -75,6 +84,10 @@ class RunStore:
 
     def add_tuning(self, record: TuningRecord) -> None:
         self.results = self.results.model_copy(update={"tuning": (*self.results.tuning, record)})
+        self.save()
+
+    def set_rounds(self, rounds: tuple[RoundsRecord, ...]) -> None:
+        self.results = self.results.model_copy(update={"rounds": rounds})
         self.save()
 
     def set_sweeps(self, sweeps: tuple[Sweep, ...]) -> None:

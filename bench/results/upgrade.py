@@ -214,8 +214,9 @@ def upgrade_to_3(payload: JsonObject) -> JsonObject:
 
 
 def upgrade_to_4(payload: JsonObject) -> JsonObject:
-    """Schema 4 adds the run-level tuning list (a schema-3 run tuned nothing); the new cell fields default."""
-    return {**payload, "schema_version": 4, "tuning": []}
+    """Schema 4 adds the run-level tuning and rounds lists (a schema-3 run had neither); new cell fields
+    default."""
+    return {**payload, "schema_version": 4, "tuning": [], "rounds": []}
 
 
 UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4}
