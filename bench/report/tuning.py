@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.knobs import config_label
-from bench.report.figures import Chart, Styles, _figure, _image
+from bench.report.figures import Chart, Styles, _figure, _image, _plain_log
 from bench.report.format import DASH, cost_per_million, fmt_cost, fmt_rate
 from bench.report.model import ReportData
 from bench.results.schema import TunedConfig, TuningRecord
@@ -106,7 +106,9 @@ def frontier_chart(data: ReportData) -> Chart | None:
                     ax.scatter([point.p99_ms], [point.capacity_rps], color=colour, marker="*", s=140)
                 ax.annotate(point.config, (point.p99_ms, point.capacity_rps), fontsize=6, xytext=(3, 3),
                             textcoords="offset points")
-        image = _image(figure, ax, "p99 ms at the runtime's common rate", "capacity req/s",
+        ax.set_xscale("log")  # p99 spans from a few ms to past the SLO
+        _plain_log(ax.xaxis)
+        image = _image(figure, ax, "p99 ms at the runtime's common rate (log scale)", "capacity req/s",
                        "Tuning frontier: each configuration tried")
     return Chart("frontier", "Tuning frontier", "", image,
                  "One point per configuration: up is more capacity within the SLO, left is lower p99 at the "
