@@ -330,3 +330,18 @@ def test_a_tuning_run_shows_default_against_best_and_whether_the_ranking_changed
     assert "(its best configuration, workers=2), against 181" in summary and "Defaults would have ranked" in summary
     page = html.read_text()
     assert 'id="tuning"' in page and 'alt="tuning frontier"' in page and "data:image/svg+xml;base64," in page
+
+
+def test_the_verdict_says_what_each_runtime_costs_in_server_cpu_at_the_common_load(smoke: Path) -> None:
+    from bench.results.store import load_results, write_results
+
+    results = load_results(smoke)
+    per_runtime = {"fastapi": 0.4, "mlserver": 1.25, "mlflow": 2.0, "bentoml": 3.5}
+    cells = tuple(cell.model_copy(update={"server": cell.server.model_copy(
+        update={"cpu_s_per_1000": per_runtime[cell.runtime]})}) for cell in results.cells)
+    write_results(smoke / "results.json", results.model_copy(update={"cells": cells}))
+    summary = render_run_reports([smoke])[1].read_text()
+    verdict = summary.split("### Verdict", 1)[1].split("\n- ", 1)[0]
+    assert "Server CPU-seconds per 1,000 predictions there: fastapi 0.4," in verdict
+    assert "mlserver 1.25" in verdict and "bentoml 3.5" in verdict
+    assert "| 0.400 |" in summary  # and the summary table's column

@@ -164,6 +164,16 @@ def _recommendation(model: str, verdict: ModelVerdict) -> str:
     return text + f"; {top.series} reached the highest throughput within the SLO ({fmt_rate(top.value)})."
 
 
+def _cost_sentence(focus: pd.DataFrame, verdict: ModelVerdict) -> str:
+    """What each ranked runtime's predictions cost the server at the common load (CPU-seconds per 1,000,
+    the median over its cells there), in ranking order; empty when no cell recorded it."""
+    if focus.empty or "server_cpu_s_per_1000" not in focus:
+        return ""
+    costs = focus.dropna(subset=["server_cpu_s_per_1000"]).groupby("series")["server_cpu_s_per_1000"].median()
+    parts = [f"{entry.series} {costs[entry.series]:.3g}" for entry in verdict.latency if entry.series in costs]
+    return f" Server CPU-seconds per 1,000 predictions there: {', '.join(parts)}." if parts else ""
+
+
 def _caveats(data: ReportData, cells: pd.DataFrame, verdict: ModelVerdict) -> list[str]:
     caveats = []
     for row in records(cells.loc[~cells["valid"]]):
@@ -215,7 +225,7 @@ def model_verdicts(data: ReportData) -> list[ModelVerdict]:
             verdict.slo = f"{slo['slo_percentile'].iloc[0] or 'p99'} ≤ {fmt_ms(float(slo['slo_ms'].iloc[0]))}"
         elif verdict.throughput:
             verdict.slo = "no SLO recorded: every valid cell counts"
-        verdict.recommendation = _recommendation(model, verdict)
+        verdict.recommendation = _recommendation(model, verdict) + _cost_sentence(focus, verdict)
         verdict.caveats = _caveats(data, cells, verdict)
         verdicts.append(verdict)
     return verdicts
