@@ -50,6 +50,12 @@ def runtimes_dir() -> Path:
     return project_root() / "runtimes"
 
 
+def shared_code_dir() -> Path:
+    """Serving code the runtime folders share (runtime.yaml's {shared_dir}); an image copies it beside the
+    runtime's own code."""
+    return runtimes_dir() / "common"
+
+
 class RuntimeSpec(BaseModel):
     """How to start one serving runtime and talk to it: the contents of runtimes/<name>/runtime.yaml."""
 
@@ -67,6 +73,10 @@ class RuntimeSpec(BaseModel):
         default_factory=dict, description="workers, threads, event loop...: recorded as fairness settings"
     )
     serving_code: list[str] = Field(default_factory=list, description="files a team would have to write")
+    parity_atol: float | None = Field(default=None, gt=0, lt=1, description=(
+        "a looser parity tolerance, for a runtime that serves a derived artifact (an ONNX export)"))
+    not_supported: dict[str, str] = Field(default_factory=dict, description=(
+        "models it cannot serve, by model name or framework (sklearn, pytorch), and why"))
     kserve: KServeOptions = KServeOptions()
     compose: ComposeOptions = ComposeOptions()
     knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
@@ -96,6 +106,13 @@ class RuntimeSpec(BaseModel):
                     raise ValueError(f"placeholder '{{knob_{used}}}' names no knob; declared: {sorted(names)}")
         checked_config(self.knobs, self.config)
         return self
+
+    def unsupported_reason(self, model: ModelSpec) -> str | None:
+        """Why this runtime cannot serve the model (not a failure: the pair is skipped), or None."""
+        return self.not_supported.get(model.name) or self.not_supported.get(model.framework)
+
+    def parity_tolerance(self, model: ModelSpec) -> float:
+        return max(model.parity_atol, self.parity_atol or 0.0)
 
     def configured(self, values: dict[str, Scalar]) -> RuntimeSpec:
         """This runtime with knob values (the rest at their defaults), recorded in its settings too."""

@@ -122,8 +122,34 @@ class OpenInferenceV2Codec(Codec):
         return _as_matrix(data.reshape(shape), "outputs[0]")
 
 
+class SeldonCodec(Codec):
+    """Seldon Core's REST protocol: {"data": {"ndarray": rows}} -> {"data": {"ndarray": rows, "names": ...}}."""
+
+    name = "seldon"
+
+    def encode(self, batch: Array, model_name: str) -> bytes:
+        return json.dumps({"data": {"ndarray": batch.tolist()}}).encode()
+
+    def decode(self, body: bytes) -> Array:
+        payload = _load_json(body)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, dict):
+            raise ProtocolError("response has no 'data' object")
+        if "ndarray" in data:
+            return _as_matrix(data["ndarray"], "data.ndarray")
+        tensor = data.get("tensor")
+        if isinstance(tensor, dict) and "values" in tensor and "shape" in tensor:
+            try:
+                return _as_matrix(np.asarray(tensor["values"], dtype=np.float64).reshape(tensor["shape"]),
+                                  "data.tensor")
+            except (TypeError, ValueError) as exc:
+                raise ProtocolError(f"malformed Seldon tensor: {exc}") from None
+        raise ProtocolError("response data holds neither 'ndarray' nor 'tensor'")
+
+
 CODECS: dict[str, Codec] = {
-    codec.name: codec for codec in (InstancesCodec(), MlflowInvocationsCodec(), OpenInferenceV2Codec())
+    codec.name: codec
+    for codec in (InstancesCodec(), MlflowInvocationsCodec(), OpenInferenceV2Codec(), SeldonCodec())
 }
 
 

@@ -19,6 +19,7 @@ KNOWN_PLACEHOLDERS = {
     "model_dir",  # local copy of the MLflow model version
     "model_name",  # the reference model's name
     "runtime_dir",  # the runtime folder (server code lives here)
+    "shared_dir",  # code the runtime folders share (runtimes/common; beside the runtime's own code in an image)
     "work_dir",  # a fresh scratch folder per deployment
 }
 FREE_PORT = re.compile(r"free_port_[1-9]")

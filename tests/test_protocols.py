@@ -11,7 +11,7 @@ import pytest
 
 from bench.protocols import CODECS, Codec, ProtocolError, codec_for
 
-SHIPPED_CODECS = {"kserve-v1", "mlflow-invocations", "v2"}
+SHIPPED_CODECS = {"kserve-v1", "mlflow-invocations", "v2", "seldon"}
 
 
 def _kserve_v1_response(request: dict[str, Any]) -> dict[str, Any]:
@@ -28,11 +28,16 @@ def _v2_response(request: dict[str, Any]) -> dict[str, Any]:
     return {"model_name": "m", "id": "1", "outputs": [output]}
 
 
+def _seldon_response(request: dict[str, Any]) -> dict[str, Any]:
+    return {"data": {"names": [], "ndarray": request["data"]["ndarray"]}, "meta": {}}
+
+
 # What an echoing server of each protocol answers, built from the request body the codec encoded.
 RESPONDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "kserve-v1": _kserve_v1_response,
     "mlflow-invocations": _mlflow_response,
     "v2": _v2_response,
+    "seldon": _seldon_response,
 }
 
 
@@ -218,3 +223,16 @@ def test_null_predictions_are_protocol_errors(protocol: str) -> None:
     body = _v2_body(shape=[1, 2], data=[None, 1.0]) if protocol == "v2" else b'{"predictions": [[null, 1.0]]}'
     with pytest.raises(ProtocolError):
         CODECS[protocol].decode(body)
+
+
+def test_seldon_decodes_its_tensor_form_too() -> None:
+    body = json.dumps({"data": {"names": [], "tensor": {"shape": [2, 2], "values": [0.25, 0.75, 1.0, 0.0]}}})
+    np.testing.assert_array_equal(codec_for("seldon").decode(body.encode()), [[0.25, 0.75], [1.0, 0.0]])
+
+
+@pytest.mark.parametrize("body", [b'{"data": {}}', b'{"status": {"code": 500}}',
+                                  b'{"data": {"tensor": {"shape": [3]}}}',
+                                  b'{"data": {"tensor": {"shape": [3], "values": [1, 2]}}}'])
+def test_seldon_rejects_answers_without_predictions(body: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        codec_for("seldon").decode(body)

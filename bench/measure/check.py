@@ -22,7 +22,7 @@ from bench.targets.base import Deployment, Target
 class CheckRow:
     runtime: str
     model: str
-    status: str  # ok | mismatch | failed
+    status: str  # ok | mismatch | failed | not supported
     ok: bool
     max_abs_diff: float | None
     startup_s: float | None
@@ -34,10 +34,23 @@ class CheckRow:
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def counts_against(self) -> bool:
+        """A mismatch or failure fails the check; a model the runtime declares it cannot serve does not."""
+        return not self.ok and self.status != NOT_SUPPORTED
+
+
+NOT_SUPPORTED = "not supported"
+
 
 def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_dir: Path) -> CheckRow:
     def failed(error: str, log: str | None = None, version: str | None = None) -> CheckRow:
         return CheckRow(runtime.name, model_spec.name, "failed", False, None, None, None, version, error, log)
+
+    reason = runtime.unsupported_reason(model_spec)
+    if reason is not None:
+        return CheckRow(runtime.name, model_spec.name, NOT_SUPPORTED, False, None, None, None, None,
+                        f"not supported: {reason}", None)
 
     try:
         model = resolve(model_spec)
@@ -48,7 +61,7 @@ def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_
     except DeployError as exc:
         return failed(exc.summary(), str(log_dir / f"{runtime.name}-{model.name}.log"), model.version)
     with deployment:
-        parity = check_parity(deployment.endpoint, model)
+        parity = check_parity(deployment.endpoint, model, runtime.parity_tolerance(model.spec))
         rss = deployment.rss_mb()
         if not parity.answered:
             _let_a_dying_server_exit(deployment)

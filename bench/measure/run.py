@@ -181,7 +181,7 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
         models={name: ModelRecord(version=m.version, fingerprint=m.fingerprint, framework=m.spec.framework)
                 for name, m in models.items()},
     ))
-    pairs = len(options.runtimes) * len(options.models)
+    pairs = sum(runtime.unsupported_reason(spec) is None for runtime in options.runtimes for spec in options.models)
     progress = _Progress(store, events, pairs * len(measurements) * options.rounds if plans is None else 0)
     try:
         for round_index in range(options.rounds):
@@ -189,6 +189,11 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
                 progress.say(f"round {round_index + 1} of {options.rounds}")
             for runtime in rotated(options.runtimes, round_index):
                 for model_spec in options.models:
+                    reason = runtime.unsupported_reason(model_spec)
+                    if reason is not None:  # declared in runtime.yaml: skipped, not failed
+                        if round_index == 0:
+                            progress.say(f"{runtime.name} x {model_spec.name}: not supported ({reason}); skipped")
+                        continue
                     plan = plan_for(runtime, model_spec) if options.rounds == 1 else FixedPlan(
                         [replace(m, round=round_index + 1) for m in measurements])
                     if runtime.name in env_errors:
@@ -229,7 +234,7 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
     run_fairness = Fairness(server_cpus=options.fairness.server_cpus, generator_cpus=options.fairness.generator_cpus,
                             cpu_shared=options.fairness.cpu_shared)
     with deployment:
-        parity = check_parity(deployment.endpoint, model)
+        parity = check_parity(deployment.endpoint, model, runtime.parity_tolerance(model.spec))
         progress.say(f"{title}: ready in {deployment.startup_s:.2f} s, parity "
                      f"{'ok' if parity.ok else 'FAILED: ' + (parity.error or '')}")
         finished: Cell | None = None

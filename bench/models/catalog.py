@@ -23,6 +23,9 @@ from bench.protocols import Array
 
 SEED = 20261125
 GOLDEN_ROWS = 64
+ONNX_FILE = "model.onnx"  # the ONNX export, inside the MLflow model's own artifact folder
+ONNX_ATOL = 1e-6  # how far the ONNX export may differ from the reference (float32 nets; tree sums in ORT)
+ONNX_OPSETS = {"": 17, "ai.onnx.ml": 3}
 TORCH_NETS_FILE = Path(__file__).with_name("servebench_torch_nets.py")
 TORCH_NETS_MODULE = "servebench_torch_nets"
 
@@ -164,6 +167,47 @@ def train(spec: ModelSpec) -> TrainedModel:
     return TrainedModel(spec, estimator, golden, predict_reference(spec, estimator, golden), accuracy)
 
 
+def export_onnx(spec: ModelSpec, estimator: Any) -> bytes:
+    """The model as ONNX, in the dtype of its input (scikit-learn models in double, as they run), with
+    probabilities as its last output: skl2onnx for scikit-learn, torch.onnx (TorchScript exporter) for nets."""
+    sample = golden_inputs(spec)[:1]
+    if spec.framework == "sklearn":
+        from skl2onnx import to_onnx
+
+        exported = to_onnx(estimator, sample, options={"zipmap": False}, target_opset=ONNX_OPSETS)
+        return bytes(exported.SerializeToString())
+    import tempfile
+
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="servebench-onnx-") as folder:
+        path = Path(folder) / ONNX_FILE
+        torch.onnx.export(estimator, (torch.from_numpy(sample),), str(path), input_names=["input"],
+                          output_names=["probabilities"],
+                          dynamic_axes={"input": {0: "rows"}, "probabilities": {0: "rows"}},
+                          opset_version=ONNX_OPSETS[""], dynamo=False)
+        return path.read_bytes()
+
+
+def predict_onnx(model: bytes, inputs: Array) -> Array:
+    """Probabilities from an ONNX export, through onnxruntime on the CPU (its last output)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: inputs})[-1], dtype=np.float64)
+
+
+def checked_onnx(trained: TrainedModel) -> bytes:
+    """The ONNX export, held to the same golden outputs as every runtime (within ONNX_ATOL)."""
+    model = export_onnx(trained.spec, trained.estimator)
+    worst = float(np.max(np.abs(predict_onnx(model, trained.golden_inputs) - trained.golden_outputs)))
+    if worst > ONNX_ATOL:
+        raise BenchError(f"{trained.spec.name}: the ONNX export differs from the model by {worst:.3g} "
+                         f"(tolerance {ONNX_ATOL:g})", hint="the exporter does not convert this model faithfully")
+    return model
+
+
 def pip_requirements(spec: ModelSpec) -> list[str]:
     """What a runtime needs to load the model, stated rather than inferred: MLflow's inference would list
     whatever the harness happened to import (psutil, rich...)."""
@@ -191,5 +235,12 @@ def fingerprint(spec: ModelSpec) -> str:
         digest.update(torch.__version__.encode())
     digest.update(sklearn.__version__.encode())
     digest.update(f"{SEED}:{GOLDEN_ROWS}".encode())
+    digest.update(inspect.getsource(export_onnx).encode() + f"{ONNX_OPSETS}:{_onnx_versions()}".encode())
     digest.update(" ".join(pip_requirements(spec)).encode())
     return digest.hexdigest()[:16]
+
+
+def _onnx_versions() -> str:
+    from importlib.metadata import version
+
+    return " ".join(f"{name}=={version(name)}" for name in ("onnx", "skl2onnx"))

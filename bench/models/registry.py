@@ -153,6 +153,10 @@ def _log_and_register(client: Any, trained: catalog.TrainedModel, fingerprint: s
                 trained.estimator, name="model", signature=signature, input_example=example,
                 code_paths=[str(catalog.TORCH_NETS_FILE)], pip_requirements=catalog.pip_requirements(spec),
             )
+        onnx_file = golden_dir / catalog.ONNX_FILE  # a derived artifact, inside the model's own folder
+        onnx_file.write_bytes(catalog.checked_onnx(trained))
+        client.log_model_artifact(info.model_id, str(onnx_file))
+        onnx_file.unlink()
         mlflow.log_artifacts(str(golden_dir), artifact_path=GOLDEN_ARTIFACT)
         version = mlflow.register_model(info.model_uri, spec.name, tags={FINGERPRINT_TAG: fingerprint})
         client.set_model_version_tag(spec.name, version.version, FINGERPRINT_TAG, fingerprint)

@@ -31,7 +31,8 @@ class ImageLayout:
     def values(self, host: str, port: int) -> dict[str, str]:
         """runtime.yaml placeholders for a container of this image (free ports are left to render())."""
         return {"python": f"{self.bin_dir}/python", "bin": self.bin_dir, "host": host, "port": str(port),
-                "model_dir": self.model_dir, "runtime_dir": self.runtime_dir, "work_dir": self.work_dir}
+                "model_dir": self.model_dir, "runtime_dir": self.runtime_dir, "shared_dir": self.runtime_dir,
+                "work_dir": self.work_dir}
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:

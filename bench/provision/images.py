@@ -106,8 +106,13 @@ class ImageSource:
 
 
 def runtime_source(spec: RuntimeSpec) -> ImageSource:
-    return ImageSource(spec.name, tuple((path.name, path) for path in image_inputs(spec)), spec.requirements_file,
-                       spec.folder)
+    """The runtime folder is the context, unless its serving code includes shared files from outside it
+    (../common/...): then all of them are staged flat, beside the runtime's own code."""
+    inputs = image_inputs(spec)
+    folder = spec.folder.resolve()
+    inside = all(path.resolve().parent == folder for path in inputs)
+    return ImageSource(spec.name, tuple((path.name, path) for path in inputs), spec.requirements_file,
+                       spec.folder if inside else None)
 
 
 def image_tag(spec: RuntimeSpec, base_image_id: str, offline: bool) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.config import RuntimeSpec
+from bench.config import RuntimeSpec, shared_code_dir
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.processes import pin_and_tie_to_parent
@@ -117,7 +117,7 @@ class LocalTarget(Target):
         launch = render_launch(runtime, model.name, {
             "python": str(runtime_env.python), "bin": str(runtime_env.bin_dir), "host": self.host,
             "port": str(port), "model_dir": str(model.model_dir), "runtime_dir": str(runtime.folder),
-            "work_dir": str(work_dir),
+            "shared_dir": str(shared_code_dir()), "work_dir": str(work_dir),
         })
         command, endpoint = launch.command, launch.endpoint
         rendered_env = launch.env

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.config import load_runtime
+from bench.config import available_runtimes, load_runtime
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel, resolve
 from bench.provision.envs import require_env
@@ -19,5 +19,5 @@ def models() -> dict[str, LocalModel]:
 
 @pytest.fixture(scope="session")
 def runtime_envs() -> None:
-    for name in ("mlserver", "mlflow", "fastapi", "bentoml"):
+    for name in available_runtimes():
         require_env(load_runtime(name))

@@ -31,7 +31,7 @@ import pytest
 import yaml
 from docker_daemon import require_docker
 
-from bench.config import load_runtime
+from bench.config import available_runtimes, load_runtime
 from bench.measure.parity import check_parity
 from bench.models.registry import LocalModel
 from bench.provision.containers import inspect
@@ -103,7 +103,7 @@ def probe_like_kserve(name: str, served: manifests.Served, model: LocalModel, ti
     assert parity.rows == len(model.golden_inputs) + 1
 
 
-@pytest.mark.parametrize("runtime_name", ["mlserver", "mlflow", "fastapi", "bentoml"])
+@pytest.mark.parametrize("runtime_name", available_runtimes())
 def test_the_predictor_container_serves_the_golden_rows(runtime_name: str, images: DockerTarget,
                                                          models: dict[str, LocalModel], tmp_path: Path) -> None:
     runtime = load_runtime(runtime_name)
