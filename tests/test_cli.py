@@ -49,7 +49,8 @@ def _malformed_runtime(root: Path) -> Path:
 def _case(name: str, tmp_path: Path) -> Case:
     if name == "unknown runtime":
         return Case(["check", "--runtime", "nope"],
-                    ["unknown runtime 'nope'", "(hint: valid: bentoml, fastapi, mlflow, mlserver"])
+                    ["unknown runtime 'nope'",
+                     "(hint: valid: bentoml, fastapi, kserve, mlflow, mlserver, onnx, seldon"])
     if name == "unknown model":
         return Case(["check", "--model", "nope"], ["unknown model 'nope'", "(hint: valid: iris-logreg"])
     if name == "unknown subcommand":

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.config import load_runtime, project_root
+from bench.config import available_runtimes, load_runtime, project_root
 from bench.errors import BenchError, DeployError
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
@@ -474,7 +474,8 @@ def test_dry_run_writes_valid_manifests_and_every_command(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "dry" / "manifests"
     isvcs = sorted(folder.glob("isvc-*.yaml"))
-    assert len(isvcs) == 20 and len(list(folder.glob("locust-*.yaml"))) == 20
+    expected = (len(available_runtimes()) + 1) * 4  # every runtime and mlserver's stock variant, x 4 models
+    assert len(isvcs) == expected and len(list(folder.glob("locust-*.yaml"))) == expected
     for path in [*isvcs, folder / "cluster-storage.yaml", *folder.glob("locust-*.yaml")]:
         validate(list(yaml.safe_load_all(path.read_text())), path.name)
     commands = (tmp_path / "dry" / "commands.sh").read_text()
@@ -482,7 +483,7 @@ def test_dry_run_writes_valid_manifests_and_every_command(tmp_path: Path) -> Non
                  "wait --for=condition=Ready inferenceservice/mlserver-kserve-digits-cnn", "port-forward",
                  "delete inferenceservice bentoml-digits-cnn"):
         assert step in commands and step in result.stdout
-    assert commands.count("kind load docker-image") == 4  # the stock variant reuses the mlserver image
+    assert commands.count("kind load docker-image") == len(available_runtimes())  # stock variants reuse theirs
     assert not (tmp_path / "dry" / "results.json").exists()
 
 

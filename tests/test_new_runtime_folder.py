@@ -36,7 +36,7 @@ def copy_runtime(root: Path, source: str, name: str) -> None:
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A project whose runtimes/ holds the shipped runtimes plus fastapi-copy and mlserver-copy."""
     root = tmp_path / "runtimes"
-    for name in SHIPPED:
+    for name in [*SHIPPED, "common"]:  # common: the serving code runtimes share
         shutil.copytree(runtimes_dir() / name, root / name)
     copy_runtime(root, "fastapi", "fastapi-copy")
     copy_runtime(root, "mlserver", "mlserver-copy")

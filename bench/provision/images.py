@@ -6,7 +6,7 @@ build mode) and reused while those are unchanged. The model is not baked in: it 
 machinery builds images that are not runtimes (docker-compose.yml's Locust image): an ImageSource names
 the files of any build context.
 
-Offline (air-gapped) mode: the wheels are downloaded on the host with `pip download` into a wheelhouse
+Offline (air-gapped) mode: the wheels are fetched on the host with `pip wheel` into a wheelhouse
 cached by requirements hash, served to the build on loopback, and installed with
 `--no-index --find-links`, so nothing inside `docker build` needs the package index. Serving them rather
 than copying them into the build context keeps ~300 MB of wheels out of the image's layers.
@@ -131,19 +131,21 @@ def planned_tag(spec: RuntimeSpec, base_image: str, offline: bool) -> str:
 
 
 def wheelhouse(spec: ImageSource, report: Report) -> Path:
-    """Every wheel requirements.txt needs, downloaded on the host once per requirements hash."""
+    """Every wheel requirements.txt needs, fetched on the host once per requirements hash: `pip wheel`, so a
+    package published only as a source distribution (seldon-core's Flask-OpenTracing 1.1.0) is built into
+    a wheel here, where the index is reachable, and the image installs wheels only."""
     folder = cache_root() / "wheelhouses" / f"{spec.name}-{requirements_key(spec.requirements_file)}"
     marker = folder / ".complete"
     if marker.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     report(spec.name, "downloading wheels for the offline build")
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary",
-                             ":all:", "-r", str(spec.requirements_file), "-d", str(folder)],
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "-r",
+                             str(spec.requirements_file), "-w", str(folder)],
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if not any(noise in line for noise in NOISE)]
-        raise BenchError(f"pip download for {spec.name} failed: {' | '.join(lines[-3:])}",
+        raise BenchError(f"pip wheel for {spec.name} failed: {' | '.join(lines[-3:])}",
                          hint="the wheelhouse is built on the host, which needs the package index")
     marker.write_text(str(time.time()))
     return folder

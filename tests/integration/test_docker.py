@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 BENCH = [sys.executable, "-m", "bench.cli"]
 BASE_IMAGE = os.environ.get("SERVEBENCH_BASE_IMAGE", "servebench-base:bookworm")
+BRIEF = Path(__file__).parents[1] / "data" / "brief.yaml"  # every runtime: 4 s measured each
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,7 +39,7 @@ def owned_containers() -> list[str]:
 def run_docker(tmp_path: Path, *runtimes: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*BENCH, "run", "--target", "docker", "--runtime", ",".join(runtimes), "--model", "iris-logreg",
-         "--scenario", "smoke", "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
+         "--scenario", str(BRIEF), "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=3000)
 
 
@@ -68,7 +69,7 @@ def test_a_container_that_fails_to_start_reports_its_log_and_the_run_goes_on(tmp
     (broken / "runtime.yaml").write_text(spec.replace('"app:app"', '"app:no_such_app"'))
     result = subprocess.run(
         [*BENCH, "run", "--target", "docker", "--runtime", f"{broken},fastapi", "--model", "iris-logreg",
-         "--scenario", "smoke", "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
+         "--scenario", str(BRIEF), "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stderr[-3000:]
     failed, ok = load_results(tmp_path / "run").cells
