@@ -47,6 +47,11 @@ class KServeStock(BaseModel):
     port: int = Field(default=8080, ge=1, le=65535, description="the HTTP port the ClusterServingRuntime sets")
     predict_path: str = Field(pattern=r"^/")
     readiness_path: str = Field(pattern=r"^/")
+    not_supported: dict[str, str] = Field(default_factory=dict, description=(
+        "models the stock server cannot load, by name or framework, and why (skipped, as runtime.yaml's own)"))
+    own_image: bool = Field(default=True, description=(
+        "run it in this runtime's image (false: the ClusterServingRuntime's image, when ours lacks its server)"))
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment for the stock server")
 
     _protocol = field_validator("protocol")(known_protocol)
 

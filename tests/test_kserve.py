@@ -196,7 +196,7 @@ def test_a_runtime_named_like_a_stock_variant_is_refused() -> None:
 
 def test_cluster_up_checks_every_cluster_serving_runtime_the_runtime_folders_name(
         tmp_path: Path, tools_present: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cluster.stock_cluster_runtimes() == ["kserve-mlserver"]
+    assert cluster.stock_cluster_runtimes() == ["kserve-mlserver", "kserve-sklearnserver"]
     monkeypatch.setenv("SERVEBENCH_HOME", str(tmp_path / "home"))
     runner = Canned({"kind get clusters": Result(0, "servebench\n"),
                      "kubectl --context kind-servebench get clusterservingruntime kserve-other": Result(1)})
@@ -249,6 +249,7 @@ def test_cluster_up_dry_run_prints_the_whole_sequence(tmp_path: Path) -> None:
         f"https://kubernetes-sigs.github.io/metrics-server/ --version {versions.METRICS_SERVER_CHART} "
         "--set args={--kubelet-insecure-tls} --namespace kube-system --create-namespace --wait --timeout 10m",
         f"kubectl {ctx} get clusterservingruntime kserve-mlserver",
+        f"kubectl {ctx} get clusterservingruntime kserve-sklearnserver",
         f"kubectl {ctx} apply -f {tmp_path}/cluster-storage.yaml",
         f"kubectl {ctx} wait --for=jsonpath={{.status.phase}}=Bound pvc/servebench-models --namespace servebench "
         "--timeout=60s",
@@ -474,7 +475,8 @@ def test_dry_run_writes_valid_manifests_and_every_command(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "dry" / "manifests"
     isvcs = sorted(folder.glob("isvc-*.yaml"))
-    expected = (len(available_runtimes()) + 1) * 4  # every runtime and mlserver's stock variant, x 4 models
+    # every runtime and mlserver's stock variant x 4 models, and kserve's sklearnserver x the 2 scikit-learn ones
+    expected = (len(available_runtimes()) + 1) * 4 + 2
     assert len(isvcs) == expected and len(list(folder.glob("locust-*.yaml"))) == expected
     for path in [*isvcs, folder / "cluster-storage.yaml", *folder.glob("locust-*.yaml")]:
         validate(list(yaml.safe_load_all(path.read_text())), path.name)
@@ -492,3 +494,26 @@ def test_readme_names_every_pinned_version() -> None:
     section = readme[readme.index("### Kubernetes (kind + KServe)"):]
     for what, version in versions.ALL.items():
         assert version in section, what
+
+
+def test_the_sklearnserver_variant_matches_kserves_own_cluster_serving_runtime(tmp_path: Path) -> None:
+    """What runtimes/kserve/runtime.yaml says of kserve-sklearnserver is what the stock runtime declares, and
+    its InferenceServices exist for the scikit-learn models only, in KServe's image, answering probabilities."""
+    csr = yaml.safe_load((project_root() / "tests" / "data" / "kserve" / "kserve-sklearnserver.yaml").read_text())
+    stock = load_runtime("kserve").kserve.stock
+    assert stock is not None and csr["metadata"]["name"] == stock.cluster_runtime
+    assert stock.model_format in [entry["name"] for entry in csr["spec"]["supportedModelFormats"]]
+    assert stock.protocol_version in csr["spec"]["protocolVersions"]
+    assert f"--http_port={stock.port}" in csr["spec"]["containers"][0]["args"]
+    result = bench("run", "--target", "kserve", "--dry-run", "--runtime", "kserve", "--model", "all", "--scenario",
+                   "smoke", "--out", str(tmp_path / "dry"), env={"SERVEBENCH_BASE_IMAGE": "servebench-base:bookworm",
+                                                                 "SERVEBENCH_DOCKER_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    variants = sorted(path.name for path in (tmp_path / "dry" / "manifests").glob("isvc-kserve-kserve-*.yaml"))
+    assert variants == ["isvc-kserve-kserve-digits-rf.yaml", "isvc-kserve-kserve-iris-logreg.yaml"]
+    [isvc] = yaml.safe_load_all((tmp_path / "dry" / "manifests" / variants[1]).read_text())
+    validate([isvc], variants[1])
+    model = isvc["spec"]["predictor"]["model"]
+    assert "image" not in model  # KServe's own sklearnserver image: ours has no sklearnserver
+    assert {"name": "PREDICT_PROBA", "value": "true"} in model["env"]
+    assert "not supported (KServe's sklearnserver loads scikit-learn models only)" in result.stdout + result.stderr

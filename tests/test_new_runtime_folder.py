@@ -72,7 +72,7 @@ def test_a_copied_folder_runs_on_kserve_with_its_own_stock_variant(project: Path
         "/v2/models/mlserver-copy-kserve-iris-logreg/infer"
     [custom] = yaml.safe_load_all((manifests / "isvc-fastapi-copy-iris-logreg.yaml").read_text())
     assert custom["spec"]["predictor"]["containers"][0]["image"].startswith("servebench/fastapi-copy:")
-    assert len(list(manifests.glob("isvc-*.yaml"))) == len(SHIPPED) + 2 + 2  # two copies, two stock variants
+    assert len(list(manifests.glob("isvc-*.yaml"))) == len(SHIPPED) + 2 + 3  # 2 copies, 3 stock variants
     commands = (out / "commands.sh").read_text()
     assert commands.count("get clusterservingruntime kserve-mlserver") == 1  # checked once, for both
 

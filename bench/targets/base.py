@@ -167,6 +167,10 @@ def rehearse(target: Target, runtimes: list[RuntimeSpec], models: list[LocalMode
         say(f"--- {runtime.name}")
         target.provision(runtime, log_dir, say)
         for model in models:
+            reason = runtime.unsupported_reason(model.spec)
+            if reason is not None:
+                say(f"bench: {runtime.name} x {model.name} not supported ({reason}): skipped")
+                continue
             with target.deploy(runtime, model, log_dir) as deployment:
                 say(f"bench: parity check, then {rehearsal.measurements} measurement(s) of scenario "
                     f"{rehearsal.scenario} against {deployment.endpoint.predict_url} ({deployment.endpoint.protocol})")

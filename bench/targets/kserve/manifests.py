@@ -193,7 +193,7 @@ def stock_inference_service(name: str, variant: str, stock: KServeStock, model_n
                        "protocolVersion": stock.protocol_version, "storageUri": model_uri,
                        "resources": resources.as_k8s(), "securityContext": _security(layout),
                        "env": [{"name": key, "value": value}
-                               for key, value in thread_env(int(float(resources.cpu))).items()]}
+                               for key, value in {**thread_env(int(float(resources.cpu))), **stock.env}.items()]}
     if image is not None:
         model.update(image=image, imagePullPolicy="IfNotPresent")
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",

@@ -190,7 +190,8 @@ class KServeTarget(Target):
             variant = runtime.model_copy(update={
                 "name": name, "protocol": stock.protocol,
                 "description": f"{runtime.description}, on KServe's {stock.cluster_runtime} ClusterServingRuntime",
-                "settings": {**runtime.settings, "serving_runtime": stock.cluster_runtime}})
+                "settings": {**runtime.settings, "serving_runtime": stock.cluster_runtime},
+                "not_supported": {**runtime.not_supported, **stock.not_supported}})
             self.variants[name] = runtime
             expanded.append(variant)
         return expanded
@@ -235,7 +236,8 @@ class KServeTarget(Target):
         stock = self._stock(runtime)
         if stock is not None:
             isvc = manifests.stock_inference_service(name, runtime.name, stock, model.name,
-                                                     None if self.stock_image else tag, layout, self.resources, uri)
+                                                     None if self.stock_image or not stock.own_image else tag,
+                                                     layout, self.resources, uri)
             return isvc, Served.of(isvc)
         container, served = manifests.predictor_container(base, model.name, tag, layout, self.resources, uri)
         return manifests.inference_service(name, runtime, model.name, container, served), served
