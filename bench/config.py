@@ -23,6 +23,7 @@ from bench.runtime_options import (
     PLACEHOLDER,
     ComposeOptions,
     KServeOptions,
+    PlatformOptions,
     known_protocol,
 )
 
@@ -79,6 +80,7 @@ class RuntimeSpec(BaseModel):
         "models it cannot serve, by model name or framework (sklearn, pytorch), and why"))
     kserve: KServeOptions = KServeOptions()
     compose: ComposeOptions = ComposeOptions()
+    platform: PlatformOptions | None = None
     knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
     config: dict[str, Scalar] = Field(default_factory=dict, description="the knob values it runs with")
     folder: Path = Path(".")

@@ -85,3 +85,15 @@ class ComposeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     port: int | None = Field(default=None, ge=1, le=65535, description="the HTTP port on 127.0.0.1")
     extra_ports: list[ComposePort] = Field(default_factory=list, max_length=9, description="{free_port_N} in order")
+
+
+class PlatformOptions(BaseModel):
+    """runtime.yaml's `platform:` block: the runtime's own Kubernetes object (a SeldonDeployment, a KubeRay
+    RayService), rendered from a template in its folder beside the InferenceServices by the KServe target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    api_version: str = Field(pattern=r"^[a-z0-9.-]+/v[0-9a-z]+$", description="e.g. ray.io/v1")
+    kind: str = Field(pattern=r"^[A-Z][A-Za-z]+$")
+    template: str = Field(min_length=1, description="a YAML file in the runtime folder")
+    pod_specs: list[str] = Field(default_factory=list, description=(
+        "dotted paths to the pod specs inside it (spec.x.0.spec), validated against Kubernetes' PodSpec"))

@@ -45,6 +45,7 @@ from bench.targets.docker import DockerTarget
 from bench.targets.kserve import cluster, manifests, versions
 from bench.targets.kserve.cluster import kubectl, models_root
 from bench.targets.kserve.manifests import NAMESPACE, Manifest, Resources, Served
+from bench.targets.kserve.platform import render_platform
 from bench.targets.kserve.runner import Background, Runner
 from bench.targets.kserve.validate import dump, validate
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port
@@ -307,6 +308,23 @@ class KServeTarget(Target):
                                 rehearsal.generator_processes, 16, 60, self.resources)
         validate(load, "Locust")
         (rehearsal.out_dir / "manifests" / f"locust-{deployment.name}.yaml").write_text(dump(load))
+        if deployment.runtime.platform is not None and self._stock(deployment.runtime) is None:
+            self._write_platform(deployment, rehearsal.out_dir / "manifests")
+
+    def _write_platform(self, deployment: KServeDeployment, folder: Path) -> None:
+        """The runtime's own platform object (runtime.yaml's platform:) around the same predictor container:
+        rendered and checked offline, not applied (the cluster has no Seldon or KubeRay operator)."""
+        runtime, model = deployment.runtime, deployment.model
+        layout = image_layout(runtime)
+        tag = self.image_tag(runtime, folder)
+        uri = manifests.storage_uri(model.model_dir, models_root())
+        container, _ = manifests.predictor_container(runtime, model.name, tag, layout, self.resources, uri)
+        values = {"model_name": model.name, "image": tag, "port": layout.port, "model_uri": uri,
+                  "models_claim": manifests.MODELS_PVC, "model_path": uri.split("/", 3)[3],
+                  "cpu": self.resources.cpu, "memory": self.resources.memory, "uid": layout.uid or 1000,
+                  "container_name": manifests.PREDICTOR_CONTAINER}
+        manifest = render_platform(runtime, deployment.name, values, container)
+        (folder / f"platform-{deployment.name}.yaml").write_text(dump([manifest]))
 
 
 Echo = Callable[[str], None]
