@@ -50,7 +50,7 @@ def _case(name: str, tmp_path: Path) -> Case:
     if name == "unknown runtime":
         return Case(["check", "--runtime", "nope"],
                     ["unknown runtime 'nope'",
-                     "(hint: valid: bentoml, fastapi, kserve, mlflow, mlserver, onnx, seldon"])
+                     "(hint: valid: bentoml, fastapi, kserve, mlflow, mlserver, onnx, rayserve, seldon, torchserve"])
     if name == "unknown model":
         return Case(["check", "--model", "nope"], ["unknown model 'nope'", "(hint: valid: iris-logreg"])
     if name == "unknown subcommand":

@@ -64,3 +64,22 @@ def test_an_unknown_placeholder_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match=r"unknown placeholder '\{model_url\}'"):
         render_platform(parse_runtime_spec(folder / "runtime.yaml"), "x", {"model_name": "m", "port": 1,
                                                                         "container_name": "c"}, {"name": "c"})
+
+
+def test_ray_service_serves_the_runtimes_app_from_its_image_with_the_model_mounted(tmp_path: Path) -> None:
+    folder = dry_run(tmp_path, "rayserve")
+    [ray] = yaml.safe_load_all((folder / "platform-rayserve-iris-logreg.yaml").read_text())
+    [isvc] = yaml.safe_load_all((folder / "isvc-rayserve-iris-logreg.yaml").read_text())
+    assert (ray["apiVersion"], ray["kind"]) == ("ray.io/v1", "RayService")
+    [app] = yaml.safe_load(ray["spec"]["serveConfigV2"])["applications"]
+    assert app["import_path"] == "serve_app:app" and app["runtime_env"]["env_vars"]["MODEL_NAME"] == "iris-logreg"
+    cluster = ray["spec"]["rayClusterConfig"]
+    image = isvc["spec"]["predictor"]["containers"][0]["image"]
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
+    assert cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == image
+    assert worker["containers"][0]["image"] == image
+    [mount] = worker["containers"][0]["volumeMounts"]
+    storage = isvc["spec"]["predictor"]["containers"][0]["env"]
+    uri = next(item["value"] for item in storage if item["name"] == "STORAGE_URI")
+    assert (mount["mountPath"], mount["subPath"]) == ("/mnt/models", uri.split("/", 3)[3])
+    assert worker["volumes"][0]["persistentVolumeClaim"]["claimName"] == uri.split("/")[2]
