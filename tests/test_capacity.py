@@ -174,3 +174,18 @@ def test_the_plan_asks_for_probes_and_records_the_capacity(tmp_path: Path) -> No
     (entry,) = store.results.capacity
     assert rates[:3] == [10.0, 20.0, 40.0] and entry.capacity_rps is not None and 31 <= entry.capacity_rps <= 33
     assert entry.probes == tuple(plan.labels) and len(set(entry.probes)) == len(entry.probes)  # repeats: #2
+
+
+def test_a_stall_in_the_first_probe_does_not_cap_the_search_below_the_knee() -> None:
+    """The first probe failing by a stall sends the search down; its repeats pass clearly, so the search
+    goes on above it and finds the knee (as the integration test's fake server once showed: 40 req/s)."""
+    probed, probe = simulated_probe()
+
+    def first_one_stalls(rate: float) -> Outcome:
+        outcome: Outcome = probe(rate)  # type: ignore[operator]
+        return Outcome(rate, False, 1.4 * SLO_MS, 1.2 * SLO_MS, 1.6 * SLO_MS) if len(probed) == 1 else outcome
+
+    result = run_search(SearchSettings(start_rps=20.0, slo_ms=SLO_MS), first_one_stalls)  # the knee: ~27
+    assert probed[:2] == [20.0, 10.0]  # down first, as a real failure would send it
+    assert max(probed) >= 40.0  # then on above the stalled start once its repeats passed
+    assert result.capacity_rps is not None and abs(result.capacity_rps / true_knee() - 1) <= 0.10, result

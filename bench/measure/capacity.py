@@ -84,8 +84,30 @@ def _step(probe: Probe, rate: float, low: float | None,
     return (rate, rate, high, None) if outcome.passed else (rate, low, rate, None)
 
 
+MAX_RESUMES = 2  # how often a bracket whose failing end passes on its repeats is searched again above it
+
+
+def _bracket(probe: Probe, settings: SearchSettings, rate: float, low: float | None, high: float | None
+             ) -> Generator[float, Outcome, tuple[float, float | None, float | None, Limit | None]]:
+    """Double from a passing rate until a failure, or halve from a failing one until a pass; each stops at
+    its limit."""
+    step, edge = (2.0, settings.max_rps) if high is None else (0.5, settings.min_rps)
+    edge_limit: Limit = "max rate" if high is None else "min rate"
+    limit: Limit | None = None
+    while (low is None) != (high is None) and limit is None:
+        if rate == edge:
+            return rate, low, high, edge_limit
+        next_rate = min(rate * step, edge) if step > 1 else max(rate * step, edge)
+        rate, low, high, limit = yield from _step(probe, next_rate, low, high)
+    return rate, low, high, limit
+
+
 def search(settings: SearchSettings) -> Search:
-    """Yield rates to probe; send each probe's Outcome back; the return value is the Capacity."""
+    """Yield rates to probe; send each probe's Outcome back; the return value is the Capacity.
+
+    A bracket's failing end is probed again with the repeats; when every repeat passes clearly (its whole
+    interval within the SLO: the failure was one draw's stall, say the very first probe's), the bracket was
+    wrong, and the search goes on above it, at most MAX_RESUMES times."""
     outcomes: list[Outcome] = []
 
     def probe(rate: float) -> Generator[float, Outcome, Outcome]:
@@ -95,30 +117,28 @@ def search(settings: SearchSettings) -> Search:
 
     rate = min(max(settings.start_rps, settings.min_rps), settings.max_rps)
     first = yield from probe(rate)
+    if first.generator_limited:
+        return Capacity(None, None, None, "generator", tuple(outcomes))
     low: float | None = rate if first.passed else None
     high: float | None = None if first.passed else rate
     limit: Limit | None = None
-    if first.generator_limited:
-        return Capacity(None, None, None, "generator", tuple(outcomes))
-    # double until a failure, or halve until a pass; each stops at its limit
-    step, edge = (2.0, settings.max_rps) if first.passed else (0.5, settings.min_rps)
-    edge_limit: Limit = "max rate" if first.passed else "min rate"
-    while (low is None) != (high is None) and limit is None:
-        if rate == edge:
-            limit = edge_limit
+    for _ in range(1 + MAX_RESUMES):
+        rate, low, high, limit = yield from _bracket(probe, settings, rate, low, high)
+        if low is None or high is None or limit is not None:
             break
-        next_rate = min(rate * step, edge) if step > 1 else max(rate * step, edge)
-        rate, low, high, limit = yield from _step(probe, next_rate, low, high)
-    if low is not None and high is not None:
-        while low is not None and high is not None and high / low - 1 > settings.resolution and limit is None:
+        while high / low - 1 > settings.resolution and limit is None:
             middle = rounded(math.sqrt(low * high))
             if middle in (rounded(low), rounded(high)):
                 break  # three significant figures cannot split it further
             _, low, high, limit = yield from _step(probe, middle, low, high)
-        assert low is not None and high is not None  # a step only ever narrows a full bracket
+            assert low is not None and high is not None  # a step only ever narrows a full bracket
         for _ in range(settings.repeats):
             for again in (low, high):
                 yield from probe(again)
+        repeats_at_high = [o for o in outcomes if rounded(o.rate) == rounded(high)][1:]
+        if limit is not None or not repeats_at_high or not _clear_pass(repeats_at_high, settings.slo_ms):
+            break
+        rate, low, high = high, high, None  # its failure did not hold up: search on above it
     return summarise(outcomes, limit, settings.slo_ms)
 
 
