@@ -64,9 +64,10 @@ def main() -> None:
     ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=os.environ.get("RAY_TEMP_DIR") or None,
              _node_ip_address=os.environ.get("RAY_NODE_IP") or None,
              log_to_driver=False)
+    quiet = {"enable_access_log": False, "log_level": "WARNING"}  # no access log, as for every runtime
     serve.start(http_options={"host": os.environ.get("BIND_HOST", "127.0.0.1"),
-                              "port": int(os.environ.get("HTTP_PORT", "8000"))})
-    serve.run(app, route_prefix="/", blocking=True)
+                              "port": int(os.environ.get("HTTP_PORT", "8000"))}, logging_config=quiet)
+    serve.run(app, route_prefix="/", blocking=True, logging_config=quiet)
 
 
 if __name__ == "__main__":
