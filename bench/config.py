@@ -70,6 +70,8 @@ class RuntimeSpec(BaseModel):
     readiness_path: str = Field(pattern=r"^/")
     predict_path: str = Field(pattern=r"^/")
     startup_timeout_s: float = Field(default=120.0, gt=0)
+    warmup_s: float = Field(default=0.0, ge=0, le=600, description=(
+        "at least this much warm-up before every measurement: for a runtime slow for a while after it is ready"))
     settings: dict[str, Scalar] = Field(
         default_factory=dict, description="workers, threads, event loop...: recorded as fairness settings"
     )

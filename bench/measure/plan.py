@@ -4,7 +4,7 @@ profile, and the limits a valid cell must meet."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.config import Profile, Scenario
 from bench.load.driver import StopRule
@@ -32,6 +32,19 @@ class Measurement:
 
     def arrival_seed(self, scenario: Scenario) -> int:
         return scenario.seed if self.seed is None else self.seed
+
+    def with_warmup_at_least(self, seconds: float) -> Measurement:
+        """The same window after at least `seconds` of warm-up at the first rate (runtime.yaml's warmup_s:
+        a runtime that is slow for a while after it reports ready). The window itself is unchanged."""
+        extra = seconds - self.warmup_s
+        if extra <= 0:
+            return self
+        (first_s, first_rate), rest = self.stages[0], self.stages[1:]
+        if self.warmup_s > 0 or not rest:  # the first stage holds the warm-up (or it is the only stage)
+            stages = [(first_s + extra, first_rate), *rest]
+        else:
+            stages = [(extra, first_rate), *self.stages]
+        return replace(self, stages=stages, warmup_s=seconds)
 
 
 def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]:

@@ -238,7 +238,8 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
         progress.say(f"{title}: ready in {deployment.startup_s:.2f} s, parity "
                      f"{'ok' if parity.ok else 'FAILED: ' + (parity.error or '')}")
         finished: Cell | None = None
-        while (measurement := plan.next(finished)) is not None:
+        while (planned := plan.next(finished)) is not None:
+            measurement = planned.with_warmup_at_least(runtime.warmup_s)
             skeleton = cells.skeleton(options.scenario, options.target.name, runtime, model.name, measurement,
                                       progress.next_index())
             cell = cells.with_deployment(skeleton, deployment, parity, run_fairness)

@@ -20,9 +20,11 @@ from bench.targets.local import LocalTarget
 pytestmark = pytest.mark.integration
 
 RUNTIMES = available_runtimes()
-# Third-party servers that answer some bad input with a 500, as measured: asserted exactly, so that a fix
-# upstream (or a regression in one of ours) shows. Every other runtime answers every bad body with a 4xx.
-KNOWN_5XX = {"mlserver": {"wrong width", "empty", "oversized"}}  # MLServer 1.7: a model exception is a 500
+# Third-party servers that answer some bad input with other than a 4xx, as measured on digits-cnn: asserted
+# exactly, so that a fix upstream (or a regression in one of ours) shows. Every other runtime answers every
+# bad body with a 4xx. MLServer 1.7: a model exception is a 500, an empty tensor gets an empty answer;
+# MLflow 3.17's scoring server passes NaN to the torch model and answers 200.
+KNOWN_DEVIATIONS = {"mlserver": {"wrong width": 500, "empty": 200, "oversized": 500}, "mlflow": {"NaN": 200}}
 
 
 def bad_bodies(protocol: str, model: LocalModel) -> dict[str, bytes]:
@@ -60,9 +62,8 @@ def test_runtime_keeps_the_contract_golden_rows_answered_bad_input_a_4xx(
             statuses[case] = response.status_code
         assert deployment.alive(), f"bad input killed {runtime_name}: log {deployment.log_path}"
         assert check_parity(deployment.endpoint, model, spec.parity_tolerance(model.spec)).ok
-    known = KNOWN_5XX.get(runtime_name, set())
-    assert {case for case, status in statuses.items() if status >= 500} == known, statuses
-    assert all(400 <= status < 500 for case, status in statuses.items() if case not in known), statuses
+    known = KNOWN_DEVIATIONS.get(runtime_name, {})
+    assert {case: status for case, status in statuses.items() if not 400 <= status < 500} == known, statuses
 
 
 @pytest.fixture(scope="module")
