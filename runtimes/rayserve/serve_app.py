@@ -53,6 +53,13 @@ class MlflowDeployment:
 app = MlflowDeployment.options(num_replicas=REPLICAS, ray_actor_options={"num_cpus": REPLICA_CPUS}).bind()
 
 
+def _node_address() -> str | None:
+    """The address Ray's node takes: the harness's bind address, but not a wildcard (in a pod the harness's
+    {host} is 0.0.0.0, which no Ray node can be reached at: Ray finds the pod's own address then)."""
+    address = os.environ.get("RAY_NODE_IP", "")
+    return None if address in ("", "0.0.0.0", "::") else address
+
+
 def main() -> None:
     """A local single-node Ray with as many CPUs as this process may use, then Serve on host:port."""
     import ray
@@ -62,7 +69,7 @@ def main() -> None:
         sys.exit(f"rayserve: {REPLICAS} replicas x {REPLICA_CPUS:g} CPUs each do not fit in this node's {cpus} "
                  "CPU(s): Ray would wait for resources forever")
     ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=os.environ.get("RAY_TEMP_DIR") or None,
-             _node_ip_address=os.environ.get("RAY_NODE_IP") or None,
+             _node_ip_address=_node_address(),
              log_to_driver=False)
     quiet = {"enable_access_log": False, "log_level": "WARNING"}  # no access log, as for every runtime
     serve.start(http_options={"host": os.environ.get("BIND_HOST", "127.0.0.1"),
