@@ -60,7 +60,7 @@ def shared_code_dir() -> Path:
 class RuntimeSpec(BaseModel):
     """How to start one serving runtime and talk to it: the contents of runtimes/<name>/runtime.yaml."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = ""
@@ -221,13 +221,17 @@ class ModelSpec:
 # ---- scenarios and profiles ---------------------------------------------------------------------
 
 MAX_RATE_PER_PROCESS = 20_000.0  # far above what one Locust process can send (about 10k req/s here)
+# Requests one measurement may schedule (rate x duration): an hour at 5,000 req/s. Past it, a typo (a
+# duration in ms, an extra zero) is far likelier than intent, and the generator's schedule is held in memory.
+MAX_SCHEDULED_REQUESTS = 18_000_000
+MAX_DURATION_S = 24 * 3600.0
 
 
 class Stage(BaseModel):
     """One step of a time-varying open-loop load (ramp, step, spike)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    duration_s: float = Field(gt=0)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    duration_s: float = Field(gt=0, le=MAX_DURATION_S)
     rate: float = Field(gt=0)
 
 
@@ -239,7 +243,7 @@ assert tuple(PERCENTILE_LEVELS) == PERCENTILE_NAMES
 
 
 class Slo(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     percentile: PercentileName = "p99"
     ms: float = Field(gt=0)
 
@@ -247,7 +251,7 @@ class Slo(BaseModel):
 class Scenario(BaseModel):
     """A load scenario (scenarios/<name>.yaml). Durations are for the `full` profile."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = ""
@@ -259,15 +263,15 @@ class Scenario(BaseModel):
     sweep: list[float] | None = Field(default=None, min_length=1,
                                       description="one measurement per rate (open) or user count (closed)")
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    warmup_s: float = Field(default=5.0, ge=0)
-    duration_s: float = Field(default=30.0, gt=0)
+    warmup_s: float = Field(default=5.0, ge=0, le=MAX_DURATION_S)
+    duration_s: float = Field(default=30.0, gt=0, le=MAX_DURATION_S)
     slo: Slo = Slo(percentile="p99", ms=50.0)
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
     min_requests: int = Field(default=100, ge=1)
-    request_timeout_s: float = Field(default=10.0, gt=0)
+    request_timeout_s: float = Field(default=10.0, gt=0, le=600)
     max_in_flight: int = Field(default=256, ge=1, le=4096, description="open loop: user pool size")
     generator_processes: int = Field(default=1, ge=1, le=64)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
     @field_validator("batch_sizes")
     @classmethod
@@ -292,6 +296,7 @@ class Scenario(BaseModel):
                 raise ValueError(f"'{load_keys[0]}': a rate above {ceiling:.0f} req/s is beyond "
                                  f"{self.generator_processes} generator process(es); raise generator_processes "
                                  "or see `bench calibrate`")
+            self._bounded_schedule()
         else:
             if self.rate is not None or self.stages is not None:
                 field = "rate" if self.rate is not None else "stages"
@@ -304,10 +309,21 @@ class Scenario(BaseModel):
         return self
 
 
+    def _bounded_schedule(self) -> None:
+        """rate x duration within MAX_SCHEDULED_REQUESTS for the longest measurement the scenario makes."""
+        if self.stages is not None:
+            requests = sum(stage.rate * stage.duration_s for stage in self.stages)
+        else:
+            requests = max([self.rate] if self.rate else list(self.sweep or [])) * (self.warmup_s + self.duration_s)
+        if requests > MAX_SCHEDULED_REQUESTS:
+            raise ValueError(f"rate x duration schedules {requests:,.0f} requests in one measurement, beyond "
+                             f"{MAX_SCHEDULED_REQUESTS:,}; shorten duration_s or lower the rate")
+
+
 class Profile(BaseModel):
     """How long to measure: scales every scenario's warm-up and duration (smoke for CI, full for decisions)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str
     time_scale: float = Field(gt=0)
     min_warmup_s: float = Field(default=1.0, ge=0)
@@ -341,6 +357,20 @@ def _validated(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
             from None
     except TypeError as exc:
         raise BenchError(f"{path}: {exc}") from None
+
+
+def with_options(scenario: Scenario, **options: object) -> Scenario:
+    """The scenario with command-line overrides (generator_processes=..., seed=...), validated as the YAML
+    is: an override outside its field's range is the option's error, not a run that starts anyway."""
+    try:
+        return Scenario(**{**scenario.model_dump(), **options})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else next(iter(options))
+        option = f"--{field.replace('_', '-')}"
+        value = options.get(field, next(iter(options.values())))
+        raise BenchError(f"{option} {value}: {first['msg'].removeprefix('Value error, ')}",
+                         hint=f"leave {option} out to use scenario {scenario.name}'s own {field}") from None
 
 
 def load_scenario(name_or_path: str) -> Scenario:

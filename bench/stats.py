@@ -14,13 +14,14 @@ import pandas as pd
 
 from bench.config import PERCENTILE_LEVELS
 from bench.protocols import Array
-from bench.results.samples import BOUNDARY_TOLERANCE_S, is_success
-from bench.results.schema import Interval, Latency, LatencyIntervals, Second
+from bench.results.samples import BOUNDARY_TOLERANCE_S, is_dropped, is_success
+from bench.results.schema import Counts, Interval, Latency, LatencyIntervals, Second
 
 PERCENTILES = PERCENTILE_LEVELS
 BOOTSTRAP_RESAMPLES = 400
 GENERATOR_CPU_LIMIT = 90.0
 ACHIEVED_RATE_FLOOR = 0.95
+SERVER_QUEUED_SHARE = 0.01  # more requests than this waited for a free connection: the server fell behind
 COVERAGE_FLOOR = 0.9  # answered traffic must span 90% of the window (a crash or stop ends it early)
 
 
@@ -75,14 +76,13 @@ class Limits:
 
 @dataclass
 class CellStats:
-    requests: int
-    errors: int
-    error_rate: float
+    counts: Counts
     offered_rps: float | None
     achieved_rps: float
     throughput_rps: float
     goodput_rps: float
-    latency: Latency
+    latency: Latency  # every scheduled request (failed at their failure, dropped at the end of the run)
+    latency_ok: Latency  # successful requests only
     latency_ci: LatencyIntervals
     service: Latency
     lateness: Latency
@@ -93,6 +93,17 @@ class CellStats:
     # schedule, the seeded realisation of it for Poisson arrivals (250 +- 16 requests in 5 s at 50/s)
     scheduled_rps: float | None = None
 
+    @property
+    def requests(self) -> int:
+        return self.counts.scheduled
+
+    @property
+    def errors(self) -> int:
+        return self.counts.errors
+
+    @property
+    def error_rate(self) -> float:
+        return self.counts.error_rate or 0.0
 
 
 
@@ -108,32 +119,39 @@ def measured(samples: pd.DataFrame, window: Window) -> pd.DataFrame:
 
 def summarize(samples: pd.DataFrame, window: Window, limits: Limits, offered_rps: float | None,
               scheduled_rps: float | None = None) -> CellStats:
-    """The figures of one cell. Latency percentiles are over successful requests (errors are counted
-    apart), measured from the scheduled send time; service time is from the actual send time."""
+    """The figures of one cell, over every request scheduled inside the window. Latency is measured from
+    the scheduled send time and its percentiles include failures (at the latency they failed after) and
+    drops (at the end of the run); the success-only percentiles are kept beside them. Service time is
+    from the actual send time, of successful requests."""
     inside = measured(samples, window)
-    ok = inside.loc[is_success(inside["status"])]
+    success = is_success(inside["status"])
+    dropped = is_dropped(inside["status"])
+    ok = inside.loc[success]
     duration = window.duration_s
+    every = inside["latency_ms"].to_numpy(dtype=np.float64)
     latencies = ok["latency_ms"].to_numpy(dtype=np.float64)
-    requests = len(inside)
-    errors = requests - len(ok)
+    queued = int(inside["queued"].sum()) if "queued" in inside else None
+    counts = Counts(scheduled=len(inside), sent=int((~dropped).sum()), completed=len(ok),
+                    failed=int((~success & ~dropped).sum()), dropped=int(dropped.sum()),
+                    queued=None if queued is None else queued - int(dropped.sum()))
     sent_inside = int(((samples["sent"] >= window.start) & (samples["sent"] < window.end)).sum())
     done = ok["sent"] + ok["service_ms"] / 1000.0
     completed_inside = int(((done >= window.start) & (done < window.end)).sum())
-    latency = latency_summary(latencies)
+    latency = latency_summary(every)
     slo_value = latency.percentile(limits.slo_percentile)
-    lateness = (inside["sent"] - inside["scheduled"]).to_numpy(dtype=np.float64) * 1000.0
+    was_sent = inside.loc[~dropped]
+    lateness = (was_sent["sent"] - was_sent["scheduled"]).to_numpy(dtype=np.float64) * 1000.0
     return CellStats(
-        requests=requests,
-        errors=errors,
-        error_rate=errors / requests if requests else 0.0,
+        counts=counts,
         offered_rps=offered_rps,
         scheduled_rps=scheduled_rps,
         achieved_rps=sent_inside / duration,
         throughput_rps=completed_inside / duration,
         goodput_rps=float((latencies <= limits.slo_ms).sum()) / duration,
         latency=latency,
-        latency_ci=LatencyIntervals(p50=_interval(bootstrap_ci(latencies, PERCENTILES["p50"])),
-                                    p99=_interval(bootstrap_ci(latencies, PERCENTILES["p99"]))),
+        latency_ok=latency_summary(latencies),
+        latency_ci=LatencyIntervals(p50=_interval(bootstrap_ci(every, PERCENTILES["p50"])),
+                                    p99=_interval(bootstrap_ci(every, PERCENTILES["p99"]))),
         service=latency_summary(ok["service_ms"].to_numpy(dtype=np.float64)),
         lateness=latency_summary(lateness),
         slo_met=None if slo_value is None else slo_value <= limits.slo_ms,
@@ -155,7 +173,8 @@ def _span(inside: pd.DataFrame, window: Window) -> float:
 
 
 def per_second(samples: pd.DataFrame, origin: float, slo_ms: float) -> list[Second]:
-    """One row per second of scheduled time since origin (negative seconds are warm-up)."""
+    """One row per second of scheduled time since origin (negative seconds are warm-up): every request
+    scheduled in it, those that did not succeed (failed or dropped), and the percentiles over all of them."""
     if samples.empty:
         return []
     second = np.floor(samples["scheduled"].to_numpy() - origin + BOUNDARY_TOLERANCE_S).astype(int)
@@ -164,12 +183,11 @@ def per_second(samples: pd.DataFrame, origin: float, slo_ms: float) -> list[Seco
     rows = []
     for value in np.unique(second):
         in_second = second == value
-        good = latency[in_second & ok]
+        every = latency[in_second]
         rows.append(Second(
             t=int(value), requests=int(in_second.sum()), errors=int((in_second & ~ok).sum()),
-            p50_ms=float(np.percentile(good, 50)) if len(good) else None,
-            p99_ms=float(np.percentile(good, 99)) if len(good) else None,
-            within_slo=int((good <= slo_ms).sum()),
+            p50_ms=float(np.percentile(every, 50)), p99_ms=float(np.percentile(every, 99)),
+            within_slo=int((latency[in_second & ok] <= slo_ms).sum()),
         ))
     return rows
 
@@ -187,7 +205,12 @@ def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok:
     if stats.requests < limits.min_requests:
         reasons.append(f"{stats.requests} requests, fewer than the minimum {limits.min_requests}")
     planned = stats.scheduled_rps or stats.offered_rps  # a Poisson draw may hold fewer than the nominal rate
-    if planned and stats.achieved_rps < ACHIEVED_RATE_FLOOR * planned:
+    counts = stats.counts
+    if counts.dropped or (counts.queued or 0) > SERVER_QUEUED_SHARE * max(1, counts.scheduled):
+        reasons.append(f"the server could not keep up: every connection was busy, so {counts.queued or 0} of "
+                       f"{counts.scheduled} scheduled requests were sent late and {counts.dropped or 0} never "
+                       "(raise max_in_flight to queue them at the server instead, or lower the rate)")
+    elif planned and stats.achieved_rps < ACHIEVED_RATE_FLOOR * planned:
         held = "offered" if stats.scheduled_rps is None else "scheduled"
         reasons.append(f"achieved {stats.achieved_rps:.1f} req/s, below {ACHIEVED_RATE_FLOOR:.0%} of the "
                        f"{held} {planned:.1f} (generator fell behind its schedule)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,3 +21,16 @@ def no_new_servers() -> Iterator[None]:
     yield
     leftovers = [p for p in me.children(recursive=True) if p.pid not in before and p.status() != "zombie"]
     assert not leftovers, f"processes left running: {[(p.pid, p.name()) for p in leftovers]}"
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored() -> Iterator[None]:
+    """bench.cli.main installs handlers of SIGINT, SIGTERM and SIGHUP for its whole process, and an interrupt
+    marks the owned-resource registry: an in-process call must not leave either to the next test."""
+    from bench.targets.owned import OWNED
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+    OWNED.interrupted = False

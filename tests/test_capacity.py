@@ -131,7 +131,7 @@ def _cell(rate: float, p99: float, low: float, high: float, valid: bool = True, 
                 load=LoadPoint(offered_rps=rate), latency=Latency(p99=p99),
                 latency_ci=LatencyIntervals(p99=Interval(low=low, high=high)), slo_met=p99 <= SLO_MS,
                 generator=GeneratorUsage(cpu_percent_max=cpu), validity=Validity(valid=valid),
-                counts=Counts(requests=9))
+                counts=Counts(scheduled=9, sent=9, completed=9))
 
 
 SLO = Slo(percentile="p99", ms=SLO_MS)

@@ -79,7 +79,33 @@ def _case(name: str, tmp_path: Path) -> Case:
     if name == "unknown profile":
         return Case(["run", "--profile", "nope"], ["unknown profile 'nope'", "(hint: valid: smoke, quick, full"])
     if name == "negative seed":
-        return Case(["run", "--seed", "-1"], ["--seed -1: a seed is a non-negative integer", "(hint: for example"])
+        return Case(["run", "--seed", "-1"], ["--seed -1: Input should be greater than or equal to 0",
+                                              "(hint: leave --seed out"])
+    if name.startswith("generator processes "):
+        value = name.split()[-1]
+        bound = "less than or equal to 64" if value == "1000" else "greater than or equal to 1"
+        return Case(["run", "--generator-processes", value], [f"--generator-processes {value}: Input should be {bound}",
+                                                             "(hint: leave --generator-processes out"])
+    if name.startswith("scenario "):
+        field, value = name.split()[1:]
+        path = tmp_path / "odd.yaml"
+        load = "sweep: [10, .inf]" if field == "sweep" else f"rate: 10\n{field}: {value}"
+        path.write_text(f"name: odd\nloop: open\n{load}\n")
+        expected = {"seed": "greater than or equal to 0", "sweep": "finite number"}.get(field, "finite number")
+        where = "sweep.1" if field == "sweep" else field
+        return Case(["run", "--scenario", str(path)], [f"{path}: field '{where}'", expected, "(hint:"])
+    if name == "closed sweep of infinity":
+        path = tmp_path / "inf.yaml"
+        path.write_text("name: inf\nloop: closed\nsweep: [.inf]\n")
+        return Case(["run", "--scenario", str(path)], [f"{path}: field 'sweep.0'", "finite number", "(hint:"])
+    if name == "rate x duration too large":
+        path = tmp_path / "long.yaml"
+        path.write_text("name: long\nloop: open\nrate: 5000\nduration_s: 7200\n")
+        return Case(["run", "--scenario", str(path)], ["schedules 36,025,000 requests in one measurement",
+                                                       "beyond 18,000,000", "(hint:"])
+    if name == "out is a file":
+        (tmp_path / "afile").write_text("x")
+        return Case(["run", "--out", str(tmp_path / "afile")], ["a file, not a folder", "(hint: choose a folder"])
     if name == "bad cpu list":
         return Case(["run", "--server-cpus", "x"], ["bad CPU list", "(hint: use forms like"])
     if name == "unavailable cpu":
@@ -100,7 +126,10 @@ def _case(name: str, tmp_path: Path) -> Case:
 CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable json", "malformed runtime.yaml",
          "unknown scenario", "malformed scenario", "impossible rate", "closed loop with a rate", "unknown profile",
          "bad cpu list", "unavailable cpu", "existing run folder", "negative seed", "tune cpu budget too big",
-         "tune memory budget malformed", "tune no configurations"]
+         "tune memory budget malformed", "tune no configurations", "generator processes -1", "generator processes 0",
+         "generator processes 1000", "scenario duration_s .inf", "scenario warmup_s .nan",
+         "scenario request_timeout_s .inf", "scenario seed -1", "scenario sweep .inf", "closed sweep of infinity",
+         "rate x duration too large", "out is a file"]
 # rich soft-wraps console.print at the console width (80 when not a terminal): see the report
 ONE_LINE_CASES = list(CASES)
 
@@ -131,14 +160,15 @@ def no_deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(bench.measure.run, "run_benchmark", refuse)
     monkeypatch.setattr(bench.provision.envs, "build_env", refuse)
     monkeypatch.setattr(LocalTarget, "deploy", refuse)
-    # main() sets these and a SIGTERM handler for the whole process: undo them after each test
+    # main() sets these and handlers of SIGINT, SIGTERM and SIGHUP for the whole process: undo them after each test
     for name in ("MLFLOW_LOGGING_LEVEL", "GIT_PYTHON_REFRESH", "FORCE_COLOR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("SERVEBENCH_HOME", str(Path(os.devnull)))  # nothing may be written there
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     yield
-    signal.signal(signal.SIGTERM, previous)
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def _in_process(argv: list[str]) -> Any:

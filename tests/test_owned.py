@@ -107,6 +107,8 @@ def test_only_containers_of_owners_that_no_longer_run_here_are_reaped(monkeypatc
         return subprocess.CompletedProcess(args, 0, listed if args[0] == "ps" else "", "")
 
     monkeypatch.setattr(docker_target, "docker", fake_docker)
-    assert docker_target.reap_orphans() == 2
+    removed = docker_target.reap_orphans()
+    assert [line.split()[1] for line in removed] == ["dead", "pid-reused"]
+    assert f"pid {dead.pid}, no longer runs" in removed[0]
     assert [call for call in calls if call[0] == "rm"] == [("rm", "-f", "dead"), ("rm", "-f", "pid-reused")]
     assert calls[0][:4] == ("ps", "-a", "--filter", "label=servebench.owner")

@@ -128,9 +128,14 @@ def test_what_cannot_be_read_is_one_clear_error(edit: Callable[[dict[str, object
 
 def test_a_damaged_current_file_names_the_field(tmp_path: Path) -> None:
     payload = json.loads((RUNS / "fake-v2" / "results.json").read_text())
-    payload["cells"][0]["counts"]["requests"] = "many"
+    payload["cells"][0]["latency"]["p50"] = "fast"
     (tmp_path / "results.json").write_text(json.dumps(payload))
-    with pytest.raises(BenchError, match=r"field 'cells\.0\.counts\.requests'"):
+    with pytest.raises(BenchError, match=r"field 'cells\.0\.latency\.p50'"):
+        load_results(tmp_path)
+    payload["cells"][0]["latency"]["p50"] = 1.0
+    payload["cells"][0]["counts"]["requests"] = "many"  # carried through the upgrade to schema 5's name
+    (tmp_path / "results.json").write_text(json.dumps(payload))
+    with pytest.raises(BenchError, match=r"field 'cells\.0\.counts\.scheduled'"):
         load_results(tmp_path)
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.results.samples import SAMPLE_COLUMNS
-from bench.results.schema import Latency, LatencyIntervals
+from bench.results.samples import DROPPED, SAMPLE_COLUMNS
+from bench.results.schema import Counts, Latency, LatencyIntervals
 from bench.stats import (
     ACHIEVED_RATE_FLOOR,
     GENERATOR_CPU_LIMIT,
@@ -139,7 +139,7 @@ SLO_MS = 20.0
 
 def _row(scheduled: float, lateness_s: float, service_ms: float, status: int, latency_ms: float) -> dict[str, Any]:
     return {"scheduled": scheduled, "sent": scheduled + lateness_s, "latency_ms": latency_ms,
-            "service_ms": service_ms, "status": status, "bytes": 100, "worker": 0}
+            "service_ms": service_ms, "status": status, "bytes": 100, "worker": 0, "queued": 0}
 
 
 def _synthetic_samples() -> pd.DataFrame:
@@ -172,17 +172,21 @@ def cell() -> CellStats:
 def test_summarize_counts_measured_requests_and_errors(cell: CellStats) -> None:
     assert cell.requests == 80  # the 32 warm-up rows are discarded
     assert cell.errors == 3  # status 0 and 500 are errors
+    assert cell.counts == Counts(scheduled=80, sent=80, completed=77, failed=3, dropped=0, queued=0)
     assert cell.error_rate == pytest.approx(3 / 80)
     assert cell.offered_rps == 8.0
 
 
-def test_summarize_latency_is_over_successful_measured_requests_only(cell: CellStats) -> None:
+def test_summarize_latency_covers_every_scheduled_request_and_latency_ok_the_successful(cell: CellStats) -> None:
     ok = np.array(_ok_latencies())
     assert len(ok) == 77
-    assert cell.latency == latency_summary(ok)
-    assert cell.latency.max == 850.0  # not 99 999 (an error) nor 5000 (warm-up)
-    assert cell.latency.p50 == pytest.approx(float(np.percentile(ok, 50)))
-    assert cell.latency.mean == pytest.approx(float(ok.mean()))
+    every = np.array([*ok, 99_999.0, 99_999.0, 99_999.0])  # the three failures at the latency they failed after
+    assert cell.latency == latency_summary(every)
+    assert cell.latency.max == 99_999.0  # an error, not 5000 (warm-up)
+    assert cell.latency_ok == latency_summary(ok)
+    assert cell.latency_ok.max == 850.0
+    assert cell.latency.p50 == pytest.approx(float(np.percentile(every, 50)))
+    assert cell.latency_ok.mean == pytest.approx(float(ok.mean()))
 
 
 def test_summarize_service_time_and_intervals(cell: CellStats) -> None:
@@ -192,13 +196,14 @@ def test_summarize_service_time_and_intervals(cell: CellStats) -> None:
     frame = _synthetic_samples()
     measured_ok = frame[(frame["scheduled"] >= START) & (frame["status"] == 200)]["latency_ms"].to_numpy()
     assert sorted(measured_ok) == sorted(ok)
+    measured_every = frame[frame["scheduled"] >= START]["latency_ms"].to_numpy()
     assert set(cell.latency_ci.model_dump()) == {"p50", "p99"}
     for name in ("p50", "p99"):
         interval = getattr(cell.latency_ci, name)
         assert interval is not None
-        # the default seed and resample count, over the successful latencies in sample order
-        assert (interval.low, interval.high) == bootstrap_ci(measured_ok, PERCENTILES[name])
-        assert ok.min() <= interval.low <= interval.high <= ok.max()
+        # the default seed and resample count, over every measured latency in sample order
+        assert (interval.low, interval.high) == bootstrap_ci(measured_every, PERCENTILES[name])
+        assert ok.min() <= interval.low <= interval.high <= 99_999.0
     p50_ci = cell.latency_ci.p50
     assert p50_ci is not None and p50_ci.low <= float(np.percentile(ok, 50)) <= p50_ci.high
 
@@ -226,7 +231,10 @@ def test_summarize_slo_and_span(cell: CellStats) -> None:
 
 
 def test_summarize_slo_met_when_percentile_within() -> None:
-    stats = summarize(_synthetic_samples(), Window(START, END), Limits(slo_ms=1000.0, slo_percentile="p99"), 8.0)
+    # 3 of the 80 failed: p99 lands on a failure (99 999 ms) and misses; p95 is over successes and holds
+    missed = summarize(_synthetic_samples(), Window(START, END), Limits(slo_ms=1000.0, slo_percentile="p99"), 8.0)
+    assert missed.slo_met is False
+    stats = summarize(_synthetic_samples(), Window(START, END), Limits(slo_ms=1000.0, slo_percentile="p95"), 8.0)
     assert stats.slo_met is True
     assert stats.goodput_rps == pytest.approx(7.7)  # every success within 1000 ms
     median = summarize(_synthetic_samples(), Window(START, END), Limits(slo_ms=30.0, slo_percentile="p50"), 8.0)
@@ -272,17 +280,17 @@ def test_per_second_rows() -> None:
         _row(49.5, 0.0, 1.0, 200, 3.0),  # t = -1 (origin 50)
         _row(50.0, 0.0, 1.0, 200, 10.0),  # t = 0
         _row(50.2, 0.0, 1.0, 200, 30.0),
-        _row(50.9, 0.0, 1.0, 503, 1.0),  # error: counted, not in percentiles or within_slo
+        _row(50.9, 0.0, 1.0, 503, 1.0),  # error: counted and in the percentiles, not within_slo
         _row(52.1, 0.0, 1.0, 0, 1.0),  # t = 2: only an error
         _row(53.999, 0.0, 1.0, 204, 15.0),  # t = 3
     ])
     rows = [second.model_dump() for second in per_second(frame, 50.0, slo_ms=20.0)]
     assert [row["t"] for row in rows] == [-1, 0, 2, 3]  # empty seconds are absent
     by_t = {row["t"]: row for row in rows}
-    assert by_t[0] == {"t": 0, "requests": 3, "errors": 1, "p50_ms": 20.0,
-                       "p99_ms": pytest.approx(float(np.percentile([10.0, 30.0], 99))), "within_slo": 1,
+    assert by_t[0] == {"t": 0, "requests": 3, "errors": 1, "p50_ms": 10.0,
+                       "p99_ms": pytest.approx(float(np.percentile([10.0, 30.0, 1.0], 99))), "within_slo": 1,
                        "server_cpu_percent": None, "server_rss_mb": None}
-    assert by_t[2] == {"t": 2, "requests": 1, "errors": 1, "p50_ms": None, "p99_ms": None, "within_slo": 0,
+    assert by_t[2] == {"t": 2, "requests": 1, "errors": 1, "p50_ms": 1.0, "p99_ms": 1.0, "within_slo": 0,
                        "server_cpu_percent": None, "server_rss_mb": None}
     assert by_t[-1]["p50_ms"] == 3.0 and by_t[-1]["within_slo"] == 1
     assert by_t[3]["requests"] == 1 and by_t[3]["errors"] == 0  # 2xx other than 200 is a success
@@ -298,10 +306,17 @@ WINDOW = Window(0.0, 10.0)
 LIMITS = Limits(slo_ms=50.0, max_error_rate=0.01, min_requests=100, min_duration_s=3.0)
 
 
+def _counts(scheduled: int, failed: int = 0, dropped: int = 0, queued: int = 0) -> Counts:
+    sent = scheduled - dropped
+    return Counts(scheduled=scheduled, sent=sent, completed=sent - failed, failed=failed, dropped=dropped,
+                  queued=queued)
+
+
 def _clean() -> CellStats:
     return CellStats(
-        requests=1000, errors=0, error_rate=0.0, offered_rps=100.0, achieved_rps=100.0, throughput_rps=100.0,
-        goodput_rps=100.0, latency=latency_summary(np.arange(1.0, 11.0)), latency_ci=LatencyIntervals(),
+        counts=_counts(1000), offered_rps=100.0, achieved_rps=100.0, throughput_rps=100.0,
+        goodput_rps=100.0, latency=latency_summary(np.arange(1.0, 11.0)),
+        latency_ok=latency_summary(np.arange(1.0, 11.0)), latency_ci=LatencyIntervals(),
         service=latency_summary(np.arange(1.0, 11.0)), lateness=Latency(), slo_met=True, measured_s=9.99,
     )
 
@@ -347,15 +362,15 @@ def test_window_at_the_minimum_duration_with_normal_coverage_is_valid() -> None:
     """A clean 3 s window at 50 req/s: the last request is scheduled 20 ms before the end, so traffic spans
     about 2.98 s. Requiring 99.9% coverage when the window equals min_duration_s would reject it."""
     at_minimum = Window(0.0, 3.0)
-    stats = dataclasses.replace(_clean(), requests=150, offered_rps=50.0, achieved_rps=50.0, measured_s=2.9815)
+    stats = dataclasses.replace(_clean(), counts=_counts(150), offered_rps=50.0, achieved_rps=50.0, measured_s=2.9815)
     limits = dataclasses.replace(LIMITS, min_duration_s=3.0)
     assert invalid_reasons(stats, limits, at_minimum, True, 50.0) == []
 
 
 def test_too_few_requests_alone() -> None:
-    reason = _only_reason(dataclasses.replace(_clean(), requests=99))
+    reason = _only_reason(dataclasses.replace(_clean(), counts=_counts(99)))
     assert "99 requests" in reason and "100" in reason
-    assert invalid_reasons(dataclasses.replace(_clean(), requests=100), LIMITS, WINDOW, True, 50.0) == []
+    assert invalid_reasons(dataclasses.replace(_clean(), counts=_counts(100)), LIMITS, WINDOW, True, 50.0) == []
 
 
 def test_generator_behind_schedule_alone() -> None:
@@ -386,14 +401,14 @@ def test_generator_cpu_alone() -> None:
 
 
 def test_error_rate_over_limit_alone() -> None:
-    reason = _only_reason(dataclasses.replace(_clean(), errors=20, error_rate=0.02))
+    reason = _only_reason(dataclasses.replace(_clean(), counts=_counts(1000, failed=20)))
     assert "error rate 2.00%" in reason
-    at_limit = dataclasses.replace(_clean(), errors=10, error_rate=0.01)
+    at_limit = dataclasses.replace(_clean(), counts=_counts(1000, failed=10))
     assert invalid_reasons(at_limit, LIMITS, WINDOW, True, 50.0) == []
 
 
 def test_every_rule_at_once() -> None:
-    bad = dataclasses.replace(_clean(), requests=10, errors=5, error_rate=0.5, achieved_rps=10.0, measured_s=1.0)
+    bad = dataclasses.replace(_clean(), counts=_counts(10, failed=5), achieved_rps=10.0, measured_s=1.0)
     reasons = invalid_reasons(bad, LIMITS, WINDOW, parity_ok=False, generator_cpu_max=99.0)
     assert len(reasons) == 6
 
@@ -405,10 +420,60 @@ def test_clean_constant_rate_cell_at_the_minimum_duration_is_valid(rate: float) 
     offsets = np.arange(int(4.0 * rate)) / rate
     origin = 1_000.0
     frame = pd.DataFrame({"scheduled": origin + offsets, "sent": origin + offsets + 0.0005, "latency_ms": 1.5,
-                          "service_ms": 1.0, "status": 200, "bytes": 10, "worker": 0})
+                          "service_ms": 1.0, "status": 200, "bytes": 10, "worker": 0, "queued": 0})
     window = Window(origin + 1.0, origin + 4.0)
     limits = Limits(slo_ms=100.0, min_requests=20, min_duration_s=3.0)
     stats = summarize(frame, window, limits, rate)
     assert stats.requests == int(3 * rate)
     assert stats.achieved_rps == pytest.approx(rate)
     assert invalid_reasons(stats, limits, window, True, 10.0) == []
+
+
+# ---- every scheduled request accounted for -----------------------------------------------------
+
+
+def _overloaded_samples() -> pd.DataFrame:
+    """10 s at 10/s: the first 60 answered in 5 ms, the next 20 sent late after waiting for a connection
+    (1 s late, answered), one timed out, and the last 19 still waiting when the run ended at 15 s."""
+    rows = []
+    for j in range(100):
+        scheduled = START + j / 10
+        if j < 60:
+            rows.append({**_row(scheduled, 0.001, 4.0, 200, 5.0)})
+        elif j < 80:
+            rows.append({**_row(scheduled, 1.0, 4.0, 200, 1004.0), "queued": 1})
+        elif j == 80:
+            rows.append({**_row(scheduled, 1.0, 3000.0, 0, 4000.0), "queued": 1})
+        else:
+            rows.append({**_row(scheduled, 0.0, 0.0, DROPPED, (START + 15.0 - scheduled) * 1000.0),
+                         "sent": float("nan"), "service_ms": float("nan"), "queued": 1})
+    return pd.DataFrame(rows)
+
+
+def test_dropped_requests_are_scheduled_but_not_sent_and_count_as_errors() -> None:
+    stats = summarize(_overloaded_samples(), Window(START, END), Limits(slo_ms=SLO_MS, min_requests=50), 10.0)
+    counts = stats.counts
+    assert counts == Counts(scheduled=100, sent=81, completed=80, failed=1, dropped=19, queued=21)
+    assert counts.scheduled == counts.sent + counts.dropped
+    assert stats.errors == 20 and stats.error_rate == pytest.approx(0.2)
+    # the percentiles include the timeout and the drops (at 15 s minus their schedule, 6.9 s at most)
+    assert stats.latency.max == pytest.approx(6900.0)
+    assert stats.latency.p99 is not None and stats.latency.p99 > 6000.0
+    assert stats.latency_ok.max == 1004.0
+    assert stats.lateness.max == pytest.approx(1000.0)  # over requests that were sent
+    assert stats.achieved_rps == pytest.approx(8.1)
+
+
+def test_an_overloaded_server_is_named_as_the_cause_not_the_generator() -> None:
+    limits = Limits(slo_ms=SLO_MS, min_requests=50)
+    stats = summarize(_overloaded_samples(), Window(START, END), limits, 10.0)
+    reasons = invalid_reasons(stats, limits, Window(START, END), True, 30.0)
+    assert any(r.startswith("the server could not keep up") and "19 never" in r for r in reasons), reasons
+    assert not any("generator" in r for r in reasons), reasons
+
+
+def test_requests_that_waited_for_a_connection_blame_the_server_even_without_drops() -> None:
+    queued = dataclasses.replace(_clean(), counts=_counts(1000, queued=11))
+    assert "could not keep up" in _only_reason(queued)
+    assert invalid_reasons(dataclasses.replace(_clean(), counts=_counts(1000, queued=10)), LIMITS, WINDOW, True,
+                           50.0) == []

@@ -61,14 +61,27 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module="mlflow.*")
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    """Ctrl-C, SIGTERM (a CI runner's cancel) and SIGHUP (a dropped SSH session) alike: the first stops the
+    run cleanly (finished cells and the partial one are kept, everything started is stopped, quickly); a
+    second one, while that is going on, kills what is still running at once and exits."""
+    from bench.targets.owned import OWNED
+
+    if OWNED.interrupted:
+        OWNED.kill_all()
+        os._exit(130)
+    OWNED.interrupted = True
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
-    signal.signal(signal.SIGTERM, _terminate)
+    for signum in INTERRUPT_SIGNALS:
+        signal.signal(signum, _interrupt)
     handler: Handler = args.handler
     try:
         return handler(args)

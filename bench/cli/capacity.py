@@ -69,7 +69,7 @@ def search_settings(args: argparse.Namespace) -> tuple[Slo, Scenario, SearchSett
 
     slo = parse_slo(args.slo)
     scenario = probe_scenario(scenario_of(args), slo)
-    if not args.generator_processes:  # a search goes as high as the generator CPUs allow: a process on each
+    if args.generator_processes is None:  # a search goes as high as the generator CPUs allow: a process on each
         scenario = scenario.model_copy(update={"generator_processes": max(scenario.generator_processes,
                                                                           len(cpus(args).generator))})
     ceiling = args.max_rate or MAX_RATE_PER_PROCESS * scenario.generator_processes

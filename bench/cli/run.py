@@ -62,16 +62,12 @@ def add_parser(commands: Commands) -> None:
 
 def scenario_of(args: argparse.Namespace) -> Scenario:
     """The scenario with --generator-processes and --seed applied."""
-    from bench.config import load_scenario
+    from bench.config import load_scenario, with_options
 
     scenario = load_scenario(args.scenario)
-    if args.generator_processes:
-        scenario = scenario.model_copy(update={"generator_processes": args.generator_processes})
-    if args.seed is not None:
-        if args.seed < 0:
-            raise BenchError(f"--seed {args.seed}: a seed is a non-negative integer", hint="for example --seed 1")
-        scenario = scenario.model_copy(update={"seed": args.seed})
-    return scenario
+    options = {key: value for key, value in (("generator_processes", args.generator_processes), ("seed", args.seed))
+               if value is not None}
+    return with_options(scenario, **options) if options else scenario
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -85,8 +81,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(args, specs, model_specs, scenario, measurements, plan)
     if not 1 <= args.rounds <= MAX_ROUNDS:
         raise BenchError(f"--rounds {args.rounds}: between 1 and {MAX_ROUNDS}", hint="for example --rounds 3")
-    measure(args, scenario)
-    return 0
+    results = measure(args, scenario)
+    return 0 if any(cell.validity.valid for cell in results.cells) else exit_without_a_valid_cell(results)
+
+
+def exit_without_a_valid_cell(results: RunResults) -> int:
+    """Exit status 1: the run finished and kept everything, but nothing it measured can be trusted."""
+    from bench.cli.console import console
+
+    console.print(f"no valid cell in {len(results.cells)}: see the reasons above (exit status 1)")
+    return 1
 
 
 def price_of(args: argparse.Namespace) -> float | None:
@@ -105,17 +109,19 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
     from bench.report.publish import publish
     from bench.results.environment import new_run_id
     from bench.results.schema import RunFairness
+    from bench.results.store import claim_folder
     from bench.targets.factory import make_target
 
     specs, model_specs = runtimes(args.runtime), models(args.model)
     profile = load_profile(args.profile)
     plan = cpus(args)
     target = make_target(args.target, target_options(args, plan))
+    for removed in target.reaped:
+        console.print(f"removed {removed}")
     specs = target.expand_runtimes(specs)
     run_id = new_run_id(f"{scenario.name}-{args.profile}")
     out_dir = Path(args.out) if args.out else Path("reports") / run_id
-    if (out_dir / "results.json").exists():
-        raise BenchError(f"{out_dir} already holds a run", hint="choose another --out folder")
+    claim_folder(out_dir, run_id)
     options = RunOptions(runtimes=specs, models=model_specs, scenario=scenario, profile=profile, target=target,
                          out_dir=out_dir.resolve(), run_id=run_id, generator_cpus=plan.generator,
                          fairness=RunFairness(server_cpus=plan.server, generator_cpus=plan.generator,
@@ -131,10 +137,10 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
     try:
         store = run_benchmark(options, EventHook(ui), plans)
     except KeyboardInterrupt:
-        ui.close()
-        console.print(f"interrupted: partial results in {out_dir / 'results.json'}")
+        ui.close()  # the report is left to `bench report`: rendering it would keep a waiting user 2 s longer
         if (out_dir / "results.json").exists():
-            print_published(publish(out_dir, mlflow=False))
+            console.print(f"interrupted: every finished cell and the partial one are in {out_dir / 'results.json'}; "
+                          f"render them with: bench report {out_dir}")
         raise
     ui.close()
     out.print(results_table(store.results))

@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.load.plan import LoadPlan
 from bench.processes import pin_and_tie_to_parent
-from bench.results.samples import SAMPLE_COLUMNS
+from bench.results.samples import REQUIRED_COLUMNS, SAMPLE_COLUMNS
 from bench.targets.process_tree import ProcessTree
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -95,8 +95,8 @@ def read_samples(folder: Path) -> pd.DataFrame:
     ]
     if not frames:
         return pd.DataFrame({name: pd.Series(dtype="float64") for name in SAMPLE_COLUMNS})
-    samples = pd.concat(frames, ignore_index=True).dropna()
-    samples = samples.astype({"status": "int32", "bytes": "int64", "worker": "int16"})
+    samples = pd.concat(frames, ignore_index=True).dropna(subset=REQUIRED_COLUMNS)  # a torn last line
+    samples = samples.astype({"status": "int32", "bytes": "int64", "worker": "int16", "queued": "int8"})
     return samples.sort_values("scheduled", kind="stable").reset_index(drop=True)
 
 

@@ -6,7 +6,10 @@ dataset rows with the runtime's wire-protocol codec into ready-made requests (be
 keep-alive connection per user, Locust's HTTP session bypassed for its cost), and records every request
 raw to its own CSV file:
 scheduled time, send time, latency from the scheduled time, service time from the send time, status,
-response bytes, generator process. Locust's own statistics are never used.
+response bytes, generator process, whether it waited for a free connection. Locust's own statistics are
+never used. When the run ends, every slot that came due but was never sent is recorded as dropped, and
+every request still in flight as failed (status 0), each at the time from its schedule to the end: no
+scheduled request goes unrecorded.
 
 Open loop: each process computes the same seeded schedule and takes every P-th slot. One dispatcher
 sleeps until each slot's time and hands the slot to an idle user, the most recently idle first, so a
@@ -21,6 +24,7 @@ soon as the previous one returns.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections import deque
 from pathlib import Path
@@ -31,12 +35,14 @@ import numpy as np
 from gevent.event import AsyncResult
 from locust import User, events, task
 from locust.exception import StopUser
+from locust.runners import MasterRunner
 
 from bench.load.bodies import request_bodies
 from bench.load.connection import Endpoint, KeepAliveConnection, prebuilt_posts
 from bench.load.plan import LoadPlan
 from bench.load.schedule import arrival_offsets, slots_for_worker
 from bench.protocols import codec_for
+from bench.results.samples import DROPPED
 
 PLAN = LoadPlan.from_json(Path(os.environ["SERVEBENCH_LOAD_PLAN"]).read_text())
 FLUSH_INTERVAL_S = 0.5
@@ -52,22 +58,35 @@ PRECISE_WAKE = PLAN.loop == "open" and max(rate for _, rate in PLAN.stages) / PL
 
 
 class Recorder:
-    """Buffers samples in memory and appends them to this process's CSV file twice a second."""
+    """Buffers samples in memory and appends them to this process's CSV file twice a second. Once closed
+    (the run's end) it records nothing more: what was unfinished then has been recorded as such."""
 
     def __init__(self) -> None:
         self.rows: list[str] = []
         self.path: Path | None = None
         self.worker = 0
+        self.closed = False
 
     def open(self, worker: int) -> None:
         self.worker = worker
         self.path = Path(PLAN.samples_dir) / f"samples-{worker}-{os.getpid()}.csv"
         gevent.spawn(self._flush_forever)
 
-    def add(self, scheduled: float, sent: float, service_s: float, status: int, size: int) -> None:
+    def add(self, scheduled: float, sent: float, service_s: float, status: int, size: int, queued: bool) -> None:
+        if self.closed:
+            return
         latency_ms = (sent - scheduled + service_s) * 1000.0
         self.rows.append(f"{scheduled:.6f},{sent:.6f},{latency_ms:.4f},{service_s * 1000.0:.4f},"
-                         f"{status},{size},{self.worker}\n")
+                         f"{status},{size},{self.worker},{int(queued)}\n")
+
+    def unfinished(self, scheduled: float, sent: float | None, end: float) -> None:
+        """A request the run ended on: still in flight (failed, status 0) or never sent (dropped)."""
+        latency_ms = (end - scheduled) * 1000.0
+        if sent is None:
+            self.rows.append(f"{scheduled:.6f},,{latency_ms:.4f},,{DROPPED},0,{self.worker},1\n")
+        else:
+            self.rows.append(f"{scheduled:.6f},{sent:.6f},{latency_ms:.4f},{(end - sent) * 1000.0:.4f},"
+                             f"0,0,{self.worker},0\n")
 
     def flush(self) -> None:
         if self.rows and self.path is not None:
@@ -95,6 +114,8 @@ class SlotDispatcher:
             delay = scheduled - HANDOFF_LEAD_S - time.time()  # the user itself waits out the rest, precisely
             if delay > 0:
                 gevent.sleep(delay)
+            if self.done:  # closed: the run ended before the schedule did
+                return
             if self.idle:
                 self.idle.pop().set(scheduled)
             else:
@@ -103,21 +124,44 @@ class SlotDispatcher:
         while self.idle:
             self.idle.pop().set(None)
 
-    def next_slot(self) -> float | None:
-        """The next send time for this user (waiting for it), or None when the schedule is served."""
+    def next_slot(self) -> tuple[float, bool] | None:
+        """The next send time for this user (waiting for it) and whether it had waited for a free user,
+        or None when the schedule is served."""
         if self.pending:
-            return self.pending.popleft()
+            return self.pending.popleft(), True
         if self.done:
             return None
         waiter = AsyncResult()
         self.idle.append(waiter)
         slot: float | None = waiter.get()
-        return slot
+        return None if slot is None else (slot, False)
+
+    def close(self) -> list[float]:
+        """End the schedule now: the slots that came due and were never sent (no user will take them)."""
+        self.done = True
+        dropped, self.pending = list(self.pending), deque()
+        while self.idle:
+            self.idle.pop().set(None)
+        return dropped
+
+
+def finish(end: float) -> None:
+    """The run's end: record every due slot never sent as dropped and every request in flight as failed,
+    then stop recording, so nothing that came due is missing and nothing is counted twice."""
+    if RECORDER.closed:
+        return
+    for scheduled in DISPATCHER.close():
+        RECORDER.unfinished(scheduled, None, end)
+    for scheduled, sent in IN_FLIGHT.values():
+        RECORDER.unfinished(scheduled, sent, end)
+    RECORDER.closed = True
+    RECORDER.flush()
 
 
 RECORDER = Recorder()
 DISPATCHER = SlotDispatcher()
 STATE: dict[str, int] = {"active": 0}
+IN_FLIGHT: dict[int, tuple[float, float]] = {}  # per user: the scheduled and send time of its open request
 
 
 ENDPOINT = Endpoint.from_url(PLAN.base_url)
@@ -127,16 +171,28 @@ REQUESTS = prebuilt_posts(ENDPOINT, PLAN.predict_path, codec_for(PLAN.protocol).
 
 
 def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+    """On every process that runs users (not a --processes master, which runs none: its slots would all be
+    recorded as dropped): open the recorder, dispatch this process's share of the schedule."""
+    if isinstance(environment.runner, MasterRunner):
+        return
     worker = int(getattr(environment.runner, "worker_index", 0) or 0)
     RECORDER.open(worker)
     if PLAN.loop == "open":
         offsets = arrival_offsets(PLAN.rate_stages(), PLAN.arrival, PLAN.seed)
         gevent.spawn(DISPATCHER.run, slots_for_worker(offsets, worker, PLAN.processes))
     gevent.spawn(_quit_when_done, environment)
+    gevent.signal_handler(signal.SIGTERM, _terminated)  # after Locust's own, which waits for every user
+
+
+def _terminated() -> None:
+    """SIGTERM (the harness interrupted or stopped the load): record what is unfinished and exit at once;
+    Locust's own shutdown would first wait up to --stop-timeout for users that never finish a task."""
+    finish(time.time())
+    os._exit(0)
 
 
 def _on_quitting(**_kwargs: Any) -> None:
-    RECORDER.flush()
+    finish(time.time())  # Locust's own end (its run-time limit)
 
 
 events.test_start.add_listener(_on_test_start)  # type: ignore[no-untyped-call]
@@ -151,7 +207,7 @@ def _quit_when_done(environment: Any) -> None:
         if time.time() > PLAN.start_at + 1 and STATE["active"] == 0 and environment.runner.user_count == 0:
             break
         gevent.sleep(0.1)
-    RECORDER.flush()
+    finish(time.time())
     environment.runner.quit()
 
 
@@ -179,23 +235,26 @@ class ServebenchUser(User):
         self.connection.close()
         STATE["active"] -= 1
 
-    def _send(self, scheduled: float) -> None:
+    def _send(self, scheduled: float, queued: bool = False) -> None:
         request = REQUESTS[self.body_index % len(REQUESTS)]
         self.body_index += 1
         sent = time.time()
+        IN_FLIGHT[id(self)] = (scheduled, sent)
         started = time.perf_counter()
         try:
             status, size = self.connection.send(request)
         except Exception:  # a connection reset, refusal or timeout is a sample with status 0, never a crash
             status, size = 0, 0
-        RECORDER.add(scheduled, sent, time.perf_counter() - started, status, size)
+        IN_FLIGHT.pop(id(self), None)
+        RECORDER.add(scheduled, sent, time.perf_counter() - started, status, size, queued)
 
     @task
     def send_requests(self) -> None:
         if PLAN.loop == "open":
-            while (scheduled := DISPATCHER.next_slot()) is not None:
+            while (slot := DISPATCHER.next_slot()) is not None:
+                scheduled, queued = slot
                 _wait_until(scheduled)
-                self._send(scheduled)
+                self._send(scheduled, queued)
         else:
             gevent.sleep(max(0.0, PLAN.start_at - time.time()))
             end = PLAN.start_at + PLAN.total_s

@@ -26,7 +26,6 @@ from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
 from bench.results.schema import (
     Cell,
-    Counts,
     Fairness,
     GeneratorUsage,
     LoadPoint,
@@ -105,10 +104,11 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
         reasons.append(f"stopped early: {outcome.stopped_early}")
     return cell.model_copy(update={
         "load": cell.load.model_copy(update={"offered_rps": stats.offered_rps, "scheduled_rps": stats.scheduled_rps}),
-        "counts": Counts(requests=stats.requests, errors=stats.errors),
+        "counts": stats.counts,
         "rates": Rates(achieved_rps=stats.achieved_rps, throughput_rps=stats.throughput_rps,
                        goodput_rps=stats.goodput_rps),
-        "latency": stats.latency, "latency_ci": stats.latency_ci, "service": stats.service,
+        "latency": stats.latency, "latency_ok": stats.latency_ok, "latency_includes": "all scheduled",
+        "latency_ci": stats.latency_ci, "service": stats.service,
         "lateness": stats.lateness, "slo_met": stats.slo_met, "measured_s": stats.measured_s,
         "server": ServerUsage(cpu_percent_mean=float(np.mean(cpu)) if cpu else None,
                               cpu_percent_max=float(np.max(cpu)) if cpu else None,

@@ -209,6 +209,9 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
     except KeyboardInterrupt:
         store.finish("interrupted")
         raise
+    except BaseException:  # a bug or a resource running out: what was measured is saved, and says so
+        store.finish("failed")
+        raise
     if options.scenario.sweep:
         store.set_sweeps(sweep_summary(store.results.cells))
     if options.rounds > 1:

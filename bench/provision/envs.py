@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.config import RuntimeSpec, env_cache_dir
 from bench.errors import BenchError
 from bench.events import EventHook, Status, report_to
+from bench.provision.cache_lock import cache_lock
 
 READY_MARKER = ".servebench-env.json"
 NOISE = ("is ignored: it is neither a file nor a directory",)
@@ -127,11 +128,23 @@ def _run_logged(command: list[str], log: Path, runtime: str, report: Report) -> 
 
 
 def build_env(spec: RuntimeSpec, report: Report = lambda _r, _s: None, force: bool = False) -> tuple[RuntimeEnv, bool]:
-    """Build (or reuse) the runtime's environment; returns it and whether it was built now."""
+    """Build (or reuse) the runtime's environment; returns it and whether it was built now. Under the cache
+    key's lock: a second process building the same environment waits for the first and reuses its work.
+    A virtualenv cannot be built elsewhere and renamed (its scripts name their own path), so it is built in
+    place and counts as complete only once its marker, written last, exists."""
     cached = None if force else load_env(spec)
     if cached is not None:
         report(spec.name, f"cached ({cached.path.name})")
         return cached, False
+    with cache_lock(env_path(spec)):
+        cached = None if force else load_env(spec)
+        if cached is not None:
+            report(spec.name, f"cached ({cached.path.name}, built meanwhile by another process)")
+            return cached, False
+        return _build_env(spec, report), True
+
+
+def _build_env(spec: RuntimeSpec, report: Report) -> RuntimeEnv:
     path = env_path(spec)
     if path.exists():
         shutil.rmtree(path)  # an interrupted build: start again
@@ -154,7 +167,7 @@ def build_env(spec: RuntimeSpec, report: Report = lambda _r, _s: None, force: bo
     report(spec.name, f"built in {build_s:.0f} s")
     built = load_env(spec)
     assert built is not None
-    return built, True
+    return built
 
 
 def build_envs(specs: list[RuntimeSpec], events: EventHook[Status], force: bool = False,

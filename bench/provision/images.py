@@ -34,6 +34,7 @@ from pathlib import Path
 from bench.config import RuntimeSpec, env_cache_dir
 from bench.errors import BenchError
 from bench.events import EventHook, Status, report_to
+from bench.provision.cache_lock import cache_lock
 from bench.provision.containers import daemon_problem, docker, docker_path, inspect
 from bench.provision.envs import NOISE, requirements_key
 
@@ -138,16 +139,24 @@ def wheelhouse(spec: ImageSource, report: Report) -> Path:
     marker = folder / ".complete"
     if marker.exists():
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    report(spec.name, "downloading wheels for the offline build")
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "-r",
-                             str(spec.requirements_file), "-w", str(folder)],
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if not any(noise in line for noise in NOISE)]
-        raise BenchError(f"pip wheel for {spec.name} failed: {' | '.join(lines[-3:])}",
-                         hint="the wheelhouse is built on the host, which needs the package index")
-    marker.write_text(str(time.time()))
+    with cache_lock(folder):
+        if marker.exists():  # another process fetched it meanwhile
+            return folder
+        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        report(spec.name, "downloading wheels for the offline build")
+        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "-r",
+                                 str(spec.requirements_file), "-w", str(partial)],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            lines = [line for line in result.stderr.splitlines() if not any(noise in line for noise in NOISE)]
+            raise BenchError(f"pip wheel for {spec.name} failed: {' | '.join(lines[-3:])}",
+                             hint="the wheelhouse is built on the host, which needs the package index")
+        (partial / ".complete").write_text(str(time.time()))
+        shutil.rmtree(folder, ignore_errors=True)  # an older, incomplete attempt
+        os.replace(partial, folder)
     return folder
 
 
@@ -188,6 +197,12 @@ def ensure_image(runtime: RuntimeSpec | ImageSource, base_image: str, offline: b
         raise BenchError(f"base image {base_image} is not present and an offline build cannot pull it",
                          hint="build one with scripts/base-image.sh, or pass --base-image")
     tag = spec.tag(_base_identity(base_image, base), offline)
+    with cache_lock(_metadata_file(tag)):  # two processes never build one tag at once
+        return _ensure_tag(spec, tag, base_image, offline, log_path, report)
+
+
+def _ensure_tag(spec: ImageSource, tag: str, base_image: str, offline: bool, log_path: Path,
+                report: Report) -> ImageInfo:
     meta_file = _metadata_file(tag)
     if inspect("image", tag) is not None:
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -212,7 +227,9 @@ def ensure_image(runtime: RuntimeSpec | ImageSource, base_image: str, offline: b
         raise BenchError(f"building the {spec.name} image failed: {tail}", hint=f"full log: {log_path}")
     info = ImageInfo(spec.name, tag, base_image, offline, round(time.monotonic() - started, 1), _size_mb(tag), True)
     meta_file.parent.mkdir(parents=True, exist_ok=True)
-    meta_file.write_text(json.dumps(asdict(info)))
+    temporary = meta_file.with_name(f"{meta_file.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(asdict(info)))
+    os.replace(temporary, meta_file)
     report(spec.name, f"built in {info.build_s:.0f} s, {info.size_mb:.0f} MB")
     return info
 

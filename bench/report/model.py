@@ -27,7 +27,8 @@ LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 CELL_COLUMNS = [
     "run_id", "run_index", "position", "cell_id", "series", "runtime", "model", "scenario", "label", "target",
     "batch_size", "loop", "arrival", "users", "offered_rps", "achieved_rps", "throughput_rps", "goodput_rps",
-    "rows_per_s", "requests", "errors", "error_rate",
+    "rows_per_s", "requests", "errors", "error_rate", "sent", "failed", "dropped", "queued", "latency_includes",
+    "p99_ok_ms",
     *[f"{key}_ms" for key in LATENCY_KEYS],
     "p50_ci_low", "p50_ci_high", "p99_ci_low", "p99_ci_high",
     "server_cpu_percent_mean", "server_cpu_percent_max", "server_rss_mb_max", "server_startup_s",
@@ -98,7 +99,8 @@ class ReportData:
         return next(run for run in self.runs if run.run_id == run_id)
 
     def samples(self, cells: pd.DataFrame) -> pd.DataFrame:
-        """Raw measured, successful samples of the given cells, labelled with run, cell and series.
+        """Raw measured samples of the given cells (every scheduled request, or the successful ones for a
+        cell from before schema 5, as its figures were), labelled with run, cell and series.
 
         Loaded lazily and cached: only the figures that need raw samples pay for reading them."""
         frames = []
@@ -143,6 +145,8 @@ def _cell_row(run: Run, position: int, cell: Cell) -> Row:
         "users": cell.load.users, "offered_rps": cell.load.offered_rps, "achieved_rps": cell.rates.achieved_rps,
         "throughput_rps": throughput, "goodput_rps": cell.rates.goodput_rps, "rows_per_s": throughput * cell.batch_size,
         "requests": cell.counts.requests, "errors": cell.counts.errors, "error_rate": cell.counts.error_rate,
+        "sent": cell.counts.sent, "failed": cell.counts.failed, "dropped": cell.counts.dropped,
+        "queued": cell.counts.queued, "latency_includes": cell.latency_includes, "p99_ok_ms": cell.latency_ok.p99,
         "p50_ci_low": ci.p50.low if ci.p50 else None, "p50_ci_high": ci.p50.high if ci.p50 else None,
         "p99_ci_low": ci.p99.low if ci.p99 else None, "p99_ci_high": ci.p99.high if ci.p99 else None,
         "server_cpu_percent_mean": cell.server.cpu_percent_mean, "server_cpu_percent_max": cell.server.cpu_percent_max,
@@ -196,7 +200,7 @@ def _measured_samples(run: Run, position: int) -> pd.DataFrame | None:
         return None
     if "in_window" in samples:
         samples = samples.loc[samples["in_window"].astype(bool)]
-    if "status" in samples:
+    if "status" in samples and cell.latency_includes == "successful":  # the policy the cell's figures used
         samples = samples.loc[(samples["status"] >= 200) & (samples["status"] < 300)]
     return samples[["latency_ms"]].reset_index(drop=True)
 

@@ -196,6 +196,8 @@ def run_caveats(data: ReportData) -> list[str]:
     for run in data.runs:
         if run.status == "interrupted":
             caveats.append(f"run {run.run_id} was interrupted: cells may be missing.")
+        elif run.status == "failed":
+            caveats.append(f"run {run.run_id} failed part way (see its run.log): cells may be missing.")
         elif run.status == "running":
             caveats.append(f"run {run.run_id} never finished (it crashed, or is still running): cells may be missing.")
         if run.results.fairness.cpu_shared:

@@ -29,6 +29,9 @@ class SummaryRow:
     p99: str
     p99_ci: str
     p999: str
+    p99_ok: str  # successful requests only; shown when it differs from p99
+    requests: str  # scheduled in the window, with how many never went out
+    successful_only: bool  # a cell from before schema 5: its percentiles are over successful requests only
     throughput: str
     error_rate: str
     goodput: str
@@ -57,6 +60,9 @@ def summary_rows(cells: pd.DataFrame) -> list[SummaryRow]:
             p50=fmt_ms(number["p50_ms"], unit=False), p50_ci=fmt_ci(number["p50_ci_low"], number["p50_ci_high"]),
             p95=fmt_ms(number["p95_ms"], unit=False), p99=fmt_ms(number["p99_ms"], unit=False),
             p99_ci=fmt_ci(number["p99_ci_low"], number["p99_ci_high"]), p999=fmt_ms(number["p999_ms"], unit=False),
+            p99_ok="" if number["p99_ok_ms"] == number["p99_ms"] else fmt_ms(number["p99_ok_ms"], unit=False),
+            requests=_requests(as_int(cell["requests"]), as_float(cell["dropped"])),
+            successful_only=cell["latency_includes"] == "successful",
             throughput=fmt_rate(number["throughput_rps"], unit=""),
             error_rate=fmt_ratio(number["error_rate"] if cell["requests"] else None),
             goodput=fmt_rate(number["goodput_rps"], unit=""), cpu=fmt_percent(number["server_cpu_percent_mean"], 0),
@@ -66,3 +72,7 @@ def summary_rows(cells: pd.DataFrame) -> list[SummaryRow]:
             slo_met=_optional_bool(cell["slo_met"]),
         ))
     return rows
+
+
+def _requests(scheduled: int, dropped: float | None) -> str:
+    return f"{scheduled:,}" + (f" ({int(dropped):,} never sent)" if dropped else "")

@@ -230,7 +230,7 @@ def save_baseline(run: Path, file: Path) -> Path:
     if isinstance(payload, dict) and payload.get("kind") == BASELINE_KIND:
         raise BenchError(f"{run} is already a baseline file", hint="pass the run folder it was saved from")
     results = load_results(run)
-    if results.status in ("running", "interrupted"):
+    if results.status in ("running", "interrupted", "failed"):
         raise BenchError(f"{run}: the run is {results.status}, so cells may be missing",
                          hint="save a baseline from a complete run")
     payload = baseline_of(run if run.is_dir() else run.parent, results).model_dump(mode="json")

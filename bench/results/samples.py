@@ -1,12 +1,23 @@
 """The raw sample format: one row per scheduled request, as the generator records it and samples/*.parquet
 keeps it (plus in_window, written by the run: whether the request was scheduled inside the measured window).
+
+Every slot of the schedule that came due gets a row: a sent request with its HTTP status (0: no answer,
+a reset or a timeout), or a dropped one (status DROPPED, no send time) that was still waiting for a free
+connection when the run ended; its latency is the time from its schedule to that end, a lower bound.
+`queued` marks a request that waited for a free connection (every one of max_in_flight was busy), so a
+late send is blamed on the server rather than on the generator. Files written before `queued` existed
+lack the column.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-SAMPLE_COLUMNS = ["scheduled", "sent", "latency_ms", "service_ms", "status", "bytes", "worker"]
+SAMPLE_COLUMNS = ["scheduled", "sent", "latency_ms", "service_ms", "status", "bytes", "worker", "queued"]
+# Every field but the send and service time, which a dropped request lacks: a line torn by a kill lacks
+# the last field, so it is skipped rather than read with a truncated status.
+REQUIRED_COLUMNS = ["scheduled", "latency_ms", "status", "bytes", "worker", "queued"]
+DROPPED = -1  # status of a scheduled request that was never sent
 # Scheduled times are wall-clock floats (start + k / rate); a slot meant to sit exactly on the window's
 # start must not fall out of it by a rounding error, so boundaries are compared with this tolerance.
 BOUNDARY_TOLERANCE_S = 1e-6
@@ -14,3 +25,7 @@ BOUNDARY_TOLERANCE_S = 1e-6
 
 def is_success(status: pd.Series) -> pd.Series:
     return (status >= 200) & (status < 300)
+
+
+def is_dropped(status: pd.Series) -> pd.Series:
+    return status == DROPPED

@@ -19,25 +19,54 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
    seconds per 1,000 predictions (`server.cpu_s_per_1000`); a run-level `rounds` list (bench run
    --rounds): per runtime x model x load point the rounds combined, with a two-level bootstrap interval;
    the run's `price_per_core_hour` when one was given.
+5. 2026-12: every scheduled request accounted for. A cell's counts are scheduled, sent, completed,
+   failed, dropped (scheduled inside the window, never sent before the run ended: the user pool was
+   exhausted) and queued (sent late because every connection was busy), with scheduled = sent + dropped.
+   `latency` now covers every scheduled request (`latency_includes: "all scheduled"`: a failed request
+   at the latency it failed after, a dropped one at the end of the run, a lower bound); `latency_ok`
+   keeps the success-only figures. Files before 5 upgrade with `latency_includes: "successful"` (their
+   latency was success-only), scheduled = sent = requests and dropped = queued = None (never recorded).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from bench.config import PERCENTILE_NAMES, Profile, Scalar, Scenario, Slo
+from bench.results.record import Record
+from bench.results.searches import (
+    CapacityRecord,
+    RoundsRecord,
+    SkippedConfig,
+    Sweep,
+    SweepPoint,
+    TunedConfig,
+    TuningRecord,
+)
 
-SCHEMA_VERSION = 4
+# Every record is imported from here, the search records and the base included.
+__all__ = [
+    "LATENCY_POLICY_TEXT", "SCHEMA_VERSION", "CapacityRecord", "Cell", "CellStatus", "Counts", "Environment",
+    "Fairness", "GeneratorUsage", "Interval", "Latency", "LatencyIntervals", "LatencyPolicy", "LoadPoint",
+    "Measured", "ModelRecord", "Parity", "Provisioning", "Rates", "Record", "RoundsRecord", "RunFairness",
+    "RunResults", "RunStatus", "RuntimeRecord", "Second", "ServerUsage", "ServingCode", "SkippedConfig",
+    "Sweep", "SweepPoint", "TunedConfig", "TuningRecord", "Validity",
+]
+
+SCHEMA_VERSION = 5
 
 CellStatus = Literal["valid", "invalid", "failed"]
-
-
-class Record(BaseModel):
-    """Base of every results model: immutable, and a misspelled field is an error, not a silent None."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+# What a cell's latency percentiles are over: every request scheduled in the window (a failed one at the
+# latency it failed after, a dropped one at the end of the run), or, in files before schema 5, the
+# successful ones only.
+LatencyPolicy = Literal["all scheduled", "successful"]
+LATENCY_POLICY_TEXT = {
+    "all scheduled": "every scheduled request: failed ones at the time they failed, dropped ones (never sent) "
+                     "at the end of the run, a lower bound",
+    "successful": "successful requests only (a results file from before schema 5)",
+}
 
 
 class Latency(Record):
@@ -88,14 +117,28 @@ class LoadPoint(Record):
 
 
 class Counts(Record):
-    """Requests scheduled inside the measured window and sent, and how many of them failed."""
+    """Requests scheduled inside the measured window, and what became of each: sent (completed or failed)
+    or dropped (never sent before the end: every connection stayed busy). scheduled = sent + dropped."""
 
-    requests: int = 0
-    errors: int = 0
+    scheduled: int = 0
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    dropped: int | None = 0  # None: a file from before drops were recorded
+    queued: int | None = 0  # sent, but only after waiting for a free connection (the pool was exhausted)
+
+    @property
+    def requests(self) -> int:
+        return self.scheduled
+
+    @property
+    def errors(self) -> int:
+        """Scheduled requests that did not succeed: failed, or never sent."""
+        return self.failed + (self.dropped or 0)
 
     @property
     def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
+        return self.errors / self.scheduled if self.scheduled else None
 
 
 class Rates(Record):
@@ -183,7 +226,9 @@ class Cell(Measured):
     parity: Parity = Parity()
     counts: Counts = Counts()
     rates: Rates = Rates()
-    latency: Latency = Latency()
+    latency: Latency = Latency()  # every scheduled request (latency_includes says, for older files)
+    latency_includes: LatencyPolicy = "all scheduled"
+    latency_ok: Latency = Latency()  # successful requests only
     latency_ci: LatencyIntervals = LatencyIntervals()
     service: Latency = Latency()  # from the actual send time
     lateness: Latency = Latency()  # how late the generator sent requests after their scheduled time
@@ -265,102 +310,7 @@ class ModelRecord(Record):
     framework: str | None = None
 
 
-class SweepPoint(Record):
-    """One load of a sweep, as the curve needs it."""
-
-    label: str
-    offered_rps: float | None = None
-    users: int | None = None
-    throughput_rps: float | None = None
-    p99_ms: float | None = None
-    slo_met: bool | None = None
-    valid: bool = False
-
-
-class Sweep(Record):
-    """Per runtime, model and batch size: the curve, and the highest load whose SLO was met."""
-
-    runtime: str
-    model: str
-    batch_size: int
-    points: tuple[SweepPoint, ...]
-    max_load_within_slo: str | None = None
-    max_throughput_within_slo_rps: float | None = None
-
-
-class CapacityRecord(Record):
-    """The highest open-loop rate at which one runtime x model x configuration met its SLO (bench capacity).
-
-    capacity_rps None: not even the lowest rate passed. ci_low/ci_high bound the rates where the probes could
-    not tell a pass from a failure (None: no probe was that clear; ci_high None is open above). limited_by
-    says when the search stopped at a limit (the generator, the highest or lowest rate) instead of a knee."""
-
-    runtime: str
-    model: str
-    config: dict[str, Scalar] = Field(default_factory=dict)
-    slo: Slo
-    capacity_rps: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    limited_by: Literal["generator", "max rate", "min rate"] | None = None
-    resolution: float
-    probes: tuple[str, ...] = ()  # the load labels of its cells, in the order probed
-
-
-class TunedConfig(Record):
-    """One configuration bench tune measured: its knob values and capacity (see CapacityRecord), its p99
-    at the runtime's common rate (the frontier's other axis) and the server's cost there."""
-
-    config: dict[str, Scalar]
-    capacity_rps: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    limited_by: Literal["generator", "max rate", "min rate"] | None = None
-    p99_at_common_ms: float | None = None
-    cpu_s_per_1000: float | None = None
-    rss_mb_max: float | None = None
-    over_budget: str | None = None  # measured, but over the memory budget: never the best
-
-
-class SkippedConfig(Record):
-    config: dict[str, Scalar]
-    reason: str
-
-
-class TuningRecord(Record):
-    """bench tune's answer for one runtime x model: the best configuration within the budget, beside the
-    default, and every configuration it tried or skipped (search: grid or coordinate descent)."""
-
-    runtime: str
-    model: str
-    slo: Slo
-    search: Literal["grid", "coordinate descent"]
-    server_cpus: int
-    memory_mb: float | None = None
-    common_rps: float | None = None  # the rate every configuration's p99_at_common_ms is read at
-    default: TunedConfig
-    best: TunedConfig
-    tried: tuple[TunedConfig, ...] = ()
-    skipped: tuple[SkippedConfig, ...] = ()
-
-
-class RoundsRecord(Record):
-    """One runtime x model x load point over the rounds of bench run --rounds: the SLO percentile of every
-    round pooled, its interval (rounds, then seconds within them, resampled) and each round's own figure."""
-
-    runtime: str
-    model: str
-    label: str
-    percentile: str
-    rounds: int
-    valid_rounds: int
-    estimate_ms: float | None
-    ci_low_ms: float | None = None
-    ci_high_ms: float | None = None
-    per_round_ms: tuple[float | None, ...] = ()
-
-
-RunStatus = Literal["running", "complete", "interrupted", "unknown"]
+RunStatus = Literal["running", "complete", "interrupted", "failed", "unknown"]
 
 
 class RunFairness(Record):

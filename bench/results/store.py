@@ -32,6 +32,54 @@ from bench.results.upgrade import upgrade
 RESULTS_FILE = "results.json"
 
 
+CLAIM_FILE = ".servebench-run"  # the process that owns the folder: created exclusively, so two runs never share one
+
+
+def claim_folder(folder: Path, run_id: str) -> None:
+    """Make `folder` this process's run folder, atomically: a second `bench run --out SAME` is refused while
+    the first lives; a folder whose owner died without a results file may be taken over."""
+    if folder.exists() and not folder.is_dir():
+        raise BenchError(f"--out {folder}: a file, not a folder", hint="choose a folder for the run's files")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create {folder}: {exc.strerror}", hint="choose a writable --out folder") from None
+    if (folder / RESULTS_FILE).exists():
+        raise BenchError(f"{folder} already holds a run", hint="choose another --out folder")
+    claim = folder / CLAIM_FILE
+    for _ in range(2):
+        try:
+            descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _owner(claim)
+            if owner is not None and _alive(owner):
+                raise BenchError(f"{folder} is being written by another run (pid {owner})",
+                                 hint="choose another --out folder") from None
+            claim.unlink(missing_ok=True)  # its owner is gone and left no results: the folder is free
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"{os.getpid()} {run_id}\n")
+        return
+    raise BenchError(f"{folder}: could not claim it", hint="choose another --out folder")
+
+
+def _owner(claim: Path) -> int | None:
+    try:
+        return int(claim.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -219,7 +219,27 @@ def upgrade_to_4(payload: JsonObject) -> JsonObject:
     return {**payload, "schema_version": 4, "tuning": [], "rounds": []}
 
 
-UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4}
+def upgrade_to_5(payload: JsonObject) -> JsonObject:
+    """Schema 5 accounts for every scheduled request: old counts (requests sent in the window, errors among
+    them) become scheduled = sent, failed; drops and queueing were never recorded (None); the old latency
+    was success-only, and says so."""
+    cells = []
+    for cell in _list(payload.get("cells")):
+        cell = _obj(cell)
+        counts = _obj(cell.get("counts"))
+        requests, errors = counts.get("requests", 0), counts.get("errors", 0)
+        if isinstance(requests, int) and isinstance(errors, int):
+            counts = {"scheduled": requests, "sent": requests, "completed": requests - errors, "failed": errors,
+                      "dropped": None, "queued": None}
+        else:  # damaged: passed on as it is, for validation to name the field
+            counts = {"scheduled": requests, "sent": requests, "failed": errors, "dropped": None, "queued": None}
+        cells.append({**cell, "counts": counts,
+                      "latency_includes": "successful", "latency_ok": cell.get("latency") or {}})
+    return {**payload, "schema_version": 5, "cells": cells}
+
+
+UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4,
+                                                           5: upgrade_to_5}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:

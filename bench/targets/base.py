@@ -139,6 +139,8 @@ class Target(ABC):
     """A place runtimes run: local processes, Docker containers, a KServe cluster."""
 
     name: str
+    # what the target removed when it was made: resources a harness that no longer runs left behind
+    reaped: tuple[str, ...] = ()
 
     @abstractmethod
     def provision(self, runtime: RuntimeSpec, log_dir: Path, say: Say) -> Provisioned:

@@ -59,22 +59,22 @@ def _owner_runs(pid: str, started: str) -> bool:
         return False
 
 
-def reap_orphans() -> int:
+def reap_orphans() -> list[str]:
     """Remove the containers of harness processes on this host that no longer run (a SIGKILL gives a harness
-    no chance to clean up); returns how many. A live harness's containers (a side-by-side run) are left
-    alone, as are those of other hosts and containers without the full set of owner labels."""
+    no chance to clean up); returns what it removed, for the user to read. A live harness's containers (a
+    side-by-side run) are left alone, as are those of other hosts and containers without the full set of
+    owner labels."""
     fields = "\t".join(f'{{{{.Label "{label}"}}}}' for label in (OWNER_LABEL, OWNER_STARTED_LABEL, OWNER_HOST_LABEL))
-    listed = docker("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format", "{{.ID}}\t" + fields,
+    listed = docker("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format", "{{.Names}}\t" + fields,
                     check=False, timeout=60)
     host = socket.gethostname()
-    orphans = []
+    removed = []
     for line in listed.stdout.splitlines():
         container, pid, started, owner_host = [*line.split("\t"), "", "", ""][:4]
         if owner_host == host and pid.isdigit() and started and not _owner_runs(pid, started):
-            orphans.append(container)
-    for container in orphans:
-        remove_container(container)
-    return len(orphans)
+            remove_container(container)
+            removed.append(f"container {container} (its harness, pid {pid}, no longer runs)")
+    return removed
 
 
 @dataclass(eq=False)
@@ -120,7 +120,7 @@ class DockerTarget(Target):
     def __init__(self, cpus: CpuPlan | None = None, base_image: str = "python:3.11-slim", offline: bool = False,
                  memory: str = DEFAULT_MEMORY) -> None:
         require_daemon()
-        reap_orphans()
+        self.reaped = tuple(reap_orphans())
         self.cpus = cpus or default_cpu_plan()
         self.base_image = base_image
         self.offline = offline

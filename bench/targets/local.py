@@ -30,6 +30,7 @@ from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
 
 STOP_GRACE_S = 10.0
+INTERRUPTED_GRACE_S = 1.0  # after Ctrl-C: the user is waiting, and nothing more is measured
 # Interpreter settings of the harness that must not leak into a runtime's environment.
 SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "CONDA_PREFIX")
 
@@ -48,6 +49,11 @@ class LocalDeployment(Deployment):
             return None
         return f"exit code {self.process.returncode}"
 
+    def kill(self) -> None:
+        """A second Ctrl-C: the server's whole group at once, no grace."""
+        if self.process is not None:
+            _signal_group(self.process.pid, signal.SIGKILL)
+
     def release(self) -> None:
         if self.process is None:
             return
@@ -56,14 +62,15 @@ class LocalDeployment(Deployment):
             descendants = psutil.Process(process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             descendants = []
+        grace = INTERRUPTED_GRACE_S if OWNED.interrupted else STOP_GRACE_S
         _signal_group(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=STOP_GRACE_S)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             _signal_group(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_GRACE_S)
         # workers that left the process group, or ignored SIGTERM after their parent went
-        _, still_alive = psutil.wait_procs(descendants, timeout=3)
+        _, still_alive = psutil.wait_procs(descendants, timeout=min(3.0, grace))
         for leftover in still_alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 leftover.kill()

@@ -25,6 +25,8 @@ class OwnedResources:
     def __init__(self) -> None:
         self._live: dict[int, Stoppable] = {}
         self._lock = threading.Lock()
+        # set on Ctrl-C, SIGTERM or SIGHUP: resources stop with a short grace, since the user is waiting
+        self.interrupted = False
 
     def add(self, resource: Stoppable) -> None:
         with self._lock:
@@ -53,6 +55,16 @@ class OwnedResources:
         if failure is not None:
             raise failure
         return stopped
+
+
+    def kill_all(self) -> None:
+        """A second interrupt: no grace for anyone (a resource's kill(), else its stop())."""
+        for resource in reversed(self.live()):
+            try:
+                getattr(resource, "kill", resource.stop)()
+            except Exception:  # the next resource still has to go
+                continue
+            self.discard(resource)
 
 
 OWNED = OwnedResources()
