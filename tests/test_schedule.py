@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.load.schedule import RateStage, arrival_offsets, slots_for_worker
+from bench.load.schedule import (
+    RateStage,
+    arrival_chunks,
+    arrival_offsets,
+    count_between,
+    slots_for_worker,
+    worker_slots,
+)
 from bench.protocols import Array
 
 HAVE_SCIPY = importlib.util.find_spec("scipy") is not None
@@ -212,3 +219,43 @@ def test_slots_interleave_small_example() -> None:
 def test_slots_bad_worker_index_raises(worker: int, workers: int) -> None:
     with pytest.raises(ValueError, match="outside"):
         slots_for_worker(np.arange(10, dtype=np.float64), worker, workers)
+
+
+# ---- lazily, a chunk at a time -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arrival", ["constant", "poisson"])
+def test_the_schedule_does_not_depend_on_the_chunk_size(arrival: str) -> None:
+    stages = [RateStage(3.0, 200.0), RateStage(2.0, 1000.0), RateStage(1.5, 7.0)]
+    whole = np.concatenate(list(arrival_chunks(stages, arrival, 11, chunk=10**9)))  # type: ignore[arg-type]
+    for chunk in (1, 7, 1000):
+        chunked = np.concatenate(list(arrival_chunks(stages, arrival, 11, chunk=chunk)))  # type: ignore[arg-type]
+        assert np.array_equal(chunked, whole)  # bit for bit: every process and the harness agree
+    assert np.array_equal(arrival_offsets(stages, arrival, 11), whole)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_worker_slots_interleave_the_whole_schedule_lazily(workers: int) -> None:
+    stages = [RateStage(2.0, 500.0)]
+    whole = arrival_offsets(stages, "poisson", 5)
+    for worker in range(workers):
+        lazily = list(worker_slots(stages, "poisson", 5, worker, workers, chunk=33))
+        assert lazily == slots_for_worker(whole, worker, workers).tolist()
+
+
+def test_count_between_counts_without_the_whole_schedule() -> None:
+    stages = [RateStage(1.0, 50.0), RateStage(4.0, 300.0)]
+    whole = arrival_offsets(stages, "poisson", 3)
+    assert count_between(stages, "poisson", 3, 1.0, 5.0) == int(((whole >= 1.0) & (whole < 5.0)).sum())
+
+
+def test_an_hour_at_a_high_rate_is_generated_in_bounded_memory() -> None:
+    """18 million send times, never more than a chunk of them at once (tracemalloc's peak)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    total = sum(len(times) for times in arrival_chunks([RateStage(3600.0, 5000.0)], "poisson", 1))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert abs(total - 18_000_000) < 5 * np.sqrt(18_000_000)
+    assert peak < 20 * 2**20, peak  # a 65,536-value chunk and its cumulative sum, not 144 MB

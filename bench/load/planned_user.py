@@ -27,6 +27,7 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from locust.runners import MasterRunner
 from bench.load.bodies import request_bodies
 from bench.load.connection import Endpoint, KeepAliveConnection, prebuilt_posts
 from bench.load.plan import LoadPlan
-from bench.load.schedule import arrival_offsets, slots_for_worker
+from bench.load.schedule import worker_slots
 from bench.protocols import codec_for
 from bench.results.samples import DROPPED
 
@@ -108,9 +109,9 @@ class SlotDispatcher:
         self.pending: deque[float] = deque()  # slots that came due while every user was busy
         self.done = False
 
-    def run(self, slots: np.ndarray[Any, Any]) -> None:
+    def run(self, slots: Iterable[float]) -> None:
         for offset in slots:
-            scheduled = PLAN.start_at + float(offset)
+            scheduled = PLAN.start_at + offset
             delay = scheduled - HANDOFF_LEAD_S - time.time()  # the user itself waits out the rest, precisely
             if delay > 0:
                 gevent.sleep(delay)
@@ -178,8 +179,8 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
     worker = int(getattr(environment.runner, "worker_index", 0) or 0)
     RECORDER.open(worker)
     if PLAN.loop == "open":
-        offsets = arrival_offsets(PLAN.rate_stages(), PLAN.arrival, PLAN.seed)
-        gevent.spawn(DISPATCHER.run, slots_for_worker(offsets, worker, PLAN.processes))
+        slots = worker_slots(PLAN.rate_stages(), PLAN.arrival, PLAN.seed, worker, PLAN.processes)  # lazily
+        gevent.spawn(DISPATCHER.run, slots)
     gevent.spawn(_quit_when_done, environment)
     gevent.signal_handler(signal.SIGTERM, _terminated)  # after Locust's own, which waits for every user
 

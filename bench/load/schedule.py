@@ -6,7 +6,7 @@ cannot hide its stall (coordinated omission): latency is counted from these sche
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,32 +23,47 @@ class RateStage:
     rate: float  # requests per second during this stage
 
 
-def arrival_offsets(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0) -> Array:
-    """Send times in seconds from the start, for piecewise-constant rates.
+CHUNK = 65_536  # arrivals generated at a time: a schedule of any length costs a generator a constant ~1 MB
+
+
+def arrival_chunks(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0, chunk: int = CHUNK) -> Iterator[Array]:
+    """Send times in seconds from the start, for piecewise-constant rates, a chunk at a time (lazily, so an
+    hour at thousands of requests per second is never held whole).
 
     constant: evenly spaced, 1/rate apart. poisson: exponential gaps (memoryless arrivals, as from many
-    independent clients), generated per stage from a seeded generator so every generator process that
-    computes the schedule gets the same one.
+    independent clients) from one seeded generator, so every generator process that computes the schedule
+    gets the same one. Each Poisson stage draws the same number of gaps however it is chunked (its expected
+    count plus ten standard deviations, more only if that falls short), so the schedule does not depend on
+    the chunk size.
     """
     rng = np.random.default_rng(seed)
-    chunks: list[Array] = []
     start = 0.0
     for stage in stages:
         if stage.duration_s <= 0 or stage.rate <= 0:
             raise ValueError(f"stage needs positive duration and rate, got {stage}")
         if arrival == "constant":
             count = int(np.floor(stage.duration_s * stage.rate + 1e-9))
-            times = np.arange(count, dtype=np.float64) / stage.rate
+            for first in range(0, count, chunk):
+                yield start + np.arange(first, min(count, first + chunk), dtype=np.float64) / stage.rate
         else:
             expected = stage.duration_s * stage.rate
-            gaps = rng.exponential(1.0 / stage.rate, size=int(expected + 10 * np.sqrt(expected) + 10))
-            times = np.cumsum(gaps)  # a Poisson process: the first arrival too is an exponential gap in
-            while times[-1] < stage.duration_s:  # astronomically rare: extend rather than truncate
-                more = rng.exponential(1.0 / stage.rate, size=len(gaps))
-                times = np.concatenate([times, times[-1] + np.cumsum(more)])
-            times = times[times < stage.duration_s]
-        chunks.append(start + times)
+            planned = int(expected + 10 * np.sqrt(expected) + 10)
+            elapsed, drawn = 0.0, 0
+            while drawn < planned or elapsed < stage.duration_s:  # astronomically rare: extend, never truncate
+                size = min(chunk, planned - drawn) if drawn < planned else min(chunk, planned)
+                gaps = rng.exponential(1.0 / stage.rate, size=size)
+                times = np.cumsum(np.concatenate(([elapsed], gaps)))[1:]  # summed in order: chunking changes no bit
+                drawn += size
+                elapsed = float(times[-1])
+                kept = times[times < stage.duration_s]
+                if len(kept):
+                    yield start + kept
         start += stage.duration_s
+
+
+def arrival_offsets(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0) -> Array:
+    """The whole schedule at once (for short ones: tests, the count a window holds)."""
+    chunks = list(arrival_chunks(stages, arrival, seed))
     return np.concatenate(chunks) if chunks else np.zeros(0)
 
 
@@ -57,3 +72,20 @@ def slots_for_worker(offsets: Array, worker: int, workers: int) -> Array:
     if not 0 <= worker < workers:
         raise ValueError(f"worker {worker} outside 0..{workers - 1}")
     return offsets[worker::workers]
+
+
+def worker_slots(stages: Sequence[RateStage], arrival: Arrival, seed: int, worker: int, workers: int,
+                 chunk: int = CHUNK) -> Iterator[float]:
+    """Worker w's send times, lazily: requests w, w+P, w+2P... of the whole schedule."""
+    if not 0 <= worker < workers:
+        raise ValueError(f"worker {worker} outside 0..{workers - 1}")
+    seen = 0
+    for times in arrival_chunks(stages, arrival, seed, chunk):
+        first = (worker - seen) % workers
+        yield from times[first::workers].tolist()
+        seen += len(times)
+
+
+def count_between(stages: Sequence[RateStage], arrival: Arrival, seed: int, start: float, end: float) -> int:
+    """How many send times fall in [start, end), without holding the schedule."""
+    return sum(int(((times >= start) & (times < end)).sum()) for times in arrival_chunks(stages, arrival, seed))

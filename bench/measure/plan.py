@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from bench.config import Profile, Scenario
 from bench.load.driver import StopRule
-from bench.load.schedule import RateStage, arrival_offsets
+from bench.load.schedule import RateStage, count_between
 from bench.results.samples import BOUNDARY_TOLERANCE_S
 from bench.stats import Limits
 
@@ -95,9 +95,9 @@ def scheduled_rate(measurement: Measurement, scenario: Scenario) -> float | None
     computed the same way and with the same seed): what the achieved rate is held to."""
     if measurement.loop != "open" or measurement.duration_s <= 0:
         return None
-    offsets = arrival_offsets([RateStage(d, r) for d, r in measurement.stages],
-                              "poisson" if measurement.arrival == "poisson" else "constant",
-                              measurement.arrival_seed(scenario))
     end = measurement.warmup_s + measurement.duration_s
-    inside = (offsets >= measurement.warmup_s - BOUNDARY_TOLERANCE_S) & (offsets < end - BOUNDARY_TOLERANCE_S)
-    return float(inside.sum()) / measurement.duration_s
+    inside = count_between([RateStage(d, r) for d, r in measurement.stages],
+                           "poisson" if measurement.arrival == "poisson" else "constant",
+                           measurement.arrival_seed(scenario), measurement.warmup_s - BOUNDARY_TOLERANCE_S,
+                           end - BOUNDARY_TOLERANCE_S)
+    return inside / measurement.duration_s

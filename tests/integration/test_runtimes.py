@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,20 +28,59 @@ RUNTIMES = available_runtimes()
 KNOWN_DEVIATIONS = {"mlserver": {"wrong width": 500, "empty": 200, "oversized": 500}, "mlflow": {"NaN": 200}}
 
 
+SENTINEL = 1234567.25  # exact in binary: found verbatim in the encoded body and replaced
+
+
+def _ragged(value: Any) -> bool:
+    """Make the first batch in a parsed body ragged, in place: a list of rows loses one value of its second
+    row; a V2 tensor's flat data loses its last value (its shape no longer matches). True once done."""
+    if isinstance(value, dict):
+        if isinstance(value.get("data"), list) and "shape" in value and value["data"] \
+                and not isinstance(value["data"][0], list):
+            value["data"].pop()
+            return True
+        return any(_ragged(item) for item in value.values())
+    if isinstance(value, list):
+        if len(value) >= 2 and all(isinstance(row, list) for row in value):
+            value[1].pop()
+            return True
+        return any(_ragged(item) for item in value)
+    return False
+
+
 def bad_bodies(protocol: str, model: LocalModel) -> dict[str, bytes]:
-    """Malformed, NaN and oversized requests in the runtime's own protocol, built by its codec."""
+    """Malformed, non-finite, ragged, huge and oversized requests in the runtime's own protocol, built by
+    its codec."""
     codec = codec_for(protocol)
     good = model.golden_inputs[:2]
     with_nan = good.copy()
     with_nan[0, 0] = np.nan
+    marked = good.astype(np.float64)
+    marked[0, 0] = SENTINEL
+    template = codec.encode(marked.astype(good.dtype), model.name)
+    assert str(SENTINEL).encode() in template, template[:200]
+    ragged = json.loads(codec.encode(good, model.name))
+    assert _ragged(ragged)
     return {
         "not json": b"{not json",
         "wrong envelope": b'{"rows": [[1, 2, 3, 4]]}',
         "wrong width": codec.encode(good[:, :3], model.name),
+        "ragged": json.dumps(ragged).encode(),
         "NaN": codec.encode(with_nan, model.name),  # json.dumps writes the NaN token
+        "overflowing float": template.replace(str(SENTINEL).encode(), b"1e400", 1),  # parses to infinity
         "empty": codec.encode(good[:0], model.name),
         "oversized": codec.encode(np.ones((1, 5 * 2**20)), model.name),  # over 16 MiB
     }
+
+
+# A valid number a float model may accept (it is finite as a float): anything but a 5xx is right.
+BIG_INTEGER = b"123456789012345678901234567890"  # beyond int64
+
+
+def _chunked(body: bytes, size: int = 2**20) -> Iterator[bytes]:
+    """The body as a stream: requests sends it chunked, with no Content-Length to refuse it by."""
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
 
 
 @pytest.mark.parametrize("runtime_name", RUNTIMES)
@@ -56,14 +96,30 @@ def test_runtime_keeps_the_contract_golden_rows_answered_bad_input_a_4xx(
         assert parity.ok, f"{parity.error}; log {deployment.log_path}"
         assert deployment.rss_mb() > 30  # a server with a model loaded
         statuses = {}
-        for case, body in bad_bodies(spec.protocol, model).items():
+        bodies = bad_bodies(spec.protocol, model)
+        for case, body in bodies.items():
             response = requests.post(deployment.endpoint.predict_url, data=body,
                                      headers={"Content-Type": "application/json"}, timeout=60)
             statuses[case] = response.status_code
+        streamed = _post_chunked(deployment.endpoint.predict_url, bodies["oversized"])
+        if streamed is not None:  # None: the server closed the connection mid-body, which refuses it too
+            statuses["oversized, chunked"] = streamed
+        big = bodies["overflowing float"].replace(b"1e400", BIG_INTEGER, 1)
+        big_status = requests.post(deployment.endpoint.predict_url, data=big,
+                                   headers={"Content-Type": "application/json"}, timeout=60).status_code
+        assert big_status < 500, f"{runtime_name} answered an integer beyond int64 with {big_status}"
         assert deployment.alive(), f"bad input killed {runtime_name}: log {deployment.log_path}"
         assert check_parity(deployment.endpoint, model, spec.parity_tolerance(model.spec)).ok
     known = KNOWN_DEVIATIONS.get(runtime_name, {})
     assert {case: status for case, status in statuses.items() if not 400 <= status < 500} == known, statuses
+
+
+def _post_chunked(url: str, body: bytes) -> int | None:
+    try:
+        return requests.post(url, data=_chunked(body), headers={"Content-Type": "application/json"},
+                             timeout=60).status_code
+    except requests.ConnectionError:
+        return None
 
 
 @pytest.fixture(scope="module")
