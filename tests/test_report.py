@@ -234,7 +234,9 @@ def test_runtime_comparison_shows_what_the_run_recorded(smoke: Path) -> None:
     facts = {fact.runtime: fact for fact in runtime_facts(load_runs([smoke]))}
     assert facts["fastapi"].code_files == ["app.py"]
     assert facts["fastapi"].code_lines == count_code_lines(root / "fastapi" / "app.py")
-    assert facts["bentoml"].code_lines == count_code_lines(root / "bentoml" / "service.py")
+    assert facts["bentoml"].code_files == ["service.py", "../common/servebench_serving.py"]
+    assert facts["bentoml"].code_lines == count_code_lines(root / "bentoml" / "service.py") + \
+        count_code_lines(root / "common" / "servebench_serving.py")  # the row check it shares
     assert (facts["mlflow"].code_lines, facts["mlflow"].code_note) == (0, "none: configuration only")
     assert (facts["fastapi"].env_size_mb, facts["fastapi"].env_note) == (321.0, "virtualenv, recorded by the run")
     recorded = read(smoke)["environment"]["runtime_packages"]["mlserver"]

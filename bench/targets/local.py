@@ -30,7 +30,7 @@ from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
 
 STOP_GRACE_S = 10.0
-INTERRUPTED_GRACE_S = 1.0  # after Ctrl-C: the user is waiting, and nothing more is measured
+INTERRUPTED_GRACE_S = 0.3  # after Ctrl-C: the user is waiting, and nothing more is measured
 # Interpreter settings of the harness that must not leak into a runtime's environment.
 SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "CONDA_PREFIX")
 

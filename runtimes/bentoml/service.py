@@ -2,7 +2,8 @@
 
 The API is sync (the model is CPU-bound), so BentoML runs it on a thread pool of `threads` threads per
 worker; without `threads` it would serve one request at a time. BENTOML_WORKERS and BENTOML_THREADS
-(set by runtime.yaml) choose the pool sizes; MODEL_DIR is the MLflow model folder.
+(set by runtime.yaml) choose the pool sizes; MODEL_DIR is the MLflow model folder. Loading the model and
+checking rows are servebench_serving's (runtimes/common), shared with the other Python runtimes.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ import os
 from typing import Annotated, Any
 
 import bentoml
-import mlflow.pyfunc
-import numpy as np
 from pydantic import Field
+from servebench_serving import MAX_ROWS, BadInput, ServedModel
 
 MODEL_DIR = os.environ.get("MODEL_DIR", "/mnt/models")
-MAX_ROWS = int(os.environ.get("MAX_ROWS", "4096"))
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Instances = Annotated[list[Annotated[list[Finite], Field(min_length=1)]], Field(min_length=1, max_length=MAX_ROWS)]
@@ -31,17 +30,12 @@ Instances = Annotated[list[Annotated[list[Finite], Field(min_length=1)]], Field(
 )
 class ModelService:
     def __init__(self) -> None:
-        self.model = mlflow.pyfunc.load_model(MODEL_DIR)
-        schema = self.model.metadata.get_input_schema()
-        tensor = schema.inputs[0] if schema is not None and schema.is_tensor_spec() else None
-        self.dtype = np.dtype(tensor.type) if tensor is not None else np.dtype("float64")
-        self.n_features = int(tensor.shape[1]) if tensor is not None and tensor.shape[1] > 0 else None
+        self.model = ServedModel(MODEL_DIR)
 
     @bentoml.api(route="/predict")
     def predict(self, instances: Instances) -> dict[str, Any]:
-        rows = np.asarray(instances, dtype=self.dtype)
-        if rows.ndim != 2 or (self.n_features is not None and rows.shape[1] != self.n_features):
-            raise bentoml.exceptions.InvalidArgument(
-                f"expected rows of {self.n_features} features, got shape {list(rows.shape)}"
-            )
-        return {"predictions": np.asarray(self.model.predict(rows)).tolist()}
+        try:
+            rows = self.model.rows(instances)  # ragged rows, the wrong width: a 400, not numpy's 500
+        except BadInput as exc:
+            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+        return {"predictions": self.model.predict(rows).tolist()}

@@ -91,7 +91,9 @@ app = FastAPI(title=f"servebench fastapi: {MODEL_NAME}", lifespan=lifespan)
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: 413 for bodies over MAX_BODY_BYTES, declared or streamed."""
+    """Pure ASGI middleware: 413 for bodies over MAX_BODY_BYTES, declared or streamed (chunked). The body is
+    read here, up to the limit, and replayed to the app: an error raised inside the app's own read would
+    reach FastAPI's body parsing, which answers any exception there with a 400."""
 
     def __init__(self, inner: Callable[..., Awaitable[None]]) -> None:
         self.inner = inner
@@ -105,24 +107,27 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             await _too_large(scope, receive, send)
             return
-        seen = 0
-
-        async def counting_receive() -> Any:
-            nonlocal seen
+        messages, seen = [], 0
+        while True:
             message = await receive()
+            messages.append(message)
             seen += len(message.get("body", b""))
             if seen > MAX_BODY_BYTES:
-                raise _BodyTooLarge
-            return message
+                await _too_large(scope, receive, send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        replayed = False
 
-        try:
-            await self.inner(scope, counting_receive, send)
-        except _BodyTooLarge:
-            await _too_large(scope, receive, send)
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.inner(scope, replay, send)
 
 
 async def _too_large(scope: MutableMapping[str, Any], receive: Callable[..., Awaitable[Any]],
@@ -194,10 +199,12 @@ def _decode_v2(tensor: V2Tensor) -> np.ndarray[Any, Any]:
         raise HTTPException(422, f"unsupported datatype '{tensor.datatype}'")
     try:
         data = np.asarray(tensor.data, dtype=dtype).ravel()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond the datatype's range
         raise HTTPException(422, f"data is not a flat or nested list of {tensor.datatype}") from None
     if data.size != math.prod(tensor.shape):
         raise HTTPException(422, f"shape {tensor.shape} needs {math.prod(tensor.shape)} values, got {data.size}")
+    if data.size == 0:
+        raise HTTPException(422, "an empty tensor: at least one row of at least one value")
     if tensor.shape[0] > MAX_ROWS:
         raise HTTPException(413, f"at most {MAX_ROWS} rows per request")
     if data.dtype.kind == "f" and not np.isfinite(data).all():

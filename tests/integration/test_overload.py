@@ -57,7 +57,8 @@ def test_three_times_capacity_counts_every_scheduled_request_and_blames_the_serv
     window = (scheduled >= float(inside["scheduled"].min())) & (scheduled <= float(inside["scheduled"].max()))
     true_p99_ms = float(np.percentile(lower_bound[window], 99)) * 1000
     assert cell.latency.p99 is not None and cell.latency.p99 >= 0.97 * true_p99_ms, (cell.latency, true_p99_ms)
-    assert cell.latency_ok.p99 is not None and cell.latency.p99 > cell.latency_ok.p99
+    # success-only figures stay beside them (here not lower: what succeeded was sent late, after a long wait)
+    assert cell.latency_ok.p99 is not None and cell.latency_ok.p99 > 1000 * SERVICE_S
 
     assert cell.rates.throughput_rps == pytest.approx(1 / SERVICE_S, rel=0.25)  # the server's own capacity
     assert not cell.validity.valid
