@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,33 @@ def test_images_build_reuses_unchanged_images() -> None:
                             env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cached" in result.stdout
+
+
+def _containers_of(pid: int) -> list[str]:
+    listed = subprocess.run(["docker", "ps", "-a", "--filter", f"label=servebench.owner={pid}", "--format",
+                             "{{.Names}}"], capture_output=True, text=True, check=True)
+    return listed.stdout.split()
+
+
+def test_a_sigkilled_harness_leaves_a_container_the_next_run_removes_and_names(tmp_path: Path) -> None:
+    """SIGKILL gives the harness no chance to clean up: its container keeps running until the next command
+    that uses the Docker target reaps it (its owner's pid no longer runs) and says so."""
+    harness = subprocess.Popen(
+        [*BENCH, "run", "--target", "docker", "--runtime", "onnx", "--model", "iris-logreg", "--scenario",
+         str(BRIEF), "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow", "--out",
+         str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not _containers_of(harness.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = _containers_of(harness.pid)
+        assert left, "the harness never started a container"
+    finally:
+        os.kill(harness.pid, signal.SIGKILL)
+        harness.wait(timeout=30)
+    assert _containers_of(harness.pid) == left  # nothing cleaned up after SIGKILL
+    result = run_docker(tmp_path, "onnx")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"removed container {left[0]} (its harness, pid {harness.pid}, no longer runs)" in \
+        " ".join(result.stdout.split() + result.stderr.split())
+    assert not _containers_of(harness.pid) and not owned_containers()
