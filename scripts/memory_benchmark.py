@@ -48,7 +48,7 @@ def _peak_rss(command: list[str], env: dict[str, str], log: Path) -> tuple[float
     return harness_peak, generator_peak, process.returncode
 
 
-def measure_run(rate: float, duration_s: float, folder: Path) -> dict[str, float]:
+def measure_run(rate: float, duration_s: float, folder: Path) -> dict[str, object]:
     scenario = folder / f"memory-{duration_s:g}.yaml"
     scenario.write_text(json.dumps({"name": "memory", "loop": "open", "arrival": "constant", "rate": rate,
                                     "warmup_s": 2, "duration_s": duration_s, "slo": {"percentile": "p99",
@@ -62,7 +62,7 @@ def measure_run(rate: float, duration_s: float, folder: Path) -> dict[str, float
     cell = json.loads((out / "results.json").read_text())["cells"][0]
     return {"duration_s": duration_s, "requests": cell["counts"]["scheduled"], "harness_peak_mb": harness,
             "generator_peak_mb": generator, "wall_s": time.monotonic() - started, "valid": cell["validity"]["valid"],
-            "exit": code}
+            "reasons": "; ".join(cell["validity"]["reasons"]), "exit": code}
 
 
 def summarise_a_million() -> float:
@@ -96,8 +96,8 @@ def main() -> None:
     for row in rows:
         print(f"{row['duration_s']:>6.0f} s at {args.rate:g} req/s: {row['requests']:>9,} requests, harness peak "
               f"{row['harness_peak_mb']:.0f} MB, generator peak {row['generator_peak_mb']:.0f} MB, "
-              f"{row['wall_s']:.0f} s wall, valid={row['valid']}")
-    ratio = rows[1]["harness_peak_mb"] / rows[0]["harness_peak_mb"]
+              f"{row['wall_s']:.0f} s wall, valid={row['valid']} {row['reasons']}")
+    ratio = float(rows[1]["harness_peak_mb"]) / float(rows[0]["harness_peak_mb"])
     print(f"harness peak, long / short: {ratio:.2f} (target: within 1.15)")
 
 
