@@ -53,10 +53,11 @@ def test_the_search_finds_the_knee_queueing_theory_predicts(tmp_path: Path, mode
     truth = true_knee(SERVICE_MS, SLO_MS, overhead_ms)
     (entry,) = json.loads(listing.read_text())
     assert entry["runtime"] == "fake" and entry["slo"] == {"percentile": "p99", "ms": SLO_MS}
-    # Within 15%: the search's own resolution is 8%, and its 15-s probes near the knee vary with the machine
-    # (2026-12-01, quiet: 90.6 against a prediction of 101.3, then within 10% on the next run; the overhead is
-    # measured at 40 req/s only, and grows with the rate on the server's one CPU).
-    assert abs(entry["capacity_rps"] / truth - 1) <= 0.15, (entry, truth)
+    # The prediction is optimistic: it takes the server's path delay (HTTP, threads, outside the serial queue)
+    # from the 40 req/s probe, and on the server's one CPU that delay grows with the rate. So the band is
+    # asymmetric: measured on 2026-12-01 the search found 0.82, 0.89, 0.96 and 1.0 of the prediction on a quiet
+    # machine (stop 19: 102 against 102.3); a search stuck low (40 req/s: 0.4) or past the knee still fails.
+    assert 0.75 <= entry["capacity_rps"] / truth <= 1.10, (entry, truth)
     assert entry["ci_low"] <= entry["capacity_rps"] and entry["limited_by"] is None
     assert 0 < float(np.median(overhead_ms)) < 5, np.median(overhead_ms)
     assert [cell.label for cell in results.cells] == entry["probes"] and len(results.cells) >= 5
