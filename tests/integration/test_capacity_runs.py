@@ -55,8 +55,9 @@ def test_the_search_finds_the_knee_queueing_theory_predicts(tmp_path: Path, mode
     assert entry["runtime"] == "fake" and entry["slo"] == {"percentile": "p99", "ms": SLO_MS}
     # The prediction is optimistic: it takes the server's path delay (HTTP, threads, outside the serial queue)
     # from the 40 req/s probe, and on the server's one CPU that delay grows with the rate. So the band is
-    # asymmetric: measured on 2026-12-01 the search found 0.82, 0.89, 0.96 and 1.0 of the prediction on a quiet
-    # machine (stop 19: 102 against 102.3); a search stuck low (40 req/s: 0.4) or past the knee still fails.
+    # asymmetric: on 2026-12-01, on a quiet machine, the search found 0.82 and 0.89 of the prediction in two
+    # runs and within 10% of it in two others (stop 19: 102 against 102.3); a search stuck low (40 req/s: 0.4)
+    # or past the knee still fails.
     assert 0.75 <= entry["capacity_rps"] / truth <= 1.10, (entry, truth)
     assert entry["ci_low"] <= entry["capacity_rps"] and entry["limited_by"] is None
     assert 0 < float(np.median(overhead_ms)) < 5, np.median(overhead_ms)
