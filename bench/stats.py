@@ -8,17 +8,20 @@ Knows nothing about deployments: it sees a sample table, a measurement window an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 
 from bench.config import PERCENTILE_LEVELS
+from bench.order_statistics import SortedRuns, scratch_folder
 from bench.protocols import Array
+from bench.results.sample_file import SampleSource, as_source
 from bench.results.samples import BOUNDARY_TOLERANCE_S, is_dropped, is_success
 from bench.results.schema import Counts, Interval, Latency, LatencyIntervals, Second
 
 PERCENTILES = PERCENTILE_LEVELS
-BOOTSTRAP_RESAMPLES = 400
 GENERATOR_CPU_LIMIT = 90.0
 ACHIEVED_RATE_FLOOR = 0.95
 SERVER_QUEUED_SHARE = 0.01  # more requests than this waited for a free connection: the server fell behind
@@ -34,21 +37,27 @@ def latency_summary(latencies_ms: Array) -> Latency:
                    max=float(np.max(latencies_ms)), mean=float(np.mean(latencies_ms)))
 
 
-def bootstrap_ci(values: Array, percentile: float, confidence: float = 0.95,
-                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float] | None:
-    """Percentile-bootstrap confidence interval of one percentile; None with fewer than 20 samples."""
-    if len(values) < 20:
+def quantile_interval(runs: SortedRuns, percentile: float, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of one percentile: the order statistics x_(l) and x_(u) with
+    l and u the binomial(n, q) quantiles of the confidence's tails, so P(x_(l) <= true percentile <= x_(u))
+    >= confidence for independent samples. What the percentile bootstrap approximates, computed exactly
+    from two order statistics instead of 400 resamples of the whole cell; None with fewer than 20 samples."""
+    n = runs.count
+    if n < 20:
         return None
-    rng = np.random.default_rng(seed)
-    estimates = np.empty(resamples)
-    chunk = max(1, 2_000_000 // len(values))  # bound memory: resamples x samples floats at a time
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        draws = rng.choice(values, size=(size, len(values)), replace=True)
-        estimates[start : start + size] = np.percentile(draws, percentile, axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(estimates, [tail, 100 - tail])
+    tail = (1 - confidence) / 2
+    q = percentile / 100.0
+    low_rank = int(binom.ppf(tail, n, q))  # 1-based order statistics
+    high_rank = int(binom.ppf(1 - tail, n, q)) + 1
+    low, high = runs.select([min(max(low_rank, 1), n) - 1, min(max(high_rank, 1), n) - 1])
     return float(low), float(high)
+
+
+def sample_interval(values: Array, percentile: float, confidence: float = 0.95) -> tuple[float, float] | None:
+    """quantile_interval of values held in memory."""
+    with SortedRuns(scratch_folder()) as runs:
+        runs.add(np.asarray(values, dtype=np.float64))
+        return quantile_interval(runs, percentile, confidence)
 
 
 @dataclass(frozen=True)
@@ -117,82 +126,162 @@ def measured(samples: pd.DataFrame, window: Window) -> pd.DataFrame:
     return samples.loc[in_window(samples["scheduled"], window)]
 
 
-def summarize(samples: pd.DataFrame, window: Window, limits: Limits, offered_rps: float | None,
+SUMMARY_COLUMNS = ["scheduled", "sent", "latency_ms", "service_ms", "status", "queued"]
+
+
+@dataclass
+class _Tally:
+    """What one pass over the batches adds up; the distributions go to sorted runs beside it."""
+
+    scheduled: int = 0
+    dropped: int = 0
+    completed: int = 0
+    failed: int = 0
+    queued: int | None = None
+    sent_inside: int = 0
+    completed_inside: int = 0
+    within_slo: int = 0
+    last_done: float | None = None
+
+
+def summarize(samples: SampleSource | pd.DataFrame, window: Window, limits: Limits, offered_rps: float | None,
               scheduled_rps: float | None = None) -> CellStats:
     """The figures of one cell, over every request scheduled inside the window. Latency is measured from
     the scheduled send time and its percentiles include failures (at the latency they failed after) and
     drops (at the end of the run); the success-only percentiles are kept beside them. Service time is
-    from the actual send time, of successful requests."""
-    inside = measured(samples, window)
-    success = is_success(inside["status"])
-    dropped = is_dropped(inside["status"])
-    ok = inside.loc[success]
-    duration = window.duration_s
-    every = inside["latency_ms"].to_numpy(dtype=np.float64)
-    latencies = ok["latency_ms"].to_numpy(dtype=np.float64)
-    queued = int(inside["queued"].sum()) if "queued" in inside else None
-    counts = Counts(scheduled=len(inside), sent=int((~dropped).sum()), completed=len(ok),
-                    failed=int((~success & ~dropped).sum()), dropped=int(dropped.sum()),
-                    queued=None if queued is None else queued - int(dropped.sum()))
-    sent_inside = int(((samples["sent"] >= window.start) & (samples["sent"] < window.end)).sum())
+    from the actual send time, of successful requests.
+
+    One pass over the samples in batches (bounded memory at any run length): counts are added up, the four
+    distributions are written to sorted runs, and their exact percentiles are selected afterwards."""
+    source = as_source(samples)
+    scratch = scratch_folder()
+    tally = _Tally(queued=0 if "queued" in source.columns else None)
+    seconds = _Seconds(window.start, limits.slo_ms)
+    with SortedRuns(scratch) as every, SortedRuns(scratch) as ok_latency, SortedRuns(scratch) as service, \
+            SortedRuns(scratch) as lateness:
+        for batch in source.batches(SUMMARY_COLUMNS):
+            _tally_batch(batch, window, limits.slo_ms, tally, every, ok_latency, service, lateness)
+            seconds.add(batch)
+        latency = _latency_of(every)
+        duration = window.duration_s
+        slo_value = latency.percentile(limits.slo_percentile)
+        return CellStats(
+            counts=Counts(scheduled=tally.scheduled, sent=tally.scheduled - tally.dropped, completed=tally.completed,
+                          failed=tally.failed, dropped=tally.dropped,
+                          queued=None if tally.queued is None else tally.queued - tally.dropped),
+            offered_rps=offered_rps,
+            scheduled_rps=scheduled_rps,
+            achieved_rps=tally.sent_inside / duration,
+            throughput_rps=tally.completed_inside / duration,
+            goodput_rps=tally.within_slo / duration,
+            latency=latency,
+            latency_ok=_latency_of(ok_latency),
+            latency_ci=LatencyIntervals(p50=_interval(quantile_interval(every, PERCENTILES["p50"])),
+                                        p99=_interval(quantile_interval(every, PERCENTILES["p99"]))),
+            service=_latency_of(service),
+            lateness=_latency_of(lateness),
+            slo_met=None if slo_value is None else slo_value <= limits.slo_ms,
+            measured_s=0.0 if tally.last_done is None else max(0.0, min(window.end, tally.last_done) - window.start),
+            timeseries=seconds.finish(),
+        )
+
+
+def _tally_batch(batch: pd.DataFrame, window: Window, slo_ms: float, tally: _Tally, every: SortedRuns,
+                 ok_latency: SortedRuns, service: SortedRuns, lateness: SortedRuns) -> None:
+    inside = in_window(batch["scheduled"], window).to_numpy()
+    status = batch["status"]
+    success = is_success(status).to_numpy()
+    dropped = is_dropped(status).to_numpy()
+    latency = batch["latency_ms"].to_numpy(dtype=np.float64)
+    sent = batch["sent"].to_numpy(dtype=np.float64)
+    service_ms = batch["service_ms"].to_numpy(dtype=np.float64)
+    ok_inside = inside & success
+    tally.scheduled += int(inside.sum())
+    tally.dropped += int((inside & dropped).sum())
+    tally.completed += int(ok_inside.sum())
+    tally.failed += int((inside & ~success & ~dropped).sum())
+    if tally.queued is not None:
+        tally.queued += int(batch["queued"].to_numpy()[inside].sum())
+    tally.sent_inside += int(((sent >= window.start) & (sent < window.end)).sum())
     # whatever they were scheduled for, as for the achieved rate: an overloaded server spends the window on
     # the warm-up's backlog, and its throughput is still what it completed in the window
-    answered = samples.loc[is_success(samples["status"])]
-    done = answered["sent"] + answered["service_ms"] / 1000.0
-    completed_inside = int(((done >= window.start) & (done < window.end)).sum())
-    latency = latency_summary(every)
-    slo_value = latency.percentile(limits.slo_percentile)
-    was_sent = inside.loc[~dropped]
-    lateness = (was_sent["sent"] - was_sent["scheduled"]).to_numpy(dtype=np.float64) * 1000.0
-    return CellStats(
-        counts=counts,
-        offered_rps=offered_rps,
-        scheduled_rps=scheduled_rps,
-        achieved_rps=sent_inside / duration,
-        throughput_rps=completed_inside / duration,
-        goodput_rps=float((latencies <= limits.slo_ms).sum()) / duration,
-        latency=latency,
-        latency_ok=latency_summary(latencies),
-        latency_ci=LatencyIntervals(p50=_interval(bootstrap_ci(every, PERCENTILES["p50"])),
-                                    p99=_interval(bootstrap_ci(every, PERCENTILES["p99"]))),
-        service=latency_summary(ok["service_ms"].to_numpy(dtype=np.float64)),
-        lateness=latency_summary(lateness),
-        slo_met=None if slo_value is None else slo_value <= limits.slo_ms,
-        measured_s=_span(inside, window),
-        timeseries=per_second(samples, window.start - 0.0, limits.slo_ms),
-    )
+    done = sent + service_ms / 1000.0
+    tally.completed_inside += int((success & (done >= window.start) & (done < window.end)).sum())
+    tally.within_slo += int((latency[ok_inside] <= slo_ms).sum())
+    finished = done[inside & ~np.isnan(done)]  # how far traffic reached: a crash or a stop ends it early
+    if len(finished):
+        last = float(finished.max())
+        tally.last_done = last if tally.last_done is None else max(tally.last_done, last)
+    every.add(latency[inside])
+    ok_latency.add(latency[ok_inside])
+    service.add(service_ms[ok_inside])
+    was_sent = inside & ~dropped
+    lateness.add((sent[was_sent] - batch["scheduled"].to_numpy(dtype=np.float64)[was_sent]) * 1000.0)
+
+
+def _latency_of(runs: SortedRuns) -> Latency:
+    """latency_summary of the values in sorted runs, selected exactly."""
+    if not runs.count:
+        return Latency()
+    values = runs.percentiles(list(PERCENTILES.values()))
+    return Latency(**{name: value for name, value in zip(PERCENTILES, values, strict=True)},
+                   max=runs.maximum(), mean=runs.mean)
 
 
 def _interval(bounds: tuple[float, float] | None) -> Interval | None:
     return None if bounds is None else Interval(low=bounds[0], high=bounds[1])
 
 
-def _span(inside: pd.DataFrame, window: Window) -> float:
-    """How much of the window actually saw traffic (a crashed server or a stopped run ends it early)."""
-    if inside.empty:
-        return 0.0
-    last = float((inside["sent"] + inside["service_ms"] / 1000.0).max())
-    return max(0.0, min(window.end, last) - window.start)
+class _Seconds:
+    """Per-second rows built from batches in scheduled order: a second is complete once a later one shows
+    up, so only the current second's requests are held."""
+
+    def __init__(self, origin: float, slo_ms: float) -> None:
+        self.origin = origin
+        self.slo_ms = slo_ms
+        self.rows: list[Second] = []
+        self.pending: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+
+    def add(self, batch: pd.DataFrame) -> None:
+        if batch.empty:
+            return
+        second = np.floor(batch["scheduled"].to_numpy(dtype=np.float64) - self.origin + BOUNDARY_TOLERANCE_S)
+        parts = (second.astype(np.int64), is_success(batch["status"]).to_numpy(),
+                 batch["latency_ms"].to_numpy(dtype=np.float64))
+        if self.pending is not None:
+            parts = (np.concatenate([self.pending[0], parts[0]]), np.concatenate([self.pending[1], parts[1]]),
+                     np.concatenate([self.pending[2], parts[2]]))
+        last = parts[0][-1]
+        done = parts[0] < last
+        self._emit(parts[0][done], parts[1][done], parts[2][done])
+        self.pending = (parts[0][~done], parts[1][~done], parts[2][~done])
+
+    def finish(self) -> list[Second]:
+        if self.pending is not None:
+            self._emit(*self.pending)
+            self.pending = None
+        return self.rows
+
+    def _emit(self, second: np.ndarray[Any, Any], ok: np.ndarray[Any, Any], latency: np.ndarray[Any, Any]) -> None:
+        if not len(second):
+            return
+        values, starts = np.unique(second, return_index=True)
+        for value, begin, end in zip(values, starts, [*starts[1:], len(second)], strict=True):
+            every, good = latency[begin:end], ok[begin:end]
+            self.rows.append(Second(
+                t=int(value), requests=len(every), errors=int((~good).sum()),
+                p50_ms=float(np.percentile(every, 50)), p99_ms=float(np.percentile(every, 99)),
+                within_slo=int((every[good] <= self.slo_ms).sum()),
+            ))
 
 
-def per_second(samples: pd.DataFrame, origin: float, slo_ms: float) -> list[Second]:
+def per_second(samples: SampleSource | pd.DataFrame, origin: float, slo_ms: float) -> list[Second]:
     """One row per second of scheduled time since origin (negative seconds are warm-up): every request
     scheduled in it, those that did not succeed (failed or dropped), and the percentiles over all of them."""
-    if samples.empty:
-        return []
-    second = np.floor(samples["scheduled"].to_numpy() - origin + BOUNDARY_TOLERANCE_S).astype(int)
-    ok = is_success(samples["status"]).to_numpy()
-    latency = samples["latency_ms"].to_numpy()
-    rows = []
-    for value in np.unique(second):
-        in_second = second == value
-        every = latency[in_second]
-        rows.append(Second(
-            t=int(value), requests=int(in_second.sum()), errors=int((in_second & ~ok).sum()),
-            p50_ms=float(np.percentile(every, 50)), p99_ms=float(np.percentile(every, 99)),
-            within_slo=int((latency[in_second & ok] <= slo_ms).sum()),
-        ))
-    return rows
+    seconds = _Seconds(origin, slo_ms)
+    for batch in as_source(samples).batches(["scheduled", "status", "latency_ms"]):
+        seconds.add(batch)
+    return seconds.finish()
 
 
 def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok: bool,

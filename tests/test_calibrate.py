@@ -31,6 +31,7 @@ from bench.measure.calibrate import (
 )
 from bench.measure.generator_ceiling import OpenLoopCeiling
 from bench.measure.known_servers import ServerRecord
+from bench.results.sample_file import FrameSamples
 from bench.results.schema import Latency
 from bench.targets.launch import CpuPlan
 
@@ -111,7 +112,7 @@ def test_calibrate_assembles_every_figure_from_the_measurements(monkeypatch: pyt
 
     def load(plan: LoadPlan, _cpus: object, _log: Path) -> Any:
         scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, 200, endpoint=False)
-        return SimpleNamespace(samples=pd.DataFrame({"scheduled": scheduled, "latency_ms": 6.0}))
+        return SimpleNamespace(samples=FrameSamples(pd.DataFrame({"scheduled": scheduled, "latency_ms": 6.0})))
 
     monkeypatch.setattr(bench.measure.calibrate, "calibration_server", server)
     monkeypatch.setattr(bench.measure.calibrate, "run_load", load)
@@ -155,7 +156,7 @@ def test_the_open_loop_ceiling_doubles_then_bisects_to_the_highest_rate_kept_up(
         rate = plan.stages[0][1]
         scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, int(rate * plan.total_s), endpoint=False)
         lag = 0.0 if rate <= 10_000 else 0.3 * (scheduled - plan.start_at)  # sends drift later and later
-        return SimpleNamespace(samples=pd.DataFrame({"scheduled": scheduled, "sent": scheduled + lag}),
+        return SimpleNamespace(samples=FrameSamples(pd.DataFrame({"scheduled": scheduled, "sent": scheduled + lag})),
                                generator_cpu_max=50.0)
 
     monkeypatch.setattr(ceiling_module, "calibration_server", server)

@@ -26,7 +26,7 @@ from bench.results.schema import (
     Validity,
 )
 from bench.results.store import RunStore
-from bench.stats import bootstrap_ci
+from bench.stats import sample_interval
 
 
 def simulated_probe(seconds: float = 30.0) -> tuple[list[float], object]:
@@ -36,7 +36,7 @@ def simulated_probe(seconds: float = 30.0) -> tuple[list[float], object]:
         latencies = sojourn_ms(rate, seconds, seed=len(probed) + 7)
         probed.append(rate)
         p99 = float(np.percentile(latencies, 99))
-        low, high = bootstrap_ci(latencies, 99.0) or (None, None)
+        low, high = sample_interval(latencies, 99.0) or (None, None)
         return Outcome(rate, p99 <= SLO_MS, p99, low, high, label=f"rate={rate:g}")
 
     return probed, probe

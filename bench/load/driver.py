@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from bench.load.plan import LoadPlan
 from bench.processes import pin_and_tie_to_parent
-from bench.results.samples import REQUIRED_COLUMNS, SAMPLE_COLUMNS
+from bench.results.sample_file import ParquetSamples, merge_generator_files
+from bench.results.samples import SAMPLE_COLUMNS
 from bench.targets.process_tree import ProcessTree
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -42,7 +42,7 @@ class LiveTick:
 
 @dataclass
 class LoadOutcome:
-    samples: pd.DataFrame
+    samples: ParquetSamples  # every generator process's rows, merged in scheduled order
     generator_cpu_max: float | None
     generator_cpu_mean: float | None
     exit_code: int | None
@@ -86,20 +86,6 @@ class SampleTail:
         return latencies, errors
 
 
-def read_samples(folder: Path) -> pd.DataFrame:
-    """Merge every generator process's raw samples, ordered by scheduled time."""
-    frames = [
-        pd.read_csv(path, names=SAMPLE_COLUMNS, header=None, on_bad_lines="skip")
-        for path in sorted(folder.glob("samples-*.csv"))
-        if path.stat().st_size > 0
-    ]
-    if not frames:
-        return pd.DataFrame({name: pd.Series(dtype="float64") for name in SAMPLE_COLUMNS})
-    samples = pd.concat(frames, ignore_index=True).dropna(subset=REQUIRED_COLUMNS)  # a torn last line
-    samples = samples.astype({"status": "int32", "bytes": "int64", "worker": "int16", "queued": "int8"})
-    return samples.sort_values("scheduled", kind="stable").reset_index(drop=True)
-
-
 def locust_command(plan: LoadPlan) -> list[str]:
     users = plan.users_per_process * plan.processes
     run_time = math.ceil(startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 5)
@@ -113,9 +99,11 @@ def locust_command(plan: LoadPlan) -> list[str]:
 
 def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
              on_tick: Callable[[LiveTick], None] = lambda _tick: None,
-             every_second: Callable[[], None] = lambda: None, stop_when: StopRule | None = None) -> LoadOutcome:
+             every_second: Callable[[], None] = lambda: None, stop_when: StopRule | None = None,
+             window: tuple[float, float] | None = None) -> LoadOutcome:
     """Run the plan to completion (or Ctrl-C, or until stop_when gives a reason); plan.start_at should be
-    now + startup_grace()."""
+    now + startup_grace(). The samples are merged into samples_dir/samples.parquet, with in_window marked
+    when the measured window is given."""
     samples_dir = Path(plan.samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
     plan_file = samples_dir / "plan.json"
@@ -158,7 +146,8 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
             interrupted = True
         finally:
             _stop(process)
-    return LoadOutcome(read_samples(samples_dir), max(cpu_series) if cpu_series else None,
+    samples = merge_generator_files(samples_dir, samples_dir / "samples.parquet", window)
+    return LoadOutcome(samples, max(cpu_series) if cpu_series else None,
                        float(np.mean(cpu_series)) if cpu_series else None, process.returncode, interrupted,
                        log_path, cpu_series, stopped_early)
 

@@ -136,7 +136,7 @@ def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, 
                                 f"{users} users, {duration_s:.0f} s"))
             plan = plan_for(server, folder, f"ceiling-{round_index}", "closed", 0.0, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / "ceiling.log")
-            ours.append(len(measured(outcome.samples, window_of(plan, warmup))) / duration_s)
+            ours.append(len(measured(outcome.samples.whole(), window_of(plan, warmup))) / duration_s)
             events.fire(Message(f"ceiling round {round_index + 1}/{rounds}: plain Locust FastHttpUser, {users} users"))
             plain_rps = _plain_locust_rps(server.url, cpus, users, warmup + duration_s, folder)
             if plain_rps:
@@ -194,7 +194,7 @@ def measure_round_trip(cpus: CpuPlan, folder: Path, duration_s: float, rate: flo
             events.fire(Message(f"accuracy: round trip to a no-op server, {loop} loop, {duration_s:.0f} s"))
             plan = plan_for(server, folder, f"round-trip-{loop}", loop, rate, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / f"round-trip-{loop}.log")
-        client = latency_summary(measured(outcome.samples, window_of(plan, warmup))["latency_ms"].to_numpy())
+        client = latency_summary(measured(outcome.samples.whole(), window_of(plan, warmup))["latency_ms"].to_numpy())
         handling = latency_summary(np.asarray(server.record().durations_ms))
         round_trip[loop] = (client.p50 or 0.0) - (handling.p50 or 0.0)
     return round_trip
@@ -212,7 +212,7 @@ def measure_accuracy(cpus: CpuPlan, folder: Path, duration_s: float, rate: float
             events.fire(Message(f"accuracy: fixed 5 ms server, {loop} loop, {duration_s:.0f} s"))
             plan = plan_for(server, folder, f"fixed-{loop}", loop, rate, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / f"fixed-{loop}.log")
-            inside = measured(outcome.samples, window_of(plan, warmup))
+            inside = measured(outcome.samples.whole(), window_of(plan, warmup))
             measured_latency[loop] = latency_summary(inside["latency_ms"].to_numpy())
     server_side = latency_summary(np.asarray(server.record().durations_ms))
 
@@ -255,7 +255,7 @@ def measure_stall(cpus: CpuPlan, folder: Path, duration_s: float, rate: float, e
             plan = plan_for(server, folder, f"stall-{loop}", loop, rate, users, warmup, duration_s)
             outcome = run_load(plan, cpus.generator, folder / f"stall-{loop}.log")
         window = window_of(plan, warmup)
-        latency[loop] = latency_summary(measured(outcome.samples, window)["latency_ms"].to_numpy())
+        latency[loop] = latency_summary(measured(outcome.samples.whole(), window)["latency_ms"].to_numpy())
         if loop == "open":
             record = server.record()
             base = float(np.median(record.durations_ms)) if record.durations_ms else 0.0

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from bench.config import RuntimeSpec, Scenario
 from bench.load.driver import LiveTick, LoadOutcome, StopRule, run_load, startup_grace
@@ -24,6 +23,7 @@ from bench.measure.plan import Measurement, scheduled_rate
 from bench.measure.sampler import ServerSampler
 from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
+from bench.results.sample_file import ParquetSamples
 from bench.results.schema import (
     Cell,
     Fairness,
@@ -34,7 +34,7 @@ from bench.results.schema import (
     ServerUsage,
     Validity,
 )
-from bench.stats import CellStats, Limits, Window, in_window, invalid_reasons, summarize
+from bench.stats import CellStats, Limits, Window, invalid_reasons, summarize
 from bench.targets.base import Deployment
 
 RUN_FAIRNESS_KEYS = ("server_cpus", "generator_cpus", "cpu_shared", "threads_env")
@@ -143,7 +143,7 @@ def rows_file(model: LocalModel, folder: Path) -> Path:
 class Interrupted(Exception):
     """Ctrl-C during a measurement: carries the partial cell and its samples so they are kept."""
 
-    def __init__(self, cell: Cell, samples: pd.DataFrame) -> None:
+    def __init__(self, cell: Cell, samples: ParquetSamples) -> None:
         super().__init__("interrupted")
         self.cell = cell
         self.samples = samples
@@ -151,7 +151,7 @@ class Interrupted(Exception):
 
 def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurement: Measurement,
                  scenario: Scenario, limits: Limits, out_dir: Path, generator_cpus: tuple[int, ...],
-                 on_tick: TickHandler, stop_when: StopRule | None = None) -> tuple[Cell, pd.DataFrame]:
+                 on_tick: TickHandler, stop_when: StopRule | None = None) -> tuple[Cell, ParquetSamples]:
     """Drive one measurement against a ready server; the cell and its raw samples (in_window marked)."""
     processes = scenario.generator_processes
     start_at = time.time() + startup_grace(processes)
@@ -168,13 +168,13 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         samples_dir=str(out_dir / "load" / cell.cell_id), seed=measurement.arrival_seed(scenario),
     )
     sampler = ServerSampler(deployment)
-    outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
-                       every_second=sampler, stop_when=stop_when)
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
+    outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
+                       every_second=sampler, stop_when=stop_when, window=(window.start, window.end))
     stats = summarize(outcome.samples, window, limits, measurement.offered_rps, scheduled_rate(measurement, scenario))
     measured = _measured(cell, stats, outcome, sampler, window, deployment, cell.parity.ok is True, limits,
                          generator_cpus)
-    samples = outcome.samples.assign(in_window=in_window(outcome.samples["scheduled"], window))
+    samples = outcome.samples
     if outcome.interrupted:
         raise Interrupted(measured, samples)
     return measured, samples

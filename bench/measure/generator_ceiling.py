@@ -61,8 +61,9 @@ def measure_open_loop_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, ev
                             arrival="poisson")
             outcome = run_load(plan, cpus.generator, folder / "open-ceiling.log")
             window = window_of(plan, warmup)
-            inside = measured(outcome.samples, window)
-            sent = ((outcome.samples["sent"] >= window.start) & (outcome.samples["sent"] < window.end)).sum()
+            samples = outcome.samples.whole()  # a short probe: held whole
+            inside = measured(samples, window)
+            sent = ((samples["sent"] >= window.start) & (samples["sent"] < window.end)).sum()
             late = (inside["sent"] - inside["scheduled"]) * 1000.0
             step = OpenLoopStep(rate=rate, scheduled_rps=len(inside) / duration_s,
                                 achieved_rps=float(sent) / duration_s,

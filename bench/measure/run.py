@@ -14,8 +14,6 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-import pandas as pd
-
 from bench.config import ModelSpec, Profile, RuntimeSpec, Scenario
 from bench.errors import BenchError, DeployError
 from bench.events import Completed, EventHook, Message
@@ -28,6 +26,7 @@ from bench.measure.sweep import sweep_summary
 from bench.models.registry import LocalModel, resolve
 from bench.provision.serving_code import serving_code
 from bench.results.environment import environment_fingerprint
+from bench.results.sample_file import ParquetSamples
 from bench.results.schema import Cell, Fairness, ModelRecord, RunFairness, RunResults, RuntimeRecord
 from bench.results.store import RunStore
 from bench.targets.base import Provisioned, Target
@@ -93,7 +92,7 @@ class _Progress:
     def next_index(self) -> int:
         return self.index + 1
 
-    def finish(self, cell: Cell, samples: pd.DataFrame | None = None) -> Cell:
+    def finish(self, cell: Cell, samples: ParquetSamples | None = None) -> Cell:
         self.index += 1
         stored = self.store.add_cell(cell, samples)
         self.events.fire(Completed(stored, self.index, self.total))

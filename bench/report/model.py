@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.order_statistics import SortedRuns, scratch_folder
 from bench.report.format import DASH
 from bench.results.schema import Cell, RunResults, RuntimeRecord
-from bench.results.store import load_results, load_samples
+from bench.results.store import cell_samples, load_results
 
 Row = dict[str, Any]  # a DataFrame row, as pandas hands it out: the report's boundary with pandas
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
@@ -189,20 +190,32 @@ def _series_rows(row: Row, cell: Cell) -> list[Row]:
     return rows
 
 
+FIGURE_SAMPLES = 100_000  # latencies per cell the figures draw from, at most
+
+
 def _measured_samples(run: Run, position: int) -> pd.DataFrame | None:
-    """Successful samples inside the measurement window (older files without in_window: all of them)."""
+    """The latencies of the cell's figures, inside the measurement window (older files without in_window:
+    all of them), sorted. A cell with more than FIGURE_SAMPLES of them is thinned to its exact order
+    statistics at FIGURE_SAMPLES evenly spaced ranks (minimum and maximum kept): the curves move by less
+    than one rank step, and a cell of any length is read in bounded memory."""
     cell = run.cells[position]
     try:
-        samples = load_samples(run.folder, cell)
+        source = cell_samples(run.folder, cell)
+        if source is None or "latency_ms" not in source.columns:
+            return None
+        with SortedRuns(scratch_folder()) as latencies:
+            for batch in source.batches(["latency_ms", "status", "in_window"]):
+                if "in_window" in batch:
+                    batch = batch.loc[batch["in_window"].astype(bool)]
+                if "status" in batch and cell.latency_includes == "successful":  # the policy of the cell's figures
+                    batch = batch.loc[(batch["status"] >= 200) & (batch["status"] < 300)]
+                latencies.add(batch["latency_ms"].to_numpy(dtype=np.float64))
+            count = latencies.count
+            ranks = np.unique(np.rint(np.linspace(0, count - 1, min(count, FIGURE_SAMPLES))).astype(np.int64))
+            values = latencies.select(ranks) if count else np.empty(0)
     except (OSError, ValueError):
         return None  # a missing or unreadable Parquet file: the figures say there are no samples
-    if samples is None or "latency_ms" not in samples:
-        return None
-    if "in_window" in samples:
-        samples = samples.loc[samples["in_window"].astype(bool)]
-    if "status" in samples and cell.latency_includes == "successful":  # the policy the cell's figures used
-        samples = samples.loc[(samples["status"] >= 200) & (samples["status"] < 300)]
-    return samples[["latency_ms"]].reset_index(drop=True)
+    return pd.DataFrame({"latency_ms": values})
 
 
 def _unique_run_ids(loaded: list[tuple[Path, RunResults]]) -> list[str]:

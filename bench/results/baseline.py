@@ -27,9 +27,10 @@ from pydantic import ValidationError
 
 from bench.config import PERCENTILE_NAMES
 from bench.errors import BenchError
+from bench.results.sample_file import SampleSource, as_source
 from bench.results.samples import BOUNDARY_TOLERANCE_S, is_success
 from bench.results.schema import Cell, Latency, Measured, Record, RunResults
-from bench.results.store import load_results, load_samples, read_json, results_file
+from bench.results.store import cell_samples, load_results, read_json, results_file
 
 BASELINE_KIND: Literal["servebench-baseline"] = "servebench-baseline"
 BASELINE_SCHEMA_VERSION = 1
@@ -85,28 +86,51 @@ class CellSamples:
                    np.asarray(blocks.completed_per_s, dtype=np.int64), blocks.kept, blocks.successful, blocks.start_s)
 
 
-def reduce_samples(frame: pd.DataFrame, duration_s: float | None, seed: int = SUBSAMPLE_SEED,
+def reduce_samples(samples: SampleSource | pd.DataFrame, duration_s: float | None, seed: int = SUBSAMPLE_SEED,
                    max_kept: int = MAX_KEPT) -> CellSamples | None:
     """Successful in-window requests: a seeded uniform subsample of latencies grouped by second of
-    scheduled time (from the first in-window request), and completions counted per whole second."""
-    if "in_window" not in frame.columns:
+    scheduled time (from the first in-window request), and completions counted per whole second.
+
+    Two passes over batches, so a cell of any length is reduced in bounded memory: the first finds the
+    first in-window request and counts the successful ones, the second keeps the chosen ones."""
+    source = as_source(samples)
+    if "in_window" not in source.columns:
         return None
-    inside = frame.loc[frame["in_window"].astype(bool)]
-    ok = inside.loc[is_success(inside["status"])]
-    if ok.empty:
+    columns = ["scheduled", "sent", "latency_ms", "service_ms", "status", "in_window"]
+    start: float | None = None
+    successful = 0
+    for batch in source.batches(columns):
+        inside = batch.loc[batch["in_window"].astype(bool)]
+        if start is None and len(inside):
+            start = float(inside["scheduled"].min())
+        successful += int(is_success(inside["status"]).sum())
+    if start is None or not successful:
         return None
-    start = float(inside["scheduled"].min())
-    second = np.floor(ok["scheduled"].to_numpy(dtype=np.float64) - start + BOUNDARY_TOLERANCE_S).astype(np.int64)
-    latency = np.rint(ok["latency_ms"].to_numpy(dtype=np.float64) * 1000.0).astype(np.int64)
-    if len(ok) > max_kept:
-        chosen = np.sort(np.random.default_rng(seed).choice(len(ok), size=max_kept, replace=False))
-        second, latency = second[chosen], latency[chosen]
-    blocks = [latency[second == k] for k in range(int(second.max()) + 1)]
+    chosen = np.sort(np.random.default_rng(seed).choice(successful, size=max_kept, replace=False)) \
+        if successful > max_kept else None
     whole = math.floor(duration_s + BOUNDARY_TOLERANCE_S) if duration_s else 0
-    done = ok["sent"].to_numpy(dtype=np.float64) + ok["service_ms"].to_numpy(dtype=np.float64) / 1000.0 - start
-    done = done[(done >= 0) & (done < whole)]
-    counts = np.bincount(np.floor(done).astype(np.int64), minlength=whole).astype(np.int64)
-    return CellSamples(blocks, counts, kept=len(latency), successful=len(ok), start_s=round(start, 3))
+    counts = np.zeros(whole, dtype=np.int64)
+    seconds: list[Int64Array] = []
+    latencies: list[Int64Array] = []
+    seen = 0
+    for batch in source.batches(columns):
+        ok = batch.loc[batch["in_window"].astype(bool) & is_success(batch["status"])]
+        if ok.empty:
+            continue
+        second = np.floor(ok["scheduled"].to_numpy(dtype=np.float64) - start + BOUNDARY_TOLERANCE_S).astype(np.int64)
+        latency = np.rint(ok["latency_ms"].to_numpy(dtype=np.float64) * 1000.0).astype(np.int64)
+        if chosen is not None:
+            mine = chosen[(chosen >= seen) & (chosen < seen + len(ok))] - seen
+            second, latency = second[mine], latency[mine]
+        seen += len(ok)
+        seconds.append(second)
+        latencies.append(latency)
+        done = ok["sent"].to_numpy(dtype=np.float64) + ok["service_ms"].to_numpy(dtype=np.float64) / 1000.0 - start
+        done = done[(done >= 0) & (done < whole)]
+        counts += np.bincount(np.floor(done).astype(np.int64), minlength=whole)[:whole]
+    second, latency = np.concatenate(seconds), np.concatenate(latencies)
+    blocks = [latency[second == k] for k in range(int(second.max()) + 1)]
+    return CellSamples(blocks, counts, kept=len(latency), successful=successful, start_s=round(start, 3))
 
 
 class Figures(Latency):
@@ -177,11 +201,11 @@ def baseline_cell(folder: Path, cell: Cell) -> BaselineCell:
         note = "no raw samples recorded"
     else:
         try:
-            frame = load_samples(folder, cell)
+            source = cell_samples(folder, cell)
+            reduced = None if source is None else reduce_samples(source, cell.load.duration_s or cell.measured_s)
         except (OSError, ValueError) as exc:
             note = f"raw samples not readable ({type(exc).__name__})"
         else:
-            reduced = None if frame is None else reduce_samples(frame, cell.load.duration_s or cell.measured_s)
             samples = None if reduced is None else reduced.blocks()
             note = None if samples else "no successful request in the measured window"
     return BaselineCell(runtime=cell.runtime, model=cell.model, scenario=cell.scenario, target=cell.target,

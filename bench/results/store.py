@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.errors import BenchError
+from bench.results.sample_file import ParquetSamples
 from bench.results.schema import (
     SCHEMA_VERSION,
     CapacityRecord,
@@ -115,12 +116,21 @@ class RunStore:
     def save(self) -> None:
         write_results(self.results_path, self.results)
 
-    def add_cell(self, cell: Cell, samples: pd.DataFrame | None) -> Cell:
-        """Write the cell's samples, then the cell; returns the cell as stored (with its samples file)."""
+    def add_cell(self, cell: Cell, samples: ParquetSamples | pd.DataFrame | None) -> Cell:
+        """Move (or write) the cell's samples into samples/, then record the cell; returns the cell as stored
+        (with its samples file). A Parquet file already on disk is renamed, never read."""
         relative = None
-        if samples is not None and not samples.empty:
+        if isinstance(samples, ParquetSamples) and samples.path.exists() and samples.rows == 0:
+            samples.path.unlink()
+        elif samples is not None and (isinstance(samples, ParquetSamples) or not samples.empty):
             relative = Path("samples") / f"{cell.cell_id}.parquet"
-            samples.to_parquet(self.folder / relative, index=False)
+            target = self.folder / relative
+            if isinstance(samples, ParquetSamples):
+                os.replace(samples.path, target)
+            else:
+                partial = target.with_name(f".{target.name}.partial")
+                samples.to_parquet(partial, index=False)
+                os.replace(partial, target)
         stored = cell.model_copy(update={"samples_file": None if relative is None else str(relative)})
         self.results = self.results.model_copy(update={"cells": (*self.results.cells, stored)})
         self.save()
@@ -190,6 +200,17 @@ def load_results(path: Path) -> RunResults:
 
 
 def load_samples(run_folder: Path, cell: Cell) -> pd.DataFrame | None:
+    """A cell's samples, whole: for cells known to be small (rounds); readers of any cell use cell_samples."""
     if not cell.samples_file:
         return None
     return pd.read_parquet(run_folder / cell.samples_file)
+
+
+def cell_samples(run_folder: Path, cell: Cell) -> ParquetSamples | None:
+    """A cell's samples file, to read in batches; None when the cell kept none."""
+    if not cell.samples_file:
+        return None
+    path = run_folder / cell.samples_file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    return ParquetSamples(path)
