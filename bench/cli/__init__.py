@@ -8,6 +8,7 @@ own sub-parser and is a thin wrapper over a library function; bench.cli.console 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -100,5 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `bench` command. After an interrupt, exit without the interpreter's finalisation: with torch,
+    MLflow and pandas loaded it took 2.2 s (measured with py-spy: no Python frame, the GIL held), which a
+    user who pressed Ctrl-C spends waiting. Everything was saved and every child stopped before this."""
+    code = main()
+    if code == 130:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -175,6 +175,9 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
     """On every process that runs users (not a --processes master, which runs none: its slots would all be
     recorded as dropped): open the recorder, dispatch this process's share of the schedule."""
     if isinstance(environment.runner, MasterRunner):
+        # it holds no samples; Locust's own SIGTERM handling would wait about a second for its workers,
+        # which receive the same signal from the harness (it signals the whole process group)
+        gevent.signal_handler(signal.SIGTERM, lambda: os._exit(0))
         return
     worker = int(getattr(environment.runner, "worker_index", 0) or 0)
     RECORDER.open(worker)

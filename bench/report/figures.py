@@ -170,7 +170,7 @@ def percentile_spectrum(data: ReportData, model: str, styles: Styles) -> Chart:
         image = _image(figure, ax, "percentile", "latency (ms, log scale)",
                        f"{model}: latency by percentile at {_at(focus)}")
     return Chart(key, title, model, image, "Lines from raw samples, dots are the reported percentiles, bars the "
-                 "95% bootstrap confidence intervals of p50 and p99.")
+                 "95% confidence intervals of p50 and p99 (binomial order statistics).")
 
 
 def latency_cdf(data: ReportData, model: str, styles: Styles) -> Chart:
