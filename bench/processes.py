@@ -1,4 +1,5 @@
-"""Launching child processes the harness owns: pinned to given CPUs and tied to the harness's life."""
+"""Child processes the harness owns (pinned to given CPUs, tied to the harness's life) and telling whether a
+recorded process still runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import contextlib
 import ctypes
 import os
 import signal
+
+import psutil
 
 PR_SET_PDEATHSIG = 1
 
@@ -15,3 +18,17 @@ def pin_and_tie_to_parent(cpus: tuple[int, ...]) -> None:
     os.sched_setaffinity(0, cpus)
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def started_at(pid: int) -> str | None:
+    """A process's start time as recorded beside its pid (pids are reused; pid and start time are not)."""
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:
+        return None
+
+
+def still_runs(pid: int, started: str | None) -> bool:
+    """Whether the process recorded as (pid, start time) runs; without a start time, whether the pid does."""
+    now = started_at(pid)
+    return now is not None and (started is None or now == started)

@@ -1,10 +1,12 @@
 """How much memory the harness needs as a run grows, and how long a million samples take to summarise.
 
-    .venv/bin/python scripts/memory_benchmark.py [--rate 2000] [--short 60] [--long 600] [--summarise-only]
+    .venv/bin/python scripts/memory_benchmark.py [--runtime fastapi] [--rate 2000] [--short 60] [--long 600]
+        [--summarise-only]
 
 First times the merge of one million samples from generator CSV files into the sorted Parquet file and
 `bench.stats.summarize` over that file, as `bench run` does at the end of a cell. Then runs `bench run`
-against the test double (answers at once) at the same open-loop rate for a short and a long window, one
+against a runtime (the test double unless --runtime says otherwise) at the same open-loop rate for a short
+and a long window, one
 after the other, sampling every 0.2 s the peak RSS of the harness process (bench run itself) and, apart,
 of the load generator's processes. Prints the figures; the memory target is that the long run's harness
 peak stays within 15% of the short run's. A benchmark, not a test: these machines drift, so read ratios,
@@ -50,7 +52,7 @@ def _peak_rss(command: list[str], env: dict[str, str], log: Path) -> tuple[float
     return harness_peak, generator_peak, process.returncode
 
 
-def measure_run(rate: float, duration_s: float, folder: Path) -> dict[str, object]:
+def measure_run(runtime: str, rate: float, duration_s: float, folder: Path) -> dict[str, object]:
     scenario = folder / f"memory-{duration_s:g}.yaml"
     scenario.write_text(json.dumps({"name": "memory", "loop": "open", "arrival": "constant", "rate": rate,
                                     "warmup_s": 2, "duration_s": duration_s, "slo": {"percentile": "p99",
@@ -58,7 +60,7 @@ def measure_run(rate: float, duration_s: float, folder: Path) -> dict[str, objec
     out = folder / f"run-{duration_s:g}"
     started = time.monotonic()
     harness, generator, code = _peak_rss(
-        [sys.executable, "-m", "bench.cli", "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg",
+        [sys.executable, "-m", "bench.cli", "run", "--runtime", runtime, "--model", "iris-logreg",
          "--scenario", str(scenario), "--profile", "full", "--no-mlflow", "--out", str(out)],
         {**os.environ, "COLUMNS": "200"}, folder / f"run-{duration_s:g}.log")
     cell = json.loads((out / "results.json").read_text())["cells"][0]
@@ -94,6 +96,8 @@ def summarise_a_million(folder: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--runtime", default=str(FAKE_RUNTIME),
+                        help="a runtime that holds the rate (default: the test double, about 400 req/s)")
     parser.add_argument("--short", type=float, default=60.0)
     parser.add_argument("--long", type=float, default=600.0)
     parser.add_argument("--summarise-only", action="store_true")
@@ -103,7 +107,7 @@ def main() -> None:
         print(f"1,000,000 samples: merged into sorted Parquet in {merge_s:.2f} s, summarised in {summarise_s:.2f} s")
         if args.summarise_only:
             return
-        rows = [measure_run(args.rate, duration, Path(folder)) for duration in (args.short, args.long)]
+        rows = [measure_run(args.runtime, args.rate, duration, Path(folder)) for duration in (args.short, args.long)]
     for row in rows:
         print(f"{row['duration_s']:>6.0f} s at {args.rate:g} req/s: {row['requests']:>9,} requests, harness peak "
               f"{row['harness_peak_mb']:.0f} MB, generator peak {row['generator_peak_mb']:.0f} MB, "

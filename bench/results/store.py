@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.errors import BenchError
+from bench.processes import started_at, still_runs
 from bench.results.sample_file import ParquetSamples
 from bench.results.schema import (
     SCHEMA_VERSION,
@@ -53,32 +54,25 @@ def claim_folder(folder: Path, run_id: str) -> None:
             descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = _owner(claim)
-            if owner is not None and _alive(owner):
-                raise BenchError(f"{folder} is being written by another run (pid {owner})",
+            if owner is not None and still_runs(*owner):
+                raise BenchError(f"{folder} is being written by another run (pid {owner[0]})",
                                  hint="choose another --out folder") from None
             claim.unlink(missing_ok=True)  # its owner is gone and left no results: the folder is free
             continue
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(f"{os.getpid()} {run_id}\n")
+            handle.write(f"{os.getpid()} {started_at(os.getpid())} {run_id}\n")
         return
     raise BenchError(f"{folder}: could not claim it", hint="choose another --out folder")
 
 
-def _owner(claim: Path) -> int | None:
+def _owner(claim: Path) -> tuple[int, str | None] | None:
+    """The claim's (pid, start time); claims written before start times were kept hold "pid run_id"."""
     try:
-        return int(claim.read_text().split()[0])
+        fields = claim.read_text().split()
+        started = fields[1] if len(fields) >= 3 else None
+        return int(fields[0]), started
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _now() -> str:

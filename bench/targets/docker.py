@@ -11,17 +11,17 @@ those of an owner that no longer runs are removed.
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
+from bench.processes import started_at, still_runs
 from bench.provision.containers import docker, has_bridge_network, inspect, require_daemon
 from bench.provision.envs import pinned_requirements
 from bench.provision.image_layout import image_layout
@@ -42,21 +42,10 @@ def remove_container(container: str) -> None:
     docker("rm", "-f", container, check=False, timeout=60)
 
 
-def _started(process: psutil.Process) -> str:
-    return f"{process.create_time():.2f}"
-
-
 def owner_labels() -> dict[str, str]:
     """Who created a container: this process, as the next run can check whether it still runs."""
-    me = psutil.Process()
-    return {OWNER_LABEL: str(me.pid), OWNER_STARTED_LABEL: _started(me), OWNER_HOST_LABEL: socket.gethostname()}
-
-
-def _owner_runs(pid: str, started: str) -> bool:
-    try:
-        return _started(psutil.Process(int(pid))) == started
-    except psutil.Error:
-        return False
+    me = os.getpid()
+    return {OWNER_LABEL: str(me), OWNER_STARTED_LABEL: started_at(me) or "", OWNER_HOST_LABEL: socket.gethostname()}
 
 
 def reap_orphans() -> list[str]:
@@ -71,7 +60,7 @@ def reap_orphans() -> list[str]:
     removed = []
     for line in listed.stdout.splitlines():
         container, pid, started, owner_host = [*line.split("\t"), "", "", ""][:4]
-        if owner_host == host and pid.isdigit() and started and not _owner_runs(pid, started):
+        if owner_host == host and pid.isdigit() and started and not still_runs(int(pid), started):
             remove_container(container)
             removed.append(f"container {container} (its harness, pid {pid}, no longer runs)")
     return removed
