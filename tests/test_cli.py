@@ -120,6 +120,30 @@ def _case(name: str, tmp_path: Path) -> Case:
         return Case(["tune", "--memory", "lots"], ["--memory 'lots': expected a size", "(hint: for example"])
     if name == "tune no configurations":
         return Case(["tune", "--max-configs", "0"], ["--max-configs 0: at least one", "(hint: for example"])
+    url = ["run", "--target", "url", "--url", "http://127.0.0.1:9/predict"]
+    if name == "url without the url target":
+        return Case(["run", "--url", "http://127.0.0.1:9/predict"], ["--url applies to --target url only",
+                                                                     "(hint: add --target url"])
+    if name == "url target without a url":
+        return Case(["run", "--target", "url"], ["--target url needs --url", "(hint: for example --url"])
+    if name == "url target with another scheme":
+        return Case(["run", "--target", "url", "--url", "ftp://127.0.0.1/predict", "--protocol", "v2"],
+                    ["not an http:// or https:// URL", "(hint: for example"])
+    if name == "url target without a protocol":
+        return Case(url, ["--target url needs --protocol", "(hint: one of: kserve-v1"])
+    if name == "url target with an unknown protocol":
+        return Case([*url, "--protocol", "soap"], ["--protocol soap", "(hint: one of:"])
+    if name == "url target with a malformed header":
+        return Case([*url, "--protocol", "kserve-v1", "--header", "X-Api-Key=secret"],
+                    ["not 'Name: value'", "(hint: for example --header"])
+    if name == "url target with a runtime":
+        return Case([*url, "--protocol", "kserve-v1", "--runtime", "fastapi"],
+                    ["--runtime does not apply to --target url", "(hint: name it with --name"])
+    if name == "url target insecure over http":
+        return Case([*url, "--protocol", "kserve-v1", "--insecure"], ["apply to https:// URLs only", "(hint:"])
+    if name == "tune with the url target":
+        return Case(["tune", "--target", "url", "--url", "http://127.0.0.1:9/p", "--protocol", "kserve-v1"],
+                    ["bench tune starts each configuration itself", "(hint: use bench run"])
     raise AssertionError(name)
 
 
@@ -129,7 +153,10 @@ CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable j
          "tune memory budget malformed", "tune no configurations", "generator processes -1", "generator processes 0",
          "generator processes 1000", "scenario duration_s .inf", "scenario warmup_s .nan",
          "scenario request_timeout_s .inf", "scenario seed -1", "scenario sweep .inf", "closed sweep of infinity",
-         "rate x duration too large", "out is a file"]
+         "rate x duration too large", "out is a file", "url without the url target", "url target without a url",
+         "url target with another scheme", "url target without a protocol", "url target with an unknown protocol",
+         "url target with a malformed header", "url target with a runtime", "url target insecure over http",
+         "tune with the url target"]
 # rich soft-wraps console.print at the console width (80 when not a terminal): see the report
 ONE_LINE_CASES = list(CASES)
 
@@ -270,7 +297,7 @@ def test_target_choices_are_the_factory_registry(capsys: pytest.CaptureFixture[s
     assert all(f"'{name}'" in err for name in TARGETS) and len(err.splitlines()) == 1
     with pytest.raises(BenchError) as caught:
         make_target("nope", TargetOptions(CpuPlan((0,), (0,)), "python:3.11-slim", offline=False, memory="4g"))
-    assert caught.value.hint == "valid: local, docker, kserve"
+    assert caught.value.hint == "valid: local, docker, kserve, url"
 
 
 def test_progress_and_warnings_are_printed_verbatim(capsys: pytest.CaptureFixture[str]) -> None:

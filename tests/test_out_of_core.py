@@ -162,3 +162,15 @@ def test_parquet_samples_hand_out_only_the_columns_they_hold(tmp_path: Path) -> 
     pd.DataFrame({"scheduled": [2.0, 1.0], "latency_ms": [5.0, 6.0]}).to_parquet(path)
     source = ParquetSamples(path)
     assert [list(batch.columns) for batch in source.batches(["latency_ms", "queued"])] == [["latency_ms"]]
+
+
+def test_csv_blocks_cut_only_between_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sample_file, "CSV_BLOCK_BYTES", 50)  # every block boundary falls inside a line
+    rows = _write_generator_files(tmp_path / "load", np.random.default_rng(4), [40])
+    with (tmp_path / "load" / "samples-0.csv").open("a") as torn:
+        torn.write("1003.25,1003.25,4.0,3.9,2")  # killed mid-status: a status of 2 must not be read
+    merged = merge_generator_files(tmp_path / "load", tmp_path / "out.parquet")
+    frame = merged.whole()
+    assert len(frame) == 40 and 2 not in set(frame["status"])
+    pd.testing.assert_frame_equal(frame, rows.sort_values("scheduled", kind="stable").reset_index(drop=True),
+                                  check_dtype=False)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bench.config import ModelSpec, RuntimeSpec
     from bench.targets.factory import TargetOptions
     from bench.targets.launch import CpuPlan
+    from bench.targets.url import UrlOptions
 
 Handler = Callable[[argparse.Namespace], int]
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
@@ -93,11 +94,41 @@ def image_settings(args: argparse.Namespace) -> tuple[str, bool]:
     return args.base_image or base_image_default(), args.offline or offline_default()
 
 
+def add_url_options(parser: argparse.ArgumentParser) -> None:
+    """The url target's endpoint: what to measure when servebench did not start the server."""
+    group = parser.add_argument_group("--target url (an endpoint already running)")
+    group.add_argument("--url", help="the predict URL, e.g. http://127.0.0.1:8080/v2/models/iris-logreg/infer")
+    group.add_argument("--protocol", help="the wire protocol it speaks (kserve-v1, v2, mlflow, seldon)")
+    group.add_argument("--name", help="what to call it in results and reports (default: from the host and port)")
+    group.add_argument("--header", action="append", metavar="'NAME: VALUE'", help="an extra request header, "
+                       "repeatable (an API key: sent, never written to results, logs or plan files)")
+    group.add_argument("--insecure", action="store_true", help="https: do not verify the server's certificate")
+    group.add_argument("--ca-cert", metavar="FILE", help="https: verify the server against this CA bundle")
+
+
+def url_options(args: argparse.Namespace) -> UrlOptions | None:
+    """The url target's options, checked; None for other targets (which refuse them)."""
+    from bench.targets.url import UrlOptions
+
+    given = [flag for flag, value in (("--url", args.url), ("--protocol", args.protocol), ("--name", args.name),
+                                      ("--header", args.header), ("--insecure", args.insecure),
+                                      ("--ca-cert", args.ca_cert)) if value]
+    if args.target != "url":
+        if given:
+            raise BenchError(f"{given[0]} applies to --target url only", hint="add --target url, or drop it")
+        return None
+    if args.runtime != "all":
+        raise BenchError("--runtime does not apply to --target url: the endpoint is the runtime",
+                         hint="name it with --name")
+    return UrlOptions.parse(args.url, args.protocol, args.name, args.header, args.insecure, args.ca_cert)
+
+
 def target_options(args: argparse.Namespace, cpus: CpuPlan) -> TargetOptions:
     from bench.targets.factory import TargetOptions
 
     base_image, offline = image_settings(args)
-    return TargetOptions(cpus=cpus, base_image=base_image, offline=offline, memory=args.memory)
+    return TargetOptions(cpus=cpus, base_image=base_image, offline=offline, memory=args.memory,
+                         url=url_options(args))
 
 
 def writable(path: Path) -> None:

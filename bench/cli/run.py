@@ -12,6 +12,7 @@ from bench.cli.options import (
     add_docker_options,
     add_models,
     add_runtimes,
+    add_url_options,
     cpus,
     image_settings,
     models,
@@ -47,6 +48,7 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
                         "(bench tune: the memory budget of every configuration)")
     parser.add_argument("--price-per-core-hour", type=float, metavar="PRICE", help="what one server core costs per "
                         "hour: the report adds the cost per million predictions at capacity")
+    add_url_options(parser)
 
 
 def add_parser(commands: Commands) -> None:
@@ -58,6 +60,11 @@ def add_parser(commands: Commands) -> None:
     run.add_argument("--dry-run", action="store_true", help="kserve target: write every manifest to --out "
                      "DIR/manifests and print every command, applying nothing")
     run.set_defaults(handler=cmd_run)
+
+
+def runtimes_of(args: argparse.Namespace) -> list[RuntimeSpec]:
+    """The runtimes asked for; none with --target url, whose endpoint is the runtime (the target adds it)."""
+    return [] if args.target == "url" else runtimes(args.runtime)
 
 
 def scenario_of(args: argparse.Namespace) -> Scenario:
@@ -74,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_profile
     from bench.measure.plan import plan_measurements
 
-    specs, model_specs, scenario = runtimes(args.runtime), models(args.model), scenario_of(args)
+    specs, model_specs, scenario = runtimes_of(args), models(args.model), scenario_of(args)
     if args.dry_run:
         plan = cpus(args)
         measurements = len(plan_measurements(scenario, load_profile(args.profile)))
@@ -112,7 +119,7 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
     from bench.results.store import claim_folder
     from bench.targets.factory import make_target
 
-    specs, model_specs = runtimes(args.runtime), models(args.model)
+    specs, model_specs = runtimes_of(args), models(args.model)
     profile = load_profile(args.profile)
     plan = cpus(args)
     target = make_target(args.target, target_options(args, plan))

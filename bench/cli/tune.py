@@ -60,6 +60,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from bench.config import load_profile
     from bench.measure.tune_run import TunePlan
 
+    if args.target == "url":
+        raise BenchError("bench tune starts each configuration itself; --target url measures a running endpoint",
+                         hint="use bench run or bench capacity with --target url")
+
     if args.json:
         writable(Path(args.json))
     if args.max_configs < 1:

@@ -38,13 +38,23 @@ class Endpoint:
     scheme: str
     host: str
     port: int
+    verify_tls: bool = True  # https only: whether to verify the server's certificate
+    ca_cert: str | None = None  # https only: the CA bundle to verify it against (default: the system's)
 
     @classmethod
-    def from_url(cls, base_url: str) -> Endpoint:
+    def from_url(cls, base_url: str, verify_tls: bool = True, ca_cert: str | None = None) -> Endpoint:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
-        return cls(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        return cls(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                   verify_tls, ca_cert)
+
+    def tls_context(self) -> gevent.ssl.SSLContext:
+        context = gevent.ssl.create_default_context(cafile=self.ca_cert)
+        if not self.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = gevent.ssl.CERT_NONE
+        return context
 
     @property
     def host_header(self) -> str:
@@ -52,10 +62,13 @@ class Endpoint:
         return self.host if self.port == default else f"{self.host}:{self.port}"
 
 
-def prebuilt_posts(endpoint: Endpoint, path: str, content_type: str, bodies: Sequence[bytes]) -> list[bytes]:
-    """Each body as a complete HTTP/1.1 POST, ready to write."""
+def prebuilt_posts(endpoint: Endpoint, path: str, content_type: str, bodies: Sequence[bytes],
+                   headers: Sequence[tuple[str, str]] = ()) -> list[bytes]:
+    """Each body as a complete HTTP/1.1 POST, ready to write (with the user's extra headers, if any)."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
     return [(f"POST {path} HTTP/1.1\r\nHost: {endpoint.host_header}\r\nContent-Type: {content_type}\r\n"
-             f"Content-Length: {len(body)}\r\nAccept: */*\r\n\r\n").encode("latin-1") + body for body in bodies]
+             f"Content-Length: {len(body)}\r\nAccept: */*\r\n{extra}\r\n").encode("latin-1") + body
+            for body in bodies]
 
 
 class _Response(HTTPResponseParser):
@@ -96,12 +109,15 @@ class KeepAliveConnection:
         self.timeout_s = timeout_s
         self.sock: gevent.socket.socket | None = None
         self.connects = 0
+        self._tls: gevent.ssl.SSLContext | None = None
 
     def _connect(self) -> gevent.socket.socket:
         sock = gevent.socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.timeout_s)
         sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
         if self.endpoint.scheme == "https":
-            sock = gevent.ssl.create_default_context().wrap_socket(sock, server_hostname=self.endpoint.host)
+            if self._tls is None:
+                self._tls = self.endpoint.tls_context()
+            sock = self._tls.wrap_socket(sock, server_hostname=self.endpoint.host)
         self.connects += 1
         return sock
 

@@ -7,19 +7,20 @@ merged across generator processes, the generator's own CPU use, and whether the 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bench.load.plan import LoadPlan
+from bench.load.plan import HEADERS_ENV, LoadPlan
 from bench.processes import pin_and_tie_to_parent
 from bench.results.sample_file import ParquetSamples, merge_generator_files
 from bench.results.samples import SAMPLE_COLUMNS
@@ -100,7 +101,7 @@ def locust_command(plan: LoadPlan) -> list[str]:
 def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
              on_tick: Callable[[LiveTick], None] = lambda _tick: None,
              every_second: Callable[[], None] = lambda: None, stop_when: StopRule | None = None,
-             window: tuple[float, float] | None = None) -> LoadOutcome:
+             window: tuple[float, float] | None = None, headers: Sequence[tuple[str, str]] = ()) -> LoadOutcome:
     """Run the plan to completion (or Ctrl-C, or until stop_when gives a reason); plan.start_at should be
     now + startup_grace(). The samples are merged into samples_dir/samples.parquet, with in_window marked
     when the measured window is given."""
@@ -118,7 +119,8 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
         log.write(f"$ {' '.join(command)}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            command, env={**os.environ, "SERVEBENCH_LOAD_PLAN": str(plan_file), "PYTHONUNBUFFERED": "1"},
+            command, env={**os.environ, "SERVEBENCH_LOAD_PLAN": str(plan_file), "PYTHONUNBUFFERED": "1",
+                          HEADERS_ENV: json.dumps([list(header) for header in headers])},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: pin_and_tie_to_parent(generator_cpus),
         )

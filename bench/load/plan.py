@@ -9,6 +9,7 @@ from typing import Literal
 from bench.load.schedule import RateStage
 
 Loop = Literal["open", "closed"]
+HEADERS_ENV = "SERVEBENCH_REQUEST_HEADERS"  # JSON list of [name, value] pairs
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class LoadPlan:
     samples_dir: str
     seed: int = 0
     distinct_bodies: int = 64
+    verify_tls: bool = True  # https: verify the server's certificate (off: --insecure)
+    ca_cert: str | None = None  # https: the CA bundle to verify it against
+    # Extra request headers are not part of the plan: plan.json is written to disk, and headers may hold an
+    # API key. The driver passes them in the generator's environment (HEADERS_ENV) instead.
 
     def rate_stages(self) -> list[RateStage]:
         return [RateStage(duration, rate) for duration, rate in self.stages]

@@ -23,6 +23,7 @@ soon as the previous one returns.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -40,7 +41,7 @@ from locust.runners import MasterRunner
 
 from bench.load.bodies import request_bodies
 from bench.load.connection import Endpoint, KeepAliveConnection, prebuilt_posts
-from bench.load.plan import LoadPlan
+from bench.load.plan import HEADERS_ENV, LoadPlan
 from bench.load.schedule import worker_slots
 from bench.protocols import codec_for
 from bench.results.samples import DROPPED
@@ -165,10 +166,11 @@ STATE: dict[str, int] = {"active": 0}
 IN_FLIGHT: dict[int, tuple[float, float]] = {}  # per user: the scheduled and send time of its open request
 
 
-ENDPOINT = Endpoint.from_url(PLAN.base_url)
+ENDPOINT = Endpoint.from_url(PLAN.base_url, PLAN.verify_tls, PLAN.ca_cert)
+HEADERS = [(str(name), str(value)) for name, value in json.loads(os.environ.get(HEADERS_ENV, "[]"))]
 REQUESTS = prebuilt_posts(ENDPOINT, PLAN.predict_path, codec_for(PLAN.protocol).content_type,
                           request_bodies(np.load(PLAN.rows_file), PLAN.protocol, PLAN.model_name, PLAN.batch_size,
-                                         PLAN.distinct_bodies, PLAN.seed))
+                                         PLAN.distinct_bodies, PLAN.seed), HEADERS)
 
 
 def _on_test_start(environment: Any, **_kwargs: Any) -> None:

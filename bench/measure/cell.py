@@ -166,11 +166,13 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         processes=processes, start_at=start_at, total_s=measurement.warmup_s + measurement.duration_s,
         request_timeout_s=scenario.request_timeout_s,
         samples_dir=str(out_dir / "load" / cell.cell_id), seed=measurement.arrival_seed(scenario),
+        verify_tls=deployment.endpoint.verify_tls, ca_cert=deployment.endpoint.ca_cert,
     )
     sampler = ServerSampler(deployment)
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
     outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
-                       every_second=sampler, stop_when=stop_when, window=(window.start, window.end))
+                       every_second=sampler, stop_when=stop_when, window=(window.start, window.end),
+                       headers=deployment.endpoint.headers)
     stats = summarize(outcome.samples, window, limits, measurement.offered_rps, scheduled_rate(measurement, scenario))
     measured = _measured(cell, stats, outcome, sampler, window, deployment, cell.parity.ok is True, limits,
                          generator_cpus)

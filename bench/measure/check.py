@@ -70,7 +70,7 @@ def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_
                           str(deployment.log_path), model.version)
     status = "ok" if parity.ok else ("mismatch" if parity.answered else "failed")
     return CheckRow(runtime.name, model.name, status, parity.ok, parity.max_abs_diff,
-                    round(deployment.startup_s, 3), round(rss, 1), model.version, parity.error,
+                    round(deployment.startup_s, 3), None if rss is None else round(rss, 1), model.version, parity.error,
                     str(deployment.log_path))
 
 

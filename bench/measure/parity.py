@@ -39,7 +39,8 @@ def check_parity(endpoint: Endpoint, model: LocalModel, tolerance: float | None 
         for inputs, expected in batches:
             try:
                 response = session.post(endpoint.predict_url, data=codec.encode(inputs, model.name),
-                                        headers={"Content-Type": codec.content_type}, timeout=REQUEST_TIMEOUT_S)
+                                        headers={**dict(endpoint.headers), "Content-Type": codec.content_type},
+                                        timeout=REQUEST_TIMEOUT_S, verify=endpoint.tls_verify)
             except requests.RequestException as exc:
                 return ParityResult(False, None, rows, f"request failed: {type(exc).__name__}: {exc}")
             if response.status_code != 200:

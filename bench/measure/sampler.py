@@ -17,8 +17,8 @@ class ServerSampler:
 
     deployment: Deployment
     times: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    rss: list[float] = field(default_factory=list)
+    cpu: list[float | None] = field(default_factory=list)  # None: the target cannot see the server
+    rss: list[float | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.deployment.cpu_percent()  # prime: the next reading covers one interval
@@ -30,11 +30,12 @@ class ServerSampler:
 
     def within(self, window: Window) -> tuple[list[float], list[float]]:
         inside = [i for i, t in enumerate(self.times) if window.start < t <= window.end + 1.0]
-        return [self.cpu[i] for i in inside], [self.rss[i] for i in inside]
+        return ([cpu for i in inside if (cpu := self.cpu[i]) is not None],
+                [rss for i in inside if (rss := self.rss[i]) is not None])
 
     def merge_into(self, series: list[Second], origin: float) -> list[Second]:
         """The per-second client series with the server's CPU and memory of the same second."""
-        by_second: dict[int, tuple[float, float]] = {}
+        by_second: dict[int, tuple[float | None, float | None]] = {}
         for moment, cpu, rss in zip(self.times, self.cpu, self.rss, strict=True):
             by_second[math.floor(moment - origin) - 1] = (cpu, rss)
         merged = []

@@ -275,8 +275,8 @@ class Environment(Record):
 class Provisioning(Record):
     """What a target prepared for a runtime: a virtualenv or an image, its size and its cost."""
 
-    kind: Literal["virtualenv", "image"]
-    identity: str  # the environment's content key, or the image tag
+    kind: Literal["virtualenv", "image", "external"]
+    identity: str  # the environment's content key, the image tag, or an external endpoint's URL
     packages: int | None = None
     size_mb: float | None = None
     build_s: float | None = None

@@ -26,13 +26,22 @@ from bench.targets.process_tree import ProcessTree
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How to reach a deployed model: all a load generator or parity check needs."""
+    """How to reach a deployed model: all a load generator or parity check needs. Extra headers (an external
+    endpoint's API key) are kept out of repr, so no log line or error message shows them."""
 
     base_url: str
     predict_path: str
     readiness_path: str
     protocol: str
     model_name: str
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    verify_tls: bool = True
+    ca_cert: str | None = None
+
+    @property
+    def tls_verify(self) -> bool | str:
+        """What requests' `verify` takes: a CA bundle's path, or whether to verify at all."""
+        return self.ca_cert if self.ca_cert else self.verify_tls
 
     @property
     def predict_url(self) -> str:
@@ -61,13 +70,13 @@ class Deployment(ABC):
     @abstractmethod
     def alive(self) -> bool: ...
 
-    def rss_mb(self) -> float:
-        """Resident memory of everything the server runs, in MiB."""
-        return self.tree.rss_mb() if self.tree else 0.0
+    def rss_mb(self) -> float | None:
+        """Resident memory of everything the server runs, in MiB; None where the target cannot see it."""
+        return self.tree.rss_mb() if self.tree else None
 
-    def cpu_percent(self) -> float:
-        """CPU used since the previous call, in percent of one core."""
-        return self.tree.cpu_percent() if self.tree else 0.0
+    def cpu_percent(self) -> float | None:
+        """CPU used since the previous call, in percent of one core; None where the target cannot see it."""
+        return self.tree.cpu_percent() if self.tree else None
 
     def stop(self) -> None:
         """Stop the server and everything it started; idempotent, and it leaves the owned registry."""

@@ -15,6 +15,7 @@ from bench.errors import BenchError
 if TYPE_CHECKING:
     from bench.targets.base import Target
     from bench.targets.launch import CpuPlan
+    from bench.targets.url import UrlOptions
 
 @dataclass(frozen=True)
 class TargetOptions:
@@ -24,6 +25,7 @@ class TargetOptions:
     base_image: str
     offline: bool
     memory: str
+    url: UrlOptions | None = None  # the url target's endpoint
 
 
 def _local(options: TargetOptions) -> Target:
@@ -44,7 +46,16 @@ def _kserve(options: TargetOptions) -> Target:
     return KServeTarget(options.cpus, base_image=options.base_image, offline=options.offline, memory=options.memory)
 
 
-TARGETS: dict[str, Callable[[TargetOptions], Target]] = {"local": _local, "docker": _docker, "kserve": _kserve}
+def _url(options: TargetOptions) -> Target:
+    from bench.targets.url import UrlTarget
+
+    if options.url is None:
+        raise BenchError("--target url needs --url", hint="for example --url http://127.0.0.1:8080/predict")
+    return UrlTarget(options.url)
+
+
+TARGETS: dict[str, Callable[[TargetOptions], Target]] = {"local": _local, "docker": _docker, "kserve": _kserve,
+                                                         "url": _url}
 
 
 def make_target(name: str, options: TargetOptions) -> Target:

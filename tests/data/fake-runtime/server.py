@@ -2,7 +2,8 @@
 other row with the row itself. FAKE_MODE: ok, crash (exit at start), never_ready, fork (spawns a child
 that ignores SIGTERM), die_on_predict (exits on the first request), die_after:N (exits on request N+1),
 slow:MS (sleeps MS milliseconds per request), serial:MS (one request at a time, MS milliseconds each: a
-single-server queue whose capacity is 1000/MS req/s), serial (the same, MS from FAKE_SERVICE_MS)."""
+single-server queue whose capacity is 1000/MS req/s), serial (the same, MS from FAKE_SERVICE_MS).
+FAKE_REQUIRE_HEADER="Name: value" answers 401 to a predict request without that header (an API key)."""
 
 import json
 import os
@@ -14,6 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODE = os.environ.get("FAKE_MODE", "ok")
+REQUIRED = [part.strip() for part in os.environ.get("FAKE_REQUIRE_HEADER", "").split(":", 1)]
 SERIAL = threading.Lock()
 GOLDEN = {}
 golden_file = os.path.join(os.environ.get("FAKE_MODEL_DIR", "/nonexistent"), "..", "golden.npz")
@@ -46,6 +48,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if len(REQUIRED) == 2 and self.headers.get(REQUIRED[0]) != REQUIRED[1]:
+            self._send(401, {"error": f"missing or wrong {REQUIRED[0]} header"})
+            return
         SERVED[0] += 1
         if MODE == "die_on_predict" or (MODE.startswith("die_after:") and SERVED[0] > int(MODE.split(":")[1])):
             os.kill(os.getpid(), signal.SIGKILL)

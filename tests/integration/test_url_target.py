@@ -1,0 +1,101 @@
+"""`bench run --target url` against servers servebench did not start for the run: `bench serve` on a chosen
+port (with an API key the server demands), and a Docker container started apart from the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench.models.registry import LocalModel
+from bench.results.store import load_results
+from bench.targets.launch import free_port
+
+FAKE_RUNTIME = Path(__file__).resolve().parents[1] / "data" / "fake-runtime"
+BENCH = [sys.executable, "-m", "bench.cli"]
+SECRET = "s3cret-7f1c2a"
+pytestmark = pytest.mark.integration
+
+
+def brief_scenario(folder: Path) -> Path:
+    path = folder / "brief.yaml"
+    path.write_text(json.dumps({"name": "brief", "loop": "open", "arrival": "poisson", "rate": 50, "warmup_s": 1,
+                                "duration_s": 4, "slo": {"percentile": "p99", "ms": 200}, "min_requests": 50}))
+    return path
+
+
+@pytest.fixture
+def served(tmp_path: Path, models: dict[str, LocalModel]) -> Iterator[str]:
+    """`bench serve` of the test double on a free port, demanding an API key; its base URL."""
+    port = free_port()
+    server = subprocess.Popen([*BENCH, "serve", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "FAKE_REQUIRE_HEADER": f"X-Api-Key: {SECRET}"},
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("bench serve did not come up")
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
+
+
+def run_url(tmp_path: Path, url: str, *extra: str, out: str = "run") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BENCH, "run", "--target", "url", "--url", url, "--model", "iris-logreg",
+                           "--scenario", str(brief_scenario(tmp_path)), "--profile", "full", "--no-mlflow",
+                           "--out", str(tmp_path / out), *extra], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_a_served_endpoint_measured_by_url_with_its_api_key(tmp_path: Path, served: str) -> None:
+    result = run_url(tmp_path, f"{served}/predict", "--protocol", "kserve-v1", "--name", "fake-external",
+                     "--header", f"X-Api-Key: {SECRET}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = load_results(tmp_path / "run")
+    (cell,) = results.cells
+    assert results.target == "url" and cell.target == "url" and cell.runtime == "fake-external"
+    assert cell.validity.valid, cell.validity.reasons
+    assert cell.parity.ok and cell.counts.scheduled == cell.counts.completed > 150
+    assert cell.server.cpu_percent_mean is None and cell.server.rss_mb_max is None  # not visible: unknown
+    record = results.runtime("fake-external")
+    assert record.provisioning is not None and record.provisioning.kind == "external"
+    assert record.protocol == "kserve-v1" and "external endpoint" in (record.description or "")
+    leaked = [str(path) for path in (tmp_path / "run").rglob("*") if path.is_file()
+              and SECRET.encode() in path.read_bytes()]
+    assert not leaked, f"the API key was written to {leaked}"
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_without_the_key_the_parity_check_fails_and_nothing_is_measured(tmp_path: Path, served: str) -> None:
+    result = run_url(tmp_path, f"{served}/predict", "--protocol", "kserve-v1")
+    assert result.returncode == 1, result.stderr[-3000:]
+    (cell,) = load_results(tmp_path / "run").cells
+    assert not cell.validity.valid and not cell.parity.ok
+    assert "HTTP 401" in (cell.validity.error or ""), cell.validity
+    assert cell.runtime == f"url-127-0-0-1-{served.rsplit(':', 1)[1]}"  # named after the host and port
+
+
+def test_an_endpoint_that_does_not_answer_fails_its_cell_in_one_line(tmp_path: Path,
+                                                                      models: dict[str, LocalModel]) -> None:
+    result = run_url(tmp_path, f"http://127.0.0.1:{free_port()}/predict", "--protocol", "kserve-v1")
+    assert result.returncode == 1
+    (cell,) = load_results(tmp_path / "run").cells
+    assert "does not answer" in (cell.validity.error or ""), cell.validity
+    assert "Traceback" not in result.stderr

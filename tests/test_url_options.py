@@ -1,0 +1,87 @@
+"""The url target's options, its runtime record and where request headers may go (pure logic)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.load.connection import Endpoint as Connection
+from bench.load.connection import prebuilt_posts
+from bench.targets.base import Endpoint
+from bench.targets.url import UrlOptions, reachable
+
+
+def parse(url: str = "http://127.0.0.1:8080/v2/models/iris-logreg/infer", protocol: str | None = "v2",
+          name: str | None = None, headers: list[str] | None = None, insecure: bool = False,
+          ca_cert: str | None = None) -> UrlOptions:
+    return UrlOptions.parse(url, protocol, name, headers, insecure, ca_cert)
+
+
+def test_the_endpoint_becomes_a_runtime_named_after_its_host_and_port() -> None:
+    options = parse(headers=["Authorization: Bearer abc", "X-Team:  ml "])
+    assert (options.base_url, options.predict_path) == ("http://127.0.0.1:8080", "/v2/models/iris-logreg/infer")
+    assert options.headers == (("Authorization", "Bearer abc"), ("X-Team", "ml"))
+    runtime = options.runtime()
+    assert runtime.name == "url-127-0-0-1-8080" and runtime.protocol == "v2"  # a name starts with a letter
+    assert runtime.predict_path == "/v2/models/iris-logreg/infer"
+    assert "external endpoint http://127.0.0.1:8080/v2/models/iris-logreg/infer" in runtime.description
+    assert "Bearer" not in runtime.model_dump_json()  # headers are not part of what a run records
+    assert parse(url="https://models.example.com/predict", name="gateway").runtime().name == "gateway"
+    assert parse(url="https://models.example.com/predict").name == "models-example-com"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"url": "http://127.0.0.1:99999/p"}, "the port is not a number"),
+    ({"url": "http://127.0.0.1:8080/p?x=1"}, "a query or fragment is not sent"),
+    ({"url": "127.0.0.1:8080/p"}, "not an http:// or https:// URL"),
+    ({"protocol": None}, "--target url needs --protocol"),
+    ({"name": "Prod Gateway"}, "--name Prod Gateway: lower-case letters"),
+    ({"headers": ["Content-Type: text/plain"]}, "--header Content-Type: servebench sets it itself"),
+    ({"headers": [": value"]}, "not 'Name: value'"),
+    ({"url": "https://h/p", "ca_cert": "/nonexistent.pem"}, "--ca-cert /nonexistent.pem: no such file"),
+])
+def test_bad_options_are_one_line_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(BenchError, match=message.replace("?", "\\?")) as error:
+        parse(**kwargs)  # type: ignore[arg-type]
+    assert error.value.hint
+
+
+def test_a_malformed_header_error_does_not_echo_its_value() -> None:
+    with pytest.raises(BenchError) as error:
+        parse(headers=["Authorization=Bearer s3cret"])
+    assert "s3cret" not in str(error.value.message) + str(error.value.hint)
+
+
+def test_tls_settings_reach_requests_and_the_generator(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert parse(url="https://h/p", insecure=True).verify_tls is False
+    options = parse(url="https://h/p", ca_cert=str(bundle))
+    endpoint = Endpoint("https://h", "/p", "/p", "v2", "m", verify_tls=options.verify_tls, ca_cert=options.ca_cert)
+    assert endpoint.tls_verify == str(bundle)
+    assert Endpoint("https://h", "/p", "/p", "v2", "m", verify_tls=False).tls_verify is False
+    insecure = Connection.from_url("https://h:8443", verify_tls=False).tls_context()
+    assert insecure.check_hostname is False
+
+
+def test_headers_are_sent_but_never_shown() -> None:
+    endpoint = Endpoint("http://h:1", "/p", "/p", "v2", "m", headers=(("X-Api-Key", "s3cret"),))
+    assert "s3cret" not in repr(endpoint) and "s3cret" not in str(endpoint)
+    (request,) = prebuilt_posts(Connection.from_url("http://h:1"), "/p", "application/json", [b"{}"],
+                                endpoint.headers)
+    head, body = request.split(b"\r\n\r\n")
+    assert b"\r\nX-Api-Key: s3cret" in head and body == b"{}"
+    assert head.count(b"Content-Length: 2") == 1
+
+
+def test_reachable_says_why_not() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert reachable(f"http://127.0.0.1:{port}") is None
+    problem = reachable(f"http://127.0.0.1:{port}")
+    assert problem is not None and f"127.0.0.1:{port}" in problem and "refused" in problem.lower()
