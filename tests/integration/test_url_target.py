@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from docker_daemon import require_docker
 
+from bench.config import load_runtime
 from bench.models.registry import LocalModel
 from bench.results.store import load_results
 from bench.targets.launch import free_port
@@ -99,3 +101,25 @@ def test_an_endpoint_that_does_not_answer_fails_its_cell_in_one_line(tmp_path: P
     (cell,) = load_results(tmp_path / "run").cells
     assert "does not answer" in (cell.validity.error or ""), cell.validity
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.docker
+def test_a_container_started_apart_from_the_run_measured_by_url(tmp_path: Path,
+                                                                models: dict[str, LocalModel]) -> None:
+    """The FastAPI image in a container this test starts (not the run): the run finds, checks and measures
+    it by its URL alone, and leaves it running for its owner to stop."""
+    require_docker()
+    from bench.targets.docker import DockerTarget
+
+    target = DockerTarget(base_image=os.environ.get("SERVEBENCH_BASE_IMAGE", "servebench-base:bookworm"),
+                          offline=bool(os.environ.get("SERVEBENCH_DOCKER_OFFLINE")), memory="2g")
+    runtime = load_runtime("fastapi")
+    target.provision(runtime, tmp_path / "logs", lambda _line: None)
+    with target.deploy(runtime, models["iris-logreg"], tmp_path / "logs") as deployment:
+        endpoint = deployment.endpoint
+        result = run_url(tmp_path, endpoint.predict_url, "--protocol", endpoint.protocol, "--name", "in-a-container")
+        assert result.returncode == 0, result.stderr[-3000:]
+        (cell,) = load_results(tmp_path / "run").cells
+        assert cell.validity.valid and cell.parity.ok, cell.validity.reasons
+        assert cell.runtime == "in-a-container" and cell.counts.completed > 150
+        assert deployment.alive(), "the run stopped a server it did not start"
