@@ -23,6 +23,7 @@ from bench.runtime_options import (
     PLACEHOLDER,
     ComposeOptions,
     KServeOptions,
+    OtherProtocol,
     PlatformOptions,
     known_protocol,
 )
@@ -85,6 +86,10 @@ class RuntimeSpec(BaseModel):
     platform: PlatformOptions | None = None
     knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
     config: dict[str, Scalar] = Field(default_factory=dict, description="the knob values it runs with")
+    protocols: dict[str, OtherProtocol] = Field(default_factory=dict, description=(
+        "protocols it also serves, each on its own port (`bench run --protocol` chooses)"))
+    served_on: str | None = None  # set on a variant speaking one of `protocols`: the port template it uses
+    provisioned_as: str | None = None  # a variant shares its runtime's environment and image
     folder: Path = Path(".")
 
     _protocol = field_validator("protocol")(known_protocol)
@@ -110,6 +115,31 @@ class RuntimeSpec(BaseModel):
                     raise ValueError(f"placeholder '{{knob_{used}}}' names no knob; declared: {sorted(names)}")
         checked_config(self.knobs, self.config)
         return self
+
+    @field_validator("protocols")
+    @classmethod
+    def _known_protocols(cls, value: dict[str, OtherProtocol]) -> dict[str, OtherProtocol]:
+        for name in value:
+            known_protocol(name)
+        return value
+
+    @property
+    def build_name(self) -> str:
+        """The name its environment and image are cached under: a protocol variant shares its runtime's."""
+        return self.provisioned_as or self.name
+
+    def speaks(self) -> list[str]:
+        return [self.protocol, *self.protocols]
+
+    def speaking(self, protocol: str) -> RuntimeSpec:
+        """This runtime over another protocol it serves: a variant named <name>-<protocol>, so that one
+        run (and one report) holds both side by side."""
+        if protocol == self.protocol:
+            return self
+        other = self.protocols[protocol]
+        return self.model_copy(update={"name": f"{self.name}-{protocol}", "protocol": protocol, "protocols": {},
+                                       "served_on": other.port, "provisioned_as": self.build_name,
+                                       "description": f"{self.description} over {protocol}"})
 
     def unsupported_reason(self, model: ModelSpec) -> str | None:
         """Why this runtime cannot serve the model (not a failure: the pair is skipped), or None."""

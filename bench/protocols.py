@@ -11,6 +11,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from bench.v2_grpc_messages import MODEL_INFER, ModelInferRequest, ModelInferResponse
 
 Array = npt.NDArray[Any]
 
@@ -41,10 +44,13 @@ def _load_json(body: bytes) -> Any:
 
 
 class Codec:
-    """Base: JSON bodies. Subclasses define the request and response envelopes."""
+    """Base: JSON bodies over HTTP. Subclasses define the request and response envelopes; a codec for a
+    gRPC protocol sets `transport` and the `method` its bodies are sent to."""
 
     name: ClassVar[str] = ""
     content_type: ClassVar[str] = "application/json"
+    transport: ClassVar[str] = "http"  # or "grpc": the body is a serialised protobuf message
+    method: ClassVar[str] = ""  # gRPC: the method path every request goes to
 
     def encode(self, batch: Array, model_name: str) -> bytes:
         raise NotImplementedError
@@ -122,6 +128,54 @@ class OpenInferenceV2Codec(Codec):
         return _as_matrix(data.reshape(shape), "outputs[0]")
 
 
+V2_CONTENTS = {"FP64": "fp64_contents", "FP32": "fp32_contents", "INT64": "int64_contents", "INT32": "int_contents"}
+RAW_DTYPES = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8", "INT32": "<i4"}
+
+
+class OpenInferenceV2GrpcCodec(Codec):
+    """Open Inference Protocol v2 over gRPC (MLServer, KServe's model server): the same tensor as the REST
+    codec, as a ModelInferRequest; the answer's first output from typed contents or raw bytes."""
+
+    name = "v2-grpc"
+    content_type = "application/grpc"
+    transport = "grpc"
+    method = MODEL_INFER
+
+    def encode(self, batch: Array, model_name: str) -> bytes:
+        datatype = V2_DATATYPES.get(str(batch.dtype))
+        if datatype is None:
+            raise ValueError(f"no V2 datatype for {batch.dtype}")
+        request = ModelInferRequest(model_name=model_name)
+        tensor = request.inputs.add(name="input-0", datatype=datatype, shape=list(batch.shape))
+        getattr(tensor.contents, V2_CONTENTS[datatype]).extend(batch.ravel().tolist())
+        body: bytes = request.SerializeToString()
+        return body
+
+    def decode(self, body: bytes) -> Array:
+        response = ModelInferResponse()
+        try:
+            response.ParseFromString(body)
+        except DecodeError as exc:
+            raise ProtocolError(f"response is not a ModelInferResponse: {exc}") from None
+        if not response.outputs:
+            raise ProtocolError("response has no outputs")
+        first = response.outputs[0]
+        shape = [int(dim) for dim in first.shape]
+        if response.raw_output_contents:
+            kind = RAW_DTYPES.get(first.datatype)
+            if kind is None:
+                raise ProtocolError(f"raw output of datatype {first.datatype!r}")
+            data = np.frombuffer(response.raw_output_contents[0], dtype=kind).astype(np.float64)
+        else:
+            field = V2_CONTENTS.get(first.datatype)
+            if field is None:
+                raise ProtocolError(f"output of datatype {first.datatype!r}")
+            data = np.asarray(getattr(first.contents, field), dtype=np.float64)
+        if any(dim < 0 for dim in shape) or int(np.prod(shape)) != data.size:
+            raise ProtocolError(f"V2 output shape {shape} does not match {data.size} values")
+        return _as_matrix(data.reshape(shape), "outputs[0]")
+
+
 class SeldonCodec(Codec):
     """Seldon Core's REST protocol: {"data": {"ndarray": rows}} -> {"data": {"ndarray": rows, "names": ...}}."""
 
@@ -149,7 +203,8 @@ class SeldonCodec(Codec):
 
 CODECS: dict[str, Codec] = {
     codec.name: codec
-    for codec in (InstancesCodec(), MlflowInvocationsCodec(), OpenInferenceV2Codec(), SeldonCodec())
+    for codec in (InstancesCodec(), MlflowInvocationsCodec(), OpenInferenceV2Codec(), OpenInferenceV2GrpcCodec(),
+                  SeldonCodec())
 }
 
 

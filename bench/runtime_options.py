@@ -34,6 +34,14 @@ def known_protocol(value: str) -> str:
     return value
 
 
+class OtherProtocol(BaseModel):
+    """A protocol the runtime serves beside its main one, on a port of its own (MLServer's gRPC)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    port: str = Field(description="the port template it listens on: a {free_port_N} the env also passes, or a number")
+
+
 class KServeStock(BaseModel):
     """A stock KServe ClusterServingRuntime that serves this runtime's models too (as the variant <name>-kserve,
     KServe choosing command, ports and env). In its paths {model_name} is the InferenceService's name."""

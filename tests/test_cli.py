@@ -144,6 +144,12 @@ def _case(name: str, tmp_path: Path) -> Case:
     if name == "tune with the url target":
         return Case(["tune", "--target", "url", "--url", "http://127.0.0.1:9/p", "--protocol", "kserve-v1"],
                     ["bench tune starts each configuration itself", "(hint: use bench run"])
+    if name == "unknown protocol":
+        return Case(["run", "--protocol", "soap"], ["--protocol soap: unknown", "(hint: one of: kserve-v1"])
+    if name == "protocol the runtime does not serve":
+        return Case(["run", "--runtime", "fastapi", "--protocol", "v2-grpc"],
+                    ["--protocol v2-grpc: none of the runtimes asked for serves it",
+                     "(hint: runtimes that do: mlserver"])
     raise AssertionError(name)
 
 
@@ -156,7 +162,7 @@ CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable j
          "rate x duration too large", "out is a file", "url without the url target", "url target without a url",
          "url target with another scheme", "url target without a protocol", "url target with an unknown protocol",
          "url target with a malformed header", "url target with a runtime", "url target insecure over http",
-         "tune with the url target"]
+         "tune with the url target", "unknown protocol", "protocol the runtime does not serve"]
 # rich soft-wraps console.print at the console width (80 when not a terminal): see the report
 ONE_LINE_CASES = list(CASES)
 

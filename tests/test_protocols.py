@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.protocols import CODECS, Codec, ProtocolError, codec_for
+from bench.protocols import CODECS, V2_CONTENTS, Codec, ProtocolError, codec_for
+from bench.v2_grpc_messages import MODEL_INFER, ModelInferRequest, ModelInferResponse
 
-SHIPPED_CODECS = {"kserve-v1", "mlflow-invocations", "v2", "seldon"}
+SHIPPED_CODECS = {"kserve-v1", "mlflow-invocations", "v2", "v2-grpc", "seldon"}
 
 
 def _kserve_v1_response(request: dict[str, Any]) -> dict[str, Any]:
@@ -32,11 +33,29 @@ def _seldon_response(request: dict[str, Any]) -> dict[str, Any]:
     return {"data": {"names": [], "ndarray": request["data"]["ndarray"]}, "meta": {}}
 
 
+def _v2_grpc_response(body: bytes, raw: bool = False) -> bytes:
+    """What a V2 gRPC server echoing its input answers: typed contents, or raw little-endian bytes."""
+    request = ModelInferRequest()
+    request.ParseFromString(body)
+    (tensor,) = request.inputs
+    response = ModelInferResponse(model_name=request.model_name, id="1")
+    output = response.outputs.add(name="output-0", datatype=tensor.datatype, shape=list(tensor.shape))
+    values = getattr(tensor.contents, V2_CONTENTS[tensor.datatype])
+    if raw:
+        kind = {"FP64": "<f8", "FP32": "<f4"}[tensor.datatype]
+        response.raw_output_contents.append(np.asarray(list(values), dtype=kind).tobytes())
+    else:
+        getattr(output.contents, V2_CONTENTS[tensor.datatype]).extend(values)
+    answer: bytes = response.SerializeToString()
+    return answer
+
+
 # What an echoing server of each protocol answers, built from the request body the codec encoded.
-RESPONDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+RESPONDERS: dict[str, Callable[[Any], Any]] = {
     "kserve-v1": _kserve_v1_response,
     "mlflow-invocations": _mlflow_response,
     "v2": _v2_response,
+    "v2-grpc": _v2_grpc_response,
     "seldon": _seldon_response,
 }
 
@@ -52,6 +71,8 @@ def _batch(dtype: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _round_trip(codec: Codec, batch: np.ndarray) -> np.ndarray:
+    if codec.transport == "grpc":
+        return codec.decode(_v2_grpc_response(codec.encode(batch, "some-model")))
     request = json.loads(codec.encode(batch, "some-model"))
     body = json.dumps(RESPONDERS[codec.name](request)).encode()
     return codec.decode(body)
@@ -62,7 +83,7 @@ def test_the_shipped_codecs_are_registered_under_their_names() -> None:
     for name, codec in CODECS.items():
         assert codec.name == name
         assert codec_for(name) is codec
-        assert codec.content_type == "application/json"
+        assert codec.content_type == ("application/grpc" if codec.transport == "grpc" else "application/json")
 
 
 def test_every_codec_has_a_responder_in_this_file() -> None:
@@ -134,8 +155,11 @@ def test_a_flat_prediction_list_becomes_one_column(protocol: str) -> None:
 NOT_JSON = [b"", b"not json", b"<html>502 Bad Gateway</html>", b'{"predictions": [1, 2', b"\xff\xfe\x00"]
 
 
+JSON_CODECS = sorted(name for name, codec in CODECS.items() if codec.transport == "http")
+
+
 @pytest.mark.parametrize("body", NOT_JSON)
-@pytest.mark.parametrize("protocol", sorted(CODECS))
+@pytest.mark.parametrize("protocol", JSON_CODECS)
 def test_non_json_is_a_protocol_error(protocol: str, body: bytes) -> None:
     with pytest.raises(ProtocolError, match="not JSON"):
         CODECS[protocol].decode(body)
@@ -236,3 +260,29 @@ def test_seldon_decodes_its_tensor_form_too() -> None:
 def test_seldon_rejects_answers_without_predictions(body: bytes) -> None:
     with pytest.raises(ProtocolError):
         codec_for("seldon").decode(body)
+
+
+def test_v2_grpc_sends_the_model_name_and_one_typed_tensor() -> None:
+    codec = codec_for("v2-grpc")
+    assert codec.transport == "grpc" and codec.method == MODEL_INFER == "/inference.GRPCInferenceService/ModelInfer"
+    request = ModelInferRequest()
+    request.ParseFromString(codec.encode(np.array([[1.5, 2.0], [3.0, 4.0]]), "iris-logreg"))
+    (tensor,) = request.inputs
+    assert request.model_name == "iris-logreg" and tensor.name == "input-0"
+    assert (tensor.datatype, list(tensor.shape)) == ("FP64", [2, 2])
+    assert list(tensor.contents.fp64_contents) == [1.5, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_v2_grpc_reads_raw_output_contents_too(dtype: str) -> None:
+    codec = codec_for("v2-grpc")
+    batch = _batch(dtype, (5, 3))
+    decoded = codec.decode(_v2_grpc_response(codec.encode(batch, "m"), raw=True))
+    np.testing.assert_array_equal(decoded, batch.astype(np.float64), strict=True)
+
+
+@pytest.mark.parametrize("body", [b"\xff\xff\xff", ModelInferResponse(model_name="m").SerializeToString(),
+                                  b"{\"outputs\": []}"], ids=["garbage", "no outputs", "json"])
+def test_malformed_v2_grpc_answers_are_protocol_errors(body: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        codec_for("v2-grpc").decode(body)

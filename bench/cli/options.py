@@ -98,7 +98,8 @@ def add_url_options(parser: argparse.ArgumentParser) -> None:
     """The url target's endpoint: what to measure when servebench did not start the server."""
     group = parser.add_argument_group("--target url (an endpoint already running)")
     group.add_argument("--url", help="the predict URL, e.g. http://127.0.0.1:8080/v2/models/iris-logreg/infer")
-    group.add_argument("--protocol", help="the wire protocol it speaks (kserve-v1, v2, mlflow, seldon)")
+    group.add_argument("--protocol", help="the wire protocol it speaks; with other targets, the protocols to "
+                       "measure each runtime over, comma-separated (v2,v2-grpc: MLServer over REST and gRPC)")
     group.add_argument("--name", help="what to call it in results and reports (default: from the host and port)")
     group.add_argument("--header", action="append", metavar="'NAME: VALUE'", help="an extra request header, "
                        "repeatable (an API key: sent, never written to results, logs or plan files)")
@@ -106,11 +107,31 @@ def add_url_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ca-cert", metavar="FILE", help="https: verify the server against this CA bundle")
 
 
+def over_protocols(specs: list[RuntimeSpec], protocols: str) -> list[RuntimeSpec]:
+    """Each runtime once per asked protocol it serves (its main one under its own name, another as the
+    variant <name>-<protocol>); a protocol no asked runtime serves is a usage error."""
+    from bench.config import available_runtimes, load_runtime
+    from bench.protocols import CODECS
+
+    asked = [name.strip() for name in protocols.split(",") if name.strip()]
+    for name in asked:
+        if name not in CODECS:
+            raise BenchError(f"--protocol {name}: unknown", hint=f"one of: {', '.join(sorted(CODECS))}")
+    chosen = [spec.speaking(name) for spec in specs for name in asked if name in spec.speaks()]
+    for name in asked:
+        if not any(spec.protocol == name for spec in chosen):
+            speakers = [other for other in available_runtimes() if name in load_runtime(other).speaks()]
+            raise BenchError(f"--protocol {name}: none of the runtimes asked for serves it",
+                             hint=f"runtimes that do: {', '.join(speakers)}" if speakers else
+                             "a runtime declares extra protocols under protocols: in its runtime.yaml")
+    return chosen
+
+
 def url_options(args: argparse.Namespace) -> UrlOptions | None:
     """The url target's options, checked; None for other targets (which refuse them)."""
     from bench.targets.url import UrlOptions
 
-    given = [flag for flag, value in (("--url", args.url), ("--protocol", args.protocol), ("--name", args.name),
+    given = [flag for flag, value in (("--url", args.url), ("--name", args.name),
                                       ("--header", args.header), ("--insecure", args.insecure),
                                       ("--ca-cert", args.ca_cert)) if value]
     if args.target != "url":

@@ -16,6 +16,7 @@ from bench.cli.options import (
     cpus,
     image_settings,
     models,
+    over_protocols,
     runtimes,
     target_options,
 )
@@ -63,8 +64,12 @@ def add_parser(commands: Commands) -> None:
 
 
 def runtimes_of(args: argparse.Namespace) -> list[RuntimeSpec]:
-    """The runtimes asked for; none with --target url, whose endpoint is the runtime (the target adds it)."""
-    return [] if args.target == "url" else runtimes(args.runtime)
+    """The runtimes asked for, over the protocols asked for; none with --target url, whose endpoint is the
+    runtime (the target adds it)."""
+    if args.target == "url":
+        return []
+    specs = runtimes(args.runtime)
+    return over_protocols(specs, args.protocol) if args.protocol else specs
 
 
 def scenario_of(args: argparse.Namespace) -> Scenario:

@@ -41,6 +41,7 @@ from locust.runners import MasterRunner
 
 from bench.load.bodies import request_bodies
 from bench.load.connection import Endpoint, KeepAliveConnection, prebuilt_posts
+from bench.load.grpc_connection import GrpcConnection, use_gevent
 from bench.load.plan import HEADERS_ENV, LoadPlan
 from bench.load.schedule import worker_slots
 from bench.protocols import codec_for
@@ -166,11 +167,22 @@ STATE: dict[str, int] = {"active": 0}
 IN_FLIGHT: dict[int, tuple[float, float]] = {}  # per user: the scheduled and send time of its open request
 
 
-ENDPOINT = Endpoint.from_url(PLAN.base_url, PLAN.verify_tls, PLAN.ca_cert)
+CODEC = codec_for(PLAN.protocol)
 HEADERS = [(str(name), str(value)) for name, value in json.loads(os.environ.get(HEADERS_ENV, "[]"))]
-REQUESTS = prebuilt_posts(ENDPOINT, PLAN.predict_path, codec_for(PLAN.protocol).content_type,
-                          request_bodies(np.load(PLAN.rows_file), PLAN.protocol, PLAN.model_name, PLAN.batch_size,
-                                         PLAN.distinct_bodies, PLAN.seed), HEADERS)
+BODIES = request_bodies(np.load(PLAN.rows_file), PLAN.protocol, PLAN.model_name, PLAN.batch_size,
+                        PLAN.distinct_bodies, PLAN.seed)
+if CODEC.transport == "grpc":
+    use_gevent()
+    REQUESTS = BODIES  # sent as they are: the channel frames them
+else:
+    ENDPOINT = Endpoint.from_url(PLAN.base_url, PLAN.verify_tls, PLAN.ca_cert)
+    REQUESTS = prebuilt_posts(ENDPOINT, PLAN.predict_path, CODEC.content_type, BODIES, HEADERS)
+
+
+def _connection() -> KeepAliveConnection | GrpcConnection:
+    if CODEC.transport == "grpc":
+        return GrpcConnection(PLAN.base_url, PLAN.predict_path, PLAN.request_timeout_s, HEADERS)
+    return KeepAliveConnection(ENDPOINT, PLAN.request_timeout_s)
 
 
 def _on_test_start(environment: Any, **_kwargs: Any) -> None:
@@ -234,7 +246,7 @@ class ServebenchUser(User):
 
     def on_start(self) -> None:
         self.body_index = 0
-        self.connection = KeepAliveConnection(ENDPOINT, PLAN.request_timeout_s)
+        self.connection = _connection()
         STATE["active"] += 1
 
     def on_stop(self) -> None:

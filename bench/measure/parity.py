@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import requests
 
+from bench.load.grpc_connection import GrpcConnection
 from bench.models.registry import LocalModel
-from bench.protocols import ProtocolError, codec_for
+from bench.protocols import Codec, ProtocolError, codec_for
 from bench.targets.base import Endpoint
 
 REQUEST_TIMEOUT_S = 60
@@ -28,6 +29,31 @@ class ParityResult:
     answered: bool = False  # the server answered with predictions (so a failure is a mismatch)
 
 
+class _Client:
+    """One request at a time to the endpoint, over its codec's transport: (status, body, error text)."""
+
+    def __init__(self, endpoint: Endpoint, codec: Codec) -> None:
+        self.endpoint, self.codec = endpoint, codec
+        self.session = requests.Session() if codec.transport == "http" else None
+        self.channel = None if self.session else GrpcConnection(endpoint.base_url, endpoint.predict_path,
+                                                                REQUEST_TIMEOUT_S, endpoint.headers)
+
+    def exchange(self, body: bytes) -> tuple[int, bytes, str]:
+        if self.channel is not None:
+            return self.channel.exchange(body)
+        assert self.session is not None
+        response = self.session.post(self.endpoint.predict_url, data=body, timeout=REQUEST_TIMEOUT_S,
+                                     headers={**dict(self.endpoint.headers), "Content-Type": self.codec.content_type},
+                                     verify=self.endpoint.tls_verify)
+        return response.status_code, response.content, response.text[:300]
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        if self.channel is not None:
+            self.channel.close()
+
+
 def check_parity(endpoint: Endpoint, model: LocalModel, tolerance: float | None = None) -> ParityResult:
     """The golden rows through the endpoint, compared within the model's tolerance (or the runtime's)."""
     atol = model.spec.parity_atol if tolerance is None else tolerance
@@ -35,19 +61,18 @@ def check_parity(endpoint: Endpoint, model: LocalModel, tolerance: float | None 
     batches = [(model.golden_inputs, model.golden_outputs), (model.golden_inputs[:1], model.golden_outputs[:1])]
     worst = 0.0
     rows = 0
-    with requests.Session() as session:
+    client = _Client(endpoint, codec)
+    try:
         for inputs, expected in batches:
             try:
-                response = session.post(endpoint.predict_url, data=codec.encode(inputs, model.name),
-                                        headers={**dict(endpoint.headers), "Content-Type": codec.content_type},
-                                        timeout=REQUEST_TIMEOUT_S, verify=endpoint.tls_verify)
+                status, content, text = client.exchange(codec.encode(inputs, model.name))
             except requests.RequestException as exc:
                 return ParityResult(False, None, rows, f"request failed: {type(exc).__name__}: {exc}")
-            if response.status_code != 200:
-                snippet = response.text[:300].replace("\n", " ")
-                return ParityResult(False, None, rows, f"HTTP {response.status_code}: {snippet}")
+            if status != 200:
+                what = f"HTTP {status}" if codec.transport == "http" else f"gRPC error (as HTTP {status})"
+                return ParityResult(False, None, rows, f"{what}: {text.replace(chr(10), ' ')}")
             try:
-                answer = codec.decode(response.content)
+                answer = codec.decode(content)
             except ProtocolError as exc:
                 return ParityResult(False, None, rows, f"undecodable answer: {exc}")
             if answer.shape != expected.shape:
@@ -55,6 +80,8 @@ def check_parity(endpoint: Endpoint, model: LocalModel, tolerance: float | None 
                                     f"answer shape {list(answer.shape)}, expected {list(expected.shape)}", True)
             worst = max(worst, float(np.max(np.abs(answer - expected))))
             rows += len(inputs)
+    finally:
+        client.close()
     ok = worst <= atol
     error = None if ok else f"max abs diff {worst:.3g} over tolerance {atol:g}"
     return ParityResult(ok, worst, rows, error, True)

@@ -75,7 +75,7 @@ def pinned_requirements(spec: RuntimeSpec) -> dict[str, str]:
 
 
 def env_path(spec: RuntimeSpec) -> Path:
-    return env_cache_dir() / f"{spec.name}-{env_key(spec)}"
+    return env_cache_dir() / f"{spec.build_name}-{env_key(spec)}"
 
 
 def load_env(spec: RuntimeSpec) -> RuntimeEnv | None:

@@ -112,7 +112,7 @@ def runtime_source(spec: RuntimeSpec) -> ImageSource:
     inputs = image_inputs(spec)
     folder = spec.folder.resolve()
     inside = all(path.resolve().parent == folder for path in inputs)
-    return ImageSource(spec.name, tuple((path.name, path) for path in inputs), spec.requirements_file,
+    return ImageSource(spec.build_name, tuple((path.name, path) for path in inputs), spec.requirements_file,
                        spec.folder if inside else None)
 
 

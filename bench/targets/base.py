@@ -37,6 +37,7 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     verify_tls: bool = True
     ca_cert: str | None = None
+    ready_base_url: str | None = None  # where readiness is asked when predictions go elsewhere (gRPC)
 
     @property
     def tls_verify(self) -> bool | str:
@@ -49,7 +50,7 @@ class Endpoint:
 
     @property
     def readiness_url(self) -> str:
-        return self.base_url + self.readiness_path
+        return (self.ready_base_url or self.base_url) + self.readiness_path
 
 
 @dataclass(eq=False)

@@ -140,6 +140,9 @@ class DockerTarget(Target):
         port = free_port()
         launch = render_launch(runtime, model.name, layout.values("0.0.0.0" if self.bridge else HOST, port))
         endpoint = launch.endpoint
+        if self.bridge and runtime.served_on is not None:
+            raise DeployError(f"{runtime.name}: {runtime.protocol} on a bridge network is not supported yet",
+                              hint="measure it with host networking (the default here) or over its main protocol")
         if self.bridge:  # the server binds 0.0.0.0 inside its own namespace; the host sees 127.0.0.1 only
             endpoint = type(endpoint)(f"http://{HOST}:{port}", endpoint.predict_path, endpoint.readiness_path,
                                       endpoint.protocol, endpoint.model_name)

@@ -15,6 +15,7 @@ from typing import Any
 from bench.config import RuntimeSpec
 from bench.errors import BenchError
 from bench.knobs import knob_env, knob_placeholders
+from bench.protocols import codec_for
 from bench.runtime_options import FREE_PORT, PLACEHOLDER
 from bench.targets.base import Endpoint
 
@@ -107,8 +108,14 @@ def render_launch(runtime: RuntimeSpec, model_name: str, values: dict[str, str])
     command = [render(part, filled) for part in runtime.command]
     env = {key: render(value, filled) for key, value in runtime.env.items()}
     env.update(knob_env(runtime.knobs, runtime.config))  # a knob's variable wins over runtime.yaml's env
-    endpoint = Endpoint(f"http://{filled['host']}:{filled['port']}", render(runtime.predict_path, filled),
-                        render(runtime.readiness_path, filled), runtime.protocol, model_name)
+    http = f"http://{filled['host']}:{filled['port']}"
+    readiness = render(runtime.readiness_path, filled)
+    if runtime.served_on is None:
+        endpoint = Endpoint(http, render(runtime.predict_path, filled), readiness, runtime.protocol, model_name)
+    else:  # a protocol on a port of its own (gRPC): predictions go there, readiness stays on the HTTP port
+        base = f"grpc://{filled['host']}:{render(runtime.served_on, filled)}"
+        endpoint = Endpoint(base, codec_for(runtime.protocol).method, readiness, runtime.protocol, model_name,
+                            ready_base_url=http)
     return Launch(command, env, endpoint)
 
 

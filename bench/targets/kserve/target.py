@@ -253,6 +253,9 @@ class KServeTarget(Target):
                 **runtime.settings}
 
     def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> KServeDeployment:
+        if runtime.served_on is not None:  # the port-forward carries the HTTP port only
+            raise DeployError(f"{runtime.name}: {runtime.protocol} on KServe is not supported yet",
+                              hint="measure it on the local or docker target")
         try:
             isvc, served = self.render(runtime, model, log_dir)
         except BenchError as exc:
