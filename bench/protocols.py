@@ -11,9 +11,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from google.protobuf.message import DecodeError
-
-from bench.v2_grpc_messages import MODEL_INFER, ModelInferRequest, ModelInferResponse
 
 Array = npt.NDArray[Any]
 
@@ -139,9 +136,13 @@ class OpenInferenceV2GrpcCodec(Codec):
     name = "v2-grpc"
     content_type = "application/grpc"
     transport = "grpc"
-    method = MODEL_INFER
+    method = "/inference.GRPCInferenceService/ModelInfer"
+    # protobuf is imported when the codec is used, not when this module is: the Locust web UI's image
+    # (docker/locust) imports the codecs and speaks HTTP only
 
     def encode(self, batch: Array, model_name: str) -> bytes:
+        from bench.v2_grpc_messages import ModelInferRequest
+
         datatype = V2_DATATYPES.get(str(batch.dtype))
         if datatype is None:
             raise ValueError(f"no V2 datatype for {batch.dtype}")
@@ -152,6 +153,10 @@ class OpenInferenceV2GrpcCodec(Codec):
         return body
 
     def decode(self, body: bytes) -> Array:
+        from google.protobuf.message import DecodeError
+
+        from bench.v2_grpc_messages import ModelInferResponse
+
         response = ModelInferResponse()
         try:
             response.ParseFromString(body)

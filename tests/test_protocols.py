@@ -286,3 +286,17 @@ def test_v2_grpc_reads_raw_output_contents_too(dtype: str) -> None:
 def test_malformed_v2_grpc_answers_are_protocol_errors(body: bytes) -> None:
     with pytest.raises(ProtocolError):
         codec_for("v2-grpc").decode(body)
+
+
+def test_the_codecs_import_without_protobuf() -> None:
+    """The Locust web UI's image (docker/locust) has no protobuf or grpc: what its locustfile imports (the
+    codecs, the bodies, the target parsing) must load and encode without them."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.modules['google.protobuf'] = None; sys.modules['grpc'] = None\n"
+             "import numpy as np, bench.load.bodies, bench.load.interactive\n"
+             "from bench.protocols import codec_for\n"
+             "print(len(codec_for('v2').encode(np.ones((1, 4)), 'm')) > 0)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr[-800:]
