@@ -17,45 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.errors import BenchError
 from bench.knobs import KNOB_PLACEHOLDER, Knob, checked_config
 from bench.knobs import Scalar as Scalar  # the type of a setting or knob value, re-exported
+from bench.paths import env_cache_dir as env_cache_dir  # re-exported: where every caller looks
+from bench.paths import project_root as project_root
+from bench.paths import runtimes_dir as runtimes_dir
+from bench.paths import shared_code_dir as shared_code_dir
+from bench.paths import state_dir as state_dir
 from bench.runtime_options import (
     FREE_PORT,
     KNOWN_PLACEHOLDERS,
     PLACEHOLDER,
     ComposeOptions,
     KServeOptions,
-    OtherProtocol,
+    OtherProtocols,
     PlatformOptions,
     known_protocol,
 )
-
-
-def project_root() -> Path:
-    """The checkout holding runtimes/ and scenarios/ (the package's parent), else the working dir."""
-    candidate = Path(__file__).resolve().parent.parent
-    if (candidate / "runtimes").is_dir():
-        return candidate
-    return Path.cwd()
-
-
-def state_dir() -> Path:
-    """Project-local, git-ignored: MLflow store, model copies. SERVEBENCH_HOME overrides."""
-    return Path(os.environ.get("SERVEBENCH_HOME", project_root() / ".servebench")).resolve()
-
-
-def env_cache_dir() -> Path:
-    """Per-runtime virtualenvs, keyed by content hash, shared by every checkout on the machine."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "servebench" / "envs"
-    return Path(os.environ.get("SERVEBENCH_ENV_CACHE", default)).resolve()
-
-
-def runtimes_dir() -> Path:
-    return project_root() / "runtimes"
-
-
-def shared_code_dir() -> Path:
-    """Serving code the runtime folders share (runtime.yaml's {shared_dir}); an image copies it beside the
-    runtime's own code."""
-    return runtimes_dir() / "common"
 
 
 class RuntimeSpec(BaseModel):
@@ -86,7 +62,7 @@ class RuntimeSpec(BaseModel):
     platform: PlatformOptions | None = None
     knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
     config: dict[str, Scalar] = Field(default_factory=dict, description="the knob values it runs with")
-    protocols: dict[str, OtherProtocol] = Field(default_factory=dict, description=(
+    protocols: OtherProtocols = Field(default_factory=dict, description=(
         "protocols it also serves, each on its own port (`bench run --protocol` chooses)"))
     served_on: str | None = None  # set on a variant speaking one of `protocols`: the port template it uses
     provisioned_as: str | None = None  # a variant shares its runtime's environment and image
@@ -116,30 +92,10 @@ class RuntimeSpec(BaseModel):
         checked_config(self.knobs, self.config)
         return self
 
-    @field_validator("protocols")
-    @classmethod
-    def _known_protocols(cls, value: dict[str, OtherProtocol]) -> dict[str, OtherProtocol]:
-        for name in value:
-            known_protocol(name)
-        return value
-
     @property
     def build_name(self) -> str:
         """The name its environment and image are cached under: a protocol variant shares its runtime's."""
         return self.provisioned_as or self.name
-
-    def speaks(self) -> list[str]:
-        return [self.protocol, *self.protocols]
-
-    def speaking(self, protocol: str) -> RuntimeSpec:
-        """This runtime over another protocol it serves: a variant named <name>-<protocol>, so that one
-        run (and one report) holds both side by side."""
-        if protocol == self.protocol:
-            return self
-        other = self.protocols[protocol]
-        return self.model_copy(update={"name": f"{self.name}-{protocol}", "protocol": protocol, "protocols": {},
-                                       "served_on": other.port, "provisioned_as": self.build_name,
-                                       "description": f"{self.description} over {protocol}"})
 
     def unsupported_reason(self, model: ModelSpec) -> str | None:
         """Why this runtime cannot serve the model (not a failure: the pair is skipped), or None."""

@@ -4,9 +4,9 @@ and its `kserve:` and `compose:` blocks (how it runs on KServe and under docker 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from bench.protocols import CODECS
 
@@ -40,6 +40,15 @@ class OtherProtocol(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     port: str = Field(description="the port template it listens on: a {free_port_N} the env also passes, or a number")
+
+
+def _known_protocols(value: dict[str, OtherProtocol]) -> dict[str, OtherProtocol]:
+    for name in value:
+        known_protocol(name)
+    return value
+
+
+OtherProtocols = Annotated[dict[str, OtherProtocol], AfterValidator(_known_protocols)]
 
 
 class KServeStock(BaseModel):

@@ -18,7 +18,8 @@ LAYERS = [
     {"measure", "compare"},
     {"targets", "load", "stats", "profile", "report"},
     {"results", "models", "provision"},
-    {"config", "protocols", "errors", "events", "processes", "knobs", "runtime_options"},
+    {"config", "protocols", "errors", "events", "processes", "knobs", "runtime_options", "protocol_variants", "paths",
+     "order_statistics", "v2_grpc_messages"},
 ]
 
 

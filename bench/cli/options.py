@@ -111,16 +111,17 @@ def over_protocols(specs: list[RuntimeSpec], protocols: str) -> list[RuntimeSpec
     """Each runtime once per asked protocol it serves (its main one under its own name, another as the
     variant <name>-<protocol>); a protocol no asked runtime serves is a usage error."""
     from bench.config import available_runtimes, load_runtime
+    from bench.protocol_variants import speaking, speaks
     from bench.protocols import CODECS
 
     asked = [name.strip() for name in protocols.split(",") if name.strip()]
     for name in asked:
         if name not in CODECS:
             raise BenchError(f"--protocol {name}: unknown", hint=f"one of: {', '.join(sorted(CODECS))}")
-    chosen = [spec.speaking(name) for spec in specs for name in asked if name in spec.speaks()]
+    chosen = [speaking(spec, name) for spec in specs for name in asked if name in speaks(spec)]
     for name in asked:
         if not any(spec.protocol == name for spec in chosen):
-            speakers = [other for other in available_runtimes() if name in load_runtime(other).speaks()]
+            speakers = [other for other in available_runtimes() if name in speaks(load_runtime(other))]
             raise BenchError(f"--protocol {name}: none of the runtimes asked for serves it",
                              hint=f"runtimes that do: {', '.join(speakers)}" if speakers else
                              "a runtime declares extra protocols under protocols: in its runtime.yaml")
