@@ -7,7 +7,8 @@ Fixtures (tests/data/runs), one per shape on record:
 - smoke-4runtimes, smoke-2runtimes: schema 1 as of 2026-11-25 (flat cells, no scheduled_rps, no warnings);
 - sweep-v1-latest: the last schema-1 shape (scheduled_rps, warnings, sweeps, runtime folder and
   environment facts), written by commit 5e5e2cf with the test-double runtime;
-- fake-v2: schema 2, written by the current code (bench run with the test-double runtime).
+- fake-v2: schema 2, written by the current code (bench run with the test-double runtime);
+- fake-v5: schema 5, the shape of fake-v2 as the code before server profiles (schema 6) wrote it.
 tests/data/summaries/*.md are the summary.md files commit 5e5e2cf (before the typed schema) rendered
 from these runs and the report tests' variations of them.
 """
@@ -27,7 +28,7 @@ from bench.results.schema import SCHEMA_VERSION, RunResults
 from bench.results.store import load_results, write_results
 
 SUMMARIES = Path(__file__).parent / "data" / "summaries"
-SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2"]
+SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2", "fake-v5"]
 
 
 def _copy(name: str) -> Callable[[Path], Path]:
@@ -143,3 +144,21 @@ def test_results_are_immutable() -> None:
     results: RunResults = load_results(RUNS / "smoke-2runtimes")
     with pytest.raises(ValueError):
         results.cells[0].counts.requests = 1  # type: ignore[misc]
+
+
+def test_a_schema_5_cell_upgrades_without_a_profile_and_a_profiled_cell_round_trips(tmp_path: Path) -> None:
+    """Schema 6 adds server_profile and model_cost; a schema-5 file (fake-v5, the shape the code before
+    them wrote) has neither, and a cell carrying both survives a write and a read."""
+    from bench.results.schema import ModelCost, ProfileShares, ServerProfile
+
+    results = load_results(RUNS / "fake-v5")
+    assert all(cell.server_profile is None and cell.model_cost is None for cell in results.cells)
+    profile = ServerProfile(rate_hz=100, samples=812, processes=1, flamegraph="profiles/001.svg",
+                            stacks="profiles/001.txt",
+                            shares=ProfileShares(model=0.5, serialisation=0.1, http=0.3, other=0.05, unclassified=0.05))
+    cell = results.cells[0].model_copy(update={"server_profile": profile, "model_cost": ModelCost(
+        predict_ms_p50=0.08, predict_ms_mean=0.09, calls=200, batch_size=1)})
+    written = tmp_path / "results.json"
+    write_results(written, results.model_copy(update={"cells": (cell, *results.cells[1:])}))
+    again = load_results(written).cells[0]
+    assert again.server_profile == profile and again.model_cost is not None and again.model_cost.predict_ms_p50 == 0.08

@@ -26,6 +26,11 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
    at the latency it failed after, a dropped one at the end of the run, a lower bound); `latency_ok`
    keeps the success-only figures. Files before 5 upgrade with `latency_includes: "successful"` (their
    latency was success-only), scheduled = sent = requests and dropped = queued = None (never recorded).
+6. 2026-12: where the server's time goes. A profiled cell (`bench run --profile-server`) has
+   `server_profile`: py-spy's rate and sample count, the shares of samples in model, serialisation, HTTP,
+   framework, other and unclassified code (summing to 1), and its flame graph and collapsed stacks
+   (paths in the run folder), or the reason there is none; `model_cost` is the model's own predict timed
+   in-process in the runtime's environment. Older cells upgrade with neither (None).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Literal
 from pydantic import Field
 
 from bench.config import PERCENTILE_NAMES, Profile, Scalar, Scenario, Slo
+from bench.results.profiles import ModelCost, ProfileShares, ServerProfile
 from bench.results.record import Record
 from bench.results.searches import (
     CapacityRecord,
@@ -50,12 +56,12 @@ from bench.results.searches import (
 __all__ = [
     "LATENCY_POLICY_TEXT", "SCHEMA_VERSION", "CapacityRecord", "Cell", "CellStatus", "Counts", "Environment",
     "Fairness", "GeneratorUsage", "Interval", "Latency", "LatencyIntervals", "LatencyPolicy", "LoadPoint",
-    "Measured", "ModelRecord", "Parity", "Provisioning", "Rates", "Record", "RoundsRecord", "RunFairness",
-    "RunResults", "RunStatus", "RuntimeRecord", "Second", "ServerUsage", "ServingCode", "SkippedConfig",
-    "Sweep", "SweepPoint", "TunedConfig", "TuningRecord", "Validity",
+    "Measured", "ModelCost", "ModelRecord", "Parity", "ProfileShares", "Provisioning", "Rates", "Record",
+    "RoundsRecord", "RunFairness", "RunResults", "RunStatus", "RuntimeRecord", "Second", "ServerProfile",
+    "ServerUsage", "ServingCode", "SkippedConfig", "Sweep", "SweepPoint", "TunedConfig", "TuningRecord", "Validity",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 CellStatus = Literal["valid", "invalid", "failed"]
 # What a cell's latency percentiles are over: every request scheduled in the window (a failed one at the
@@ -240,6 +246,8 @@ class Cell(Measured):
     timeseries: tuple[Second, ...] = ()
     validity: Validity = Validity()
     samples_file: str | None = None
+    server_profile: ServerProfile | None = None  # bench run --profile-server: where the server's time went
+    model_cost: ModelCost | None = None  # the model's own predict, timed without a server
 
     @property
     def status(self) -> CellStatus:

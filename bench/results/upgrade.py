@@ -238,8 +238,13 @@ def upgrade_to_5(payload: JsonObject) -> JsonObject:
     return {**payload, "schema_version": 5, "cells": cells}
 
 
+def upgrade_to_6(payload: JsonObject) -> JsonObject:
+    """Schema 6 adds each cell's optional `server_profile` and `model_cost`: older cells have neither."""
+    return {**payload, "schema_version": 6}
+
+
 UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4,
-                                                           5: upgrade_to_5}
+                                                           5: upgrade_to_5, 6: upgrade_to_6}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:

@@ -1,0 +1,44 @@
+"""Where a cell's server time went (schema 6): the shares of its sampled profile and the model's own cost."""
+
+from __future__ import annotations
+
+from bench.results.record import Record
+
+
+class ProfileShares(Record):
+    """Shares of the server's CPU samples by category; they sum to 1 (unclassified included)."""
+
+    model: float = 0.0
+    serialisation: float = 0.0
+    http: float = 0.0
+    framework: float = 0.0
+    other: float = 0.0
+    unclassified: float = 0.0
+
+    @property
+    def serving(self) -> float:
+        """Everything that is not the model."""
+        return 1.0 - self.model
+
+
+class ServerProfile(Record):
+    """A sampled profile of the server's process tree over the measured window (py-spy), or why there is none."""
+
+    profiler: str = "py-spy"
+    rate_hz: int | None = None
+    samples: int = 0
+    processes: int = 0  # Python processes that were sampled
+    shares: ProfileShares | None = None  # None: no samples (see error)
+    flamegraph: str | None = None  # an SVG, relative to the run folder
+    stacks: str | None = None  # the collapsed stacks it was drawn from, relative to the run folder
+    error: str | None = None
+
+
+class ModelCost(Record):
+    """The model's own predict timed in-process in the runtime's environment (no server), on the rows the
+    generator sends at the cell's batch size."""
+
+    predict_ms_p50: float
+    predict_ms_mean: float
+    calls: int
+    batch_size: int
