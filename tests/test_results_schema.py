@@ -8,7 +8,8 @@ Fixtures (tests/data/runs), one per shape on record:
 - sweep-v1-latest: the last schema-1 shape (scheduled_rps, warnings, sweeps, runtime folder and
   environment facts), written by commit 5e5e2cf with the test-double runtime;
 - fake-v2: schema 2, written by the current code (bench run with the test-double runtime);
-- fake-v5: schema 5, the shape of fake-v2 as the code before server profiles (schema 6) wrote it.
+- fake-v5: schema 5, the shape of fake-v2 as the code before server profiles (schema 6) wrote it;
+- fake-v6: schema 6, the same run as the code before remote generator workers (schema 7) wrote it.
 tests/data/summaries/*.md are the summary.md files commit 5e5e2cf (before the typed schema) rendered
 from these runs and the report tests' variations of them.
 """
@@ -28,7 +29,8 @@ from bench.results.schema import SCHEMA_VERSION, RunResults
 from bench.results.store import load_results, write_results
 
 SUMMARIES = Path(__file__).parent / "data" / "summaries"
-SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2", "fake-v5"]
+SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2", "fake-v5",
+          "fake-v6"]
 
 
 def _copy(name: str) -> Callable[[Path], Path]:
@@ -162,3 +164,21 @@ def test_a_schema_5_cell_upgrades_without_a_profile_and_a_profiled_cell_round_tr
     write_results(written, results.model_copy(update={"cells": (cell, *results.cells[1:])}))
     again = load_results(written).cells[0]
     assert again.server_profile == profile and again.model_cost is not None and again.model_cost.predict_ms_p50 == 0.08
+
+
+def test_a_schema_6_cell_upgrades_with_a_local_generator_and_remote_workers_round_trip(tmp_path: Path) -> None:
+    """Schema 7 adds generator.workers; a schema-6 file (fake-v6) has none, and a cell naming two remote
+    workers survives a write and a read."""
+    from bench.results.schema import GeneratorUsage, GeneratorWorker
+
+    results = load_results(RUNS / "fake-v6")
+    assert all(cell.generator is None or cell.generator.workers == () for cell in results.cells)
+    workers = (GeneratorWorker(index=0, host="gen-a", address="10.213.0.2", clock_offset_ms=0.01, clock_rtt_ms=0.3,
+                               samples=120, finished=True),
+               GeneratorWorker(index=1, host="gen-b", address="10.213.0.3", clock_offset_ms=-0.02, clock_rtt_ms=0.2,
+                               samples=119, finished=True))
+    cell = results.cells[0].model_copy(update={"generator": GeneratorUsage(cpu_percent_max=12.0, workers=workers)})
+    written = tmp_path / "results.json"
+    write_results(written, results.model_copy(update={"cells": (cell, *results.cells[1:])}))
+    again = load_results(written).cells[0]
+    assert again.generator is not None and again.generator.workers == workers

@@ -31,6 +31,11 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
    framework, other and unclassified code (summing to 1), and its flame graph and collapsed stacks
    (paths in the run folder), or the reason there is none; `model_cost` is the model's own predict timed
    in-process in the runtime's environment. Older cells upgrade with neither (None).
+7. 2026-12: remote load generators (`bench run --expect-workers N`, `bench worker`): a cell's
+   `generator.workers` lists each worker's index (the samples' `worker` column), host and address, its
+   clock offset from the master with the round trip and drift that bound it, when it joined, how late it
+   sent (mean, max), its own CPU and whether every sample it recorded arrived. Older cells have none (a
+   local generator).
 """
 
 from __future__ import annotations
@@ -55,13 +60,14 @@ from bench.results.searches import (
 # Every record is imported from here, the search records and the base included.
 __all__ = [
     "LATENCY_POLICY_TEXT", "SCHEMA_VERSION", "CapacityRecord", "Cell", "CellStatus", "Counts", "Environment",
-    "Fairness", "GeneratorUsage", "Interval", "Latency", "LatencyIntervals", "LatencyPolicy", "LoadPoint",
+    "Fairness", "GeneratorUsage", "GeneratorWorker", "Interval", "Latency", "LatencyIntervals", "LatencyPolicy",
+    "LoadPoint",
     "Measured", "ModelCost", "ModelRecord", "Parity", "ProfileShares", "Provisioning", "Rates", "Record",
     "RoundsRecord", "RunFairness", "RunResults", "RunStatus", "RuntimeRecord", "Second", "ServerProfile",
     "ServerUsage", "ServingCode", "SkippedConfig", "Sweep", "SweepPoint", "TunedConfig", "TuningRecord", "Validity",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 CellStatus = Literal["valid", "invalid", "failed"]
 # What a cell's latency percentiles are over: every request scheduled in the window (a failed one at the
@@ -165,12 +171,32 @@ class ServerUsage(Record):
     cpu_s_per_1000: float | None = None  # server CPU-seconds per 1,000 completed predictions (cost)
 
 
+class GeneratorWorker(Record):
+    """One remote generator (bench worker) in a cell: who it was, its clock, how late it sent."""
+
+    index: int  # the samples' `worker` column
+    host: str
+    address: str = ""  # the address it reached the master from
+    joined_after_s: float | None = None  # after the master started listening
+    clock_offset_ms: float | None = None  # the master's clock minus the worker's (corrected for)
+    clock_rtt_ms: float | None = None  # of the exchange the offset came from: the offset is within half of it
+    clock_drift_ms: float | None = None  # the offset at the end minus at the start
+    samples: int = 0
+    late_mean_ms: float | None = None
+    late_max_ms: float | None = None
+    cpu_percent_max: float | None = None
+    cpu_percent_mean: float | None = None
+    finished: bool = False  # every sample it recorded reached the master
+
+
 class GeneratorUsage(Record):
-    """The load generator's own CPU: above 90% its timing cannot be trusted."""
+    """The load generator's own CPU: above 90% its timing cannot be trusted. With remote workers, the
+    highest of theirs, and each worker's own record."""
 
     cpu_percent_max: float | None = None
     cpu_percent_mean: float | None = None
     cpus: tuple[int, ...] = ()
+    workers: tuple[GeneratorWorker, ...] = ()  # remote workers (bench worker); empty: a local generator
 
 
 class Parity(Record):

@@ -243,8 +243,13 @@ def upgrade_to_6(payload: JsonObject) -> JsonObject:
     return {**payload, "schema_version": 6}
 
 
+def upgrade_to_7(payload: JsonObject) -> JsonObject:
+    """Schema 7 adds the generator's remote `workers` to a cell: older cells had a local generator (none)."""
+    return {**payload, "schema_version": 7}
+
+
 UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4,
-                                                           5: upgrade_to_5, 6: upgrade_to_6}
+                                                           5: upgrade_to_5, 6: upgrade_to_6, 7: upgrade_to_7}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:
