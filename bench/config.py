@@ -27,6 +27,7 @@ from bench.runtime_options import (
     KNOWN_PLACEHOLDERS,
     PLACEHOLDER,
     ComposeOptions,
+    FrameRule,
     KServeOptions,
     OtherProtocols,
     PlatformOptions,
@@ -61,6 +62,8 @@ class RuntimeSpec(BaseModel):
     compose: ComposeOptions = ComposeOptions()
     platform: PlatformOptions | None = None
     knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
+    profile_rules: list[FrameRule] = Field(default_factory=list, description=(
+        "how its own frames count in a server profile, tried before bench/profile/frame_rules.yaml"))
     config: dict[str, Scalar] = Field(default_factory=dict, description="the knob values it runs with")
     protocols: OtherProtocols = Field(default_factory=dict, description=(
         "protocols it also serves, each on its own port (`bench run --protocol` chooses)"))

@@ -1,12 +1,13 @@
 """runtime.yaml's building blocks besides the runtime itself: the placeholders its templates may use,
-and its `kserve:` and `compose:` blocks (how it runs on KServe and under docker compose)."""
+its `kserve:` and `compose:` blocks (how it runs on KServe and under docker compose) and its
+`profile_rules:` (how its frames count in a server profile)."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bench.protocols import CODECS
 
@@ -114,3 +115,25 @@ class PlatformOptions(BaseModel):
     template: str = Field(min_length=1, description="a YAML file in the runtime folder")
     pod_specs: list[str] = Field(default_factory=list, description=(
         "dotted paths to the pod specs inside it (spec.x.0.spec), validated against Kubernetes' PodSpec"))
+
+
+ProfileCategory = Literal["model", "serialisation", "http", "framework", "other"]
+PROFILE_CATEGORIES: tuple[ProfileCategory, ...] = ("model", "serialisation", "http", "framework", "other")
+
+
+class FrameRule(BaseModel):
+    """Which profile category a sampled frame belongs to (bench/profile/frame_rules.yaml, and runtime.yaml's
+    `profile_rules:`, which are tried first). A frame matches when its module is one of `modules` (a dotted
+    prefix: numpy matches numpy.core.multiarray) and its function one of `functions` (glob patterns on
+    py-spy's Class.method names); a rule gives one or both lists."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    category: ProfileCategory
+    modules: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> FrameRule:
+        if not self.modules and not self.functions:
+            raise ValueError("a rule needs modules, functions or both")
+        return self

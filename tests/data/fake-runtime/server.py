@@ -3,7 +3,9 @@ other row with the row itself. FAKE_MODE: ok, crash (exit at start), never_ready
 that ignores SIGTERM), die_on_predict (exits on the first request), die_after:N (exits on request N+1),
 slow:MS (sleeps MS milliseconds per request), serial:MS (one request at a time, MS milliseconds each: a
 single-server queue whose capacity is 1000/MS req/s), serial (the same, MS from FAKE_SERVICE_MS).
-FAKE_REQUIRE_HEADER="Name: value" answers 401 to a predict request without that header (an API key)."""
+busy:MODEL_MS:FRAMEWORK_MS (spends that much CPU time per request in marked_busy_loop, then in
+marked_framework_loop: runtime.yaml's profile_rules count them as model and framework, so a profile's
+shares are known). FAKE_REQUIRE_HEADER="Name: value" answers 401 to a predict request without that header (an API key)."""
 
 import json
 import os
@@ -43,6 +45,19 @@ def serial_delay(service_s):
         return NEXT_FREE[0] - now
 
 
+def marked_busy_loop(seconds):
+    """Burns `seconds` of this thread's CPU time (not wall time, so a preempted thread still does it all)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def marked_framework_loop(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 if MODE == "crash":
     print("fake server: failing on purpose at startup", flush=True)
     sys.exit(3)
@@ -76,6 +91,10 @@ class Handler(BaseHTTPRequestHandler):
         if MODE.startswith("serial:") or MODE == "serial":
             service_ms = os.environ["FAKE_SERVICE_MS"] if MODE == "serial" else MODE.split(":")[1]
             time.sleep(serial_delay(float(service_ms) / 1000))
+        if MODE.startswith("busy:"):
+            model_ms, framework_ms = MODE.split(":")[1:3]
+            marked_busy_loop(float(model_ms) / 1000)
+            marked_framework_loop(float(framework_ms) / 1000)
         answers = [GOLDEN.get(tuple(row), row) for row in body["instances"]]
         self._send(200, {"predictions": answers})
 

@@ -1,0 +1,140 @@
+"""py-spy recording a server's whole process tree (`--subprocesses`) over the measured window only, and the
+profile it gives: collapsed stacks and a flame graph in the run folder, the shares in the cell.
+
+py-spy runs on the generator's CPUs (never the server's, whose CPU the cell measures) with --nonblocking,
+so the server is never paused to be read: the cost to the server is its memory being read 100 times a
+second, measured by scripts/profile_overhead.py (README). Idle threads are left out (py-spy's default), so
+the shares are of the time the server's threads were running or waiting for a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.processes import pin_and_tie_to_parent
+from bench.profile.flamegraph import render_svg
+from bench.profile.rules import Classifier
+from bench.profile.stacks import read_collapsed
+from bench.results.profiles import ServerProfile
+
+RATE_HZ = 100  # py-spy's default: 1 sample per 10 ms per thread
+PROFILES = "profiles"  # the run folder's subfolder
+
+
+def py_spy() -> str:
+    """The py-spy executable: beside the harness's Python, else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise BenchError("--profile-server needs py-spy, which is not installed",
+                         hint="pip install py-spy (a dependency of servebench: reinstall it)")
+    return found
+
+
+@dataclass
+class ProfileSettings:
+    """What a run profiles with: the rate, the CPUs py-spy may use and the run folder."""
+
+    out_dir: Path
+    cpus: tuple[int, ...]
+    rate_hz: int = RATE_HZ
+
+
+@dataclass
+class Recording:
+    """One cell's profile: py-spy started at the window's start, stopped at its end (or when the load ends)."""
+
+    settings: ProfileSettings
+    pid: int
+    name: str
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _timer: threading.Timer | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _cancelled: bool = field(default=False, init=False)
+    _error: str | None = field(default=None, init=False)
+
+    @property
+    def raw_path(self) -> Path:
+        return self.settings.out_dir / PROFILES / f"{self.name}.txt"
+
+    @property
+    def svg_path(self) -> Path:
+        return self.settings.out_dir / PROFILES / f"{self.name}.svg"
+
+    def schedule(self, start_at: float, duration_s: float) -> None:
+        """Start py-spy at start_at (wall clock) for duration_s seconds."""
+        self.raw_path.parent.mkdir(parents=True, exist_ok=True)
+        self._timer = threading.Timer(max(0.0, start_at - time.time()), self._start, (duration_s,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _start(self, duration_s: float) -> None:
+        command = [py_spy(), "record", "--pid", str(self.pid), "--subprocesses", "--format", "raw", "--nolineno",
+                   "--nonblocking", "--rate", str(self.settings.rate_hz), "--duration", str(math.ceil(duration_s)),
+                   "--output", str(self.raw_path)]
+        with self._lock:
+            if self._cancelled:
+                return
+            log = (self.settings.out_dir / PROFILES / f"{self.name}.log").open("wb")
+            try:
+                self._process = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    preexec_fn=lambda: pin_and_tie_to_parent(self.settings.cpus))
+            except OSError as exc:
+                self._error = f"py-spy did not start: {exc}"
+            finally:
+                log.close()
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """After the load: let py-spy finish its window (grace_s more at most), then cut it short with SIGINT,
+        which makes it write what it sampled."""
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._cancelled = True
+            process = self._process
+        if process is None:
+            return
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def interrupt(self) -> None:
+        """The load ended before the window did: stop sampling now, keeping what was sampled."""
+        with self._lock:
+            self._cancelled = True
+            process = self._process
+        if self._timer is not None:
+            self._timer.cancel()
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+
+    def profile(self, classifier: Classifier, title: str) -> ServerProfile:
+        """The cell's profile from what py-spy wrote: shares, samples, the flame graph (or why there is none)."""
+        stacks = read_collapsed(self.raw_path)
+        relative = f"{PROFILES}/{self.name}"
+        if not stacks:
+            log = self.settings.out_dir / PROFILES / f"{self.name}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            why = self._error or (f"py-spy recorded no samples: {tail[0]}" if tail else "py-spy recorded no samples")
+            return ServerProfile(rate_hz=self.settings.rate_hz, error=why)
+        self.svg_path.write_text(render_svg(stacks, classifier, title))
+        processes = {frame.function for stack in stacks for frame in stack.frames if frame.is_process}
+        return ServerProfile(rate_hz=self.settings.rate_hz, samples=sum(s.count for s in stacks),
+                             processes=len(processes), shares=classifier.shares(stacks),
+                             flamegraph=f"{relative}.svg", stacks=f"{relative}.txt")
