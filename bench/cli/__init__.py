@@ -36,6 +36,7 @@ from bench.cli import (
 )
 from bench.cli.options import Handler, Parser
 from bench.errors import BenchError
+from bench.targets.orphans import mark_as_owner
 
 __all__ = ["build_parser", "main"]
 
@@ -81,6 +82,7 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    mark_as_owner()  # everything started from here on carries this harness's mark: a later run reaps it if we die
     for signum in INTERRUPT_SIGNALS:
         signal.signal(signum, _interrupt)
     handler: Handler = args.handler

@@ -23,11 +23,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bench.events import Completed, EventHook, Message, completed_to, say_to
     from bench.measure.check import CheckRow, run_check
     from bench.targets.local import LocalTarget
+    from bench.targets.orphans import reap_orphan_processes
 
     specs, model_specs = runtimes(args.runtime), models(args.model)
     if args.json:
         writable(Path(args.json))
     logs = log_dir("check")
+    for removed in reap_orphan_processes():  # what a dead harness left running
+        console.print(f"removed {removed}")
     rows = run_check(LocalTarget(), specs, model_specs, logs, completed_to(EventHook[Completed[CheckRow]](check_row)),
                      say_to(EventHook[Message](progress)))
     out.print(check_table(rows))

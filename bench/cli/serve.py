@@ -28,10 +28,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bench.models.registry import resolve
     from bench.targets.launch import default_cpu_plan
     from bench.targets.local import LocalTarget
+    from bench.targets.orphans import reap_orphan_processes
 
     runtime = load_runtime(args.runtime)
     model = resolve(get_spec(args.model), say_to(EventHook[Message](step)))
     target = LocalTarget(cpus=default_cpu_plan(), host=args.host, port=args.port)
+    for removed in reap_orphan_processes():  # what a dead harness left running
+        console.print(f"removed {removed}")
     logs = log_dir("serve")
     console.print(f"starting {runtime.name} with {model.name} (version {model.version})...")
     try:

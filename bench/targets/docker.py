@@ -11,9 +11,7 @@ those of an owner that no longer runs are removed.
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,6 @@ from pathlib import Path
 from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
-from bench.processes import started_at, still_runs
 from bench.provision.containers import docker, has_bridge_network, inspect, require_daemon
 from bench.provision.envs import pinned_requirements
 from bench.provision.image_layout import image_layout
@@ -29,6 +26,7 @@ from bench.provision.images import ImageInfo, ensure_image
 from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
+from bench.targets.orphans import Owner
 from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
 
@@ -44,8 +42,7 @@ def remove_container(container: str) -> None:
 
 def owner_labels() -> dict[str, str]:
     """Who created a container: this process, as the next run can check whether it still runs."""
-    me = os.getpid()
-    return {OWNER_LABEL: str(me), OWNER_STARTED_LABEL: started_at(me) or "", OWNER_HOST_LABEL: socket.gethostname()}
+    return Owner.me().labels(OWNER_LABEL, OWNER_STARTED_LABEL, OWNER_HOST_LABEL)
 
 
 def reap_orphans() -> list[str]:
@@ -56,11 +53,11 @@ def reap_orphans() -> list[str]:
     fields = "\t".join(f'{{{{.Label "{label}"}}}}' for label in (OWNER_LABEL, OWNER_STARTED_LABEL, OWNER_HOST_LABEL))
     listed = docker("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format", "{{.Names}}\t" + fields,
                     check=False, timeout=60)
-    host = socket.gethostname()
     removed = []
     for line in listed.stdout.splitlines():
         container, pid, started, owner_host = [*line.split("\t"), "", "", ""][:4]
-        if owner_host == host and pid.isdigit() and started and not still_runs(int(pid), started):
+        owner = Owner.parse(pid, started, owner_host)
+        if owner is not None and owner.left_it_behind():
             remove_container(container)
             removed.append(f"container {container} (its harness, pid {pid}, no longer runs)")
     return removed

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bench.errors import BenchError
+from bench.targets.orphans import reap_orphan_processes
 
 if TYPE_CHECKING:
     from bench.targets.base import Target
@@ -60,8 +61,11 @@ TARGETS: dict[str, Callable[[TargetOptions], Target]] = {"local": _local, "docke
 
 def make_target(name: str, options: TargetOptions) -> Target:
     """The named target; an unknown name is a usage error, a missing prerequisite (no Docker daemon) is
-    raised by the target itself."""
+    raised by the target itself. What a dead harness left behind is removed first (`target.reaped` says what)."""
     constructor = TARGETS.get(name)
     if constructor is None:
         raise BenchError(f"target '{name}' is not available", hint=f"valid: {', '.join(TARGETS)}")
-    return constructor(options)
+    reaped = reap_orphan_processes()  # whatever the target, a dead harness's servers and generators were local
+    target = constructor(options)
+    target.reaped = (*reaped, *target.reaped)
+    return target

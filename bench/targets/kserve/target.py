@@ -46,6 +46,7 @@ from bench.targets.kserve import cluster, manifests, versions
 from bench.targets.kserve.cluster import kubectl, models_root
 from bench.targets.kserve.manifests import NAMESPACE, Manifest, Resources, Served
 from bench.targets.kserve.platform import render_platform
+from bench.targets.kserve.reaping import label_with_owner, reap_inference_services
 from bench.targets.kserve.runner import Background, Runner
 from bench.targets.kserve.validate import dump, validate
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port
@@ -174,6 +175,7 @@ class KServeTarget(Target):
         cluster.require_cluster(self.runner)
         if not self.runner.dry_run:
             self.docker = DockerTarget(self.cpus, base_image, offline, memory)
+            self.reaped = (*reap_inference_services(self.runner), *self.docker.reaped)
 
     def expand_runtimes(self, runtimes: list[RuntimeSpec]) -> list[RuntimeSpec]:
         """Each runtime, followed by its stock variant when its runtime.yaml has a kserve.stock block."""
@@ -261,6 +263,7 @@ class KServeTarget(Target):
         except BenchError as exc:
             raise DeployError(f"{runtime.name} on KServe: {exc.message}", hint=exc.hint) from None
         validate([isvc], "InferenceService")  # an invalid manifest is a bug: stop the run (exit 2)
+        label_with_owner(isvc)  # a later run deletes it if this harness dies without doing so
         name = isvc["metadata"]["name"]
         manifest_dir = log_dir.parent / "manifests"
         manifest_dir.mkdir(parents=True, exist_ok=True)
