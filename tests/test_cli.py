@@ -280,7 +280,7 @@ def test_user_text_is_printed_verbatim(runtime: str, capsys: pytest.CaptureFixtu
 # ---- the parser and the pieces commands are made of ---------------------------------------------------
 
 COMMANDS = ["models", "envs", "serve", "check", "run", "capacity", "tune", "report", "compare", "baseline", "images",
-            "cluster", "compose", "doctor", "calibrate"]
+            "cluster", "compose", "doctor", "calibrate", "worker"]
 
 
 def test_help_lists_every_command_in_order() -> None:

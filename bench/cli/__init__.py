@@ -33,6 +33,7 @@ from bench.cli import (
     run,
     serve,
     tune,
+    worker,
 )
 from bench.cli.options import Handler, Parser
 from bench.errors import BenchError
@@ -41,7 +42,7 @@ from bench.targets.orphans import mark_as_owner
 __all__ = ["build_parser", "main"]
 
 COMMANDS = (models, envs, serve, check, run, capacity, tune, report, compare, images, cluster, compose, doctor,
-            calibrate)
+            calibrate, worker)
 
 
 def build_parser() -> argparse.ArgumentParser:

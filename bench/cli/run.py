@@ -20,6 +20,7 @@ from bench.cli.options import (
     runtimes,
     target_options,
 )
+from bench.cli.remote_options import add_remote_options, remote_of
 from bench.errors import BenchError
 from bench.targets.factory import TARGETS
 
@@ -60,6 +61,7 @@ def add_parser(commands: Commands) -> None:
                      "rotated each round, and rank only where the rounds' intervals separate (default 1)")
     run.add_argument("--dry-run", action="store_true", help="kserve target: write every manifest to --out "
                      "DIR/manifests and print every command, applying nothing")
+    add_remote_options(run)
     run.set_defaults(handler=cmd_run)
 
 
@@ -77,7 +79,9 @@ def scenario_of(args: argparse.Namespace) -> Scenario:
     from bench.config import load_scenario, with_options
 
     scenario = load_scenario(args.scenario)
-    options = {key: value for key, value in (("generator_processes", args.generator_processes), ("seed", args.seed))
+    remote = remote_of(args)  # checked first: its count is the number of generator processes
+    processes = args.generator_processes if remote is None else remote.count
+    options = {key: value for key, value in (("generator_processes", processes), ("seed", args.seed))
                if value is not None}
     return with_options(scenario, **options) if options else scenario
 
@@ -125,6 +129,7 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
     from bench.targets.factory import make_target
 
     specs, model_specs = runtimes_of(args), models(args.model)
+    remote = remote_of(args)
     profile = load_profile(args.profile)
     plan = cpus(args)
     target = make_target(args.target, target_options(args, plan))
@@ -138,7 +143,8 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
                          out_dir=out_dir.resolve(), run_id=run_id, generator_cpus=plan.generator,
                          fairness=RunFairness(server_cpus=plan.server, generator_cpus=plan.generator,
                                               cpu_shared=bool(set(plan.server) & set(plan.generator))),
-                         rounds=getattr(args, "rounds", 1), price_per_core_hour=price_of(args))
+                         rounds=getattr(args, "rounds", 1), price_per_core_hour=price_of(args),
+                         remote=remote)
     ui = ConsoleRunUI(out_dir / "run.log")
     if not args.no_mlflow:
         from bench.models.registry import tracking_uri
@@ -146,6 +152,9 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
         tracking_uri()  # fail on a bad MLFLOW_TRACKING_URI before any measuring, not after
     console.print(f"run {run_id}: {len(specs)} runtime(s) x {len(model_specs)} model(s), scenario {scenario.name}, "
                   f"profile {profile.name}; server CPUs {list(plan.server)}, generator CPUs {list(plan.generator)}")
+    if remote is not None:
+        console.print(f"each cell waits {remote.wait_s:.0f} s for {remote.count} worker(s): on each worker host run "
+                      f"`bench worker --master {remote.bind}:{remote.port}`")
     try:
         store = run_benchmark(options, EventHook(ui), plans)
     except KeyboardInterrupt:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.load.plan import HEADERS_ENV, LoadPlan
+from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
+from bench.load.remote_protocol import DistributedState, WorkerReport
 from bench.processes import pin_and_tie_to_parent
 from bench.results.sample_file import ParquetSamples, merge_generator_files
 from bench.results.samples import SAMPLE_COLUMNS
@@ -51,6 +52,9 @@ class LoadOutcome:
     log_path: Path
     generator_cpu_series: list[float] = field(default_factory=list)
     stopped_early: str | None = None  # why the load was cut short: the probe had clearly failed
+    start_at: float = 0.0  # scheduled time zero as it happened (remote workers: set once they were ready)
+    workers: tuple[WorkerReport, ...] = ()  # remote workers, as their master recorded them
+    error: str | None = None  # what kept the load from running at all (remote workers that never came)
 
 
 StopRule = Callable[[LiveTick], str | None]  # a reason to stop the load now, or None to go on
@@ -58,6 +62,12 @@ StopRule = Callable[[LiveTick], str | None]  # a reason to stop the load now, or
 
 def startup_grace(processes: int) -> float:
     return STARTUP_GRACE_S + EXTRA_GRACE_PER_PROCESS_S * (processes - 1)
+
+
+def remote_wait(plan: LoadPlan) -> float:
+    """How long a master of remote workers may take before scheduled time zero: the workers' joining, their
+    clocks, the start's lead."""
+    return plan.worker_wait_s + 25.0 if plan.remote_workers else 0.0
 
 
 class SampleTail:
@@ -89,13 +99,26 @@ class SampleTail:
 
 def locust_command(plan: LoadPlan) -> list[str]:
     users = plan.users_per_process * plan.processes
-    run_time = math.ceil(startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 5)
+    run_time = math.ceil(startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 5 + remote_wait(plan))
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", plan.base_url,
                "-u", str(users), "-r", str(users), "--run-time", f"{run_time}s",
                "--stop-timeout", str(math.ceil(plan.request_timeout_s)), "--only-summary", "--loglevel", "WARNING"]
-    if plan.processes > 1:
+    if plan.remote_workers:
+        command += ["--master", "--expect-workers", str(plan.processes),
+                    "--expect-workers-max-wait", str(math.ceil(plan.worker_wait_s)),
+                    "--master-bind-host", plan.master_bind, "--master-bind-port", str(plan.master_port)]
+    elif plan.processes > 1:
         command += ["--processes", str(plan.processes)]
     return command
+
+
+def missing_workers(plan: LoadPlan, state: DistributedState | None) -> str:
+    """Why remote workers' load never started, for the cell's error."""
+    if state is not None and state.error:
+        return state.error
+    joined = len(state.workers) if state is not None else 0
+    return (f"only {joined} of {plan.processes} worker(s) joined {plan.master_bind}:{plan.master_port} within "
+            f"{plan.worker_wait_s:.0f} s (start `bench worker --master HOST:{plan.master_port}` on each worker host)")
 
 
 def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
@@ -110,7 +133,9 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
     plan_file = samples_dir / "plan.json"
     plan_file.write_text(plan.to_json())
     command = locust_command(plan)
-    deadline = time.time() + startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 30
+    deadline = time.time() + startup_grace(plan.processes) + plan.total_s + plan.request_timeout_s + 30 \
+        + remote_wait(plan)
+    start_at = plan.start_at if not plan.remote_workers else math.inf  # remote: once the master says
     cpu_series: list[float] = []
     interrupted = False
     stopped_early: str | None = None
@@ -119,7 +144,7 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
         log.write(f"$ {' '.join(command)}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            command, env={**os.environ, "SERVEBENCH_LOAD_PLAN": str(plan_file), "PYTHONUNBUFFERED": "1",
+            command, env={**os.environ, PLAN_ENV: str(plan_file), "PYTHONUNBUFFERED": "1",
                           HEADERS_ENV: json.dumps([list(header) for header in headers])},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: pin_and_tie_to_parent(generator_cpus),
@@ -130,11 +155,15 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
             while process.poll() is None:
                 time.sleep(1.0)
                 per_process = tree.per_process_cpu_percent()
-                if per_process and time.time() > plan.start_at:
+                if plan.remote_workers and start_at == math.inf:
+                    state = DistributedState.read(samples_dir)
+                    if state is not None and state.start_at is not None:
+                        start_at = state.start_at
+                if per_process and time.time() > start_at:
                     cpu_series.append(max(per_process))
                 every_second()
                 latencies, errors = tail.new_rows()
-                tick = LiveTick(time.time() - plan.start_at, float(len(latencies)),
+                tick = LiveTick(max(time.time() - start_at, -1e9), float(len(latencies)),
                                 float(np.percentile(latencies, 99)) if latencies else None, errors)
                 on_tick(tick)
                 stopped_early = stop_when(tick) if stop_when is not None else None
@@ -148,10 +177,30 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
             interrupted = True
         finally:
             _stop(process)
-    samples = merge_generator_files(samples_dir, samples_dir / "samples.parquet", window)
-    return LoadOutcome(samples, max(cpu_series) if cpu_series else None,
-                       float(np.mean(cpu_series)) if cpu_series else None, process.returncode, interrupted,
-                       log_path, cpu_series, stopped_early)
+    if not plan.remote_workers:
+        samples = merge_generator_files(samples_dir, samples_dir / "samples.parquet", window)
+        return LoadOutcome(samples, max(cpu_series) if cpu_series else None,
+                           float(np.mean(cpu_series)) if cpu_series else None, process.returncode, interrupted,
+                           log_path, cpu_series, stopped_early, start_at=plan.start_at)
+    return _remote_outcome(plan, samples_dir, window, process.returncode, interrupted, log_path, stopped_early)
+
+
+def _remote_outcome(plan: LoadPlan, samples_dir: Path, window: tuple[float, float] | None, exit_code: int | None,
+                    interrupted: bool, log_path: Path, stopped_early: str | None) -> LoadOutcome:
+    """Remote workers' samples (written by their master as they came), merged with the window moved to the
+    start the master chose; the generator's CPU is the workers' own, as they reported it."""
+    state = DistributedState.read(samples_dir)
+    start_at = state.start_at if state is not None and state.start_at is not None else None
+    shift = (start_at - plan.start_at) if start_at is not None else 0.0
+    moved = (window[0] + shift, window[1] + shift) if window is not None else None
+    samples = merge_generator_files(samples_dir, samples_dir / "samples.parquet", moved)
+    workers = state.workers if state is not None else ()
+    cpu_max = [worker.cpu_percent_max for worker in workers if worker.cpu_percent_max is not None]
+    cpu_mean = [worker.cpu_percent_mean for worker in workers if worker.cpu_percent_mean is not None]
+    return LoadOutcome(samples, max(cpu_max) if cpu_max else None, float(np.mean(cpu_mean)) if cpu_mean else None,
+                       exit_code, interrupted, log_path, [], stopped_early,
+                       start_at=start_at if start_at is not None else plan.start_at, workers=workers,
+                       error=None if start_at is not None or interrupted else missing_workers(plan, state))
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

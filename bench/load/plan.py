@@ -10,6 +10,17 @@ from bench.load.schedule import RateStage
 
 Loop = Literal["open", "closed"]
 HEADERS_ENV = "SERVEBENCH_REQUEST_HEADERS"  # JSON list of [name, value] pairs
+PLAN_ENV = "SERVEBENCH_LOAD_PLAN"  # the plan file of a local generator process (or of a master)
+
+
+@dataclass(frozen=True)
+class RemoteWorkers:
+    """bench run --expect-workers N: the generator is N `bench worker` processes that join a master here."""
+
+    count: int
+    bind: str = "127.0.0.1"
+    port: int = 5557
+    wait_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,12 @@ class LoadPlan:
     distinct_bodies: int = 64
     verify_tls: bool = True  # https: verify the server's certificate (off: --insecure)
     ca_cert: str | None = None  # https: the CA bundle to verify it against
+    # Remote workers (bench run --expect-workers N): this plan's process is their master, `processes` of them
+    # join it (bench worker) and get the plan over Locust's messages; start_at is then set when they are ready.
+    remote_workers: bool = False
+    master_bind: str = "127.0.0.1"
+    master_port: int = 5557
+    worker_wait_s: float = 60.0  # for every expected worker to join, at most
     # Extra request headers are not part of the plan: plan.json is written to disk, and headers may hold an
     # API key. The driver passes them in the generator's environment (HEADERS_ENV) instead.
 

@@ -11,6 +11,9 @@ never used. When the run ends, every slot that came due but was never sent is re
 every request still in flight as failed (status 0), each at the time from its schedule to the end: no
 scheduled request goes unrecorded.
 
+A remote worker (`bench worker`, bench.load.remote_worker) has no plan file: the master sends the plan and
+the rows over Locust's messages, and `configure` is called then; its samples go back the same way.
+
 Open loop: each process computes the same seeded schedule and takes every P-th slot. One dispatcher
 sleeps until each slot's time and hands the slot to an idle user, the most recently idle first, so a
 slow server cannot delay later sends except by exhausting the user pool (then the slot waits for the
@@ -28,13 +31,13 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import gevent
 import numpy as np
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner
@@ -42,12 +45,11 @@ from locust.runners import MasterRunner
 from bench.load.bodies import request_bodies
 from bench.load.connection import Endpoint, KeepAliveConnection, prebuilt_posts
 from bench.load.grpc_connection import GrpcConnection, use_gevent
-from bench.load.plan import HEADERS_ENV, LoadPlan
+from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
 from bench.load.schedule import worker_slots
-from bench.protocols import codec_for
+from bench.protocols import Array, codec_for
 from bench.results.samples import DROPPED
 
-PLAN = LoadPlan.from_json(Path(os.environ["SERVEBENCH_LOAD_PLAN"]).read_text())
 FLUSH_INTERVAL_S = 0.5
 # gevent's loop blocks in epoll_wait, whose timeout is whole milliseconds, so a sleeping user wakes up to
 # 1 ms late. At modest per-process rates users wake 1 ms early and yield until their exact time; the
@@ -57,7 +59,58 @@ SPIN_WINDOW_S = 0.0012
 # The dispatcher hands a slot over this long before its time (a sleep may wake 1 ms late); the user
 # then waits for the exact time itself, so the handover adds nothing to the measured latency.
 HANDOFF_LEAD_S = 0.003
-PRECISE_WAKE = PLAN.loop == "open" and max(rate for _, rate in PLAN.stages) / PLAN.processes <= PRECISE_WAKE_MAX_RATE
+START_WAIT_S = 30.0  # a remote worker's users wait this long at most for the master's start
+Sink = Callable[[list[str]], None]  # where a process's sample lines go: its CSV file, or the master
+
+
+class Generator:
+    """What this process sends and when: the plan (start_at in this host's clock), the ready requests, and
+    the shift that turns this host's clock into the master's for the recorded times."""
+
+    def __init__(self, plan: LoadPlan, rows: Array, headers: list[tuple[str, str]], shift_s: float = 0.0) -> None:
+        self.plan = plan
+        self.shift_s = shift_s
+        self.codec = codec_for(plan.protocol)
+        self.headers = headers
+        bodies = request_bodies(rows, plan.protocol, plan.model_name, plan.batch_size, plan.distinct_bodies,
+                                plan.seed)
+        self.endpoint: Endpoint | None = None
+        self.requests: list[bytes]
+        if self.codec.transport == "grpc":
+            use_gevent()
+            self.requests = list(bodies)  # sent as they are: the channel frames them
+        else:
+            self.endpoint = Endpoint.from_url(plan.base_url, plan.verify_tls, plan.ca_cert)
+            self.requests = prebuilt_posts(self.endpoint, plan.predict_path, self.codec.content_type, bodies, headers)
+        self.precise_wake = plan.loop == "open" and max(rate for _, rate in plan.stages) / plan.processes \
+            <= PRECISE_WAKE_MAX_RATE
+
+    def connection(self) -> KeepAliveConnection | GrpcConnection:
+        if self.endpoint is None:
+            return GrpcConnection(self.plan.base_url, self.plan.predict_path, self.plan.request_timeout_s,
+                                  self.headers)
+        return KeepAliveConnection(self.endpoint, self.plan.request_timeout_s)
+
+
+class Setup:
+    """The process's generator once known (at import with a plan file; a remote worker's when the master's
+    plan arrives), and whether the schedule may start (a remote worker: once the master sent the start)."""
+
+    generator: Generator | None = None
+    started = Event()
+    on_finished: Callable[[], None] | None = None
+    remote = False  # a remote worker (bench.load.remote_worker) begins at the master's start itself
+    master_stops_workers = False  # a master of remote workers tells them to stop before it exits
+
+
+def configure(generator: Generator) -> None:
+    Setup.generator = generator
+
+
+def current() -> Generator:
+    if Setup.generator is None:
+        raise RuntimeError("no load plan: neither a plan file nor a plan from the master")
+    return Setup.generator
 
 
 class Recorder:
@@ -66,25 +119,37 @@ class Recorder:
 
     def __init__(self) -> None:
         self.rows: list[str] = []
-        self.path: Path | None = None
+        self.sink: Sink | None = None
         self.worker = 0
+        self.shift_s = 0.0  # this host's clock to the master's: recorded times are all in the master's clock
         self.closed = False
+        self.late_count = 0  # how late this process sent: count, sum and max of send minus schedule
+        self.late_sum_s = 0.0
+        self.late_max_s = 0.0
 
-    def open(self, worker: int) -> None:
+    def open(self, worker: int, sink: Sink, shift_s: float = 0.0) -> None:
         self.worker = worker
-        self.path = Path(PLAN.samples_dir) / f"samples-{worker}-{os.getpid()}.csv"
+        self.sink = sink
+        self.shift_s = shift_s
         gevent.spawn(self._flush_forever)
 
     def add(self, scheduled: float, sent: float, service_s: float, status: int, size: int, queued: bool) -> None:
         if self.closed:
             return
-        latency_ms = (sent - scheduled + service_s) * 1000.0
+        late = sent - scheduled
+        self.late_count += 1
+        self.late_sum_s += late
+        self.late_max_s = max(self.late_max_s, late)
+        latency_ms = (late + service_s) * 1000.0
+        scheduled, sent = scheduled + self.shift_s, sent + self.shift_s
         self.rows.append(f"{scheduled:.6f},{sent:.6f},{latency_ms:.4f},{service_s * 1000.0:.4f},"
                          f"{status},{size},{self.worker},{int(queued)}\n")
 
     def unfinished(self, scheduled: float, sent: float | None, end: float) -> None:
         """A request the run ended on: still in flight (failed, status 0) or never sent (dropped)."""
         latency_ms = (end - scheduled) * 1000.0
+        scheduled, end = scheduled + self.shift_s, end + self.shift_s
+        sent = None if sent is None else sent + self.shift_s
         if sent is None:
             self.rows.append(f"{scheduled:.6f},,{latency_ms:.4f},,{DROPPED},0,{self.worker},1\n")
         else:
@@ -92,10 +157,9 @@ class Recorder:
                              f"0,0,{self.worker},0\n")
 
     def flush(self) -> None:
-        if self.rows and self.path is not None:
+        if self.rows and self.sink is not None:
             rows, self.rows = self.rows, []
-            with self.path.open("a") as sink:
-                sink.writelines(rows)
+            self.sink(rows)
 
     def _flush_forever(self) -> None:
         while True:
@@ -112,8 +176,9 @@ class SlotDispatcher:
         self.done = False
 
     def run(self, slots: Iterable[float]) -> None:
+        start_at = current().plan.start_at
         for offset in slots:
-            scheduled = PLAN.start_at + offset
+            scheduled = start_at + offset
             delay = scheduled - HANDOFF_LEAD_S - time.time()  # the user itself waits out the rest, precisely
             if delay > 0:
                 gevent.sleep(delay)
@@ -167,39 +232,45 @@ STATE: dict[str, int] = {"active": 0}
 IN_FLIGHT: dict[int, tuple[float, float]] = {}  # per user: the scheduled and send time of its open request
 
 
-CODEC = codec_for(PLAN.protocol)
-HEADERS = [(str(name), str(value)) for name, value in json.loads(os.environ.get(HEADERS_ENV, "[]"))]
-BODIES = request_bodies(np.load(PLAN.rows_file), PLAN.protocol, PLAN.model_name, PLAN.batch_size,
-                        PLAN.distinct_bodies, PLAN.seed)
-if CODEC.transport == "grpc":
-    use_gevent()
-    REQUESTS = BODIES  # sent as they are: the channel frames them
-else:
-    ENDPOINT = Endpoint.from_url(PLAN.base_url, PLAN.verify_tls, PLAN.ca_cert)
-    REQUESTS = prebuilt_posts(ENDPOINT, PLAN.predict_path, CODEC.content_type, BODIES, HEADERS)
+def file_sink(samples_dir: str, worker: int) -> Sink:
+    """A local process's samples: appended to its own CSV file in the cell's load folder."""
+    path = Path(samples_dir) / f"samples-{worker}-{os.getpid()}.csv"
 
+    def append(rows: list[str]) -> None:
+        with path.open("a") as sink:
+            sink.writelines(rows)
 
-def _connection() -> KeepAliveConnection | GrpcConnection:
-    if CODEC.transport == "grpc":
-        return GrpcConnection(PLAN.base_url, PLAN.predict_path, PLAN.request_timeout_s, HEADERS)
-    return KeepAliveConnection(ENDPOINT, PLAN.request_timeout_s)
+    return append
 
 
 def _on_test_start(environment: Any, **_kwargs: Any) -> None:
-    """On every process that runs users (not a --processes master, which runs none: its slots would all be
-    recorded as dropped): open the recorder, dispatch this process's share of the schedule."""
+    """On every process that runs users (not a master, which runs none: its slots would all be recorded as
+    dropped): open the recorder, dispatch this process's share of the schedule. A remote worker does this
+    itself once the master's start arrives (bench.load.remote_worker)."""
     if isinstance(environment.runner, MasterRunner):
-        # it holds no samples; Locust's own SIGTERM handling would wait about a second for its workers,
-        # which receive the same signal from the harness (it signals the whole process group)
-        gevent.signal_handler(signal.SIGTERM, lambda: os._exit(0))
+        if not Setup.master_stops_workers:
+            # it holds no samples; Locust's own SIGTERM handling would wait about a second for its workers,
+            # which receive the same signal from the harness (it signals the whole process group)
+            gevent.signal_handler(signal.SIGTERM, lambda: os._exit(0))
         return
+    if Setup.generator is None or Setup.remote:
+        return
+    plan = current().plan
     worker = int(getattr(environment.runner, "worker_index", 0) or 0)
-    RECORDER.open(worker)
-    if PLAN.loop == "open":
-        slots = worker_slots(PLAN.rate_stages(), PLAN.arrival, PLAN.seed, worker, PLAN.processes)  # lazily
-        gevent.spawn(DISPATCHER.run, slots)
-    gevent.spawn(_quit_when_done, environment)
+    begin(environment, worker, file_sink(plan.samples_dir, worker))
     gevent.signal_handler(signal.SIGTERM, _terminated)  # after Locust's own, which waits for every user
+
+
+def begin(environment: Any, worker: int, sink: Sink) -> None:
+    """Start this process's share of the schedule: record into sink, dispatch slots, quit when served."""
+    generator = current()
+    plan = generator.plan
+    RECORDER.open(worker, sink, generator.shift_s)
+    if plan.loop == "open":
+        slots = worker_slots(plan.rate_stages(), plan.arrival, plan.seed, worker, plan.processes)  # lazily
+        gevent.spawn(DISPATCHER.run, slots)
+    Setup.started.set()
+    gevent.spawn(_quit_when_done, environment)
 
 
 def _terminated() -> None:
@@ -210,7 +281,8 @@ def _terminated() -> None:
 
 
 def _on_quitting(**_kwargs: Any) -> None:
-    finish(time.time())  # Locust's own end (its run-time limit)
+    if RECORDER.sink is not None:
+        finish(time.time())  # Locust's own end (its run-time limit)
 
 
 events.test_start.add_listener(_on_test_start)  # type: ignore[no-untyped-call]
@@ -219,19 +291,22 @@ events.quitting.add_listener(_on_quitting)  # type: ignore[no-untyped-call]
 
 def _quit_when_done(environment: Any) -> None:
     """End the test as soon as the schedule is served and in-flight requests are back (or timed out)."""
-    deadline = PLAN.start_at + PLAN.total_s + PLAN.request_timeout_s + 1
-    gevent.sleep(max(0.0, PLAN.start_at + 1 - time.time()))
+    plan = current().plan
+    deadline = plan.start_at + plan.total_s + plan.request_timeout_s + 1
+    gevent.sleep(max(0.0, plan.start_at + 1 - time.time()))
     while time.time() < deadline:
-        if time.time() > PLAN.start_at + 1 and STATE["active"] == 0 and environment.runner.user_count == 0:
+        if time.time() > plan.start_at + 1 and STATE["active"] == 0 and environment.runner.user_count == 0:
             break
         gevent.sleep(0.1)
     finish(time.time())
+    if Setup.on_finished is not None:
+        Setup.on_finished()  # a remote worker: the last samples and its report to the master
     environment.runner.quit()
 
 
 def _wait_until(moment: float) -> None:
     delay = moment - time.time()
-    if not PRECISE_WAKE:
+    if not current().precise_wake:
         if delay > 0:
             gevent.sleep(delay)
         return
@@ -242,11 +317,11 @@ def _wait_until(moment: float) -> None:
 
 
 class ServebenchUser(User):
-    host = PLAN.base_url
-
     def on_start(self) -> None:
+        Setup.started.wait(START_WAIT_S)  # a remote worker: until the master's start has arrived
+        self.generator = current()
         self.body_index = 0
-        self.connection = _connection()
+        self.connection = self.generator.connection()
         STATE["active"] += 1
 
     def on_stop(self) -> None:
@@ -254,7 +329,8 @@ class ServebenchUser(User):
         STATE["active"] -= 1
 
     def _send(self, scheduled: float, queued: bool = False) -> None:
-        request = REQUESTS[self.body_index % len(REQUESTS)]
+        requests = self.generator.requests
+        request = requests[self.body_index % len(requests)]
         self.body_index += 1
         sent = time.time()
         IN_FLIGHT[id(self)] = (scheduled, sent)
@@ -268,16 +344,23 @@ class ServebenchUser(User):
 
     @task
     def send_requests(self) -> None:
-        if PLAN.loop == "open":
+        plan = self.generator.plan
+        if plan.loop == "open":
             while (slot := DISPATCHER.next_slot()) is not None:
                 scheduled, queued = slot
                 _wait_until(scheduled)
                 self._send(scheduled, queued)
         else:
-            gevent.sleep(max(0.0, PLAN.start_at - time.time()))
-            end = PLAN.start_at + PLAN.total_s
+            gevent.sleep(max(0.0, plan.start_at - time.time()))
+            end = plan.start_at + plan.total_s
             while time.time() < end:
                 now = time.time()
                 self._send(now)
         raise StopUser()
 
+
+
+if os.environ.get(PLAN_ENV):  # a local process (bench run's own generator): the plan is a file
+    _PLAN = LoadPlan.from_json(Path(os.environ[PLAN_ENV]).read_text())
+    configure(Generator(_PLAN, np.load(_PLAN.rows_file),
+                        [(str(name), str(value)) for name, value in json.loads(os.environ.get(HEADERS_ENV, "[]"))]))

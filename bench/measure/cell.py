@@ -11,16 +11,18 @@ import math
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.config import RuntimeSpec, Scenario
 from bench.load.driver import LiveTick, LoadOutcome, StopRule, run_load, startup_grace
-from bench.load.plan import LoadPlan
+from bench.load.plan import LoadPlan, RemoteWorkers
 from bench.measure.parity import ParityResult
 from bench.measure.plan import Measurement, scheduled_rate
 from bench.measure.sampler import ServerSampler
+from bench.measure.workers import generator_workers, worker_reasons
 from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
 from bench.results.sample_file import ParquetSamples
@@ -102,6 +104,7 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
         reasons.append("interrupted (Ctrl-C) before the measurement ended")
     if outcome.stopped_early:
         reasons.append(f"stopped early: {outcome.stopped_early}")
+    reasons += worker_reasons(outcome.workers, cell.load.generator_processes)
     return cell.model_copy(update={
         "load": cell.load.model_copy(update={"offered_rps": stats.offered_rps, "scheduled_rps": stats.scheduled_rps}),
         "counts": stats.counts,
@@ -116,7 +119,9 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
                               cpu_s_per_1000=cpu_seconds_per_1000(float(np.mean(cpu)) if cpu else None,
                                                                   stats.throughput_rps)),
         "generator": GeneratorUsage(cpu_percent_max=outcome.generator_cpu_max,
-                                    cpu_percent_mean=outcome.generator_cpu_mean, cpus=generator_cpus),
+                                    cpu_percent_mean=outcome.generator_cpu_mean,
+                                    cpus=() if outcome.workers else generator_cpus,
+                                    workers=generator_workers(outcome.workers)),
         "timeseries": tuple(sampler.merge_into(stats.timeseries, window.start)),
         "validity": Validity(valid=not reasons, reasons=tuple(reasons), error=error,
                              warnings=tuple(caveats(stats, limits))),
@@ -151,9 +156,12 @@ class Interrupted(Exception):
 
 def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurement: Measurement,
                  scenario: Scenario, limits: Limits, out_dir: Path, generator_cpus: tuple[int, ...],
-                 on_tick: TickHandler, stop_when: StopRule | None = None) -> tuple[Cell, ParquetSamples]:
+                 on_tick: TickHandler, stop_when: StopRule | None = None, *,
+                 remote: RemoteWorkers | None = None) -> tuple[Cell, ParquetSamples]:
     """Drive one measurement against a ready server; the cell and its raw samples (in_window marked)."""
-    processes = scenario.generator_processes
+    # remote: remote workers (bench run --expect-workers), whose master sets scheduled time zero once they are
+    # ready; the window follows it
+    processes = remote.count if remote is not None else scenario.generator_processes
     start_at = time.time() + startup_grace(processes)
     users = measurement.users if measurement.loop == "closed" else scenario.max_in_flight
     plan = LoadPlan(
@@ -168,11 +176,18 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         samples_dir=str(out_dir / "load" / cell.cell_id), seed=measurement.arrival_seed(scenario),
         verify_tls=deployment.endpoint.verify_tls, ca_cert=deployment.endpoint.ca_cert,
     )
+    if remote is not None:
+        plan = replace(plan, remote_workers=True, master_bind=remote.bind, master_port=remote.port,
+                       worker_wait_s=remote.wait_s)
     sampler = ServerSampler(deployment)
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
     outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
                        every_second=sampler, stop_when=stop_when, window=(window.start, window.end),
                        headers=deployment.endpoint.headers)
+    if outcome.error is not None:
+        return failed(cell, outcome.error), outcome.samples
+    window = Window(outcome.start_at + measurement.warmup_s,
+                    outcome.start_at + measurement.warmup_s + measurement.duration_s)
     stats = summarize(outcome.samples, window, limits, measurement.offered_rps, scheduled_rate(measurement, scenario))
     measured = _measured(cell, stats, outcome, sampler, window, deployment, cell.parity.ok is True, limits,
                          generator_cpus)

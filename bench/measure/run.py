@@ -18,6 +18,7 @@ from bench.config import ModelSpec, Profile, RuntimeSpec, Scenario
 from bench.errors import BenchError, DeployError
 from bench.events import Completed, EventHook, Message
 from bench.load.driver import LiveTick
+from bench.load.plan import RemoteWorkers
 from bench.measure import cell as cells
 from bench.measure.parity import check_parity
 from bench.measure.plan import Measurement, limits_for, plan_measurements
@@ -44,6 +45,7 @@ class RunOptions:
     generator_cpus: tuple[int, ...]
     fairness: RunFairness = field(default_factory=RunFairness)
     rounds: int = 1  # > 1: every runtime measured once per round, the order rotated (bench run --rounds)
+    remote: RemoteWorkers | None = None  # bench run --expect-workers: the generator is remote workers
     price_per_core_hour: float | None = None
 
 
@@ -256,7 +258,8 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
                 measured, samples = cells.measure_cell(
                     cell, deployment, model, measurement, options.scenario,
                     limits_for(options.scenario, options.profile, measurement), options.out_dir,
-                    options.generator_cpus, partial(progress.tick, label), measurement.stop_when)
+                    options.generator_cpus, partial(progress.tick, label), measurement.stop_when,
+                    remote=options.remote)
                 finished = progress.finish(measured, samples)
                 _drop_raw_csv(options.out_dir / "load" / measured.cell_id)
 

@@ -1,0 +1,136 @@
+"""The master's side of remote workers (imported only inside the master's Locust process, whose plan says
+`remote_workers`): it hands each worker the plan and the rows, answers clock pings, sends the start once
+every expected worker is ready, writes the samples they send back into the cell's load folder, and keeps
+distributed.json for the harness. Protocol: bench.load.remote_protocol.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import gevent
+import numpy as np
+
+from bench.load import remote_protocol as proto
+from bench.load.plan import LoadPlan
+from bench.load.remote_protocol import DistributedState, WorkerReport
+
+READY_WAIT_S = 20.0  # after the last expected worker connected, for every clock to be measured
+START_LEAD_S = 1.5  # scheduled time zero this long after the start is sent: workers spawn their users
+ABORT_FLUSH_S = 0.3  # for the abort messages to leave before the master exits
+
+
+class RemoteMaster:
+    def __init__(self, environment: Any, plan: LoadPlan, headers: list[tuple[str, str]]) -> None:
+        self.environment = environment
+        self.runner = environment.runner
+        self.plan = plan
+        self.folder = Path(plan.samples_dir)
+        buffer = io.BytesIO()
+        np.save(buffer, np.load(plan.rows_file))
+        self.rows = buffer.getvalue()
+        self.headers = headers
+        self.state = DistributedState(expected=plan.processes, listening_since=time.time(),
+                                      master=f"{plan.master_bind}:{plan.master_port}")
+        self.clients: dict[str, int] = {}  # Locust client id -> worker index
+        self.ready: dict[int, WorkerReport] = {}
+        self.done: set[int] = set()
+        self.counts: dict[int, int] = {}
+        self.state.write(self.folder)
+        for name, handler in ((proto.HELLO, self.on_hello), (proto.PING, self.on_ping), (proto.READY, self.on_ready),
+                              (proto.SAMPLES, self.on_samples), (proto.DONE, self.on_done)):
+            self.runner.register_message(name, handler)
+        environment.events.test_start.add_listener(self.on_test_start)
+        gevent.signal_handler(signal.SIGTERM, self.abort)
+
+    def _index(self, msg: Any) -> int:
+        return self.clients.get(msg.node_id, -1)
+
+    def on_hello(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        client_id = str(msg.node_id)
+        if client_id in self.clients:
+            return  # a reconnect: it has the plan
+        if len(self.clients) >= self.plan.processes or self.state.start_at is not None:
+            self.runner.send_message(proto.ABORT, {"reason": f"the run already has its {self.plan.processes} "
+                                                             "worker(s)"}, client_id)
+            return
+        index = int(self.runner.get_worker_index(client_id))
+        self.clients[client_id] = index
+        payload = {"plan": self.plan.to_json(), "rows": self.rows, "headers": [list(pair) for pair in self.headers],
+                   "index": index}
+        self.runner.send_message(proto.PLAN, payload, client_id)
+
+    def on_ping(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        self.runner.send_message(proto.PONG, {"sent": msg.data["sent"], "master": time.time()}, msg.node_id)
+
+    def on_ready(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        index = self._index(msg)
+        if index < 0:
+            return
+        data = msg.data
+        report = WorkerReport(index=index, host=str(data["host"]), address=str(data["address"]), pid=int(data["pid"]),
+                              joined_after_s=round(time.time() - self.state.listening_since, 3),
+                              clock_offset_ms=float(data["offset_ms"]), clock_rtt_ms=float(data["rtt_ms"]))
+        self.ready[index] = report
+        self._update(report)
+
+    def on_test_start(self, **_kwargs: Any) -> None:
+        """Locust starts once the expected workers are connected: wait for their clocks, then send the start
+        (before Locust's own spawn messages, which follow on the same connections)."""
+        deadline = time.time() + READY_WAIT_S
+        while len(self.ready) < self.plan.processes and time.time() < deadline:
+            gevent.sleep(0.05)
+        if len(self.ready) < self.plan.processes:
+            missing = self.plan.processes - len(self.ready)
+            self._fail(f"{missing} of {self.plan.processes} worker(s) joined but never reported their clock "
+                       f"within {READY_WAIT_S:.0f} s")
+            return
+        start_at = time.time() + START_LEAD_S
+        self.state = replace(self.state, start_at=start_at)
+        self.state.write(self.folder)
+        self.runner.send_message(proto.START, {"start_at": start_at})
+
+    def on_samples(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        index = self._index(msg)
+        if index < 0 or index in self.done:
+            return
+        rows: str = msg.data["rows"]
+        with (self.folder / f"samples-{index}-remote.csv").open("a") as sink:
+            sink.write(rows)
+        self.counts[index] = self.counts.get(index, 0) + rows.count("\n")
+
+    def on_done(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        index = self._index(msg)
+        if index < 0 or index not in self.ready:
+            return
+        data = msg.data
+        report = replace(self.ready[index], samples=self.counts.get(index, 0), clock_drift_ms=data.get("drift_ms"),
+                         late_mean_ms=data.get("late_mean_ms"), late_max_ms=data.get("late_max_ms"),
+                         cpu_percent_max=data.get("cpu_percent_max"), cpu_percent_mean=data.get("cpu_percent_mean"),
+                         finished=True)
+        self.done.add(index)
+        self._update(report)
+        self.runner.send_message(proto.DONE_ACK, {}, msg.node_id)
+
+    def _update(self, report: WorkerReport) -> None:
+        self.state = self.state.with_worker(report)
+        self.state.write(self.folder)
+
+    def _fail(self, error: str) -> None:
+        self.state = replace(self.state, error=error)
+        self.state.write(self.folder)
+        self.abort(error)
+
+    def abort(self, reason: str = "the master was stopped") -> None:
+        """SIGTERM (the harness interrupted or stopped the cell) or a failed start: tell every worker, so none
+        goes on sending, and exit at once (the master holds no samples it has not written)."""
+        for client_id in self.clients:
+            self.runner.send_message(proto.ABORT, {"reason": reason}, client_id)
+        gevent.sleep(ABORT_FLUSH_S)
+        os._exit(0)

@@ -1,0 +1,103 @@
+"""`bench worker`: this host as a load generator for a `bench run --expect-workers N` elsewhere.
+
+Every cell of a run has its own Locust master, so the worker starts one Locust worker process per cell
+(bench.load.locustfile in remote-worker mode, pinned to the generator CPUs) and starts the next when it
+ends, until no master has answered for `idle_s`, the master aborted (its run was interrupted), or
+`cells` cells are served. Everything it needs comes over Locust's messages; only a small status file of
+its own (what it joined, how it ended) is written locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.load.driver import LOCUSTFILE
+from bench.load.remote_protocol import REMOTE_WORKER_ENV, WORKER_STATUS_ENV
+from bench.processes import pin_and_tie_to_parent
+
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class WorkerEnd:
+    """How one Locust worker process ended: served its share, aborted by the master, or never joined."""
+
+    state: str  # done, unconfirmed, aborted, failed, idle, exited
+    facts: dict[str, object]
+
+
+def worker_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", host,
+            "--master-port", str(port), "--loglevel", "WARNING"]
+
+
+def run_one(host: str, port: int, cpus: tuple[int, ...], idle_s: float, log_path: Path) -> WorkerEnd:
+    """One Locust worker process, for one cell: killed if no plan arrives within idle_s."""
+    with tempfile.TemporaryDirectory(prefix="servebench-worker-") as scratch:
+        status = Path(scratch) / "status.json"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                worker_command(host, port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, REMOTE_WORKER_ENV: "1", WORKER_STATUS_ENV: str(status), "PYTHONUNBUFFERED": "1"},
+                start_new_session=True, preexec_fn=lambda: pin_and_tie_to_parent(cpus))
+            idle_until = time.time() + idle_s
+            try:
+                while process.poll() is None:
+                    time.sleep(POLL_S)
+                    if not status.exists() and time.time() > idle_until:
+                        _stop(process)
+                        return WorkerEnd("idle", {})
+            finally:
+                _stop(process)
+        facts: dict[str, object] = json.loads(status.read_text()) if status.exists() else {}
+    return WorkerEnd(str(facts.get("state", "exited")), facts)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+def serve(host: str, port: int, cpus: tuple[int, ...], idle_s: float, cells: int | None, log_path: Path,
+          say: Callable[[str], None]) -> int:
+    """Serve cells until the master goes quiet, aborts, or `cells` are served; the number served. No master
+    at all within idle_s is an error (a wrong address, a firewall, a run not started with --expect-workers)."""
+    served = 0
+    while cells is None or served < cells:
+        end = run_one(host, port, cpus, idle_s, log_path)
+        facts = end.facts
+        if end.state in ("done", "unconfirmed"):
+            served += 1
+            say(f"cell {served}: served as worker {facts.get('index')}"
+                + ("" if end.state == "done" else " (the master did not confirm the last samples)"))
+        elif end.state == "aborted":
+            say(f"the master stopped this worker: {facts.get('reason')}")
+            return served
+        elif end.state == "idle":
+            if served:
+                say(f"no further cell from {host}:{port} within {idle_s:.0f} s: done")
+                return served
+            raise BenchError(f"no master answered at {host}:{port} within {idle_s:.0f} s",
+                             hint="start `bench run --expect-workers N --master-bind ADDR` first, and check that "
+                                  "this host reaches ADDR:PORT")
+        else:
+            say(f"a cell ended without a report ({end.state}: {facts.get('reason', 'see ' + str(log_path))})")
+    return served
