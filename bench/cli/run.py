@@ -25,6 +25,8 @@ from bench.errors import BenchError
 from bench.targets.factory import TARGETS
 
 MAX_ROUNDS = 20
+MAX_PROFILE_RATE = 1000
+PROFILED_TARGETS = ("local", "docker")  # where py-spy can reach the server's process tree
 
 if TYPE_CHECKING:
     from bench.config import ModelSpec, RuntimeSpec, Scenario
@@ -59,6 +61,11 @@ def add_parser(commands: Commands) -> None:
     run.add_argument("--scenario", default="smoke", help="scenario name or YAML path")
     run.add_argument("--rounds", type=int, default=1, help="measure the runtimes in N interleaved rounds, the order "
                      "rotated each round, and rank only where the rounds' intervals separate (default 1)")
+    run.add_argument("--profile-server", action="store_true", help="sample each server's processes with py-spy over "
+                     "the measured window: where its time goes (model, serialisation, HTTP, framework), with a "
+                     "flame graph in the report (local and docker targets)")
+    run.add_argument("--profile-rate", type=int, default=100, metavar="HZ", help="--profile-server's samples per "
+                     "second per thread (default %(default)s; the overhead it adds: scripts/profile_overhead.py)")
     run.add_argument("--dry-run", action="store_true", help="kserve target: write every manifest to --out "
                      "DIR/manifests and print every command, applying nothing")
     add_remote_options(run)
@@ -116,6 +123,24 @@ def price_of(args: argparse.Namespace) -> float | None:
     return price
 
 
+def profile_server(args: argparse.Namespace) -> int | None:
+    """--profile-server's sampling rate, checked (None: not asked for): py-spy must be installed and the
+    server's processes on this machine."""
+    if not getattr(args, "profile_server", False):
+        return None
+    from bench.profile.recorder import py_spy
+
+    rate: int = args.profile_rate
+    if not 1 <= rate <= MAX_PROFILE_RATE:
+        raise BenchError(f"--profile-rate {rate}: between 1 and {MAX_PROFILE_RATE} samples per second",
+                         hint="for example --profile-rate 100")
+    if args.target not in PROFILED_TARGETS:
+        raise BenchError(f"--profile-server with --target {args.target}: the server's processes are not on this "
+                         "machine for py-spy to sample", hint=f"use --target {' or '.join(PROFILED_TARGETS)}")
+    py_spy()
+    return rate
+
+
 def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | None = None) -> RunResults:
     """The measuring part every such command shares: target, run folder, progress, the run, the report."""
     from bench.cli.console import ConsoleRunUI, console, out, print_published, results_table
@@ -128,6 +153,7 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
     from bench.results.store import claim_folder
     from bench.targets.factory import make_target
 
+    profiling = profile_server(args)  # checked before anything starts
     specs, model_specs = runtimes_of(args), models(args.model)
     remote = remote_of(args)
     profile = load_profile(args.profile)
@@ -144,7 +170,7 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
                          fairness=RunFairness(server_cpus=plan.server, generator_cpus=plan.generator,
                                               cpu_shared=bool(set(plan.server) & set(plan.generator))),
                          rounds=getattr(args, "rounds", 1), price_per_core_hour=price_of(args),
-                         remote=remote)
+                         profile_rate_hz=profiling, remote=remote)
     ui = ConsoleRunUI(out_dir / "run.log")
     if not args.no_mlflow:
         from bench.models.registry import tracking_uri

@@ -25,6 +25,8 @@ from bench.measure.sampler import ServerSampler
 from bench.measure.workers import generator_workers, worker_reasons
 from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
+from bench.profile.recorder import ProfileSettings, Recording
+from bench.profile.rules import Classifier
 from bench.results.sample_file import ParquetSamples
 from bench.results.schema import (
     Cell,
@@ -33,6 +35,7 @@ from bench.results.schema import (
     LoadPoint,
     Parity,
     Rates,
+    ServerProfile,
     ServerUsage,
     Validity,
 )
@@ -145,6 +148,14 @@ def rows_file(model: LocalModel, folder: Path) -> Path:
     return path
 
 
+def _profile(recording: Recording | None, deployment: Deployment, cell: Cell) -> ServerProfile:
+    if recording is None:
+        return ServerProfile(error=f"the {cell.target} target cannot see the server's processes to sample them")
+    recording.stop()
+    return recording.profile(Classifier.for_runtime(deployment.runtime.profile_rules),
+                             f"{cell.runtime} x {cell.model} {cell.label}")
+
+
 class Interrupted(Exception):
     """Ctrl-C during a measurement: carries the partial cell and its samples so they are kept."""
 
@@ -157,8 +168,11 @@ class Interrupted(Exception):
 def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurement: Measurement,
                  scenario: Scenario, limits: Limits, out_dir: Path, generator_cpus: tuple[int, ...],
                  on_tick: TickHandler, stop_when: StopRule | None = None, *,
+                 profiling: ProfileSettings | None = None,
                  remote: RemoteWorkers | None = None) -> tuple[Cell, ParquetSamples]:
-    """Drive one measurement against a ready server; the cell and its raw samples (in_window marked)."""
+    """Drive one measurement against a ready server; the cell and its raw samples (in_window marked).
+
+    profiling: sample the server's process tree over the measured window (bench run --profile-server)."""
     # remote: remote workers (bench run --expect-workers), whose master sets scheduled time zero once they are
     # ready; the window follows it
     processes = remote.count if remote is not None else scenario.generator_processes
@@ -181,9 +195,17 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
                        worker_wait_s=remote.wait_s)
     sampler = ServerSampler(deployment)
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
-    outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
-                       every_second=sampler, stop_when=stop_when, window=(window.start, window.end),
-                       headers=deployment.endpoint.headers)
+    recording = None
+    if profiling is not None and deployment.tree is not None:
+        recording = Recording(profiling, deployment.tree.root_pid, cell.cell_id)
+        recording.schedule(window.start, measurement.duration_s)
+    try:
+        outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
+                           every_second=sampler, stop_when=stop_when, window=(window.start, window.end),
+                           headers=deployment.endpoint.headers)
+    finally:
+        if recording is not None and time.time() < window.end:
+            recording.interrupt()  # the load ended early: keep what was sampled
     if outcome.error is not None:
         return failed(cell, outcome.error), outcome.samples
     window = Window(outcome.start_at + measurement.warmup_s,
@@ -191,6 +213,8 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
     stats = summarize(outcome.samples, window, limits, measurement.offered_rps, scheduled_rate(measurement, scenario))
     measured = _measured(cell, stats, outcome, sampler, window, deployment, cell.parity.ok is True, limits,
                          generator_cpus)
+    if profiling is not None:
+        measured = measured.model_copy(update={"server_profile": _profile(recording, deployment, cell)})
     samples = outcome.samples
     if outcome.interrupted:
         raise Interrupted(measured, samples)

@@ -29,6 +29,7 @@ class Measurement:
     stop_when: StopRule | None = None  # cut a clearly failed probe short (capacity search)
     seed: int | None = None  # another draw of the arrivals than the scenario's (each capacity probe its own)
     round: int | None = None  # bench run --rounds: the interleaved round it belongs to
+    profile: bool = False  # sample the server over the window (bench run --profile-server, tune's best)
 
     def arrival_seed(self, scenario: Scenario) -> int:
         return scenario.seed if self.seed is None else self.seed

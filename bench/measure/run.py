@@ -25,6 +25,7 @@ from bench.measure.plan import Measurement, limits_for, plan_measurements
 from bench.measure.rounds import combine_rounds, rotated
 from bench.measure.sweep import sweep_summary
 from bench.models.registry import LocalModel, resolve
+from bench.profile.recorder import RATE_HZ, ProfileSettings
 from bench.provision.serving_code import serving_code
 from bench.results.environment import environment_fingerprint
 from bench.results.sample_file import ParquetSamples
@@ -47,6 +48,7 @@ class RunOptions:
     rounds: int = 1  # > 1: every runtime measured once per round, the order rotated (bench run --rounds)
     remote: RemoteWorkers | None = None  # bench run --expect-workers: the generator is remote workers
     price_per_core_hour: float | None = None
+    profile_rate_hz: int | None = None  # --profile-server: every cell's server sampled by py-spy at this rate
 
 
 @dataclass(frozen=True)
@@ -255,11 +257,15 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
             else:
                 label = f"{title} {measurement.label}"
                 progress.events.fire(CellStarted(progress.next_index(), progress.total, label))
+                profiling = (ProfileSettings(options.out_dir, options.generator_cpus,
+                                             options.profile_rate_hz or RATE_HZ)
+                             if options.profile_rate_hz or measurement.profile else None)
                 measured, samples = cells.measure_cell(
                     cell, deployment, model, measurement, options.scenario,
                     limits_for(options.scenario, options.profile, measurement), options.out_dir,
                     options.generator_cpus, partial(progress.tick, label), measurement.stop_when,
-                    remote=options.remote)
+                    remote=options.remote,
+                    profiling=profiling)
                 finished = progress.finish(measured, samples)
                 _drop_raw_csv(options.out_dir / "load" / measured.cell_id)
 

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +56,6 @@ class Recording:
     pid: int
     name: str
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    _timer: threading.Timer | None = field(default=None, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-    _cancelled: bool = field(default=False, init=False)
     _error: str | None = field(default=None, init=False)
 
     @property
@@ -67,41 +63,35 @@ class Recording:
         return self.settings.out_dir / PROFILES / f"{self.name}.txt"
 
     @property
+    def log_path(self) -> Path:
+        return self.settings.out_dir / PROFILES / f"{self.name}.log"
+
+    @property
     def svg_path(self) -> Path:
         return self.settings.out_dir / PROFILES / f"{self.name}.svg"
 
     def schedule(self, start_at: float, duration_s: float) -> None:
-        """Start py-spy at start_at (wall clock) for duration_s seconds."""
+        """Start py-spy at start_at (wall clock) for duration_s seconds. It is started now, from this thread,
+        behind a shell's sleep that execs it (the same process): a child started from a timer thread would be
+        killed when that thread ends (PR_SET_PDEATHSIG follows the creating thread)."""
         self.raw_path.parent.mkdir(parents=True, exist_ok=True)
-        self._timer = threading.Timer(max(0.0, start_at - time.time()), self._start, (duration_s,))
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _start(self, duration_s: float) -> None:
-        command = [py_spy(), "record", "--pid", str(self.pid), "--subprocesses", "--format", "raw", "--nolineno",
-                   "--nonblocking", "--rate", str(self.settings.rate_hz), "--duration", str(math.ceil(duration_s)),
+        delay = max(0.0, start_at - time.time())
+        command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{delay:.3f}", py_spy(), "record", "--pid", str(self.pid),
+                   "--subprocesses", "--format", "raw", "--nolineno", "--nonblocking",
+                   "--rate", str(self.settings.rate_hz), "--duration", str(math.ceil(duration_s)),
                    "--output", str(self.raw_path)]
-        with self._lock:
-            if self._cancelled:
-                return
-            log = (self.settings.out_dir / PROFILES / f"{self.name}.log").open("wb")
+        with self.log_path.open("wb") as log:
             try:
                 self._process = subprocess.Popen(
                     command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     preexec_fn=lambda: pin_and_tie_to_parent(self.settings.cpus))
             except OSError as exc:
                 self._error = f"py-spy did not start: {exc}"
-            finally:
-                log.close()
 
     def stop(self, grace_s: float = 10.0) -> None:
         """After the load: let py-spy finish its window (grace_s more at most), then cut it short with SIGINT,
         which makes it write what it sampled."""
-        if self._timer is not None:
-            self._timer.cancel()
-        with self._lock:
-            self._cancelled = True
-            process = self._process
+        process = self._process
         if process is None:
             return
         try:
@@ -116,11 +106,7 @@ class Recording:
 
     def interrupt(self) -> None:
         """The load ended before the window did: stop sampling now, keeping what was sampled."""
-        with self._lock:
-            self._cancelled = True
-            process = self._process
-        if self._timer is not None:
-            self._timer.cancel()
+        process = self._process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGINT)
 
@@ -129,7 +115,7 @@ class Recording:
         stacks = read_collapsed(self.raw_path)
         relative = f"{PROFILES}/{self.name}"
         if not stacks:
-            log = self.settings.out_dir / PROFILES / f"{self.name}.log"
+            log = self.log_path
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
             why = self._error or (f"py-spy recorded no samples: {tail[0]}" if tail else "py-spy recorded no samples")
             return ServerProfile(rate_hz=self.settings.rate_hz, error=why)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
-PROCESS = re.compile(r'^process (?P<pid>\d+):"(?P<command>.*?)";')
+PROCESS = re.compile(r'^process (?P<pid>\d+):"(?P<command>.*?)"(?:;|$)')
 
 
 @dataclass(frozen=True)

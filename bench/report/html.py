@@ -18,6 +18,7 @@ from bench.report.rounds import pair_orders, ranking_lines, rounds_of, rounds_ro
 from bench.report.runtime_table import runtime_facts
 from bench.report.summary import summary_rows
 from bench.report.templating import environment
+from bench.report.time_spent import time_spent_rows
 from bench.report.tuning import frontier_chart, price, ranking_verdict, tuning_rows, tunings
 
 TEMPLATE = "report.html.j2"
@@ -38,7 +39,7 @@ def render_html(data: ReportData, verdicts: list[ModelVerdict]) -> str:
         rounds=rounds_rows(rounds_of(data)), rounds_ranking=ranking_lines(rounds_of(data)),
         pair_orders=pair_orders(rounds_of(data)),
         tuning=tuning_rows(tunings(data), price(data)), tuning_verdict=ranking_verdict(tunings(data), price(data)),
-        frontier=frontier_chart(data),
+        frontier=frontier_chart(data), time_spent=time_spent_rows(data),
         facts=runtime_facts(data), environments=run_environments(data), version=__version__,
         rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sources=[run.folder.name for run in data.runs],

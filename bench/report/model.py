@@ -36,6 +36,7 @@ CELL_COLUMNS = [
     "server_cpu_s_per_1000", "generator_cpu_percent_max", "parity_ok", "parity_max_abs_diff", "slo_percentile",
     "slo_ms", "slo_met",
     "valid", "status", "invalid_reasons", "error", "samples_file", "measured_s", "warmup_s", "duration_s",
+    "profile_model_share", "model_predict_ms",
 ]
 SERIES_COLUMNS = ["run_id", "cell_id", "series", "runtime", "model", "label", "t", "coverage", "requests", "errors",
                   "ok_rps", "p50_ms", "p99_ms", "server_cpu_percent", "server_rss_mb"]
@@ -159,6 +160,8 @@ def _cell_row(run: Run, position: int, cell: Cell) -> Row:
         "slo_met": cell.slo_met, "valid": cell.validity.valid, "status": cell.status, "invalid_reasons": cell.reasons,
         "error": cell.validity.error, "samples_file": cell.samples_file, "measured_s": cell.measured_s,
         "warmup_s": cell.load.warmup_s, "duration_s": cell.load.duration_s,
+        "profile_model_share": shares.model if (shares := cell.server_profile and cell.server_profile.shares) else None,
+        "model_predict_ms": cell.model_cost.predict_ms_p50 if cell.model_cost else None,
     }
     for key in LATENCY_KEYS:
         row[f"{key}_ms"] = getattr(cell.latency, key)

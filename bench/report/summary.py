@@ -37,6 +37,7 @@ class SummaryRow:
     goodput: str
     cpu: str
     cpu_s_per_1000: str  # server CPU-seconds per 1,000 predictions
+    serving_cpu_ms: str  # of which outside the model, per prediction in ms (profiled cells: the framework's overhead)
     rss: str
     startup: str
     status: str  # valid, invalid, failed
@@ -67,11 +68,18 @@ def summary_rows(cells: pd.DataFrame) -> list[SummaryRow]:
             error_rate=fmt_ratio(number["error_rate"] if cell["requests"] else None),
             goodput=fmt_rate(number["goodput_rps"], unit=""), cpu=fmt_percent(number["server_cpu_percent_mean"], 0),
             cpu_s_per_1000=fmt_number(number["server_cpu_s_per_1000"], 3),
+            serving_cpu_ms=fmt_number(
+                serving_cpu_ms(number["server_cpu_s_per_1000"], number["profile_model_share"]), 3),
             rss=fmt_number(number["server_rss_mb_max"], 0), startup=fmt_number(number["server_startup_s"], 2),
             status=str(cell["status"]), reasons=[str(r) for r in cell["invalid_reasons"]],
             slo_met=_optional_bool(cell["slo_met"]),
         ))
     return rows
+
+
+def serving_cpu_ms(cpu_s_per_1000: float | None, model_share: float | None) -> float | None:
+    """Server CPU-ms per prediction outside the model (CPU-s per 1,000 is CPU-ms per one)."""
+    return None if cpu_s_per_1000 is None or model_share is None else cpu_s_per_1000 * (1.0 - model_share)
 
 
 def _requests(scheduled: int, dropped: float | None) -> str:

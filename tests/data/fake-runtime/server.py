@@ -3,12 +3,14 @@ other row with the row itself. FAKE_MODE: ok, crash (exit at start), never_ready
 that ignores SIGTERM), die_on_predict (exits on the first request), die_after:N (exits on request N+1),
 slow:MS (sleeps MS milliseconds per request), serial:MS (one request at a time, MS milliseconds each: a
 single-server queue whose capacity is 1000/MS req/s), serial (the same, MS from FAKE_SERVICE_MS).
-busy:MODEL_MS:FRAMEWORK_MS (spends that much CPU time per request in marked_busy_loop, then in
-marked_framework_loop: runtime.yaml's profile_rules count them as model and framework, so a profile's
-shares are known). FAKE_REQUIRE_HEADER="Name: value" answers 401 to a predict request without that header (an API key)."""
+busy:MODEL_MS:FRAMEWORK_MS (spends that much CPU time per request in marked_busy_loop and in
+marked_framework_loop, in shuffled 0.5 ms pieces: runtime.yaml's profile_rules count them as model and
+framework, so a profile's shares are known). FAKE_REQUIRE_HEADER="Name: value" answers 401 to a predict
+request without that header (an API key)."""
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -92,9 +94,14 @@ class Handler(BaseHTTPRequestHandler):
             service_ms = os.environ["FAKE_SERVICE_MS"] if MODE == "serial" else MODE.split(":")[1]
             time.sleep(serial_delay(float(service_ms) / 1000))
         if MODE.startswith("busy:"):
-            model_ms, framework_ms = MODE.split(":")[1:3]
-            marked_busy_loop(float(model_ms) / 1000)
-            marked_framework_loop(float(framework_ms) / 1000)
+            model_ms, framework_ms = (float(ms) for ms in MODE.split(":")[1:3])
+            # in 0.5 ms pieces, shuffled: each piece has the same call overhead and the same chance of being
+            # preempted, so the loops' shares of the wall time a sampler sees are their shares of CPU time
+            # (two whole loops in a fixed order gave the second 0.60 of the samples instead of 0.67)
+            pieces = [marked_busy_loop] * round(model_ms / 0.5) + [marked_framework_loop] * round(framework_ms / 0.5)
+            random.shuffle(pieces)
+            for loop in pieces:
+                loop(0.0005)
         answers = [GOLDEN.get(tuple(row), row) for row in body["instances"]]
         self._send(200, {"predictions": answers})
 
