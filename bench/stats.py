@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
 
 from bench.config import PERCENTILE_LEVELS
 from bench.order_statistics import SortedRuns, scratch_folder
@@ -42,6 +41,8 @@ def quantile_interval(runs: SortedRuns, percentile: float, confidence: float = 0
     l and u the binomial(n, q) quantiles of the confidence's tails, so P(x_(l) <= true percentile <= x_(u))
     >= confidence for independent samples. What the percentile bootstrap approximates, computed exactly
     from two order statistics instead of 400 resamples of the whole cell; None with fewer than 20 samples."""
+    from scipy.stats import binom  # here, not at import: scipy.stats costs every command 1.5 s, a usage error too
+
     n = runs.count
     if n < 20:
         return None
