@@ -25,13 +25,14 @@ from bench.measure.plan import Measurement, limits_for, plan_measurements
 from bench.measure.rounds import combine_rounds, rotated
 from bench.measure.sweep import sweep_summary
 from bench.models.registry import LocalModel, resolve
+from bench.profile.model_cost import time_model
 from bench.profile.recorder import RATE_HZ, ProfileSettings
 from bench.provision.serving_code import serving_code
 from bench.results.environment import environment_fingerprint
 from bench.results.sample_file import ParquetSamples
-from bench.results.schema import Cell, Fairness, ModelRecord, RunFairness, RunResults, RuntimeRecord
+from bench.results.schema import Cell, Fairness, ModelCost, ModelRecord, RunFairness, RunResults, RuntimeRecord
 from bench.results.store import RunStore
-from bench.targets.base import Provisioned, Target
+from bench.targets.base import Deployment, Provisioned, Target
 
 
 @dataclass
@@ -244,6 +245,7 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
         progress.say(f"{title}: ready in {deployment.startup_s:.2f} s, parity "
                      f"{'ok' if parity.ok else 'FAILED: ' + (parity.error or '')}")
         finished: Cell | None = None
+        costs: dict[int, ModelCost | None] = {}  # the model's own predict, by batch size (profiled cells)
         while (planned := plan.next(finished)) is not None:
             measurement = planned.with_warmup_at_least(runtime.warmup_s)
             skeleton = cells.skeleton(options.scenario, options.target.name, runtime, model.name, measurement,
@@ -260,14 +262,27 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
                 profiling = (ProfileSettings(options.out_dir, options.generator_cpus,
                                              options.profile_rate_hz or RATE_HZ)
                              if options.profile_rate_hz or measurement.profile else None)
+                if profiling is not None and measurement.batch_size not in costs:  # timed while the server idles
+                    costs[measurement.batch_size] = _model_cost(options, deployment, model, measurement.batch_size)
                 measured, samples = cells.measure_cell(
                     cell, deployment, model, measurement, options.scenario,
                     limits_for(options.scenario, options.profile, measurement), options.out_dir,
                     options.generator_cpus, partial(progress.tick, label), measurement.stop_when,
                     remote=options.remote,
                     profiling=profiling)
+                if profiling is not None:
+                    measured = measured.model_copy(update={"model_cost": costs.get(measurement.batch_size)})
                 finished = progress.finish(measured, samples)
                 _drop_raw_csv(options.out_dir / "load" / measured.cell_id)
+
+
+def _model_cost(options: RunOptions, deployment: Deployment, model: LocalModel, batch_size: int) -> ModelCost | None:
+    """The model's predict timed in the runtime's environment, without the server (local target only)."""
+    if deployment.python is None:
+        return None
+    return time_model(deployment.python, model.model_dir, cells.rows_file(model, options.out_dir / "load"),
+                      batch_size, options.fairness.server_cpus or options.generator_cpus,
+                      options.out_dir / "profiles" / f"model-cost-{deployment.runtime.name}-{model.name}.log")
 
 
 def _drop_raw_csv(folder: Path) -> None:

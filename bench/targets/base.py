@@ -66,6 +66,7 @@ class Deployment(ABC):
     startup_s: float = 0.0
     fairness: dict[str, object] = field(default_factory=dict)  # CPUs, limits, image...: see measure.cell
     tree: ProcessTree | None = None  # the server's processes as the host sees them (containers included)
+    python: Path | None = None  # the runtime environment's interpreter on this machine (local: its virtualenv)
     _stopped: bool = field(default=False, init=False, repr=False)
 
     @abstractmethod

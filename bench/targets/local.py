@@ -149,6 +149,7 @@ class LocalTarget(Target):
                 raise DeployError(f"cannot start {command[0]}: {exc.strerror}") from None
         OWNED.add(deployment)
         deployment.tree = ProcessTree(deployment.process.pid)
+        deployment.python = runtime_env.python
         with stopped_unless_ready(deployment, f"{runtime.name} with {model.name}"):
             wait_until_ready(endpoint.readiness_url, runtime.startup_timeout_s, deployment.exit_reason)
         deployment.startup_s = time.monotonic() - started

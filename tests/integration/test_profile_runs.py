@@ -66,3 +66,24 @@ def test_profile_server_where_py_spy_cannot_reach_the_server_is_one_error_line(t
         "error: --profile-server with --target url: the server's processes are not on this machine for py-spy to "
         "sample (hint: use --target local or docker)"]
     assert not (tmp_path / "run").exists()
+
+
+def test_the_models_own_predict_is_timed_in_the_runtimes_environment(tmp_path: Path,
+                                                                      models: dict[str, LocalModel]) -> None:
+    """The model cost a profiled cell carries: servebench_model_timer.py run with a runtime's interpreter."""
+    import numpy as np
+
+    from bench.config import load_runtime
+    from bench.models.catalog import load_dataset
+    from bench.profile.model_cost import time_model
+    from bench.provision.envs import require_env
+
+    model = models["iris-logreg"]
+    features, _ = load_dataset(model.spec.dataset, model.spec.input_dtype)
+    np.save(tmp_path / "rows.npy", features)
+    python = require_env(load_runtime("fastapi")).python
+    cost = time_model(python, model.model_dir, tmp_path / "rows.npy", 4, (0,), tmp_path / "timer.log")
+    assert cost is not None, (tmp_path / "timer.log").read_text()
+    assert cost.batch_size == 4 and cost.calls > 100 and 0 < cost.predict_ms_p50 < 50
+    assert time_model(python, tmp_path / "no-model", tmp_path / "rows.npy", 1, (0,), tmp_path / "bad.log") is None
+    assert "Traceback" in (tmp_path / "bad.log").read_text()
