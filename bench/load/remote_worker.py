@@ -52,6 +52,8 @@ class RemoteWorker:
                               (proto.DONE_ACK, self.on_ack), (proto.ABORT, self.on_abort)):
             self.runner.register_message(name, handler)
         environment.events.test_start.add_listener(self.on_test_start)
+        environment.events.quitting.add_listener(self.on_quitting)
+        self.reported = False
         planned_user.Setup.remote = True
         planned_user.Setup.on_finished = self.finished
         gevent.spawn(self._watch_master)
@@ -158,7 +160,19 @@ class RemoteWorker:
             "cpu_percent_max": max(self.cpu) if self.cpu else None,
             "cpu_percent_mean": sum(self.cpu) / len(self.cpu) if self.cpu else None})
         acked = self.acked.wait(ACK_WAIT_S)
+        self.reported = True
         self.note(state="done" if acked else "unconfirmed", index=self.index)
+
+    def on_quitting(self, **_kwargs: Any) -> None:
+        """Locust's own quit from the master before this share was served: after the start, the master was
+        stopped (Ctrl-C on the run: stop serving); before it, the master gave up on the cell (a worker never
+        came: the next cell may still come)."""
+        if self.reported:
+            return
+        if self.started.is_set():
+            self.note(state="aborted", reason="the master stopped the cell", index=self.index)
+        else:
+            self.note(state="ended", reason="the master gave up on the cell before its start", index=self.index)
 
     def _watch_master(self) -> None:
         """Locust's own worker waits 60 s for a silent master; a run's worker should not."""

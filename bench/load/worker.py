@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,8 +43,23 @@ def worker_command(host: str, port: int) -> list[str]:
             "--master-port", str(port), "--loglevel", "WARNING"]
 
 
+def master_listens(host: str, port: int, until: float) -> bool:
+    """Wait for the master's port to accept connections (Locust's own worker retries only every 5 s, and a
+    cell waits a bounded time for its workers)."""
+    while time.time() < until:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return True
+        except OSError:
+            time.sleep(POLL_S)
+    return False
+
+
 def run_one(host: str, port: int, cpus: tuple[int, ...], idle_s: float, log_path: Path) -> WorkerEnd:
-    """One Locust worker process, for one cell: killed if no plan arrives within idle_s."""
+    """One Locust worker process, for one cell, once the master listens: killed if no plan arrives within
+    idle_s."""
+    if not master_listens(host, port, time.time() + idle_s):
+        return WorkerEnd("idle", {})
     with tempfile.TemporaryDirectory(prefix="servebench-worker-") as scratch:
         status = Path(scratch) / "status.json"
         with log_path.open("ab") as log:
@@ -88,6 +104,7 @@ def serve(host: str, port: int, cpus: tuple[int, ...], idle_s: float, cells: int
             served += 1
             say(f"cell {served}: served as worker {facts.get('index')}"
                 + ("" if end.state == "done" else " (the master did not confirm the last samples)"))
+            time.sleep(1.0)  # its master is closing: the next cell's opens the port anew
         elif end.state == "aborted":
             say(f"the master stopped this worker: {facts.get('reason')}")
             return served
@@ -100,4 +117,5 @@ def serve(host: str, port: int, cpus: tuple[int, ...], idle_s: float, cells: int
                                   "this host reaches ADDR:PORT")
         else:
             say(f"a cell ended without a report ({end.state}: {facts.get('reason', 'see ' + str(log_path))})")
+            time.sleep(1.0)  # its master is closing: the next cell's opens the port anew
     return served
