@@ -76,7 +76,12 @@ class Recording:
         killed when that thread ends (PR_SET_PDEATHSIG follows the creating thread)."""
         self.raw_path.parent.mkdir(parents=True, exist_ok=True)
         delay = max(0.0, start_at - time.time())
-        command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{delay:.3f}", py_spy(), "record", "--pid", str(self.pid),
+        try:
+            executable = py_spy()
+        except BenchError as exc:
+            self._error = exc.message
+            return
+        command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{delay:.3f}", executable, "record", "--pid", str(self.pid),
                    "--subprocesses", "--format", "raw", "--nolineno", "--nonblocking",
                    "--rate", str(self.settings.rate_hz), "--duration", str(math.ceil(duration_s)),
                    "--output", str(self.raw_path)]
