@@ -16,6 +16,7 @@ from typing import Any
 
 import gevent
 import numpy as np
+from locust.runners import STATE_MISSING
 
 from bench.load import remote_protocol as proto
 from bench.load.plan import LoadPlan
@@ -24,6 +25,7 @@ from bench.load.remote_protocol import DistributedState, WorkerReport
 READY_WAIT_S = 20.0  # after the last expected worker connected, for every clock to be measured
 START_LEAD_S = 1.5  # scheduled time zero this long after the start is sent: workers spawn their users
 ABORT_FLUSH_S = 0.3  # for the abort messages to leave before the master exits
+WATCH_S = 0.5
 
 
 class RemoteMaster:
@@ -57,8 +59,8 @@ class RemoteMaster:
         if client_id in self.clients:
             return  # a reconnect: it has the plan
         if len(self.clients) >= self.plan.processes or self.state.start_at is not None:
-            self.runner.send_message(proto.ABORT, {"reason": f"the run already has its {self.plan.processes} "
-                                                             "worker(s)"}, client_id)
+            self.runner.send_message(proto.ABORT, {"reason": f"this cell already has its {self.plan.processes} "
+                                                             "worker(s)", "final": False}, client_id)
             return
         index = int(self.runner.get_worker_index(client_id))
         self.clients[client_id] = index
@@ -95,6 +97,19 @@ class RemoteMaster:
         self.state = replace(self.state, start_at=start_at)
         self.state.write(self.folder)
         self.runner.send_message(proto.START, {"start_at": start_at})
+        gevent.spawn(self._end_when_no_worker_is_left)
+
+    def _end_when_no_worker_is_left(self) -> None:
+        """Locust's master quits when its last worker quits, but only stops when the last one goes missing
+        (killed, or its host gone): then it would wait for --run-time. End the cell once every worker has
+        reported or is gone; distributed.json says which never reported."""
+        while True:
+            gevent.sleep(WATCH_S)
+            alive = {node.id for node in self.runner.clients.all if node.state != STATE_MISSING}
+            if not [client for client, index in self.clients.items() if index not in self.done and client in alive]:
+                gevent.sleep(WATCH_S)  # the last report's own quit may be on its way
+                self.runner.quit()
+                return
 
     def on_samples(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
         index = self._index(msg)
@@ -131,6 +146,6 @@ class RemoteMaster:
         """SIGTERM (the harness interrupted or stopped the cell) or a failed start: tell every worker, so none
         goes on sending, and exit at once (the master holds no samples it has not written)."""
         for client_id in self.clients:
-            self.runner.send_message(proto.ABORT, {"reason": reason}, client_id)
+            self.runner.send_message(proto.ABORT, {"reason": reason, "final": True}, client_id)
         gevent.sleep(ABORT_FLUSH_S)
         os._exit(0)

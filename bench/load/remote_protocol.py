@@ -13,7 +13,8 @@ another host needs nothing but the master's address: no shared disk, no copied f
     worker -> master  SAMPLES  {rows}: sample CSV lines, in the master's clock, twice a second
     worker -> master  DONE     its report (counts, lateness, CPU, the clock measured again); master -> worker
                                DONE_ACK once every sample before it is written
-    master -> worker  ABORT    {reason}: the master was interrupted, or the run did not want this worker
+    master -> worker  ABORT    {reason, final}: the master was interrupted (final: stop serving), or this
+                               cell did not want this worker (it already had its N)
 
 The master keeps `distributed.json` in the cell's load folder (rewritten on every change, so a killed
 master still leaves it): the start time, each worker's report, and the error that stopped the cell.

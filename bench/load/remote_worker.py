@@ -87,7 +87,8 @@ class RemoteWorker:
         self.acked.set()
 
     def on_abort(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
-        self.note(state="aborted", reason=str(msg.data["reason"]), index=self.index)
+        final = bool(msg.data.get("final", True))  # False: not wanted for this cell, the next may come
+        self.note(state="aborted" if final else "refused", reason=str(msg.data["reason"]), index=self.index)
         os._exit(proto.ABORTED_EXIT)
 
     # ---- the cell ------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ POLL_S = 0.2
 class WorkerEnd:
     """How one Locust worker process ended: served its share, aborted by the master, or never joined."""
 
-    state: str  # done, unconfirmed, aborted, failed, idle, exited
+    state: str  # done, unconfirmed, aborted, refused, ended, failed, idle, exited
     facts: dict[str, object]
 
 
@@ -97,25 +97,28 @@ def serve(host: str, port: int, cpus: tuple[int, ...], idle_s: float, cells: int
     """Serve cells until the master goes quiet, aborts, or `cells` are served; the number served. No master
     at all within idle_s is an error (a wrong address, a firewall, a run not started with --expect-workers)."""
     served = 0
+    idle_since = time.time()
     while cells is None or served < cells:
-        end = run_one(host, port, cpus, idle_s, log_path)
+        end = run_one(host, port, cpus, max(0.0, idle_since + idle_s - time.time()), log_path)
         facts = end.facts
         if end.state in ("done", "unconfirmed"):
             served += 1
+            idle_since = time.time()
             say(f"cell {served}: served as worker {facts.get('index')}"
                 + ("" if end.state == "done" else " (the master did not confirm the last samples)"))
-            time.sleep(1.0)  # its master is closing: the next cell's opens the port anew
         elif end.state == "aborted":
             say(f"the master stopped this worker: {facts.get('reason')}")
             return served
-        elif end.state == "idle":
+        elif end.state == "idle" or time.time() > idle_since + idle_s:
             if served:
                 say(f"no further cell from {host}:{port} within {idle_s:.0f} s: done")
                 return served
             raise BenchError(f"no master answered at {host}:{port} within {idle_s:.0f} s",
                              hint="start `bench run --expect-workers N --master-bind ADDR` first, and check that "
                                   "this host reaches ADDR:PORT")
+        elif end.state == "refused":
+            say(f"not needed for this cell ({facts.get('reason')}): waiting for the next")
         else:
             say(f"a cell ended without a report ({end.state}: {facts.get('reason', 'see ' + str(log_path))})")
-            time.sleep(1.0)  # its master is closing: the next cell's opens the port anew
+        time.sleep(1.0)  # the cell's master is closing: the next cell's opens the port anew
     return served

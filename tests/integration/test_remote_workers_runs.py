@@ -30,11 +30,12 @@ BENCH = [sys.executable, "-m", "bench.cli"]
 pytestmark = pytest.mark.integration
 
 
-def scenario(folder: Path) -> Path:
-    """200 req/s Poisson, 1 s warm-up and 4 s measured under the smoke profile."""
+def scenario(folder: Path, **load: object) -> Path:
+    """200 req/s Poisson (or the load given), 1 s warm-up and 4 s measured under the smoke profile."""
     path = folder / "remote.yaml"
-    path.write_text(json.dumps({"name": "remote", "loop": "open", "arrival": "poisson", "rate": 200, "warmup_s": 5,
-                                "duration_s": 20, "slo": {"percentile": "p99", "ms": 500}, "min_requests": 100}))
+    path.write_text(json.dumps({"name": "remote", "loop": "open", "arrival": "poisson", **(load or {"rate": 200}),
+                                "warmup_s": 5, "duration_s": 20, "slo": {"percentile": "p99", "ms": 500},
+                                "min_requests": 100}))
     return path
 
 
@@ -88,7 +89,9 @@ def worker(procs: Processes, home: Path, master: str, *extra: str,
 
 
 def run_args(tmp_path: Path, out: str, *extra: str) -> list[str]:
-    return [*BENCH, "run", "--model", "iris-logreg", "--scenario", str(scenario(tmp_path)), "--profile", "smoke",
+    path = tmp_path / "remote.yaml"
+    return [*BENCH, "run", "--model", "iris-logreg", "--scenario", str(path if path.exists() else scenario(tmp_path)),
+            "--profile", "smoke",
             "--no-mlflow", "--out", str(tmp_path / out), *extra]
 
 
@@ -97,23 +100,39 @@ def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[int, st
     return process.returncode, output
 
 
-def test_two_worker_processes_give_one_merged_cell(tmp_path: Path, procs: Processes,
-                                                   models: dict[str, LocalModel]) -> None:
+def test_two_worker_processes_serve_a_run_and_a_worker_killed_mid_cell_invalidates_only_that_cell(
+        tmp_path: Path, procs: Processes, models: dict[str, LocalModel]) -> None:
+    """Two cells: both workers serve the first (one merged, valid cell); one worker's generator is killed in
+    the second, which ends without waiting for it and is invalid with the reason."""
     master = f"127.0.0.1:{procs.port}"
-    workers = [worker(procs, tmp_path / f"w{k}", master, "--cells", "1") for k in range(2)]
+    workers = [worker(procs, tmp_path / f"w{k}", master, "--cells", "2") for k in range(2)]
+    scenario(tmp_path, sweep=[200, 150])
     run = procs.start(run_args(tmp_path, "run", "--runtime", str(FAKE_RUNTIME), "--expect-workers", "2",
                                "--master-bind", master), tmp_path / "home")
+    victim = None
+    deadline = time.monotonic() + 80
+    while victim is None:  # the second cell's first samples: kill one worker's Locust process
+        assert time.monotonic() < deadline and run.poll() is None, "the second cell never started"
+        if list((tmp_path / "run" / "load").glob("002-*/samples-1-remote.csv")):
+            victim = next(child for child in psutil.Process(workers[1].pid).children(recursive=True)
+                          if "locust" in " ".join(child.cmdline()))
+            victim.kill()
+        time.sleep(0.2)
     code, output = finish(run)
     assert code == 0, output[-3000:]
-    for process in workers:
-        code, said = finish(process, 30)
-        assert code == 0 and "served 1 cell(s)" in said, said
-    (cell,) = load_results(tmp_path / "run").cells
-    assert cell.validity.valid, cell.validity.reasons
-    assert cell.generator is not None and [w.index for w in cell.generator.workers] == [0, 1]
-    assert all(w.finished and w.samples > 0 and w.clock_rtt_ms is not None for w in cell.generator.workers)
-    assert cell.counts.scheduled == cell.counts.sent + (cell.counts.dropped or 0) > 500
-    assert cell.load.generator_processes == 2
+    first, second = load_results(tmp_path / "run").cells
+    assert first.validity.valid, first.validity.reasons
+    assert first.generator is not None and [w.index for w in first.generator.workers] == [0, 1]
+    assert all(w.finished and w.samples > 0 and w.clock_rtt_ms is not None for w in first.generator.workers)
+    assert first.counts.scheduled == first.counts.sent + (first.counts.dropped or 0) > 500
+    assert first.load.generator_processes == 2
+    assert not second.validity.valid and any("left before it reported" in reason
+                                             for reason in second.validity.reasons), second.validity
+    code, said = finish(workers[0], 30)
+    assert code == 0 and "served 2 cell(s)" in said, said
+    os.killpg(workers[1].pid, signal.SIGINT)
+    code, said = finish(workers[1], 10)
+    assert code == 130 and "a cell ended without a report" in said, said  # then waited for a next cell
 
 
 def test_ctrl_c_on_the_master_stops_its_workers_and_a_missing_worker_fails_the_cell_in_bounded_time(
