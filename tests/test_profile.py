@@ -4,6 +4,7 @@ runtime's own rules, shares that sum to 1, and the flame graph drawn as a self-c
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -97,3 +98,37 @@ def test_the_flame_graph_is_a_self_contained_svg() -> None:
     assert "fake x iris &lt;rate=50&gt;" in svg  # text is escaped
     rects = {r.get("fill") for r in root.iter("{http://www.w3.org/2000/svg}rect")}
     assert "#4e9a5b" in rects and "#5b8fd0" in rects  # model green, HTTP blue
+
+
+def test_the_report_shows_where_the_time_goes_from_the_saved_files_alone(tmp_path: Path) -> None:
+    """A saved run with a profiled cell (its flame graph beside it) renders the section: the stacked bar, the
+    model's cost against p50, the serving CPU per request in the summary, and the SVG inlined under the CSP."""
+    from report_runs import materialise
+
+    from bench.report.render import render_run_reports
+    from bench.results.schema import ModelCost, ProfileShares, ServerProfile
+    from bench.results.store import load_results, write_results
+
+    run = materialise("fake-v2", tmp_path / "run")
+    results = load_results(run)
+    (run / "profiles").mkdir()
+    (run / "profiles" / "001.svg").write_text(render_svg(parse_collapsed(RAW), Classifier.for_runtime([]), "fake"))
+    first = results.cells[0]
+    profiled = first.model_copy(update={
+        "server_profile": ServerProfile(rate_hz=100, samples=100, processes=2, flamegraph="profiles/001.svg",
+                                        stacks="profiles/001.txt", shares=ProfileShares(
+                                            model=0.4, serialisation=0.25, http=0.2, framework=0.05, other=0.03,
+                                            unclassified=0.07)),
+        "model_cost": ModelCost(predict_ms_p50=0.5, predict_ms_mean=0.6, calls=100, batch_size=1),
+        "server": first.server.model_copy(update={"cpu_s_per_1000": 2.0})})
+    write_results(run / "results.json", results.model_copy(update={"cells": (profiled, *results.cells[1:])}))
+    report, _ = render_run_reports([run])
+    html = report.read_text()
+    section = html[html.index('<section id="time">'):]
+    section = section[:section.index("</section>")]
+    assert "model 40.0%" in section and "unclassified 7.0%" in section and "100 samples at 100 Hz" in section
+    assert f"of fake&#39;s {first.latency.p50:.2f} ms p50, 0.500 ms is the model&#39;s own predict" in section
+    assert "serving CPU 1.200 ms per request" in section  # 2.0 CPU-ms per request, 60% outside the model
+    assert "<svg" in section and "safe_sparse_dot (sklearn/utils/extmath.py)" in section
+    assert '<th class="num">serving ms/req</th>' in html and '<td class="num">1.200</td>' in html
+    assert "default-src 'none'" in html and "<script" not in html
