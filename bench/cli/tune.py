@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from bench.cli.capacity import add_search_options, console_print, search_settings, write_json
 from bench.cli.options import Commands, writable
-from bench.cli.run import measure
+from bench.cli.run import PROFILED_TARGETS, measure
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ def add_parser(commands: Commands) -> None:
                       "gets the others); default: --server-cpus or the last one")
     tune.add_argument("--max-configs", type=int, default=6, help="configurations measured per runtime at most "
                       "(default %(default)s)")
+    tune.add_argument("--no-server-profile", action="store_true", help="skip the profiled cell of each runtime's best "
+                      "configuration (py-spy over one cell at the common rate: where its time goes)")
     tune.set_defaults(handler=cmd_tune)
 
 
@@ -73,9 +75,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     server_cpus = len(cpus(args).server)
     slo, scenario, settings = search_settings(args)
     profile = load_profile(args.profile)
+    profile_best = not args.no_server_profile and args.target in PROFILED_TARGETS
 
     def plan(runtime: RuntimeSpec, model: ModelSpec) -> TunePlan:
-        return TunePlan(runtime, model.name, scenario, profile, settings, server_cpus, budget_mb, args.max_configs)
+        return TunePlan(runtime, model.name, scenario, profile, settings, server_cpus, budget_mb, args.max_configs,
+                        profile_best=profile_best)
 
     console_print(f"tuning: {slo.percentile} <= {slo.ms:g} ms on {server_cpus} server CPU(s) and {args.memory} of "
                   f"memory, at most {args.max_configs} configurations per runtime")

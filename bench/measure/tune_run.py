@@ -7,7 +7,9 @@ default passed at, at most half its capacity), so each configuration's first pro
 frontier (capacity against p99 at one rate) and the bracket is found in a probe or two. A configuration
 whose server grew past the memory budget is recorded, with the reason, and never chosen. Each
 configuration's capacity goes into results.json's `capacity` list as soon as its search ends; the
-tuning record when the pair is done.
+tuning record when the pair is done. Then, unless told not to, the best configuration is deployed once
+more for one profiled cell at the common rate (py-spy over its window: where its time goes), labelled
+`[config] profile rate=R`, outside the searches and their records.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class TunePlan:
     measured: list[TunedConfig] = field(default_factory=list)
     common_rps: float | None = None
     outcome: TuningOutcome | None = None
+    profile_best: bool = True  # one profiled cell of the best configuration once the search is done
+    profiling: Measurement | None = None  # that cell, while it is pending
 
     def __post_init__(self) -> None:
         self.steps = tuning_search(self.runtime.knobs, self.server_cpus, self.max_configs)
@@ -90,15 +94,30 @@ class TunePlan:
                             label_prefix=f"[{config_label(config)}] ")
 
     def deployment(self, base: RuntimeSpec, store: RunStore) -> RuntimeSpec | None:
+        if self.outcome is not None:  # the search is over: the profiled cell, then nothing
+            return self._profiled_best()
         try:
             config = next(self.steps) if self.current is None else self.steps.send(self._score(self._conclude(store)))
         except StopIteration as done:
             self.outcome = done.value
             self.current = None
-            return None
+            return self._profiled_best()
         self.current = self._search_for(config)
         self.current.deployed = True
         return self.current.runtime
+
+    def _profiled_best(self) -> RuntimeSpec | None:
+        """The best configuration again, for one profiled cell at the common rate (once; None after)."""
+        if not self.profile_best or self.outcome is None or self.profiling is not None or not self.measured:
+            self.profiling = None
+            return None
+        best = TuningOutcome("grid", self.outcome.tried, ()).best.config
+        rate = self.common_rps or self.settings.start_rps
+        search = CapacityPlan(self.runtime.configured(best), self.model, self.scenario, self.profile,
+                              replace(self.settings, start_rps=rate), label_prefix=f"[{config_label(best)}] profile ")
+        self.profiling = replace(search.measurement(), stop_when=None, profile=True)
+        self.profile_best = False
+        return search.runtime
 
     def _conclude(self, store: RunStore) -> TunedConfig:
         """The configuration just searched: its capacity record on disk now, its summary kept."""
@@ -125,6 +144,9 @@ class TunePlan:
         return None if tuned.over_budget else tuned.capacity_rps
 
     def next(self, finished: Cell | None) -> Measurement | None:
+        if self.current is None and self.profiling is not None:  # the profiled cell of the best configuration
+            pending, self.profiling = (self.profiling, None) if finished is None else (None, None)
+            return pending
         return self.current.next(finished) if self.current is not None else None
 
     def unmeasured(self) -> list[Measurement]:

@@ -87,3 +87,24 @@ def test_the_models_own_predict_is_timed_in_the_runtimes_environment(tmp_path: P
     assert cost.batch_size == 4 and cost.calls > 100 and 0 < cost.predict_ms_p50 < 50
     assert time_model(python, tmp_path / "no-model", tmp_path / "rows.npy", 1, (0,), tmp_path / "bad.log") is None
     assert "Traceback" in (tmp_path / "bad.log").read_text()
+
+
+def test_a_docker_servers_processes_are_profiled_from_the_host(tmp_path: Path) -> None:
+    """On Docker py-spy runs on the host against the container's host pid: root on the host needs no
+    capability inside the container."""
+    from docker_daemon import require_docker
+
+    require_docker()
+    out = tmp_path / "run"
+    brief = Path(__file__).parents[1] / "data" / "brief.yaml"  # 4 s measured
+    result = subprocess.run([*BENCH, "run", "--target", "docker", "--runtime", "fastapi", "--model", "iris-logreg",
+                             "--scenario", str(brief), "--profile", "smoke", "--offline", "--base-image",
+                             os.environ.get("SERVEBENCH_BASE_IMAGE", "servebench-base:bookworm"), "--profile-server",
+                             "--no-mlflow", "--out", str(out)], capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (cell,) = load_results(out).cells
+    profile = cell.server_profile
+    assert cell.target == "docker" and profile is not None and profile.shares is not None, profile
+    assert profile.samples > 20 and profile.shares.http > 0.1 and profile.shares.unclassified < 0.1, profile
+    assert sum(profile.shares.model_dump().values()) == pytest.approx(1.0)
+    assert cell.model_cost is None  # the runtime's interpreter is inside the image

@@ -43,6 +43,12 @@ def test_tune_picks_the_knob_value_known_to_be_better(tmp_path: Path, models: di
         assert len(cells) == len(record.probes) >= 3
         assert all(cell.config == record.config and cell.fairness.settings["service_ms"] == record.config["service_ms"]
                    for cell in cells)
+    # the best configuration deployed once more for one profiled cell at the common rate, outside the searches
+    (profiled,) = [cell for cell in results.cells if cell.server_profile is not None]
+    assert profiled.label.startswith("[service_ms=4,workers=1] profile rate=") and profiled.config["service_ms"] == 4
+    assert profiled.load.offered_rps == entry["common_rps"]
+    shares = profiled.server_profile.shares if profiled.server_profile else None
+    assert shares is not None and sum(shares.model_dump().values()) == pytest.approx(1.0)
     summary = (out / "summary.md").read_text()
     assert "### Tuning" in summary and "| service_ms=4,workers=1 |" in summary
     page = (out / "report.html").read_text()
