@@ -194,7 +194,7 @@ def no_deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(bench.provision.envs, "build_env", refuse)
     monkeypatch.setattr(LocalTarget, "deploy", refuse)
     # main() sets these and handlers of SIGINT, SIGTERM and SIGHUP for the whole process: undo them after each test
-    for name in ("MLFLOW_LOGGING_LEVEL", "GIT_PYTHON_REFRESH", "FORCE_COLOR"):
+    for name in ("MLFLOW_LOGGING_LEVEL", "GIT_PYTHON_REFRESH", "FORCE_COLOR", "SERVEBENCH_OWNER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("SERVEBENCH_HOME", str(Path(os.devnull)))  # nothing may be written there

@@ -8,6 +8,7 @@ the load, writes what was measured (the interrupted cell marked invalid) and sto
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -215,6 +216,7 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
         raise
     except BaseException:  # a bug or a resource running out: what was measured is saved, and says so
         store.finish("failed")
+        say(f"the run failed on an unexpected error; what was measured is saved:\n{traceback.format_exc()}")
         raise
     if options.scenario.sweep:
         store.set_sweeps(sweep_summary(store.results.cells))

@@ -17,7 +17,8 @@ import pytest
 from terminal import as_from_a_terminal
 
 from bench.config import available_runtimes, load_profile, load_runtime, load_scenario
-from bench.measure.run import RunOptions, run_benchmark
+from bench.events import EventHook, Message
+from bench.measure.run import RunEvent, RunOptions, run_benchmark
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
 from bench.results.schema import SCHEMA_VERSION
@@ -89,6 +90,30 @@ def test_server_killed_mid_run_yields_error_cells_and_the_run_goes_on(
     assert after.validity.error == "server had exited before this measurement" and not after.validity.valid
     assert all(cell.validity.valid for cell in fastapi), [cell.validity.reasons for cell in fastapi]
     assert load_results(tmp_path / "run").cells == cells
+    assert my_processes() <= before
+
+
+def test_an_unexpected_error_saves_what_was_measured_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models: dict[str, LocalModel]) -> None:
+    """A bug or a full disk after the first cell: the run ends `failed` with that cell on disk, the traceback
+    goes to the run's messages (run.log), and no server is left running."""
+    def disk_gone(_folder: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("bench.measure.run._drop_raw_csv", disk_gone)
+    before = my_processes()
+    cpus = default_cpu_plan()
+    options = RunOptions(
+        runtimes=[load_runtime(str(FAKE_RUNTIME))], models=[get_spec("iris-logreg")],
+        scenario=load_scenario(str(write_scenario(tmp_path))), profile=load_profile("smoke"),
+        target=LocalTarget(cpus), out_dir=tmp_path / "run", run_id="test", generator_cpus=cpus.generator)
+    said: list[str] = []
+    events = EventHook[RunEvent](lambda event: said.append(event.text) if isinstance(event, Message) else None)
+    with pytest.raises(OSError, match="No space left"):
+        run_benchmark(options, events)
+    results = load_results(tmp_path / "run")
+    assert results.status == "failed" and len(results.cells) == 1 and results.cells[0].validity.valid
+    assert any("unexpected error" in text and "OSError: [Errno 28] No space left" in text for text in said), said
     assert my_processes() <= before
 
 
