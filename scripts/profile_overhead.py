@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--profile-rate", type=int, default=100)
+    parser.add_argument("--blocking", action="store_true", help="py-spy pauses the server at each sample")
     args = parser.parse_args()
 
     cpus = default_cpu_plan()
@@ -51,10 +52,11 @@ def main() -> None:
     limits = limits_for(scenario, profile, measurement)
     out = Path(tempfile.mkdtemp(prefix="profile-overhead-"))
     (out / "load").mkdir()
-    settings = ProfileSettings(out, cpus.generator, args.profile_rate)
+    settings = ProfileSettings(out, cpus.generator, args.profile_rate, blocking=args.blocking)
     target.provision(runtime, out / "servers", print)
     print(f"{runtime.name} x {model.name}: {args.pairs} pairs of {args.seconds:g} s at {args.rate:g} req/s, "
-          f"py-spy at {args.profile_rate} Hz; server CPUs {list(cpus.server)}, generator {list(cpus.generator)}")
+          f"py-spy at {args.profile_rate} Hz{' blocking' if args.blocking else ''}; "
+          f"server CPUs {list(cpus.server)}, generator {list(cpus.generator)}")
     results: dict[bool, list[Cell]] = {True: [], False: []}
     with target.deploy(runtime, model, out / "servers") as deployment:
         parity = check_parity(deployment.endpoint, model, runtime.parity_tolerance(model.spec))

@@ -46,6 +46,7 @@ class ProfileSettings:
     out_dir: Path
     cpus: tuple[int, ...]
     rate_hz: int = RATE_HZ
+    blocking: bool = False  # pause the server at each sample: py-spy then asks the OS which threads are idle
 
 
 @dataclass
@@ -82,8 +83,9 @@ class Recording:
             self._error = exc.message
             return
         command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{delay:.3f}", executable, "record", "--pid", str(self.pid),
-                   "--subprocesses", "--format", "raw", "--nolineno", "--nonblocking",
-                   "--rate", str(self.settings.rate_hz), "--duration", str(math.ceil(duration_s)),
+                   "--subprocesses", "--format", "raw", "--nolineno",
+                   *([] if self.settings.blocking else ["--nonblocking"]), "--rate", str(self.settings.rate_hz),
+                   "--duration", str(math.ceil(duration_s)),
                    "--output", str(self.raw_path)]
         with self.log_path.open("wb") as log:
             try:
