@@ -150,6 +150,9 @@ def _case(name: str, tmp_path: Path) -> Case:
         return Case(["run", "--runtime", "fastapi", "--protocol", "v2-grpc"],
                     ["--protocol v2-grpc: none of the runtimes asked for serves it",
                      "(hint: runtimes that do: mlserver"])
+    if name == "profile with remote workers":
+        return Case(["run", "--runtime", "fastapi", "--profile-server", "--expect-workers", "2"],
+                    ["--profile-server with --expect-workers", "(hint: profile with a local generator"])
     raise AssertionError(name)
 
 
@@ -162,7 +165,8 @@ CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable j
          "rate x duration too large", "out is a file", "url without the url target", "url target without a url",
          "url target with another scheme", "url target without a protocol", "url target with an unknown protocol",
          "url target with a malformed header", "url target with a runtime", "url target insecure over http",
-         "tune with the url target", "unknown protocol", "protocol the runtime does not serve"]
+         "tune with the url target", "unknown protocol", "protocol the runtime does not serve",
+         "profile with remote workers"]
 # rich soft-wraps console.print at the console width (80 when not a terminal): see the report
 ONE_LINE_CASES = list(CASES)
 

@@ -137,6 +137,10 @@ def profile_server(args: argparse.Namespace) -> int | None:
     if args.target not in PROFILED_TARGETS:
         raise BenchError(f"--profile-server with --target {args.target}: the server's processes are not on this "
                          "machine for py-spy to sample", hint=f"use --target {' or '.join(PROFILED_TARGETS)}")
+    if getattr(args, "expect_workers", None):
+        raise BenchError("--profile-server with --expect-workers: the profile would sample the planned window, but "
+                         "remote workers start the load later, when the last one is ready",
+                         hint="profile with a local generator (drop --expect-workers), then measure with workers")
     py_spy()
     return rate
 
