@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -352,7 +353,7 @@ def fake_model(tmp_path: Path) -> LocalModel:
 def real_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tools_present: None) -> Iterator[None]:
     """A 'real' KServeTarget whose cluster is a Canned runner: no Docker build, no kind."""
     monkeypatch.setenv("SERVEBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("bench.targets.kserve.target.DockerTarget", lambda *args, **kwargs: None)
+    monkeypatch.setattr("bench.targets.kserve.target.DockerTarget", lambda *args, **kwargs: SimpleNamespace(reaped=()))
     yield
 
 
