@@ -29,6 +29,7 @@ from bench.runtime_options import (
     ComposeOptions,
     FrameRule,
     KServeOptions,
+    MetricsSpec,
     OtherProtocols,
     PlatformOptions,
     known_protocol,
@@ -64,6 +65,8 @@ class RuntimeSpec(BaseModel):
     knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
     profile_rules: list[FrameRule] = Field(default_factory=list, description=(
         "how its own frames count in a server profile, tried before bench/profile/frame_rules.yaml"))
+    metrics: MetricsSpec | None = Field(default=None, description=(
+        "its Prometheus page and request-duration series, scraped each second of a cell"))
     config: dict[str, Scalar] = Field(default_factory=dict, description="the knob values it runs with")
     protocols: OtherProtocols = Field(default_factory=dict, description=(
         "protocols it also serves, each on its own port (`bench run --protocol` chooses)"))

@@ -137,3 +137,22 @@ class FrameRule(BaseModel):
         if not self.modules and not self.functions:
             raise ValueError("a rule needs modules, functions or both")
         return self
+
+
+MetricUnit = Literal["s", "ms", "us"]
+
+
+class MetricsSpec(BaseModel):
+    """Where a runtime publishes Prometheus metrics and which series is its own request duration
+    (runtime.yaml's `metrics:`), so a cell can show the server's clock beside the client's. `duration` is a
+    histogram or summary family (its _sum and _count are read), or a counter of total time with `count`
+    naming the counter of requests; `labels` keeps only matching series (the infer path, not readiness)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    port: str = Field(default="{port}", description="the port template it is served on ({port}, a {free_port_N})")
+    path: str = "/metrics"
+    duration: str = Field(default="", description=(
+        "the request-duration family, e.g. rest_server_request_duration_seconds; empty: the first on the page"))
+    unit: MetricUnit = "s"
+    count: str | None = Field(default=None, description="a counter of requests, when duration counts total time")
+    labels: dict[str, str] = Field(default_factory=dict, description="only series with these label values")

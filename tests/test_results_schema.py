@@ -9,7 +9,8 @@ Fixtures (tests/data/runs), one per shape on record:
   environment facts), written by commit 5e5e2cf with the test-double runtime;
 - fake-v2: schema 2, written by the current code (bench run with the test-double runtime);
 - fake-v5: schema 5, the shape of fake-v2 as the code before server profiles (schema 6) wrote it;
-- fake-v6: schema 6, the same run as the code before remote generator workers (schema 7) wrote it.
+- fake-v6: schema 6, the same run as the code before remote generator workers (schema 7) wrote it;
+- fake-v7: schema 7, the same run as the code before server metrics (schema 8) wrote it.
 tests/data/summaries/*.md are the summary.md files commit 5e5e2cf (before the typed schema) rendered
 from these runs and the report tests' variations of them.
 """
@@ -30,7 +31,7 @@ from bench.results.store import load_results, write_results
 
 SUMMARIES = Path(__file__).parent / "data" / "summaries"
 SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2", "fake-v5",
-          "fake-v6"]
+          "fake-v6", "fake-v7"]
 
 
 def _copy(name: str) -> Callable[[Path], Path]:
@@ -182,3 +183,18 @@ def test_a_schema_6_cell_upgrades_with_a_local_generator_and_remote_workers_roun
     write_results(written, results.model_copy(update={"cells": (cell, *results.cells[1:])}))
     again = load_results(written).cells[0]
     assert again.generator is not None and again.generator.workers == workers
+
+
+def test_a_schema_7_cell_upgrades_without_server_metrics_and_metrics_round_trip(tmp_path: Path) -> None:
+    """Schema 8 adds server_metrics; a schema-7 file (fake-v7) has none, and a cell's metrics survive a write."""
+    from bench.results.profiles import MetricsSecond, ServerMetrics
+
+    results = load_results(RUNS / "fake-v7")
+    assert results.schema_version == SCHEMA_VERSION and all(cell.server_metrics is None for cell in results.cells)
+    metrics = ServerMetrics(url="http://127.0.0.1:9/metrics", series="request_predict_seconds", scrapes=17,
+                            requests=750.0, mean_ms=0.42, p50_ms=0.3, p99_ms=2.4,
+                            per_second=(MetricsSecond(t=0, requests=50.0, mean_ms=0.4),))
+    cell = results.cells[0].model_copy(update={"server_metrics": metrics})
+    written = tmp_path / "results.json"
+    write_results(written, results.model_copy(update={"cells": (cell, *results.cells[1:])}))
+    assert load_results(written).cells[0].server_metrics == metrics

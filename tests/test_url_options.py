@@ -85,3 +85,25 @@ def test_reachable_says_why_not() -> None:
         assert reachable(f"http://127.0.0.1:{port}") is None
     problem = reachable(f"http://127.0.0.1:{port}")
     assert problem is not None and f"127.0.0.1:{port}" in problem and "refused" in problem.lower()
+
+
+def test_a_metrics_page_makes_the_runtime_declare_its_series() -> None:
+    base = "http://127.0.0.1:8080/v2/models/iris-logreg/infer"
+    options = UrlOptions.parse(base, "v2", None, None, False, None, "http://127.0.0.1:8082/metrics",
+                               "model_infer_request_duration")
+    metrics = options.runtime().metrics
+    assert metrics is not None and metrics.duration == "model_infer_request_duration"
+    detected = UrlOptions.parse(base, "v2", None, None, False, None, "http://127.0.0.1:8082/metrics").runtime()
+    assert detected.metrics is not None and detected.metrics.duration == ""  # the first on the page
+    assert parse().runtime().metrics is None
+
+
+@pytest.mark.parametrize(("metrics_url", "series", "message"), [
+    ("127.0.0.1:8082/metrics", None, "--metrics-url 127.0.0.1:8082/metrics: not an http://"),
+    (None, "request_predict_seconds", "--metrics-series request_predict_seconds: a Prometheus metric name, with"),
+    ("http://127.0.0.1:8082/metrics", "not a name!", "--metrics-series not a name!: a Prometheus metric name"),
+])
+def test_metrics_options_are_checked(metrics_url: str | None, series: str | None, message: str) -> None:
+    with pytest.raises(BenchError, match=message.replace("?", r"\?")) as raised:
+        UrlOptions.parse("http://127.0.0.1:8080/predict", "kserve-v1", None, None, False, None, metrics_url, series)
+    assert raised.value.hint

@@ -105,6 +105,10 @@ def add_url_options(parser: argparse.ArgumentParser) -> None:
                        "repeatable (an API key: sent, never written to results, logs or plan files)")
     group.add_argument("--insecure", action="store_true", help="https: do not verify the server's certificate")
     group.add_argument("--ca-cert", metavar="FILE", help="https: verify the server against this CA bundle")
+    group.add_argument("--metrics-url", metavar="URL", help="the server's Prometheus page, read each second of a "
+                       "cell, so the report shows the server's own request duration beside the client's")
+    group.add_argument("--metrics-series", metavar="NAME", help="its request-duration histogram or summary "
+                       "(default: the first on the page whose name reads as one)")
 
 
 def over_protocols(specs: list[RuntimeSpec], protocols: str) -> list[RuntimeSpec]:
@@ -134,7 +138,8 @@ def url_options(args: argparse.Namespace) -> UrlOptions | None:
 
     given = [flag for flag, value in (("--url", args.url), ("--name", args.name),
                                       ("--header", args.header), ("--insecure", args.insecure),
-                                      ("--ca-cert", args.ca_cert)) if value]
+                                      ("--ca-cert", args.ca_cert), ("--metrics-url", args.metrics_url),
+                                      ("--metrics-series", args.metrics_series)) if value]
     if args.target != "url":
         if given:
             raise BenchError(f"{given[0]} applies to --target url only", hint="add --target url, or drop it")
@@ -142,7 +147,8 @@ def url_options(args: argparse.Namespace) -> UrlOptions | None:
     if args.runtime != "all":
         raise BenchError("--runtime does not apply to --target url: the endpoint is the runtime",
                          hint="name it with --name")
-    return UrlOptions.parse(args.url, args.protocol, args.name, args.header, args.insecure, args.ca_cert)
+    return UrlOptions.parse(args.url, args.protocol, args.name, args.header, args.insecure, args.ca_cert,
+                            args.metrics_url, args.metrics_series)
 
 
 def target_options(args: argparse.Namespace, cpus: CpuPlan) -> TargetOptions:

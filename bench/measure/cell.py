@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
 from bench.profile.recorder import ProfileSettings, Recording
 from bench.profile.rules import Classifier
+from bench.profile.server_metrics import MetricsScraper
 from bench.results.sample_file import ParquetSamples
 from bench.results.schema import (
     Cell,
@@ -165,6 +167,17 @@ class Interrupted(Exception):
         self.samples = samples
 
 
+def _scraper(deployment: Deployment) -> MetricsScraper | None:
+    """The server's Prometheus request-duration series, read each second, when it publishes one."""
+    spec, url = deployment.runtime.metrics, deployment.endpoint.metrics_url
+    return MetricsScraper(url, spec) if spec is not None and url else None
+
+
+def _each(calls: tuple[Callable[[], None], ...]) -> None:
+    for call in calls:
+        call()
+
+
 def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurement: Measurement,
                  scenario: Scenario, limits: Limits, out_dir: Path, generator_cpus: tuple[int, ...],
                  on_tick: TickHandler, stop_when: StopRule | None = None, *,
@@ -194,6 +207,7 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         plan = replace(plan, remote_workers=True, master_bind=remote.bind, master_port=remote.port,
                        worker_wait_s=remote.wait_s)
     sampler = ServerSampler(deployment)
+    scraper = _scraper(deployment)
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
     recording = None
     if profiling is not None and deployment.tree is not None:
@@ -201,7 +215,8 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         recording.schedule(window.start, measurement.duration_s)
     try:
         outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
-                           every_second=sampler, stop_when=stop_when, window=(window.start, window.end),
+                           every_second=sampler if scraper is None else partial(_each, (sampler, scraper)),
+                           stop_when=stop_when, window=(window.start, window.end),
                            headers=deployment.endpoint.headers)
     finally:
         if recording is not None and time.time() < window.end:
@@ -215,6 +230,8 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
                          generator_cpus)
     if profiling is not None:
         measured = measured.model_copy(update={"server_profile": _profile(recording, deployment, cell)})
+    if scraper is not None:
+        measured = measured.model_copy(update={"server_metrics": scraper.summary(window.start, window.end)})
     samples = outcome.samples
     if outcome.interrupted:
         raise Interrupted(measured, samples)

@@ -16,6 +16,7 @@ from bench.report.model import ReportData
 from bench.report.ranking import ModelVerdict, run_caveats
 from bench.report.rounds import pair_orders, ranking_lines, rounds_of, rounds_rows
 from bench.report.runtime_table import runtime_facts
+from bench.report.server_clock import server_clock_rows
 from bench.report.summary import summary_rows
 from bench.report.templating import environment
 from bench.report.time_spent import time_spent_rows
@@ -39,7 +40,7 @@ def render_html(data: ReportData, verdicts: list[ModelVerdict]) -> str:
         rounds=rounds_rows(rounds_of(data)), rounds_ranking=ranking_lines(rounds_of(data)),
         pair_orders=pair_orders(rounds_of(data)),
         tuning=tuning_rows(tunings(data), price(data)), tuning_verdict=ranking_verdict(tunings(data), price(data)),
-        frontier=frontier_chart(data), time_spent=time_spent_rows(data),
+        frontier=frontier_chart(data), time_spent=time_spent_rows(data), server_clock=server_clock_rows(data),
         facts=runtime_facts(data), environments=run_environments(data), version=__version__,
         rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sources=[run.folder.name for run in data.runs],

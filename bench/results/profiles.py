@@ -1,4 +1,5 @@
-"""Where a cell's server time went (schema 6): the shares of its sampled profile and the model's own cost."""
+"""Where a cell's server time went (schema 6): the shares of its sampled profile and the model's own cost; and
+the server's own clock (schema 8): its request-duration metrics over the window."""
 
 from __future__ import annotations
 
@@ -42,3 +43,27 @@ class ModelCost(Record):
     predict_ms_mean: float
     calls: int
     batch_size: int
+
+
+class MetricsSecond(Record):
+    """One second of the server's own metrics: requests it counted and their mean duration on its clock."""
+
+    t: int  # seconds from the window's start, as the client's per-second rows
+    requests: float
+    mean_ms: float | None
+
+
+class ServerMetrics(Record):
+    """The runtime's Prometheus request-duration series over the measured window (scraped once a second), or
+    why there is none. p50 and p99 come from a histogram's buckets (interpolated; None for a summary or a
+    counter of total time)."""
+
+    url: str
+    series: str
+    scrapes: int = 0
+    requests: float | None = None
+    mean_ms: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    per_second: tuple[MetricsSecond, ...] = ()
+    error: str | None = None

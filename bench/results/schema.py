@@ -36,6 +36,10 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
    clock offset from the master with the round trip and drift that bound it, when it joined, how late it
    sent (mean, max), its own CPU and whether every sample it recorded arrived. Older cells have none (a
    local generator).
+8. 2026-12: the server's own clock. A cell of a runtime that declares Prometheus metrics (runtime.yaml
+   `metrics:`, or the url target's `--metrics-url`) has `server_metrics`: the page and series scraped, how
+   many requests the server counted in the window, their mean and (from histogram buckets) p50 and p99,
+   and one row per second, or the reason there are none. Older cells have none.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from typing import Literal
 from pydantic import Field
 
 from bench.config import PERCENTILE_NAMES, Profile, Scalar, Scenario, Slo
-from bench.results.profiles import ModelCost, ProfileShares, ServerProfile
+from bench.results.profiles import ModelCost, ProfileShares, ServerMetrics, ServerProfile
 from bench.results.record import Record
 from bench.results.searches import (
     CapacityRecord,
@@ -67,7 +71,7 @@ __all__ = [
     "ServerUsage", "ServingCode", "SkippedConfig", "Sweep", "SweepPoint", "TunedConfig", "TuningRecord", "Validity",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 CellStatus = Literal["valid", "invalid", "failed"]
 # What a cell's latency percentiles are over: every request scheduled in the window (a failed one at the
@@ -274,6 +278,7 @@ class Cell(Measured):
     samples_file: str | None = None
     server_profile: ServerProfile | None = None  # bench run --profile-server: where the server's time went
     model_cost: ModelCost | None = None  # the model's own predict, timed without a server
+    server_metrics: ServerMetrics | None = None  # the runtime's Prometheus request duration over the window
 
     @property
     def status(self) -> CellStatus:

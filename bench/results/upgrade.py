@@ -248,8 +248,14 @@ def upgrade_to_7(payload: JsonObject) -> JsonObject:
     return {**payload, "schema_version": 7}
 
 
+def upgrade_to_8(payload: JsonObject) -> JsonObject:
+    """Schema 8 adds a cell's `server_metrics` (the server's own clock): older cells scraped none."""
+    return {**payload, "schema_version": 8}
+
+
 UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4,
-                                                           5: upgrade_to_5, 6: upgrade_to_6, 7: upgrade_to_7}
+                                                           5: upgrade_to_5, 6: upgrade_to_6, 7: upgrade_to_7,
+                                                           8: upgrade_to_8}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:

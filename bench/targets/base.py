@@ -38,6 +38,7 @@ class Endpoint:
     verify_tls: bool = True
     ca_cert: str | None = None
     ready_base_url: str | None = None  # where readiness is asked when predictions go elsewhere (gRPC)
+    metrics_url: str | None = None  # the server's Prometheus page, when it has one (runtime.yaml `metrics:`)
 
     @property
     def tls_verify(self) -> bool | str:

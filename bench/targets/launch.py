@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.config import RuntimeSpec
@@ -116,6 +116,9 @@ def render_launch(runtime: RuntimeSpec, model_name: str, values: dict[str, str])
         base = f"grpc://{filled['host']}:{render(runtime.served_on, filled)}"
         endpoint = Endpoint(base, codec_for(runtime.protocol).method, readiness, runtime.protocol, model_name,
                             ready_base_url=http)
+    if runtime.metrics is not None:  # on a port the command or env already took, or the HTTP port
+        metrics_port = render(runtime.metrics.port, filled)
+        endpoint = replace(endpoint, metrics_url=f"http://{filled['host']}:{metrics_port}{runtime.metrics.path}")
     return Launch(command, env, endpoint)
 
 

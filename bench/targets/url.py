@@ -20,6 +20,7 @@ from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
 from bench.protocols import CODECS
 from bench.results.schema import Provisioning
+from bench.runtime_options import MetricsSpec
 from bench.targets.base import Deployment, Endpoint, Provisioned, Say, Target
 
 CONNECT_TIMEOUT_S = 5.0
@@ -37,10 +38,13 @@ class UrlOptions:
     headers: tuple[tuple[str, str], ...] = ()
     verify_tls: bool = True
     ca_cert: str | None = None
+    metrics_url: str | None = None  # its Prometheus page (read without the extra headers)
+    metrics_series: str | None = None
 
     @classmethod
     def parse(cls, url: str | None, protocol: str | None, name: str | None, headers: list[str] | None,
-              insecure: bool, ca_cert: str | None) -> UrlOptions:
+              insecure: bool, ca_cert: str | None, metrics_url: str | None = None,
+              metrics_series: str | None = None) -> UrlOptions:
         """Every check a user's typing can fail, each as one line with a hint."""
         if not url:
             raise BenchError("--target url needs --url", hint="for example --url http://127.0.0.1:8080/v2/models/"
@@ -67,8 +71,18 @@ class UrlOptions:
             raise BenchError(f"--ca-cert {ca_cert}: no such file", hint="a PEM file of the CA that signed the server")
         if parts.scheme != "https" and (insecure or ca_cert):
             raise BenchError("--insecure and --ca-cert apply to https:// URLs only", hint="drop them, or use https://")
+        if metrics_url is not None:
+            metrics_parts = urlsplit(metrics_url)
+            if metrics_parts.scheme not in ("http", "https") or not metrics_parts.hostname:
+                raise BenchError(f"--metrics-url {metrics_url}: not an http:// or https:// URL with a host",
+                                 hint="for example http://127.0.0.1:8080/metrics")
+        if metrics_series is not None and (metrics_url is None
+                                           or not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", metrics_series)):
+            raise BenchError(f"--metrics-series {metrics_series}: a Prometheus metric name, with --metrics-url",
+                             hint="for example --metrics-url http://127.0.0.1:8080/metrics "
+                                  "--metrics-series request_predict_seconds")
         return cls(url=url, protocol=protocol, name=runtime_name, headers=tuple(_header(h) for h in headers or ()),
-                   verify_tls=not insecure, ca_cert=ca_cert)
+                   verify_tls=not insecure, ca_cert=ca_cert, metrics_url=metrics_url, metrics_series=metrics_series)
 
     @property
     def base_url(self) -> str:
@@ -83,7 +97,8 @@ class UrlOptions:
         """The endpoint as a runtime the run can record: its name, protocol and URL, nothing to start."""
         return RuntimeSpec(name=self.name, description=f"external endpoint {self.url} (not started by servebench)",
                            protocol=self.protocol, command=["external"], readiness_path=self.predict_path,
-                           predict_path=self.predict_path, settings={"endpoint": self.url})
+                           predict_path=self.predict_path, settings={"endpoint": self.url},
+                           metrics=MetricsSpec(duration=self.metrics_series or "") if self.metrics_url else None)
 
 
 def _name_of(host: str, port: int | None) -> str:
@@ -151,6 +166,7 @@ class UrlTarget(Target):
                               hint="start the server first, or check --url")
         endpoint = Endpoint(self.options.base_url, self.options.predict_path, self.options.predict_path,
                             self.options.protocol, model.name, headers=self.options.headers,
-                            verify_tls=self.options.verify_tls, ca_cert=self.options.ca_cert)
+                            verify_tls=self.options.verify_tls, ca_cert=self.options.ca_cert,
+                            metrics_url=self.options.metrics_url)
         return ExternalDeployment(runtime=runtime, model=model, endpoint=endpoint, log_path=log_path,
                                   fairness={"server": "external: CPUs and memory not known to servebench"})

@@ -67,6 +67,15 @@ def test_smoke_run_of_all_runtimes(tmp_path: Path, models: dict[str, LocalModel]
         assert int(samples["in_window"].sum()) == cell.counts.requests
         assert (samples["latency_ms"] >= samples["service_ms"] - 1e-3).all()
         assert set(samples["status"]) == {200}
+        if load_runtime(cell.runtime).metrics is None:
+            assert cell.server_metrics is None
+            continue
+        # the server's own clock: it counted the window's requests (give or take the edges: it counts what it
+        # answered between two readings a second apart) and took no longer than the client saw
+        metrics = cell.server_metrics
+        assert metrics is not None and metrics.error is None, (cell.runtime, metrics)
+        assert abs((metrics.requests or 0) - cell.counts.completed) <= 0.15 * cell.counts.completed, metrics
+        assert metrics.mean_ms is not None and 0 < metrics.mean_ms < (cell.latency_ok.mean or 0), metrics
     assert (out / "run.log").is_file() and len(list((out / "servers").glob("*.log"))) == len(available_runtimes())
 
 
