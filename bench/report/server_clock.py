@@ -41,7 +41,8 @@ def server_clock_rows(data: ReportData) -> list[ServerClockRow]:
             outside = (client_mean - metrics.mean_ms
                        if client_mean is not None and metrics.mean_ms is not None else None)
             rows.append(ServerClockRow(
-                run_id=run.run_id, runtime=cell.runtime, model=cell.model, label=cell.label, series=metrics.series,
+                run_id=run.run_id, runtime=cell.runtime, model=cell.model,
+                label=f"{cell.label}, round {cell.round}" if cell.round else cell.label, series=metrics.series,
                 server_requests=fmt_number(metrics.requests, 0), client_requests=fmt_number(cell.counts.completed, 0),
                 server_mean=fmt_ms(metrics.mean_ms), server_p50=fmt_ms(metrics.p50_ms),
                 server_p99=fmt_ms(metrics.p99_ms),
