@@ -6,11 +6,9 @@ merged across generator processes, the generator's own CPU use, and whether the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ import numpy as np
 
 from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
 from bench.load.remote_protocol import DistributedState, WorkerReport
-from bench.processes import pin_and_tie_to_parent
+from bench.processes import pin_and_tie_to_parent, stop_group
 from bench.results.sample_file import ParquetSamples, merge_generator_files
 from bench.results.samples import SAMPLE_COLUMNS
 from bench.targets.process_tree import ProcessTree
@@ -176,7 +174,7 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            _stop(process)
+            stop_group(process, 10)
     if not plan.remote_workers:
         samples = merge_generator_files(samples_dir, samples_dir / "samples.parquet", window)
         return LoadOutcome(samples, max(cpu_series) if cpu_series else None,
@@ -201,16 +199,3 @@ def _remote_outcome(plan: LoadPlan, samples_dir: Path, window: tuple[float, floa
                        exit_code, interrupted, log_path, [], stopped_early,
                        start_at=start_at if start_at is not None else plan.start_at, workers=workers,
                        error=None if start_at is not None or interrupted else missing_workers(plan, state))
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM lets Locust flush its samples; SIGKILL the group if it does not exit."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.load.driver import LOCUSTFILE
 from bench.load.remote_protocol import REMOTE_WORKER_ENV, WORKER_STATUS_ENV
-from bench.processes import pin_and_tie_to_parent
+from bench.processes import pin_and_tie_to_parent, stop_group
 
 POLL_S = 0.2
 
@@ -72,20 +72,12 @@ def run_one(host: str, port: int, cpus: tuple[int, ...], idle_s: float, log_path
                 while process.poll() is None:
                     time.sleep(POLL_S)
                     if not status.exists() and time.time() > idle_until:
-                        _stop(process)
+                        stop_group(process, 5)
                         return WorkerEnd("idle", {})
             finally:
-                _stop(process)
+                stop_group(process, 5)
         facts: dict[str, object] = json.loads(status.read_text()) if status.exists() else {}
     return WorkerEnd(str(facts.get("state", "exited")), facts)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
