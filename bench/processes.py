@@ -14,6 +14,21 @@ import psutil
 PR_SET_PDEATHSIG = 1
 
 
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """'1' or '0,2' or '2-3' -> CPU numbers; ValueError on nonsense."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            low, high = part.split("-", 1)
+            cpus.update(range(int(low), int(high) + 1))
+        elif part:
+            cpus.add(int(part))
+    if not cpus:
+        raise ValueError("empty CPU list")
+    return tuple(sorted(cpus))
+
+
 def pin_and_tie_to_parent(cpus: tuple[int, ...]) -> None:
     """For preexec_fn: set the CPU affinity, and ask Linux to SIGTERM the child if the harness dies."""
     os.sched_setaffinity(0, cpus)

@@ -20,9 +20,10 @@ from bench.config import (
 )
 from bench.errors import BenchError
 from bench.knobs import knob_placeholders
+from bench.processes import parse_cpu_list
 from bench.protocols import CODECS
 from bench.targets import launch
-from bench.targets.launch import default_cpu_plan, parse_cpu_list, render
+from bench.targets.launch import default_cpu_plan, render
 
 SHIPPED = {"bentoml", "fastapi", "mlflow", "mlserver"}
 

@@ -114,17 +114,33 @@ def test_the_crd_schema_alone_would_let_a_typo_through(tmp_path: Path) -> None:
 
 
 def test_core_objects_pass_kubernetes_schemas_strictly_and_typos_fail() -> None:
-    served = manifests.Served("v2", "m", "/v2/models/m/infer", "/v2/models/m/ready", 8080)
     objects = [manifests.namespace(), *manifests.model_storage(),
-               *manifests.locust("fastapi-iris-logreg", served, b"{}", "application/json", 2, 8, 30,
-                                 manifests.Resources("1", "1Gi"))]
-    assert [o["kind"] for o in objects] == ["Namespace", "PersistentVolume", "PersistentVolumeClaim", "ConfigMap",
-                                            "Deployment", "Service", "Deployment"]
+               manifests.workers("servebench/locust:0123456789abcdef", 2, "172.18.0.1", 5557)]
+    assert [o["kind"] for o in objects] == ["Namespace", "PersistentVolume", "PersistentVolumeClaim", "Deployment"]
     validate(objects)
     claim = manifests.model_storage()[1]
     claim["spec"]["acessModes"] = claim["spec"].pop("accessModes")
     with pytest.raises(BenchError, match="acessModes"):
         validate([claim])
+    workers = manifests.workers("servebench/locust:0123456789abcdef", 2, "172.18.0.1", 5557)
+    workers["spec"]["template"]["spec"]["containers"][0]["imagePullPolicey"] = "Never"
+    with pytest.raises(BenchError, match="imagePullPolicey"):
+        validate([workers])
+
+
+def test_the_worker_pods_run_bench_worker_against_the_master_on_the_load_generators_image() -> None:
+    workers = manifests.workers("servebench/locust:0123456789abcdef", 3, "172.18.0.1", 5558)
+    pod = workers["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert workers["spec"]["replicas"] == 3
+    assert container["command"] == ["python", "-m", "bench.load.worker"]
+    assert container["args"][:2] == ["--master", "172.18.0.1:5558"]
+    assert container["image"] == "servebench/locust:0123456789abcdef"
+    assert container["imagePullPolicy"] == "IfNotPresent"  # loaded with kind load, never pulled
+    assert container["resources"]["requests"] == container["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+    assert workers["spec"]["selector"]["matchLabels"] == workers["spec"]["template"]["metadata"]["labels"]
+    assert manifests.predictor_service_url("fastapi-iris-logreg") == \
+        "http://fastapi-iris-logreg-predictor.servebench.svc.cluster.local"
 
 
 # ---- what the predictor container is derived from ----------------------------------------------------
@@ -478,8 +494,8 @@ def test_dry_run_writes_valid_manifests_and_every_command(tmp_path: Path) -> Non
     isvcs = sorted(folder.glob("isvc-*.yaml"))
     # every runtime and mlserver's stock variant x 4 models, and kserve's sklearnserver x the 2 scikit-learn ones
     expected = (len(available_runtimes()) + 1) * 4 + 2
-    assert len(isvcs) == expected and len(list(folder.glob("locust-*.yaml"))) == expected
-    for path in [*isvcs, folder / "cluster-storage.yaml", *folder.glob("locust-*.yaml")]:
+    assert len(isvcs) == expected and not (folder / "workers.yaml").exists()  # no --cluster-workers
+    for path in [*isvcs, folder / "cluster-storage.yaml"]:
         validate(list(yaml.safe_load_all(path.read_text())), path.name)
     commands = (tmp_path / "dry" / "commands.sh").read_text()
     for step in ("kind create cluster", "kind load docker-image servebench/mlserver:", "apply -f",
@@ -488,6 +504,40 @@ def test_dry_run_writes_valid_manifests_and_every_command(tmp_path: Path) -> Non
         assert step in commands and step in result.stdout
     assert commands.count("kind load docker-image") == len(available_runtimes())  # stock variants reuse theirs
     assert not (tmp_path / "dry" / "results.json").exists()
+
+
+def test_dry_run_with_cluster_workers_starts_the_worker_pods_once_and_deletes_them(tmp_path: Path) -> None:
+    result = bench("run", "--target", "kserve", "--dry-run", "--runtime", "fastapi,mlserver", "--model", "iris-logreg",
+                   "--scenario", "smoke", "--cluster-workers", "2", "--out", str(tmp_path / "dry"),
+                   env={"SERVEBENCH_BASE_IMAGE": "servebench-base:bookworm", "SERVEBENCH_DOCKER_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    workers = list(yaml.safe_load_all((tmp_path / "dry" / "manifests" / "workers.yaml").read_text()))
+    validate(workers, "workers.yaml")
+    assert workers[0]["spec"]["replicas"] == 2
+    assert workers[0]["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["--master", "172.18.0.1:5557"]
+    commands = (tmp_path / "dry" / "commands.sh").read_text().splitlines()
+    loads = [line for line in commands if line.startswith("kind load docker-image servebench/locust:")]
+    applies = [line for line in commands if line.endswith("workers.yaml")]
+    deletes = [line for line in commands if "delete deployment servebench-workers" in line]
+    assert len(loads) == len(applies) == len(deletes) == 1  # once per run, not per InferenceService
+    # applied once the first predictor is ready, deleted after the last InferenceService
+    first_ready = next(i for i, line in enumerate(commands) if "wait --for=condition=Ready" in line)
+    assert commands.index(applies[0]) > first_ready
+    assert commands.index(deletes[0]) > max(i for i, line in enumerate(commands) if "delete inferenceservice" in line)
+    assert ("the remote workers send to http://fastapi-iris-logreg-predictor.servebench.svc.cluster.local/predict"
+            in result.stdout)
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--cluster-workers", "2"], "--cluster-workers starts worker pods in a cluster target's cluster"),
+    (["--target", "kserve", "--cluster-workers", "2", "--expect-workers", "2"], "both say how many workers"),
+    (["--target", "kserve", "--cluster-workers", "0"], "--cluster-workers 0: between 1 and"),
+    (["--target", "kserve", "--cluster-workers", "1", "--master-bind", "0.0.0.0:5557"], "one they reach"),
+    (["--master-bind", "127.0.0.1:5999"], "--master-bind is where remote workers join"),
+])
+def test_cluster_worker_options_are_checked_first(tmp_path: Path, argv: list[str], says: str) -> None:
+    one_error_line(bench("run", "--dry-run", "--out", str(tmp_path / "out"), *argv), says)
+    assert not (tmp_path / "out").exists()
 
 
 def test_readme_names_every_pinned_version() -> None:

@@ -101,9 +101,13 @@ def test_only_inference_services_of_dead_harnesses_on_this_host_are_deleted() ->
                             isvc("dead-elsewhere", pid, started, "another-host"),
                             {"metadata": {"name": "unlabelled", "labels": {}}}])
     removed = reap_inference_services(runner)
-    assert removed == [f"InferenceService dead-here (its harness, pid {pid}, no longer runs)"]
+    # the same listing answers for InferenceServices and for the worker Deployment
+    assert removed == [f"InferenceService dead-here (its harness, pid {pid}, no longer runs)",
+                       f"Deployment dead-here (its harness, pid {pid}, no longer runs)"]
     deletes = [command for command in runner.history if "delete" in command]
-    assert len(deletes) == 1 and "dead-here" in deletes[0]
+    assert [command[4:6] for command in deletes] == [["inferenceservice", "dead-here"], ["deployment", "dead-here"]]
+    listings = [command for command in runner.history if "get" in command]
+    assert "app.kubernetes.io/name=servebench-workers" in listings[1][listings[1].index("--selector") + 1]
 
 
 def test_a_cluster_that_cannot_be_listed_reaps_nothing(tmp_path: Path) -> None:

@@ -101,11 +101,15 @@ def _in_process(argv: list[str]) -> object:
     (["worker", "--master", "host:80:80"], "--master host:80:80: not HOST[:PORT]"),
     (["worker", "--master", "127.0.0.1", "--idle-timeout", "-1"], "--idle-timeout -1"),
     (["worker", "--master", "127.0.0.1", "--cells", "0"], "--cells 0: at least 1"),
+    (["worker", "--master", "127.0.0.1", "--generator-cpus", "4096"], "--generator-cpus 4096: not CPUs"),
+    (["worker", "--master", "127.0.0.1", "--generator-cpus", "x"], "--generator-cpus x: not a CPU list"),
+    (["run", "--target", "url", "--url", "http://127.0.0.1:9/p", "--protocol", "v2", "--worker-url",
+      "http://svc:80"], "--worker-url is where remote workers send the load: it needs --expect-workers N"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(argv: list[str], message: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    assert _in_process([*argv, *(["--runtime", "tests/data/fake-runtime", "--no-mlflow"] if argv[0] == "run"
-                                  else [])]) == 2
+    runtime = [] if "--target" in argv else ["--runtime", "tests/data/fake-runtime"]
+    assert _in_process([*argv, *([*runtime, "--no-mlflow"] if argv[0] == "run" else [])]) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("error:") and "Traceback" not in err
 
@@ -126,3 +130,18 @@ def test_a_worker_with_no_master_gives_up_within_its_idle_timeout(capsys: pytest
         port = probe.getsockname()[1]  # nobody listens once closed
     assert _in_process(["worker", "--master", f"127.0.0.1:{port}", "--idle-timeout", "2"]) == 2
     assert f"no master answered at 127.0.0.1:{port} within 2 s" in capsys.readouterr().err
+
+
+def test_the_images_worker_entry_takes_the_same_options_and_fails_the_same_way(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench.load.worker`, what the worker pods run, is `bench worker` without the harness."""
+    from bench.load.worker import main as worker_main
+
+    assert worker_main(["--master", "host:80:80"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: --master host:80:80: not HOST[:PORT] (hint: for example --master 10.0.0.5:5557)"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert worker_main(["--master", f"127.0.0.1:{port}", "--idle-timeout", "1"]) == 2
+    assert f"no master answered at 127.0.0.1:{port} within 1 s" in capsys.readouterr().err

@@ -16,8 +16,8 @@ from bench.targets.url import UrlOptions, reachable
 
 def parse(url: str = "http://127.0.0.1:8080/v2/models/iris-logreg/infer", protocol: str | None = "v2",
           name: str | None = None, headers: list[str] | None = None, insecure: bool = False,
-          ca_cert: str | None = None) -> UrlOptions:
-    return UrlOptions.parse(url, protocol, name, headers, insecure, ca_cert)
+          ca_cert: str | None = None, worker_url: str | None = None) -> UrlOptions:
+    return UrlOptions.parse(url, protocol, name, headers, insecure, ca_cert, worker_url=worker_url)
 
 
 def test_the_endpoint_becomes_a_runtime_named_after_its_host_and_port() -> None:
@@ -107,3 +107,18 @@ def test_metrics_options_are_checked(metrics_url: str | None, series: str | None
     with pytest.raises(BenchError, match=message.replace("?", r"\?")) as raised:
         UrlOptions.parse("http://127.0.0.1:8080/predict", "kserve-v1", None, None, False, None, metrics_url, series)
     assert raised.value.hint
+
+
+def test_the_worker_url_replaces_the_host_the_remote_workers_send_to() -> None:
+    options = parse(url="http://127.0.0.1:8080/v2/models/m/infer", worker_url="http://m-predictor.ns.svc:80/")
+    assert options.worker_base_url == "http://m-predictor.ns.svc:80"
+    assert options.base_url == "http://127.0.0.1:8080" and options.predict_path == "/v2/models/m/infer"
+    assert parse().worker_base_url is None
+
+
+@pytest.mark.parametrize("worker_url", ["https://m-predictor.ns.svc", "http://m-predictor.ns.svc/predict",
+                                        "m-predictor.ns.svc:80", "http://m-predictor.ns.svc:99999"])
+def test_a_worker_url_is_a_host_and_port_of_the_same_scheme(worker_url: str) -> None:
+    with pytest.raises(BenchError, match="--worker-url") as error:
+        parse(url="http://127.0.0.1:8080/predict", worker_url=worker_url)
+    assert error.value.hint

@@ -109,6 +109,9 @@ def add_url_options(parser: argparse.ArgumentParser) -> None:
                        "cell, so the report shows the server's own request duration beside the client's")
     group.add_argument("--metrics-series", metavar="NAME", help="its request-duration histogram or summary "
                        "(default: the first on the page whose name reads as one)")
+    group.add_argument("--worker-url", metavar="URL", help="with --expect-workers: the scheme://host:port the "
+                       "workers send to when they reach the endpoint by another name than this host does (a "
+                       "cluster's Service, while this host goes through an ingress); the path is --url's")
 
 
 def over_protocols(specs: list[RuntimeSpec], protocols: str) -> list[RuntimeSpec]:
@@ -139,7 +142,8 @@ def url_options(args: argparse.Namespace) -> UrlOptions | None:
     given = [flag for flag, value in (("--url", args.url), ("--name", args.name),
                                       ("--header", args.header), ("--insecure", args.insecure),
                                       ("--ca-cert", args.ca_cert), ("--metrics-url", args.metrics_url),
-                                      ("--metrics-series", args.metrics_series)) if value]
+                                      ("--metrics-series", args.metrics_series),
+                                      ("--worker-url", getattr(args, "worker_url", None))) if value]
     if args.target != "url":
         if given:
             raise BenchError(f"{given[0]} applies to --target url only", hint="add --target url, or drop it")
@@ -147,16 +151,21 @@ def url_options(args: argparse.Namespace) -> UrlOptions | None:
     if args.runtime != "all":
         raise BenchError("--runtime does not apply to --target url: the endpoint is the runtime",
                          hint="name it with --name")
+    worker_url = getattr(args, "worker_url", None)
+    if worker_url is not None and not getattr(args, "expect_workers", None):
+        raise BenchError("--worker-url is where remote workers send the load: it needs --expect-workers N",
+                         hint="add --expect-workers N, or drop --worker-url")
     return UrlOptions.parse(args.url, args.protocol, args.name, args.header, args.insecure, args.ca_cert,
-                            args.metrics_url, args.metrics_series)
+                            args.metrics_url, args.metrics_series, worker_url)
 
 
 def target_options(args: argparse.Namespace, cpus: CpuPlan) -> TargetOptions:
+    from bench.cli.remote_options import remote_of
     from bench.targets.factory import TargetOptions
 
     base_image, offline = image_settings(args)
     return TargetOptions(cpus=cpus, base_image=base_image, offline=offline, memory=args.memory,
-                         url=url_options(args))
+                         url=url_options(args), remote=remote_of(args))
 
 
 def writable(path: Path) -> None:

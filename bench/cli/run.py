@@ -182,7 +182,10 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
         tracking_uri()  # fail on a bad MLFLOW_TRACKING_URI before any measuring, not after
     console.print(f"run {run_id}: {len(specs)} runtime(s) x {len(model_specs)} model(s), scenario {scenario.name}, "
                   f"profile {profile.name}; server CPUs {list(plan.server)}, generator CPUs {list(plan.generator)}")
-    if remote is not None:
+    if remote is not None and remote.in_cluster:
+        console.print(f"each cell waits {remote.wait_s:.0f} s for {remote.count} worker pod(s), started in the cluster "
+                      f"with the first InferenceService; they join {remote.bind}:{remote.port}")
+    elif remote is not None:
         console.print(f"each cell waits {remote.wait_s:.0f} s for {remote.count} worker(s): on each worker host run "
                       f"`bench worker --master {remote.bind}:{remote.port}`")
     try:
@@ -222,7 +225,7 @@ def _dry_run(args: argparse.Namespace, specs: list[RuntimeSpec], model_specs: li
         raise BenchError(f"cannot create {out_dir}: {exc.strerror}", hint="choose a writable --out folder") from None
     base_image, offline = image_settings(args)
     dry_run(specs, model_specs, scenario.name, measurements, out_dir, say_to(EventHook[Message](command)), plan,
-            base_image, offline, args.memory, scenario.generator_processes)
+            base_image, offline, args.memory, scenario.generator_processes, remote_of(args))
     console.print(f"dry run: manifests in {out_dir / 'manifests'}, commands in {out_dir / 'commands.sh'}; "
                   "nothing was applied")
     return 0

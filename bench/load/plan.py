@@ -21,6 +21,7 @@ class RemoteWorkers:
     bind: str = "127.0.0.1"
     port: int = 5557
     wait_s: float = 60.0
+    in_cluster: bool = False  # --cluster-workers: the KServe target starts them as pods of its cluster
 
 
 @dataclass(frozen=True)

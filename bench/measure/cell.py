@@ -205,7 +205,7 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
     )
     if remote is not None:
         plan = replace(plan, remote_workers=True, master_bind=remote.bind, master_port=remote.port,
-                       worker_wait_s=remote.wait_s)
+                       worker_wait_s=remote.wait_s, base_url=deployment.endpoint.worker_base_url or plan.base_url)
     sampler = ServerSampler(deployment)
     scraper = _scraper(deployment)
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)

@@ -125,10 +125,11 @@ def _base_identity(base_image: str, details: dict[str, object] | None) -> str:
     return str(details["Id"]) if details else base_image
 
 
-def planned_tag(spec: RuntimeSpec, base_image: str, offline: bool) -> str:
+def planned_tag(spec: RuntimeSpec | ImageSource, base_image: str, offline: bool) -> str:
     """The tag ensure_image gives, without building: a dry run names the images it would load."""
     details = inspect("image", base_image) if daemon_problem() is None else None
-    return image_tag(spec, _base_identity(base_image, details), offline)
+    source = spec if isinstance(spec, ImageSource) else runtime_source(spec)
+    return source.tag(_base_identity(base_image, details), offline)
 
 
 def wheelhouse(spec: ImageSource, report: Report) -> Path:

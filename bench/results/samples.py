@@ -11,7 +11,10 @@ lack the column.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas only types these helpers: the load generator's image imports this module without it
+    import pandas as pd
 
 SAMPLE_COLUMNS = ["scheduled", "sent", "latency_ms", "service_ms", "status", "bytes", "worker", "queued"]
 # Every field but the send and service time, which a dropped request lacks: a line torn by a kill lacks

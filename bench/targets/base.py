@@ -39,6 +39,9 @@ class Endpoint:
     ca_cert: str | None = None
     ready_base_url: str | None = None  # where readiness is asked when predictions go elsewhere (gRPC)
     metrics_url: str | None = None  # the server's Prometheus page, when it has one (runtime.yaml `metrics:`)
+    # where remote workers send the load when they reach the server by another address than this harness does
+    # (a cluster's own Service name, while the harness goes through a port-forward or an ingress)
+    worker_base_url: str | None = None
 
     @property
     def tls_verify(self) -> bool | str:
@@ -186,8 +189,11 @@ def rehearse(target: Target, runtimes: list[RuntimeSpec], models: list[LocalMode
                 say(f"bench: {runtime.name} x {model.name} not supported ({reason}): skipped")
                 continue
             with target.deploy(runtime, model, log_dir) as deployment:
+                endpoint = deployment.endpoint
+                workers = (f"; the remote workers send to {endpoint.worker_base_url}{endpoint.predict_path}"
+                           if endpoint.worker_base_url else "")
                 say(f"bench: parity check, then {rehearsal.measurements} measurement(s) of scenario "
-                    f"{rehearsal.scenario} against {deployment.endpoint.predict_url} ({deployment.endpoint.protocol})")
+                    f"{rehearsal.scenario} against {endpoint.predict_url} ({endpoint.protocol}){workers}")
                 deployment.cpu_percent()
             target.rehearsal_artifacts(deployment, rehearsal)
 

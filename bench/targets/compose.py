@@ -53,6 +53,7 @@ AUTO_PORTS_FROM = 18100  # host ports for runtimes whose runtime.yaml names none
 COMPOSE_HOST = "127.0.0.1"  # every service shares the host's network and binds loopback
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding the bench package
 LOCUSTFILE = PACKAGE_PARENT / "bench" / "load" / "locustfile.py"
+WORKER_MODULE = PACKAGE_PARENT / "bench" / "load" / "worker.py"
 ENV_HEADER = "# Written by `bench compose prepare`"
 PORT_DEFAULT = re.compile(r"\$\{(SERVEBENCH_\w+_PORT):-(\d+)\}")
 Report = Callable[[str, str], None]
@@ -235,9 +236,11 @@ def bench_imports(entry: Path) -> list[Path]:
 
 
 def locust_image_source() -> ImageSource:
-    """The Locust image: docker/locust/ plus the bench modules the locustfile imports."""
+    """The load generator's image: docker/locust/ plus the bench modules that the locustfile and `bench worker`
+    (bench.load.worker, which a cluster's worker pods run) import."""
     folder = project_root() / "docker" / "locust"
-    modules = tuple((str(path.relative_to(PACKAGE_PARENT)), path) for path in bench_imports(LOCUSTFILE))
+    paths = sorted({*bench_imports(LOCUSTFILE), *bench_imports(WORKER_MODULE)})
+    modules = tuple((str(path.relative_to(PACKAGE_PARENT)), path) for path in paths)
     return ImageSource("locust", (("Dockerfile", folder / "Dockerfile"),
                                   ("requirements.txt", folder / "requirements.txt"), *modules),
                        folder / "requirements.txt")

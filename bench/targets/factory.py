@@ -14,6 +14,7 @@ from bench.errors import BenchError
 from bench.targets.orphans import reap_orphan_processes
 
 if TYPE_CHECKING:
+    from bench.load.plan import RemoteWorkers
     from bench.targets.base import Target
     from bench.targets.launch import CpuPlan
     from bench.targets.url import UrlOptions
@@ -27,6 +28,7 @@ class TargetOptions:
     offline: bool
     memory: str
     url: UrlOptions | None = None  # the url target's endpoint
+    remote: RemoteWorkers | None = None  # remote workers; those `in_cluster` the KServe target starts itself
 
 
 def _local(options: TargetOptions) -> Target:
@@ -44,7 +46,9 @@ def _docker(options: TargetOptions) -> Target:
 def _kserve(options: TargetOptions) -> Target:
     from bench.targets.kserve.target import KServeTarget
 
-    return KServeTarget(options.cpus, base_image=options.base_image, offline=options.offline, memory=options.memory)
+    workers = options.remote if options.remote is not None and options.remote.in_cluster else None
+    return KServeTarget(options.cpus, base_image=options.base_image, offline=options.offline, memory=options.memory,
+                        workers=workers)
 
 
 def _url(options: TargetOptions) -> Target:
@@ -57,6 +61,10 @@ def _url(options: TargetOptions) -> Target:
 
 TARGETS: dict[str, Callable[[TargetOptions], Target]] = {"local": _local, "docker": _docker, "kserve": _kserve,
                                                          "url": _url}
+
+
+# targets that start remote workers themselves (`--cluster-workers N`: pods in their cluster)
+CLUSTER_WORKER_TARGETS = ("kserve",)
 
 
 def make_target(name: str, options: TargetOptions) -> Target:

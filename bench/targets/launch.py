@@ -15,6 +15,7 @@ from typing import Any
 from bench.config import RuntimeSpec
 from bench.errors import BenchError
 from bench.knobs import knob_env, knob_placeholders
+from bench.processes import parse_cpu_list
 from bench.protocols import codec_for
 from bench.runtime_options import FREE_PORT, PLACEHOLDER
 from bench.targets.base import Endpoint
@@ -39,21 +40,6 @@ def default_cpu_plan() -> CpuPlan:
     if len(available) == 1:
         return CpuPlan(tuple(available), tuple(available))
     return CpuPlan((available[-1],), tuple(available[:-1]))
-
-
-def parse_cpu_list(text: str) -> tuple[int, ...]:
-    """'1' or '0,2' or '2-3' -> CPU numbers; ValueError on nonsense."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            low, high = part.split("-", 1)
-            cpus.update(range(int(low), int(high) + 1))
-        elif part:
-            cpus.add(int(part))
-    if not cpus:
-        raise ValueError("empty CPU list")
-    return tuple(sorted(cpus))
 
 
 def cpu_plan(server: str | None, generator: str | None) -> CpuPlan:

@@ -40,11 +40,12 @@ class UrlOptions:
     ca_cert: str | None = None
     metrics_url: str | None = None  # its Prometheus page (read without the extra headers)
     metrics_series: str | None = None
+    worker_base_url: str | None = None  # where remote workers reach the endpoint, when not by --url's host
 
     @classmethod
     def parse(cls, url: str | None, protocol: str | None, name: str | None, headers: list[str] | None,
               insecure: bool, ca_cert: str | None, metrics_url: str | None = None,
-              metrics_series: str | None = None) -> UrlOptions:
+              metrics_series: str | None = None, worker_url: str | None = None) -> UrlOptions:
         """Every check a user's typing can fail, each as one line with a hint."""
         if not url:
             raise BenchError("--target url needs --url", hint="for example --url http://127.0.0.1:8080/v2/models/"
@@ -82,7 +83,8 @@ class UrlOptions:
                              hint="for example --metrics-url http://127.0.0.1:8080/metrics "
                                   "--metrics-series request_predict_seconds")
         return cls(url=url, protocol=protocol, name=runtime_name, headers=tuple(_header(h) for h in headers or ()),
-                   verify_tls=not insecure, ca_cert=ca_cert, metrics_url=metrics_url, metrics_series=metrics_series)
+                   verify_tls=not insecure, ca_cert=ca_cert, metrics_url=metrics_url, metrics_series=metrics_series,
+                   worker_base_url=_worker_base(worker_url, parts.scheme) if worker_url is not None else None)
 
     @property
     def base_url(self) -> str:
@@ -99,6 +101,20 @@ class UrlOptions:
                            protocol=self.protocol, command=["external"], readiness_path=self.predict_path,
                            predict_path=self.predict_path, settings={"endpoint": self.url},
                            metrics=MetricsSpec(duration=self.metrics_series or "") if self.metrics_url else None)
+
+
+def _worker_base(worker_url: str, scheme: str) -> str:
+    """--worker-url: the scheme, host and port remote workers use instead of --url's; the path is --url's."""
+    parts = urlsplit(worker_url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme != scheme or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise BenchError(f"--worker-url {worker_url}: a {scheme}:// URL of a host and port only, where the remote "
+                         "workers reach the endpoint (the path is --url's)",
+                         hint=f"for example --worker-url {scheme}://iris.models.svc.cluster.local:8080")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _name_of(host: str, port: int | None) -> str:
@@ -167,6 +183,6 @@ class UrlTarget(Target):
         endpoint = Endpoint(self.options.base_url, self.options.predict_path, self.options.predict_path,
                             self.options.protocol, model.name, headers=self.options.headers,
                             verify_tls=self.options.verify_tls, ca_cert=self.options.ca_cert,
-                            metrics_url=self.options.metrics_url)
+                            metrics_url=self.options.metrics_url, worker_base_url=self.options.worker_base_url)
         return ExternalDeployment(runtime=runtime, model=model, endpoint=endpoint, log_path=log_path,
                                   fairness={"server": "external: CPUs and memory not known to servebench"})

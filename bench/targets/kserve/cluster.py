@@ -35,6 +35,28 @@ def helm(*args: str) -> list[str]:
     return ["helm", "--kube-context", CONTEXT, *args]
 
 
+KIND_NETWORK = "kind"  # the Docker network kind puts its nodes on
+GATEWAY_IN_DRY_RUN = "172.18.0.1"  # Docker's usual gateway of the first user network, shown by a dry run
+
+
+def kind_gateway(runner: Runner) -> str:
+    """This host's address on the Docker network of kind's nodes: where the worker pods reach the harness's
+    Locust master (a pod's traffic to an address outside the cluster leaves its node through this gateway).
+    A dry run has no network to read and shows Docker's usual address, saying so."""
+    found = runner.run("docker", "network", "inspect", KIND_NETWORK, "--format",
+                       "{{range .IPAM.Config}}{{.Gateway}} {{end}}", probe=True, timeout=60)
+    if runner.dry_run:
+        runner.note(f"the worker pods' master address: the gateway of Docker network '{KIND_NETWORK}', read when "
+                    f"the cluster exists (shown as {GATEWAY_IN_DRY_RUN}, Docker's usual one)")
+        return GATEWAY_IN_DRY_RUN
+    addresses = [address for address in found.stdout.split() if address.count(".") == 3]
+    if not found.ok or not addresses:
+        raise BenchError(f"no IPv4 gateway on Docker network '{KIND_NETWORK}', where kind's nodes reach this host "
+                         f"({found.tail(1) or 'no address'})",
+                         hint="run `bench cluster up` first, or give --master-bind ADDR[:PORT] that the pods reach")
+    return addresses[0]
+
+
 def models_root() -> Path:
     """What the kind node mounts at manifests.NODE_MODELS_PATH: every local model copy."""
     return state_dir() / "models"

@@ -17,7 +17,6 @@ from bench.config import RuntimeSpec
 from bench.errors import BenchError
 from bench.provision.image_layout import ImageLayout
 from bench.runtime_options import KServeStock
-from bench.targets.kserve import versions
 from bench.targets.launch import render, render_launch, thread_env
 
 NAMESPACE = "servebench"
@@ -201,49 +200,32 @@ def stock_inference_service(name: str, variant: str, stock: KServeStock, model_n
             "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model}}}
 
 
-LOCUSTFILE = Path(__file__).with_name("cluster_locustfile.py")
-LOCUST_MASTER_PORT = 5557
+WORKERS = "servebench-workers"
+WORKER_LABEL = "app.kubernetes.io/name"  # with the value WORKERS: how the reaper finds a dead harness's workers
+# each worker pod: one Locust worker process, which uses one core (its users are gevent greenlets)
+WORKER_RESOURCES = Resources("1", "1Gi")
+WORKER_IDLE_S = 3600  # a worker waits this long for the next cell; the harness deletes the pods when it ends
 
 
-def locust(name: str, served: Served, body: bytes, content_type: str, workers: int, users: int,
-           run_time_s: int, resources: Resources) -> list[Manifest]:
-    """Optional in-cluster load for one InferenceService: a Locust master and `workers` workers.
+def predictor_service_url(name: str) -> str:
+    """The predictor of InferenceService `name` inside the cluster: KServe's Service `<name>-predictor` (port 80
+    to the container's port) in Standard mode, which the worker pods reach without the harness's port-forward."""
+    return f"http://{name}-predictor.{NAMESPACE}.svc.cluster.local"
 
-    Closed loop, for capacity exploration only: the harness never reports Locust's own (rounded)
-    statistics, so `bench run` does not use these; apply them by hand (README).
-    """
-    group = f"{name}-locust"
-    labels = {"app.kubernetes.io/managed-by": "servebench", "app.kubernetes.io/name": "locust",
-              ANNOTATION + "target": name}
-    host = f"http://{name}-predictor.{NAMESPACE}.svc.cluster.local"
-    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": group, "namespace": NAMESPACE,
-                                                                    "labels": labels},
-              "data": {"locustfile.py": LOCUSTFILE.read_text(), "body": body.decode()}}
-    volume = [{"name": "locust", "configMap": {"name": group}}]
-    mount = [{"name": "locust", "mountPath": "/mnt/locust", "readOnly": True}]
-    env = [{"name": "SERVEBENCH_PREDICT_PATH", "value": served.predict_path},
-           {"name": "SERVEBENCH_CONTENT_TYPE", "value": content_type},
-           {"name": "SERVEBENCH_BODY_FILE", "value": "/mnt/locust/body"}]
 
-    def deployment(role: str, replicas: int, args: list[str]) -> Manifest:
-        role_labels = {**labels, "app.kubernetes.io/component": role}
-        return {"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": f"{group}-{role}", "namespace": NAMESPACE, "labels": role_labels},
-                "spec": {"replicas": replicas, "selector": {"matchLabels": role_labels},
-                         "template": {"metadata": {"labels": role_labels},
-                                      "spec": {"containers": [{
-                                          "name": "locust", "image": versions.LOCUST_IMAGE,
-                                          "imagePullPolicy": "IfNotPresent",
-                                          "args": ["-f", "/mnt/locust/locustfile.py", *args], "env": env,
-                                          "volumeMounts": mount, "resources": resources.as_k8s()}],
-                                          "volumes": volume}}}}
-
-    master = deployment("master", 1, ["--master", "--headless", "--expect-workers", str(workers), "--users",
-                                      str(users), "--spawn-rate", str(users), "--run-time", f"{run_time_s}s",
-                                      "--host", host])
-    worker = deployment("worker", workers, ["--worker", "--master-host", f"{group}-master"])
-    service = {"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": f"{group}-master", "namespace": NAMESPACE, "labels": labels},
-               "spec": {"selector": {**labels, "app.kubernetes.io/component": "master"},
-                        "ports": [{"name": "master", "port": LOCUST_MASTER_PORT, "targetPort": LOCUST_MASTER_PORT}]}}
-    return [config, master, service, worker]
+def workers(image: str, count: int, master: str, master_port: int, resources: Resources = WORKER_RESOURCES) -> Manifest:
+    """`bench run --cluster-workers N`: N pods of the load generator's image, each running `bench worker`
+    (python -m bench.load.worker) against the harness's Locust master, which hands them each cell's plan with the
+    predictor's in-cluster URL and gathers their raw samples over Locust's messages."""
+    labels = {"app.kubernetes.io/managed-by": "servebench", WORKER_LABEL: WORKERS}
+    container = {"name": "worker", "image": image, "imagePullPolicy": "IfNotPresent",
+                 "command": ["python", "-m", "bench.load.worker"],
+                 "args": ["--master", f"{master}:{master_port}", "--idle-timeout", str(WORKER_IDLE_S)],
+                 "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+                 "resources": resources.as_k8s(),
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": WORKERS, "namespace": NAMESPACE, "labels": dict(labels)},
+            "spec": {"replicas": count, "selector": {"matchLabels": dict(labels)},
+                     "template": {"metadata": {"labels": dict(labels)},
+                                  "spec": {"containers": [container], "terminationGracePeriodSeconds": 5}}}}

@@ -9,6 +9,10 @@ elsewhere, samples the pod's CPU and memory from metrics-server, and deletes the
 cell, on failure, on Ctrl-C and at exit (bench.targets.owned). Every cluster command goes through a Runner,
 so `--dry-run` walks a run's own steps (bench.targets.base.rehearse) and prints every command instead of
 running it.
+
+With `--cluster-workers N` the load comes from inside the cluster: N pods of the load generator's image run
+`bench worker` against the harness's own Locust master (on kind's Docker network gateway) and send to each
+predictor's in-cluster Service; their samples come back over Locust's messages, as from any remote worker.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -49,8 +54,12 @@ from bench.targets.kserve.platform import render_platform
 from bench.targets.kserve.reaping import label_with_owner, reap_inference_services
 from bench.targets.kserve.runner import Background, Runner
 from bench.targets.kserve.validate import dump, validate
+from bench.targets.kserve.workers import WorkerPods, start_worker_pods
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port
 from bench.targets.owned import OWNED
+
+if TYPE_CHECKING:
+    from bench.load.plan import RemoteWorkers
 
 READY_TIMEOUT_S = 600  # image already on the node; this covers scheduling and the model's load
 METRICS_EVERY_S = 5.0  # metrics-server itself resolves ~15 s; do not shell out to kubectl every second
@@ -161,8 +170,10 @@ class KServeTarget(Target):
     name = "kserve"
 
     def __init__(self, cpus: CpuPlan | None = None, base_image: str = "python:3.11-slim", offline: bool = False,
-                 memory: str = "4g", runner: Runner | None = None) -> None:
+                 memory: str = "4g", runner: Runner | None = None, workers: RemoteWorkers | None = None) -> None:
         self.runner = runner or Runner()
+        self.workers = workers  # --cluster-workers: started with the first InferenceService, deleted at the end
+        self.worker_pods: WorkerPods | None = None
         self.cpus = cpus or default_cpu_plan()
         self.base_image = base_image
         self.offline = offline
@@ -252,6 +263,9 @@ class KServeTarget(Target):
                 "serving_runtime": stock.cluster_runtime if stock else "custom predictor container",
                 "cpu_pinning": "none (CFS quota of the limit; the kind node is not pinned)",
                 "image": tag, "kserve_version": versions.KSERVE, "node_image": versions.NODE_IMAGE,
+                **({"generator": f"{self.workers.count} worker pod(s) in the cluster, "
+                                 f"{manifests.WORKER_RESOURCES.cpu} CPU each, to the predictor's Service"}
+                   if self.workers else {}),
                 **runtime.settings}
 
     def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> KServeDeployment:
@@ -273,7 +287,8 @@ class KServeTarget(Target):
         log_path = log_dir / f"{runtime.name}-{model.name}.log"
         local_port = free_port()
         endpoint = Endpoint(f"http://{HOST}:{local_port}", served.predict_path, served.readiness_path,
-                            served.protocol, served.model_name)
+                            served.protocol, served.model_name,
+                            worker_base_url=manifests.predictor_service_url(name) if self.workers else None)
         deployment = KServeDeployment(runtime=runtime, model=model, endpoint=endpoint, log_path=log_path,
                                       runner=self.runner, name=name,
                                       fairness=self.fairness(runtime, self.image_tag(runtime, log_dir)))
@@ -296,24 +311,20 @@ class KServeTarget(Target):
             if not self.runner.dry_run:
                 wait_until_ready(endpoint.readiness_url, 60, deployment.forward_problem)
         deployment.startup_s = time.monotonic() - started
+        if self.workers is not None and self.worker_pods is None:
+            self.worker_pods = start_worker_pods(self.runner, self.workers, self.base_image, self.offline, log_dir)
         return deployment
 
-    def rehearsal_artifacts(self, deployment: Deployment, rehearsal: Rehearsal) -> None:
-        """In-cluster Locust (master + workers) for the InferenceService, validated and written beside its
-        manifest: closed-loop load for capacity exploration by hand (README), never used by `bench run`."""
-        from bench.models.catalog import load_dataset
-        from bench.protocols import codec_for
+    def close(self) -> None:
+        """Delete the worker pods, if any (also done at exit and on Ctrl-C through bench.targets.owned)."""
+        if self.worker_pods is not None:
+            self.worker_pods.stop()
+            self.worker_pods = None
 
+    def rehearsal_artifacts(self, deployment: Deployment, rehearsal: Rehearsal) -> None:
+        """The runtime's own platform object (runtime.yaml's platform:) beside its InferenceService."""
         if not isinstance(deployment, KServeDeployment):
             raise TypeError(f"{deployment.runtime.name}: not an InferenceService of this target")
-        endpoint, model = deployment.endpoint, deployment.model
-        features, _ = load_dataset(model.spec.dataset, model.spec.input_dtype)
-        codec = codec_for(endpoint.protocol)
-        served = Served(endpoint.protocol, endpoint.model_name, endpoint.predict_path, endpoint.readiness_path, 0)
-        load = manifests.locust(deployment.name, served, codec.encode(features[:1], model.name), codec.content_type,
-                                rehearsal.generator_processes, 16, 60, self.resources)
-        validate(load, "Locust")
-        (rehearsal.out_dir / "manifests" / f"locust-{deployment.name}.yaml").write_text(dump(load))
         if deployment.runtime.platform is not None and self._stock(deployment.runtime) is None:
             self._write_platform(deployment, rehearsal.out_dir / "manifests")
 
@@ -338,7 +349,7 @@ Echo = Callable[[str], None]
 
 def dry_run(runtimes: list[RuntimeSpec], models: list[ModelSpec], scenario: str, measurements: int,
             out_dir: Path, echo: Echo, cpus: CpuPlan, base_image: str, offline: bool, memory: str,
-            generator_processes: int = 1) -> list[list[str]]:
+            generator_processes: int = 1, workers: RemoteWorkers | None = None) -> list[list[str]]:
     """Render and validate every manifest into out_dir/manifests and print every command of a run
     (cluster up, kind load, apply, wait, port-forward, delete), applying nothing. Returns the commands.
 
@@ -355,9 +366,10 @@ def dry_run(runtimes: list[RuntimeSpec], models: list[ModelSpec], scenario: str,
     manifest_dir.mkdir(parents=True, exist_ok=True)
     runner.note("--- bench cluster up")
     cluster.cluster_up(runner, manifest_dir, runner.note)
-    target = KServeTarget(cpus, base_image, offline, memory, runner)
+    target = KServeTarget(cpus, base_image, offline, memory, runner, workers)
     rehearse(target, runtimes, [planned_model(spec) for spec in models],
              Rehearsal(scenario, measurements, generator_processes, out_dir), runner.note)
+    target.close()
     runner.note("--- afterwards: bench cluster down")
     (out_dir / "commands.sh").write_text(
         "# Printed by `bench run --target kserve --dry-run`: the commands of a real run, in order. Not a\n"

@@ -16,7 +16,6 @@ HELM = "v3.16.3"
 CERT_MANAGER = "v1.17.0"  # chart jetstack/cert-manager
 KSERVE = "v0.20.0"  # charts oci://ghcr.io/kserve/charts/kserve-crd and kserve-resources
 METRICS_SERVER_CHART = "3.12.2"  # chart metrics-server/metrics-server (metrics-server v0.7.2)
-LOCUST_IMAGE = "locustio/locust:2.47.0"  # the same Locust as the harness's own pin
 
 ALL = {"kind": KIND, "node image": NODE_IMAGE, "kubectl": KUBECTL, "helm": HELM, "cert-manager": CERT_MANAGER,
-       "KServe": KSERVE, "metrics-server chart": METRICS_SERVER_CHART, "Locust image": LOCUST_IMAGE}
+       "KServe": KSERVE, "metrics-server chart": METRICS_SERVER_CHART}
