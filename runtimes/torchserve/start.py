@@ -3,7 +3,7 @@ a scratch model store), write TorchServe's config.properties, and run torchserve
 
 The model itself is not archived: the handler loads the MLflow model from MODEL_DIR, as every other
 runtime does. Settings (environment): MODEL_NAME, MODEL_DIR, BIND_HOST, HTTP_PORT, MANAGEMENT_PORT,
-METRICS_PORT, WORKERS, BATCH_SIZE, MAX_BATCH_DELAY_MS, WORK_DIR, SHARED_DIR (servebench_serving.py).
+METRICS_PORT, METRICS_MODE, WORKERS, BATCH_SIZE, MAX_BATCH_DELAY_MS, WORK_DIR, SHARED_DIR (servebench_serving.py).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def main() -> None:
         f"models={json.dumps({name: model})}",
         "default_workers_per_model=" + str(workers),
         "disable_system_metrics=true",
+        f"metrics_mode={env.get('METRICS_MODE', 'log')}",
         "vmargs=-Xmx512m -XX:+UseContainerSupport",  # the JVM sizes its threads from the CPUs it may use
     ]) + "\n")
     os.execv(str(bin_dir / "torchserve"), [str(bin_dir / "torchserve"), "--start", "--foreground", "--ncs",
