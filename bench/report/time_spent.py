@@ -45,16 +45,16 @@ class TimeSpentRow:
     error: str | None
 
 
-HOST_SAMPLED_TARGETS = {"docker": "py-spy sampled the container from the host, where a thread waiting in the "
-                                   "container cannot be told from a running one: waits count (an event loop's wait "
-                                   "reads as HTTP); compare with other Docker profiles only"}
+WAITS_COUNTED = ("py-spy sampled the container from the host, where a thread waiting in the container cannot be "
+                 "told from a running one: waits count (an event loop's wait reads as HTTP); compare with other such "
+                 "profiles only")
 
 
 def _note(cell: Cell) -> str:
     shares = cell.server_profile.shares if cell.server_profile else None
     model_share = f"{100 * shares.model:.0f}% of the server's sampled time is the model" if shares else ""
-    if cell.target in HOST_SAMPLED_TARGETS:
-        model_share += f" ({HOST_SAMPLED_TARGETS[cell.target]})"
+    if shares and cell.server_profile is not None and cell.server_profile.waits_counted:
+        model_share += f" ({WAITS_COUNTED})"
     if cell.model_cost is None or cell.latency.p50 is None:
         return model_share
     cost = cell.model_cost.predict_ms_p50

@@ -1,5 +1,5 @@
-"""Where a cell's server time went (schema 6): the shares of its sampled profile and the model's own cost; and
-the server's own clock (schema 8): its request-duration metrics over the window."""
+"""Where a cell's server time went (schema 6; whether waits counted, schema 9): the shares of its sampled profile
+and the model's own cost; and the server's own clock (schema 8): its request-duration metrics over the window."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class ServerProfile(Record):
     flamegraph: str | None = None  # an SVG, relative to the run folder
     stacks: str | None = None  # the collapsed stacks it was drawn from, relative to the run folder
     error: str | None = None
+    # py-spy could not tell the server's waiting threads from its running ones, so waits count as work: a
+    # container sampled from the host (Docker cells before schema 9; since then py-spy runs in its pid namespace)
+    waits_counted: bool = False
 
 
 class ModelCost(Record):

@@ -40,6 +40,9 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
    `metrics:`, or the url target's `--metrics-url`) has `server_metrics`: the page and series scraped, how
    many requests the server counted in the window, their mean and (from histogram buckets) p50 and p99,
    and one row per second, or the reason there are none. Older cells have none.
+9. 2026-12: a profile's `waits_counted`: py-spy could not tell the server's waiting threads from running ones,
+   so waits counted as work. True for Docker profiles before 9 (py-spy sampled the container from the host);
+   since 9 py-spy samples a container from inside its pid namespace, and it is False.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ __all__ = [
     "ServerUsage", "ServingCode", "SkippedConfig", "Sweep", "SweepPoint", "TunedConfig", "TuningRecord", "Validity",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 CellStatus = Literal["valid", "invalid", "failed"]
 # What a cell's latency percentiles are over: every request scheduled in the window (a failed one at the

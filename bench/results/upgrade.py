@@ -253,9 +253,21 @@ def upgrade_to_8(payload: JsonObject) -> JsonObject:
     return {**payload, "schema_version": 8}
 
 
+def upgrade_to_9(payload: JsonObject) -> JsonObject:
+    """Schema 9 adds a profile's `waits_counted`: a Docker cell's profile was sampled from the host until then,
+    where py-spy cannot tell the container's waiting threads from running ones."""
+    cells = []
+    for cell in _list(payload.get("cells")):
+        profile = cell.get("server_profile") if isinstance(cell, dict) else None
+        if isinstance(cell, dict) and cell.get("target") == "docker" and isinstance(profile, dict):
+            cell = {**cell, "server_profile": {**profile, "waits_counted": True}}
+        cells.append(cell)
+    return {**payload, "schema_version": 9, "cells": cells}
+
+
 UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4,
                                                            5: upgrade_to_5, 6: upgrade_to_6, 7: upgrade_to_7,
-                                                           8: upgrade_to_8}
+                                                           8: upgrade_to_8, 9: upgrade_to_9}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:
