@@ -211,7 +211,7 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
     window = Window(start_at + measurement.warmup_s, start_at + measurement.warmup_s + measurement.duration_s)
     recording = None
     if profiling is not None and deployment.tree is not None:
-        recording = Recording(profiling, deployment.tree.root_pid, cell.cell_id)
+        recording = Recording(profiling, deployment.tree, cell.cell_id)
         recording.schedule(window.start, measurement.duration_s)
     try:
         outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
@@ -222,6 +222,8 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         if recording is not None and time.time() < window.end:
             recording.interrupt()  # the load ended early: keep what was sampled
     if outcome.error is not None:
+        if recording is not None:
+            recording.stop()  # nothing to classify, but py-spy must not sample on to its --duration
         return failed(cell, outcome.error), outcome.samples
     window = Window(outcome.start_at + measurement.warmup_s,
                     outcome.start_at + measurement.warmup_s + measurement.duration_s)

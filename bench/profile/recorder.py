@@ -24,9 +24,12 @@ from bench.profile.flamegraph import render_svg
 from bench.profile.rules import Classifier
 from bench.profile.stacks import read_collapsed
 from bench.results.profiles import ServerProfile
+from bench.targets.process_tree import ProcessTree
 
 RATE_HZ = 100  # py-spy's default: 1 sample per 10 ms per thread
 PROFILES = "profiles"  # the run folder's subfolder
+INTERRUPTED_GRACE_S = 1.0  # after interrupt(): py-spy writes its file within milliseconds of a SIGINT
+CUT_SHORT_S = 5.0
 
 
 def py_spy() -> str:
@@ -54,10 +57,12 @@ class Recording:
     """One cell's profile: py-spy started at the window's start, stopped at its end (or when the load ends)."""
 
     settings: ProfileSettings
-    pid: int
+    tree: ProcessTree  # the server's processes, and where py-spy must run to see them as they see themselves
     name: str
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _error: str | None = field(default=None, init=False)
+    _start_at: float = field(default=0.0, init=False)
+    _interrupted: bool = field(default=False, init=False)
 
     @property
     def raw_path(self) -> Path:
@@ -74,19 +79,22 @@ class Recording:
     def schedule(self, start_at: float, duration_s: float) -> None:
         """Start py-spy at start_at (wall clock) for duration_s seconds. It is started now, from this thread,
         behind a shell's sleep that execs it (the same process): a child started from a timer thread would be
-        killed when that thread ends (PR_SET_PDEATHSIG follows the creating thread)."""
+        killed when that thread ends (PR_SET_PDEATHSIG follows the creating thread). Where it runs (here, or in a
+        container that shares the server container's pid namespace) is the tree's to say."""
         self.raw_path.parent.mkdir(parents=True, exist_ok=True)
+        self._start_at = start_at
         delay = max(0.0, start_at - time.time())
         try:
             executable = py_spy()
         except BenchError as exc:
             self._error = exc.message
             return
-        command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{delay:.3f}", executable, "record", "--pid", str(self.pid),
-                   "--subprocesses", "--format", "raw", "--nolineno",
+        place = self.tree.sampler_place(Path(executable), self.raw_path.parent, self.settings.cpus)
+        command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{delay:.3f}", *place.command, "record",
+                   "--pid", str(place.pid), "--subprocesses", "--format", "raw", "--nolineno",
                    *([] if self.settings.blocking else ["--nonblocking"]), "--rate", str(self.settings.rate_hz),
                    "--duration", str(math.ceil(duration_s)),
-                   "--output", str(self.raw_path)]
+                   "--output", f"{place.folder}/{self.raw_path.name}"]
         with self.log_path.open("wb") as log:
             try:
                 self._process = subprocess.Popen(
@@ -96,26 +104,44 @@ class Recording:
                 self._error = f"py-spy did not start: {exc}"
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """After the load: let py-spy finish its window (grace_s more at most), then cut it short with SIGINT,
-        which makes it write what it sampled."""
+        """After the load: let py-spy finish its window (grace_s more at most; none once interrupted), then cut it
+        short with SIGINT, which makes it write what it sampled."""
         process = self._process
         if process is None:
             return
         try:
-            process.wait(timeout=grace_s)
+            process.wait(timeout=INTERRUPTED_GRACE_S if self._interrupted else grace_s)
         except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            self._cut_short(process)
 
     def interrupt(self) -> None:
-        """The load ended before the window did: stop sampling now, keeping what was sampled."""
+        """The load ended before the window did: stop sampling now, keeping what was sampled. Before the window's
+        start py-spy is not running yet (its shell sleeps): the shell is killed, there is nothing to keep."""
         process = self._process
-        if process is not None and process.poll() is None:
+        if process is None or process.poll() is not None:
+            return
+        self._interrupted = True
+        if time.time() < self._start_at:
+            process.kill()
+            self._error = "the load stopped before the measured window began: nothing was sampled"
+        else:
             process.send_signal(signal.SIGINT)
+
+    @staticmethod
+    def _cut_short(process: subprocess.Popen[bytes]) -> None:
+        """SIGINT until py-spy stops, for CUT_SHORT_S at most: the first may reach the shell that has not yet
+        exec'd py-spy (a shell started with SIGINT ignored, as from a non-interactive one, keeps ignoring it),
+        or a `docker run` whose container is not started yet (nothing to forward to); then SIGKILL."""
+        deadline = time.monotonic() + CUT_SHORT_S
+        while time.monotonic() < deadline:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=0.5)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        process.kill()
+        process.wait()
 
     def profile(self, classifier: Classifier, title: str) -> ServerProfile:
         """The cell's profile from what py-spy wrote: shares, samples, the flame graph (or why there is none)."""

@@ -25,10 +25,10 @@ from bench.provision.image_layout import image_layout
 from bench.provision.images import ImageInfo, ensure_image
 from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
+from bench.targets.container_tree import ContainerTree
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
 from bench.targets.orphans import Owner
 from bench.targets.owned import OWNED
-from bench.targets.process_tree import ProcessTree
 
 OWNER_LABEL = "servebench.owner"  # the harness's pid
 OWNER_STARTED_LABEL = "servebench.owner-started"  # its start time: a pid alone is reused
@@ -95,6 +95,8 @@ class DockerDeployment(Deployment):
         if not self.container:
             return
         self.save_log()
+        if isinstance(self.tree, ContainerTree):
+            self.tree.remove_samplers()
         remove_container(self.container)
 
 
@@ -175,7 +177,7 @@ class DockerTarget(Target):
             docker("start", container, timeout=120)
             details = inspect("container", container) or {}
             pid = int(details.get("State", {}).get("Pid") or 0)
-            deployment.tree = ProcessTree(pid) if pid else None
+            deployment.tree = ContainerTree(pid, name, image.tag, owner_labels()) if pid else None
             wait_until_ready(endpoint.readiness_url, runtime.startup_timeout_s, deployment.exit_reason)
         deployment.startup_s = time.monotonic() - started
         deployment.fairness["container_create_s"] = round(create_s, 3)

@@ -1,8 +1,26 @@
-"""CPU and memory of a server's whole process tree (MLServer and BentoML fork workers)."""
+"""CPU and memory of a server's whole process tree (MLServer and BentoML fork workers), and where a sampling
+profiler (py-spy) must run to see that tree as it sees itself."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import psutil
+
+
+@dataclass(frozen=True)
+class SamplerPlace:
+    """Where a sampling profiler runs against a process tree: the command that runs the profiler there (on this
+    host: its executable alone), and the output folder and the tree's root pid as seen from there.
+
+    py-spy tells a waiting thread from a running one by matching the thread ids Python records to the OS's
+    threads; a process in another pid namespace (a container) records ids the host does not know, so it must
+    be sampled from inside that namespace."""
+
+    command: tuple[str, ...]
+    folder: str
+    pid: int
 
 
 class ProcessTree:
@@ -11,6 +29,11 @@ class ProcessTree:
     def __init__(self, root_pid: int) -> None:
         self.root_pid = root_pid
         self._known: dict[int, psutil.Process] = {}
+
+    def sampler_place(self, executable: Path, folder: Path, cpus: tuple[int, ...]) -> SamplerPlace:
+        """Where a profiler (executable, writing into folder, on cpus) samples this tree: here, as it is."""
+        del cpus  # the caller pins the profiler's own process
+        return SamplerPlace((str(executable),), str(folder), self.root_pid)
 
     def processes(self) -> list[psutil.Process]:
         try:
