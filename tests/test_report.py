@@ -347,3 +347,31 @@ def test_the_verdict_says_what_each_runtime_costs_in_server_cpu_at_the_common_lo
     assert "Server CPU-seconds per 1,000 predictions there: fastapi 0.4," in verdict
     assert "mlserver 1.25" in verdict and "bentoml 3.5" in verdict
     assert "| 0.400 |" in summary  # and the summary table's column
+
+
+def test_the_report_names_each_remote_worker_of_a_cell_from_saved_files(tmp_path: Path) -> None:
+    from report_runs import materialise
+
+    from bench.report.render import render_run_reports
+    from bench.results.schema import GeneratorUsage, GeneratorWorker
+    from bench.results.store import load_results, write_results
+
+    run = materialise("fake-v2", tmp_path / "run")
+    results = load_results(run)
+    first = results.cells[0]
+    workers = (GeneratorWorker(index=0, host="servebench-workers-7d9f-abcde", address="10.244.0.7", samples=812,
+                               clock_offset_ms=0.41, clock_rtt_ms=0.5, clock_drift_ms=0.02, late_mean_ms=0.31,
+                               late_max_ms=4.2, cpu_percent_max=37.0, finished=True),
+               GeneratorWorker(index=1, host="host-b", address="10.244.0.8", samples=790, finished=False))
+    generator = GeneratorUsage(cpu_percent_max=37.0, cpu_percent_mean=20.0, workers=workers)
+    cells = (first.model_copy(update={"generator": generator}), *results.cells[1:])
+    write_results(run / "results.json", results.model_copy(update={"cells": cells}))
+    html = render_run_reports([run])[0].read_text()
+    section = html[html.index('<section id="generators">'):]
+    section = section[:section.index("</section>")]
+    assert "servebench-workers-7d9f-abcde" in section and "10.244.0.8" in section
+    assert "0.410 ms ± 0.250 ms" in section and "0.310 / 4.20 ms" in section and "37%" in section
+    assert section.count("<td>yes</td>") == 1 and section.count("<td>no</td>") == 1
+    assert 'href="#generators"' in html
+    plain = render_run_reports([materialise("fake-v2", tmp_path / "plain")])[0].read_text()
+    assert 'id="generators"' not in plain  # a local generator has nothing to show here

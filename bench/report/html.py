@@ -12,6 +12,7 @@ from bench import __version__
 from bench.report.capacity import capacity_rows
 from bench.report.environment import run_environments
 from bench.report.figures import model_charts
+from bench.report.load_generators import generator_rows
 from bench.report.model import ReportData
 from bench.report.ranking import ModelVerdict, run_caveats
 from bench.report.rounds import pair_orders, ranking_lines, rounds_of, rounds_rows
@@ -41,6 +42,7 @@ def render_html(data: ReportData, verdicts: list[ModelVerdict]) -> str:
         pair_orders=pair_orders(rounds_of(data)),
         tuning=tuning_rows(tunings(data), price(data)), tuning_verdict=ranking_verdict(tunings(data), price(data)),
         frontier=frontier_chart(data), time_spent=time_spent_rows(data), server_clock=server_clock_rows(data),
+        generators=generator_rows(data),
         facts=runtime_facts(data), environments=run_environments(data), version=__version__,
         rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sources=[run.folder.name for run in data.runs],
