@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.profile.prometheus import parse
-from bench.profile.server_metrics import MetricsScraper, Reading, bucket_quantile, detect_series, read_series
+from bench.profile.server_metrics import UNIT_MS, MetricsScraper, Reading, bucket_quantile, detect_series, read_series
 from bench.runtime_options import MetricsSpec
 
 PAGE = """# HELP rest_server_request_duration_seconds Duration
@@ -147,3 +147,42 @@ def test_the_report_shows_the_server_s_clock_beside_the_client_s_from_saved_file
     assert "0.300 ms" in section and "2.50 ms" in section
     assert "ConnectionError" in section  # a cell whose page could not be read says why
     assert 'href="#server-clock"' in html and "<script" not in html
+
+
+
+# An excerpt of a real page (2026-12-04): TorchServe 0.12 in metrics_mode prometheus, a trailing comma in
+# every label set and totals in E notation.
+TORCHSERVE_PAGE = """# HELP ts_inference_requests_total Torchserve prometheus counter metric with unit: Count
+# TYPE ts_inference_requests_total counter
+ts_inference_requests_total{model_name="iris-logreg",model_version="default",hostname="vm",} 6.0
+# HELP ts_inference_latency_microseconds Torchserve prometheus counter metric with unit: Microseconds
+# TYPE ts_inference_latency_microseconds counter
+ts_inference_latency_microseconds{model_name="iris-logreg",model_version="default",hostname="vm",} 1.0757062156E7
+# HELP PredictionTime Torchserve prometheus gauge metric with unit: ms
+# TYPE PredictionTime gauge
+PredictionTime{ModelName="iris-logreg",Level="Model",Hostname="vm",} 1.55
+# TYPE ts_queue_latency_microseconds counter
+ts_queue_latency_microseconds{model_name="iris-logreg",model_version="default",hostname="vm",} 1.0705684555E7
+"""
+
+
+def test_what_torchserve_declares_reads_its_real_page() -> None:
+    from bench.config import load_runtime
+
+    spec = load_runtime("torchserve").metrics
+    assert spec is not None and spec.duration and spec.count
+    page = parse(TORCHSERVE_PAGE)
+    assert dict(page.samples[0].labels) == {"model_name": "iris-logreg", "model_version": "default", "hostname": "vm"}
+    reading = read_series(page, spec, spec.duration)
+    assert reading is not None and (reading.count, reading.total) == (6.0, 1.0757062156e7)
+    assert reading.buckets == ()  # counters: a mean, no percentiles
+    assert reading.total * UNIT_MS[spec.unit] / reading.count == pytest.approx(1792.8, abs=0.1)  # ms
+
+
+def test_the_runtimes_that_declare_their_clock_are_the_ones_the_readme_names() -> None:
+    """TorchServe in metrics_mode prometheus; not Seldon (its microservice times nothing) nor Ray Serve (its
+    agent's page moves in 10-second steps): each runtime.yaml says why."""
+    from bench.config import available_runtimes, load_runtime
+
+    declared = {name for name in available_runtimes() if load_runtime(name).metrics is not None}
+    assert declared == {"mlserver", "bentoml", "kserve", "torchserve"}
