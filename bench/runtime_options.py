@@ -146,7 +146,9 @@ class MetricsSpec(BaseModel):
     """Where a runtime publishes Prometheus metrics and which series is its own request duration
     (runtime.yaml's `metrics:`), so a cell can show the server's clock beside the client's. `duration` is a
     histogram or summary family (its _sum and _count are read), or a counter of total time with `count`
-    naming the counter of requests; `labels` keeps only matching series (the infer path, not readiness)."""
+    naming the counter of requests; `labels` keeps only matching series (the infer path, not readiness).
+    `queue` names the time the same requests waited inside the server before being worked on, in the same
+    form and unit, when the runtime publishes it (TorchServe's job queue)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     port: str = Field(default="{port}", description="the port template it is served on ({port}, a {free_port_N})")
@@ -156,3 +158,5 @@ class MetricsSpec(BaseModel):
     unit: MetricUnit = "s"
     count: str | None = Field(default=None, description="a counter of requests, when duration counts total time")
     labels: dict[str, str] = Field(default_factory=dict, description="only series with these label values")
+    queue: str | None = Field(default=None, description=(
+        "time queued inside the server: a histogram or summary family, or with `count` a counter of total time"))

@@ -134,7 +134,7 @@ def test_the_report_shows_the_server_s_clock_beside_the_client_s_from_saved_file
     assert first.latency_ok.mean is not None
     metrics = ServerMetrics(url="http://127.0.0.1:9/metrics", series="request_predict_seconds", scrapes=20,
                             requests=float(first.counts.completed), mean_ms=first.latency_ok.mean - 0.25,
-                            p50_ms=0.3, p99_ms=2.5)
+                            p50_ms=0.3, p99_ms=2.5, queue_series="queued", queue_mean_ms=0.125)
     failed = ServerMetrics(url="http://127.0.0.1:9/metrics", series="", scrapes=0,
                            error="http://127.0.0.1:9/metrics: ConnectionError")
     cells = (first.model_copy(update={"server_metrics": metrics}),
@@ -144,7 +144,7 @@ def test_the_report_shows_the_server_s_clock_beside_the_client_s_from_saved_file
     section = html[html.index('<section id="server-clock">'):]
     section = section[:section.index("</section>")]
     assert "<code>request_predict_seconds</code>" in section and "0.250 ms" in section  # outside the server
-    assert "0.300 ms" in section and "2.50 ms" in section
+    assert "0.300 ms" in section and "2.50 ms" in section and "0.125 ms" in section  # queued in the server
     assert "ConnectionError" in section  # a cell whose page could not be read says why
     assert 'href="#server-clock"' in html and "<script" not in html
 
@@ -177,6 +177,7 @@ def test_what_torchserve_declares_reads_its_real_page() -> None:
     assert reading is not None and (reading.count, reading.total) == (6.0, 1.0757062156e7)
     assert reading.buckets == ()  # counters: a mean, no percentiles
     assert reading.total * UNIT_MS[spec.unit] / reading.count == pytest.approx(1792.8, abs=0.1)  # ms
+    assert spec.queue == "ts_queue_latency_microseconds" and reading.queue == 1.0705684555e7
 
 
 def test_the_runtimes_that_declare_their_clock_are_the_ones_the_readme_names() -> None:
@@ -186,3 +187,18 @@ def test_the_runtimes_that_declare_their_clock_are_the_ones_the_readme_names() -
 
     declared = {name for name in available_runtimes() if load_runtime(name).metrics is not None}
     assert declared == {"mlserver", "bentoml", "kserve", "torchserve"}
+
+
+def test_the_servers_queue_time_is_a_part_of_its_mean_over_the_window() -> None:
+    """A counter of total queue time beside the counters of total time and requests: the window's queue mean
+    is its growth over the requests counted, interpolated at the window's edges like the rest."""
+    spec = MetricsSpec(duration="total_us", count="requests_total", unit="us", queue="queued_us")
+    scraper = MetricsScraper("http://127.0.0.1:9/metrics", spec)
+    # 100 requests a second, each 4 ms in the server, 1.5 ms of it queued
+    scraper.readings = [Reading(100.0 + k, 100.0 * k, 400_000.0 * k, (), 150_000.0 * k) for k in range(6)]
+    metrics = scraper.summary(101.5, 104.5)
+    assert metrics.requests == pytest.approx(300.0) and metrics.mean_ms == pytest.approx(4.0)
+    assert metrics.queue_series == "queued_us" and metrics.queue_mean_ms == pytest.approx(1.5)
+    plain = MetricsScraper("http://127.0.0.1:9/metrics", MetricsSpec(duration="total_us", count="requests_total"))
+    plain.readings = [Reading(100.0 + k, 100.0 * k, 0.4 * k) for k in range(6)]
+    assert plain.summary(101.5, 104.5).queue_mean_ms is None  # no queue series declared: none shown

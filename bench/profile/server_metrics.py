@@ -36,6 +36,7 @@ class Reading:
     count: float
     total: float  # in the series' unit
     buckets: tuple[tuple[float, float], ...] = ()
+    queue: float | None = None  # total time queued inside the server, in the series' unit, when declared
 
 
 def detect_series(page: Page) -> str | None:
@@ -58,7 +59,10 @@ def read_series(page: Page, spec: MetricsSpec, series: str) -> Reading | None:
         count, total = page.total(f"{series}_count", spec.labels), page.total(f"{series}_sum", spec.labels)
     if count is None or total is None:
         return None
-    return Reading(time.time(), count, total, tuple(page.buckets(series, spec.labels)))
+    queue = None
+    if spec.queue is not None:
+        queue = page.total(spec.queue if spec.count is not None else f"{spec.queue}_sum", spec.labels)
+    return Reading(time.time(), count, total, tuple(page.buckets(series, spec.labels)), queue)
 
 
 def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -125,6 +129,8 @@ class MetricsScraper:
         mean = (end.total - start.total) * scale / requests_counted if requests_counted > 0 else None
         buckets = _difference(end, start)
         p50, p99 = (bucket_quantile(buckets, q) for q in (0.5, 0.99))
+        queued = (end.queue - start.queue) * scale / requests_counted \
+            if requests_counted > 0 and end.queue is not None and start.queue is not None else None
         inside = [start, *(r for r in self.readings if window_start < r.at < window_end), end]
         seconds = []
         for earlier, later in itertools.pairwise(inside):
@@ -136,7 +142,7 @@ class MetricsScraper:
             url=self.url, series=self.series or self.spec.duration, scrapes=len(self.readings),
             requests=requests_counted, mean_ms=mean,
             p50_ms=p50 * scale if p50 is not None else None, p99_ms=p99 * scale if p99 is not None else None,
-            per_second=tuple(seconds), error=None)
+            per_second=tuple(seconds), error=None, queue_series=self.spec.queue, queue_mean_ms=queued)
 
 
 def _at(readings: list[Reading], moment: float) -> Reading:
@@ -150,6 +156,8 @@ def _at(readings: list[Reading], moment: float) -> Reading:
             bounds = dict(earlier.buckets)
             buckets = tuple((bound, bounds.get(bound, 0.0) + part * (count - bounds.get(bound, 0.0)))
                             for bound, count in later.buckets)
+            queue = earlier.queue + part * (later.queue - earlier.queue) \
+                if earlier.queue is not None and later.queue is not None else None
             return Reading(moment, earlier.count + part * (later.count - earlier.count),
-                           earlier.total + part * (later.total - earlier.total), buckets)
+                           earlier.total + part * (later.total - earlier.total), buckets, queue)
     return replace(readings[-1], at=moment)

@@ -27,6 +27,7 @@ class ServerClockRow:
     client_p50: str
     client_p99: str
     outside_mean: str  # client mean minus server mean: what the server's clock does not see
+    queue_mean: str  # of the server's mean, the time queued inside it (a runtime that publishes it)
     error: str | None
 
 
@@ -48,5 +49,5 @@ def server_clock_rows(data: ReportData) -> list[ServerClockRow]:
                 server_p99=fmt_ms(metrics.p99_ms),
                 client_mean=fmt_ms(client_mean), client_p50=fmt_ms(cell.latency_ok.p50),
                 client_p99=fmt_ms(cell.latency_ok.p99),
-                outside_mean=fmt_ms(outside), error=metrics.error))
+                outside_mean=fmt_ms(outside), queue_mean=fmt_ms(metrics.queue_mean_ms), error=metrics.error))
     return sorted(rows, key=lambda row: (row.model, row.label, row.runtime, row.run_id))

@@ -70,3 +70,6 @@ class ServerMetrics(Record):
     p99_ms: float | None = None
     per_second: tuple[MetricsSecond, ...] = ()
     error: str | None = None
+    # the part of mean_ms the requests spent queued inside the server (runtime.yaml metrics: queue), if published
+    queue_series: str | None = None
+    queue_mean_ms: float | None = None

@@ -43,6 +43,9 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
 9. 2026-12: a profile's `waits_counted`: py-spy could not tell the server's waiting threads from running ones,
    so waits counted as work. True for Docker profiles before 9 (py-spy sampled the container from the host);
    since 9 py-spy samples a container from inside its pid namespace, and it is False.
+10. 2026-12: the server's queue. `server_metrics` has `queue_series` and `queue_mean_ms`: of the server's
+   own mean, the time the requests waited inside it before being worked on, for a runtime that publishes it
+   (runtime.yaml `metrics: queue`; TorchServe). Older cells have none.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ __all__ = [
     "ServerUsage", "ServingCode", "SkippedConfig", "Sweep", "SweepPoint", "TunedConfig", "TuningRecord", "Validity",
 ]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 CellStatus = Literal["valid", "invalid", "failed"]
 # What a cell's latency percentiles are over: every request scheduled in the window (a failed one at the

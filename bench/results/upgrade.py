@@ -265,9 +265,14 @@ def upgrade_to_9(payload: JsonObject) -> JsonObject:
     return {**payload, "schema_version": 9, "cells": cells}
 
 
+def upgrade_to_10(payload: JsonObject) -> JsonObject:
+    """Schema 10 adds the server's queue time to `server_metrics`: older cells read none."""
+    return {**payload, "schema_version": 10}
+
+
 UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4,
                                                            5: upgrade_to_5, 6: upgrade_to_6, 7: upgrade_to_7,
-                                                           8: upgrade_to_8, 9: upgrade_to_9}
+                                                           8: upgrade_to_8, 9: upgrade_to_9, 10: upgrade_to_10}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:
