@@ -86,6 +86,7 @@ def test_a_containers_tree_is_sampled_from_inside_its_pid_namespace_on_the_gener
     pairs = set(pairwise(command))
     assert ("--pid", "container:servebench-fastapi-iris-abc123") in pairs  # the server's pid namespace
     assert ("--cap-add", "SYS_PTRACE") in pairs and ("--user", "0") in pairs
+    assert "--no-healthcheck" in command  # the image's health check would run on the generator's CPUs
     assert ("--cpuset-cpus", "0,2") in pairs  # the generator's CPUs, never the server's
     assert ("--label", "servebench.owner=42") in pairs  # reaped with the harness's other containers
     assert ("-v", f"{tmp_path / 'py-spy'}:{TOOL}:ro") in pairs and ("-v", f"{tmp_path / 'profiles'}:{FOLDER}") in pairs

@@ -51,7 +51,7 @@ class ContainerTree(ProcessTree):
         self.samplers.append(name)
         labels = [part for key, value in self.labels.items() for part in ("--label", f"{key}={value}")]
         command = ("docker", "run", "--rm", "--name", name, *labels, "--pid", f"container:{self.container}",
-                  "--network", "none", "--user", "0", "--cap-add", "SYS_PTRACE",
+                  "--network", "none", "--no-healthcheck", "--user", "0", "--cap-add", "SYS_PTRACE",
                   "--cpuset-cpus", ",".join(map(str, cpus)),
                   "-v", f"{executable.resolve()}:{TOOL}:ro", "-v", f"{folder.resolve()}:{FOLDER}",
                   "--entrypoint", TOOL, self.image)
