@@ -62,7 +62,6 @@ def test_a_copied_folder_runs_on_kserve_with_its_own_stock_variant(project: Path
         [isvc] = yaml.safe_load_all((manifests / f"isvc-{name}-iris-logreg.yaml").read_text())
         assert problems(isvc) == [], name
         assert isvc["metadata"]["labels"]["servebench.io/runtime"] == name
-        assert (manifests / f"locust-{name}-iris-logreg.yaml").is_file()
     [stock] = yaml.safe_load_all((manifests / "isvc-mlserver-copy-kserve-iris-logreg.yaml").read_text())
     model = stock["spec"]["predictor"]["model"]
     assert (model["runtime"], model["modelFormat"], model["protocolVersion"]) == ("kserve-mlserver",
