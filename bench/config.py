@@ -7,7 +7,6 @@ BenchError naming the file and the field, never a traceback.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -16,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.errors import BenchError
 from bench.knobs import KNOB_PLACEHOLDER, Knob, checked_config
-from bench.knobs import Scalar as Scalar  # the type of a setting or knob value, re-exported
+from bench.knobs import Scalar as Scalar
+from bench.model_spec import INPUT_KINDS as INPUT_KINDS
+from bench.model_spec import InputKind as InputKind
+from bench.model_spec import ModelSpec as ModelSpec  # the type of a setting or knob value, re-exported
 from bench.paths import env_cache_dir as env_cache_dir  # re-exported: where every caller looks
 from bench.paths import project_root as project_root
 from bench.paths import runtimes_dir as runtimes_dir
@@ -32,6 +34,7 @@ from bench.runtime_options import (
     MetricsSpec,
     OtherProtocols,
     PlatformOptions,
+    Serves,
     known_protocol,
 )
 
@@ -59,6 +62,10 @@ class RuntimeSpec(BaseModel):
         "a looser parity tolerance, for a runtime that serves a derived artifact (an ONNX export)"))
     not_supported: dict[str, str] = Field(default_factory=dict, description=(
         "models it cannot serve, by model name or framework (sklearn, pytorch), and why"))
+    artifact: Literal["mlflow-model", "onnx-export"] = Field(default="mlflow-model", description=(
+        "what it loads: the MLflow model folder, or the ONNX export checked against the reference answers"))
+    serves: Serves = Field(default_factory=lambda: Serves(), description=(
+        "the MLflow flavours and input kinds it serves (a team's model outside them is unsupported)"))
     kserve: KServeOptions = KServeOptions()
     compose: ComposeOptions = ComposeOptions()
     platform: PlatformOptions | None = None
@@ -104,8 +111,11 @@ class RuntimeSpec(BaseModel):
         return self.provisioned_as or self.name
 
     def unsupported_reason(self, model: ModelSpec) -> str | None:
-        """Why this runtime cannot serve the model (not a failure: the pair is skipped), or None."""
-        return self.not_supported.get(model.name) or self.not_supported.get(model.framework)
+        """Why this runtime cannot serve the model (not a failure: the pair is skipped), or None: what
+        runtime.yaml says it cannot serve by name or framework, then what `serves:` declares it can."""
+        declared = self.not_supported.get(model.name) or self.not_supported.get(model.framework)
+        return declared or self.serves.unsupported_reason(self.name, model.flavours or (model.framework,),
+                                                          model.input_kind)
 
     def parity_tolerance(self, model: ModelSpec) -> float:
         return max(model.parity_atol, self.parity_atol or 0.0)
@@ -194,20 +204,6 @@ def split_names(value: str, valid: list[str], kind: str) -> list[str]:
 
 def load_runtimes(value: str) -> list[RuntimeSpec]:
     return [load_runtime(name) for name in split_names(value, available_runtimes(), "runtime")]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A reference model: what it is, its input shape and how closely runtimes must agree with it."""
-
-    name: str
-    framework: Literal["sklearn", "pytorch"]
-    dataset: Literal["iris", "digits"]
-    description: str
-    n_features: int
-    n_classes: int
-    input_dtype: Literal["float32", "float64"]
-    parity_atol: float
 
 
 # ---- scenarios and profiles ---------------------------------------------------------------------

@@ -160,3 +160,29 @@ class MetricsSpec(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict, description="only series with these label values")
     queue: str | None = Field(default=None, description=(
         "time queued inside the server: a histogram or summary family, or with `count` a counter of total time"))
+
+
+InputKindName = Literal["tensor", "dataframe"]
+
+
+def _every_input_kind() -> list[InputKindName]:
+    return ["tensor", "dataframe"]
+
+
+class Serves(BaseModel):
+    """What a runtime can serve (runtime.yaml's `serves:`): the MLflow flavours it loads and the kinds of input
+    it decodes. `python_function` means anything MLflow's pyfunc loads. A team's model outside them is listed
+    as unsupported with the reason, and the other runtimes go on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flavours: list[str] = Field(default_factory=lambda: ["python_function"], min_length=1)
+    inputs: list[InputKindName] = Field(default_factory=lambda: _every_input_kind(), min_length=1)
+
+    def unsupported_reason(self, runtime: str, flavours: tuple[str, ...], input_kind: str) -> str | None:
+        if not set(flavours) & set(self.flavours):
+            return (f"{runtime} serves {' or '.join(self.flavours)} models; this one has "
+                    f"{', '.join(flavours) or 'no flavour'}")
+        if input_kind not in self.inputs:
+            return f"{runtime} takes {' or '.join(self.inputs)} input, this model takes a {input_kind}"
+        return None

@@ -567,4 +567,4 @@ def test_the_sklearnserver_variant_matches_kserves_own_cluster_serving_runtime(t
     model = isvc["spec"]["predictor"]["model"]
     assert "image" not in model  # KServe's own sklearnserver image: ours has no sklearnserver
     assert {"name": "PREDICT_PROBA", "value": "true"} in model["env"]
-    assert "not supported (KServe's sklearnserver loads scikit-learn models only)" in result.stdout + result.stderr
+    assert "unsupported: KServe's sklearnserver loads scikit-learn models only" in result.stdout + result.stderr

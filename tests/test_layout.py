@@ -19,7 +19,8 @@ LAYERS = [
     {"targets", "load", "stats", "profile", "report"},
     {"results", "models", "provision"},
     {"config", "protocols", "errors", "events", "processes", "knobs", "runtime_options", "protocol_variants", "paths",
-     "order_statistics", "v2_grpc_messages"},
+     "order_statistics", "v2_grpc_messages", "redact",
+     "model_spec"},
 ]
 
 

@@ -180,10 +180,10 @@ def test_kserve_v1_rejects_a_bare_list() -> None:
         CODECS["kserve-v1"].decode(b"[[1.0, 2.0]]")
 
 
-BAD_PREDICTIONS = {
-    "strings": [["a", "b"]],
+BAD_PREDICTIONS = {  # strings are labels and objects a DataFrame's rows since schema 11 (tests/test_frame_codecs.py)
     "ragged": [[1.0, 2.0], [3.0]],
-    "objects": [{"a": 1.0}],
+    "nulls": [[1.0, None]],
+    "nested objects": [{"a": [1.0, 2.0]}],
     "three dimensions": [[[1.0]]],
     "scalar": 1.0,
 }

@@ -82,7 +82,7 @@ def test_a_runtime_declares_the_models_it_cannot_serve(tmp_path: Path) -> None:
     assert spec.unsupported_reason(get_spec("iris-logreg")) is None
     row = check_pair(LocalTarget(), spec, get_spec("digits-mlp"), tmp_path / "logs")
     assert (row.status, row.ok, row.counts_against) == (NOT_SUPPORTED, False, False)
-    assert row.error == "not supported: no torch in its image"
+    assert row.error == "unsupported: no torch in its image"
     assert not (tmp_path / "logs").exists()  # nothing was started
 
 

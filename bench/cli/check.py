@@ -25,7 +25,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bench.targets.local import LocalTarget
     from bench.targets.orphans import reap_orphan_processes
 
-    specs, model_specs = runtimes(args.runtime), models(args.model)
+    specs, model_specs = runtimes(args.runtime), models(args)
     if args.json:
         writable(Path(args.json))
     logs = log_dir("check")

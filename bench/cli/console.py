@@ -272,6 +272,8 @@ def results_table(results: RunResults) -> Group:
                       f"{cell.rates.throughput_rps:.1f}", _number(cell.latency.p50), _number(cell.latency.p99),
                       _number(cell.latency.p999), str(cell.counts.errors),
                       "[green]yes[/green]" if cell.validity.valid else "[yellow]no[/yellow]")
+    for pair in results.unsupported:
+        table.add_row(pair.runtime, pair.model, f"[dim]unsupported: {escape(pair.reason)}[/dim]", *[""] * 7, "-")
     sweeps = [f"sweep {sweep.runtime} x {sweep.model} (batch {sweep.batch_size}): highest load within the SLO: "
               f"{sweep.max_load_within_slo or 'none'}" for sweep in results.sweeps]
     return Group(table, *sweeps)

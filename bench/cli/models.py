@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.cli.options import Commands, add_models, command_group, models
+from bench.cli.options import MODELS_HELP, Commands, command_group, reference_models
 
 
 def add_parser(commands: Commands) -> None:
     group = command_group(commands, "models", "train, log and register the reference models")
     build = group.add_parser("build", help="train, log and register (idempotent)")
-    add_models(build)
+    build.add_argument("--model", default="all", help=MODELS_HELP.split(";")[0])
     build.set_defaults(handler=cmd_models_build)
     group.add_parser("list", help="registered models and local copies").set_defaults(handler=cmd_models_list)
 
@@ -21,7 +21,7 @@ def cmd_models_build(args: argparse.Namespace) -> int:
     from bench.events import EventHook, Message, say_to
     from bench.models.registry import ensure_model, tracking_uri
 
-    specs = models(args.model)
+    specs = reference_models(args.model)
     console.print(f"MLflow tracking store: {tracking_uri()}")
     say = say_to(EventHook[Message](step))
     built = []

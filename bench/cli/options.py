@@ -24,7 +24,8 @@ Handler = Callable[[argparse.Namespace], int]
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
 
 RUNTIMES_HELP = "runtime name, folder, comma list or all"
-MODELS_HELP = "model name, comma list or all"
+MODELS_HELP = ("a reference model's name, a comma list or all; or a team's MLflow model: models:/NAME/VERSION, "
+               "models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder")
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,6 +50,10 @@ def add_runtimes(parser: argparse.ArgumentParser) -> None:
 
 def add_models(parser: argparse.ArgumentParser, default: str = "all") -> None:
     parser.add_argument("--model", default=default, help=MODELS_HELP)
+    parser.add_argument("--data", type=Path, metavar="FILE", help="a team's model: request rows (.parquet, .csv, "
+                        ".jsonl or .npy) checked against its signature; default: its input example")
+    parser.add_argument("--tracking-uri", metavar="URI", help="the MLflow tracking server holding models:/ and "
+                        "runs:/ URIs (default: MLFLOW_TRACKING_URI, else servebench's own store)")
 
 
 def add_cpu_options(parser: argparse.ArgumentParser, server: str = "CPUs for the server (default: the last one)",
@@ -73,12 +78,46 @@ def runtimes(value: str) -> list[RuntimeSpec]:
     return load_runtimes(value)
 
 
-def models(value: str) -> list[ModelSpec]:
-    """--model's names, each checked against the catalog."""
+def reference_models(value: str) -> list[ModelSpec]:
+    """--model's names, each checked against the catalog of reference models."""
     from bench.config import split_names
     from bench.models.catalog import get_spec, model_names
 
     return [get_spec(name) for name in split_names(value, model_names(), "model")]
+
+
+def models(args: argparse.Namespace, seed: int = 0) -> list[ModelSpec]:
+    """--model's reference names and team models (resolved, copied and prepared now, with --data and
+    --tracking-uri), so that a bad URI, store or data file fails before anything is provisioned."""
+    from bench.cli.console import step
+    from bench.config import split_names
+    from bench.events import EventHook, Message, say_to
+    from bench.models.catalog import SPECS, get_spec, model_names
+    from bench.models.team import open_model
+    from bench.models.team_source import is_model_uri, suggest_uri
+
+    data: Path | None = getattr(args, "data", None)
+    tracking: str | None = getattr(args, "tracking_uri", None)
+    value = str(args.model)
+    names = [value] if is_model_uri(value) else split_names(value, model_names(), "model")
+    chosen: list[ModelSpec] = []
+    for name in names:
+        if name in SPECS:
+            chosen.append(get_spec(name))
+        elif is_model_uri(name):
+            chosen.append(open_model(name, data, tracking, seed, say_to(EventHook[Message](step))))
+        else:
+            raise suggest_uri(name, tracking)
+    teams = [spec for spec in chosen if not spec.is_reference]
+    if data is not None and not teams:
+        raise BenchError("--data gives a team's model its rows: the reference models bring their own",
+                         hint="add --model models:/NAME/VERSION (or runs:/..., a model folder), or drop --data")
+    seen = [spec.name for spec in chosen]
+    twice = next((name for name in seen if seen.count(name) > 1), None)
+    if twice is not None:
+        raise BenchError(f"two models named {twice} in one command", hint="measure one version per run, then "
+                         "compare the runs (bench compare)")
+    return chosen
 
 
 def cpus(args: argparse.Namespace) -> CpuPlan:

@@ -97,8 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_profile
     from bench.measure.plan import plan_measurements
 
-    specs, model_specs, scenario = runtimes_of(args), models(args.model), scenario_of(args)
+    specs, scenario = runtimes_of(args), scenario_of(args)
     if args.dry_run:
+        model_specs = models(args, seed=scenario.seed)
         plan = cpus(args)
         measurements = len(plan_measurements(scenario, load_profile(args.profile)))
         return _dry_run(args, specs, model_specs, scenario, measurements, plan)
@@ -158,7 +159,7 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
     from bench.targets.factory import make_target
 
     profiling = profile_server(args)  # checked before anything starts
-    specs, model_specs = runtimes_of(args), models(args.model)
+    specs, model_specs = runtimes_of(args), models(args, seed=scenario.seed)
     remote = remote_of(args)
     profile = load_profile(args.profile)
     plan = cpus(args)

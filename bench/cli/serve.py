@@ -7,14 +7,14 @@ import os
 import sys
 import time
 
-from bench.cli.options import Commands, log_dir
+from bench.cli.options import Commands, add_models, log_dir, models
 from bench.errors import BenchError, DeployError
 
 
 def add_parser(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="one runtime in the foreground; Ctrl-C stops it")
     serve.add_argument("--runtime", required=True)
-    serve.add_argument("--model", required=True)
+    add_models(serve, default="iris-logreg")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: a free port")
     serve.set_defaults(handler=cmd_serve)
@@ -24,14 +24,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bench.cli.console import console, step
     from bench.config import load_runtime
     from bench.events import EventHook, Message, say_to
-    from bench.models.catalog import get_spec
     from bench.models.registry import resolve
+    from bench.provision.support import served, why_unsupported
     from bench.targets.launch import default_cpu_plan
     from bench.targets.local import LocalTarget
     from bench.targets.orphans import reap_orphan_processes
 
     runtime = load_runtime(args.runtime)
-    model = resolve(get_spec(args.model), say_to(EventHook[Message](step)))
+    chosen = models(args)
+    if len(chosen) != 1:
+        raise BenchError("bench serve serves one model", hint="give --model one name or URI")
+    resolved = resolve(chosen[0], say_to(EventHook[Message](step)))
+    reason = why_unsupported(runtime, resolved)
+    if reason is not None:
+        raise BenchError(f"{runtime.name} cannot serve {resolved.name}: unsupported: {reason}",
+                         hint="choose another runtime")
+    model = served(runtime, resolved)
     target = LocalTarget(cpus=default_cpu_plan(), host=args.host, port=args.port)
     for removed in reap_orphan_processes():  # what a dead harness left running
         console.print(f"removed {removed}")

@@ -30,7 +30,7 @@ class LoadPlan:
     predict_path: str
     protocol: str
     model_name: str
-    rows_file: str  # .npy of real dataset rows to encode
+    bodies_file: str  # the request bodies, encoded once by the harness (bench.load.bodies)
     batch_size: int
     loop: Loop
     arrival: Literal["constant", "poisson"]
@@ -42,7 +42,6 @@ class LoadPlan:
     request_timeout_s: float
     samples_dir: str
     seed: int = 0
-    distinct_bodies: int = 64
     verify_tls: bool = True  # https: verify the server's certificate (off: --insecure)
     ca_cert: str | None = None  # https: the CA bundle to verify it against
     # Remote workers (bench run --expect-workers N): this plan's process is their master, `processes` of them

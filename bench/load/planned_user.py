@@ -36,18 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import numpy as np
 from gevent.event import AsyncResult, Event
 from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner
 
-from bench.load.bodies import request_bodies
+from bench.load.bodies import read_bodies
 from bench.load.connection import Endpoint, KeepAliveConnection, prebuilt_posts
 from bench.load.grpc_connection import GrpcConnection, use_gevent
 from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
 from bench.load.schedule import worker_slots
-from bench.protocols import Array, codec_for
+from bench.protocols import codec_for
 from bench.results.samples import DROPPED
 
 FLUSH_INTERVAL_S = 0.5
@@ -67,13 +66,12 @@ class Generator:
     """What this process sends and when: the plan (start_at in this host's clock), the ready requests, and
     the shift that turns this host's clock into the master's for the recorded times."""
 
-    def __init__(self, plan: LoadPlan, rows: Array, headers: list[tuple[str, str]], shift_s: float = 0.0) -> None:
+    def __init__(self, plan: LoadPlan, bodies: list[bytes], headers: list[tuple[str, str]],
+                 shift_s: float = 0.0) -> None:
         self.plan = plan
         self.shift_s = shift_s
         self.codec = codec_for(plan.protocol)
         self.headers = headers
-        bodies = request_bodies(rows, plan.protocol, plan.model_name, plan.batch_size, plan.distinct_bodies,
-                                plan.seed)
         self.endpoint: Endpoint | None = None
         self.requests: list[bytes]
         if self.codec.transport == "grpc":
@@ -362,5 +360,5 @@ class ServebenchUser(User):
 
 if os.environ.get(PLAN_ENV):  # a local process (bench run's own generator): the plan is a file
     _PLAN = LoadPlan.from_json(Path(os.environ[PLAN_ENV]).read_text())
-    configure(Generator(_PLAN, np.load(_PLAN.rows_file),
+    configure(Generator(_PLAN, read_bodies(Path(_PLAN.bodies_file)),
                         [(str(name), str(value)) for name, value in json.loads(os.environ.get(HEADERS_ENV, "[]"))]))

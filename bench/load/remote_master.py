@@ -6,7 +6,6 @@ distributed.json for the harness. Protocol: bench.load.remote_protocol.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import time
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import numpy as np
 from locust.runners import STATE_MISSING
 
 from bench.load import remote_protocol as proto
@@ -34,9 +32,7 @@ class RemoteMaster:
         self.runner = environment.runner
         self.plan = plan
         self.folder = Path(plan.samples_dir)
-        buffer = io.BytesIO()
-        np.save(buffer, np.load(plan.rows_file))
-        self.rows = buffer.getvalue()
+        self.bodies = Path(plan.bodies_file).read_bytes()  # packed: checked by the worker as it unpacks
         self.headers = headers
         self.state = DistributedState(expected=plan.processes, listening_since=time.time(),
                                       master=f"{plan.master_bind}:{plan.master_port}")
@@ -64,7 +60,7 @@ class RemoteMaster:
             return
         index = int(self.runner.get_worker_index(client_id))
         self.clients[client_id] = index
-        payload = {"plan": self.plan.to_json(), "rows": self.rows, "headers": [list(pair) for pair in self.headers],
+        payload = {"plan": self.plan.to_json(), "bodies": self.bodies, "headers": [list(pair) for pair in self.headers],
                    "index": index}
         self.runner.send_message(proto.PLAN, payload, client_id)
 

@@ -5,7 +5,7 @@ another host needs nothing but the master's address: no shared disk, no copied f
 
     worker -> master  HELLO    once its handlers are registered (a plan sent on Locust's own connect could
                                arrive before they are)
-    master -> worker  PLAN     the load plan (start unset), the dataset rows (.npy bytes), extra headers,
+    master -> worker  PLAN     the load plan (start unset), the request bodies (a packed bodies file), extra headers,
                                the worker's index
     worker -> master  PING     {sent}: a clock exchange (bench.load.clock); master -> worker PONG {sent, master}
     worker -> master  READY    host, address, pid, its clock reading

@@ -7,7 +7,6 @@ Protocol: bench.load.remote_protocol; clock: bench.load.clock.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
@@ -18,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import numpy as np
 import psutil
 from gevent.event import AsyncResult, Event
 
 from bench.load import planned_user
 from bench.load import remote_protocol as proto
+from bench.load.bodies import unpack_bodies
 from bench.load.clock import PING_GAP_S, PINGS, ClockReading, Exchange
 from bench.load.plan import LoadPlan
 
@@ -39,7 +38,7 @@ class RemoteWorker:
         self.runner = environment.runner
         self.index = -1
         self.plan: LoadPlan | None = None
-        self.rows: Any = None
+        self.bodies: list[bytes] = []
         self.headers: list[tuple[str, str]] = []
         self.start_clock: list[Exchange] = []
         self.pong: AsyncResult | None = None
@@ -70,7 +69,7 @@ class RemoteWorker:
     def on_plan(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
         data = msg.data
         self.plan = LoadPlan.from_json(data["plan"])
-        self.rows = np.load(io.BytesIO(data["rows"]))
+        self.bodies = unpack_bodies(data["bodies"])
         self.headers = [(str(name), str(value)) for name, value in data["headers"]]
         self.index = int(data["index"])
         gevent.spawn(self._get_ready)
@@ -134,7 +133,7 @@ class RemoteWorker:
             os._exit(proto.MASTER_LOST_EXIT)
         shift = ClockReading.of(self.start_clock).offset_ms / 1000.0  # master minus this host
         local = replace(self.plan, start_at=self.start_at - shift)
-        planned_user.configure(planned_user.Generator(local, self.rows, self.headers, shift_s=shift))
+        planned_user.configure(planned_user.Generator(local, self.bodies, self.headers, shift_s=shift))
         gevent.spawn(self._sample_cpu, local.start_at)
         planned_user.begin(self.environment, self.index, self._send_rows)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.config import RuntimeSpec, Scenario
+from bench.load.bodies import request_bodies, write_bodies
 from bench.load.driver import LiveTick, LoadOutcome, StopRule, run_load, startup_grace
 from bench.load.plan import LoadPlan, RemoteWorkers
 from bench.measure.parity import ParityResult
@@ -26,6 +27,7 @@ from bench.measure.sampler import ServerSampler
 from bench.measure.workers import generator_workers, worker_reasons
 from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
+from bench.models.request_rows import load_rows
 from bench.profile.recorder import ProfileSettings, Recording
 from bench.profile.rules import Classifier
 from bench.profile.server_metrics import MetricsScraper
@@ -133,6 +135,9 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
     })
 
 
+DISTINCT_BODIES = 64  # requests are drawn from this many encoded bodies
+
+
 def cpu_seconds_per_1000(cpu_percent_mean: float | None, completed_per_s: float) -> float | None:
     """What 1,000 predictions cost the server in CPU time: its mean CPU over the window (100% is one
     core-second per second) divided by the predictions completed per second."""
@@ -142,11 +147,24 @@ def cpu_seconds_per_1000(cpu_percent_mean: float | None, completed_per_s: float)
 
 
 def rows_file(model: LocalModel, folder: Path) -> Path:
-    """Real rows of the model's dataset for the generator to send."""
+    """The rows the load draws its requests from: a team's own (--data, or its input example), else the
+    reference model's whole dataset."""
+    if model.rows_file is not None:
+        return model.rows_file
     path = folder / f"rows-{model.name}.npy"
     if not path.exists():
         features, _ = load_dataset(model.spec.dataset, model.spec.input_dtype)
         np.save(path, features)
+    return path
+
+
+def bodies_file(model: LocalModel, protocol: str, batch_size: int, seed: int, folder: Path) -> Path:
+    """The requests of one cell, encoded once in the runtime's protocol: DISTINCT_BODIES bodies of batch_size
+    rows drawn with the seed, so every runtime of a run sends the same rows."""
+    path = folder / f"bodies-{model.name}-{protocol}-b{batch_size}-s{seed}.bin"
+    if not path.exists():
+        rows = load_rows(rows_file(model, folder))
+        write_bodies(path, request_bodies(rows, protocol, model.name, batch_size, DISTINCT_BODIES, seed))
     return path
 
 
@@ -194,7 +212,9 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
     plan = LoadPlan(
         base_url=deployment.endpoint.base_url, predict_path=deployment.endpoint.predict_path,
         protocol=deployment.endpoint.protocol, model_name=model.name,
-        rows_file=str(rows_file(model, out_dir / "load")), batch_size=measurement.batch_size,
+        bodies_file=str(bodies_file(model, deployment.endpoint.protocol, measurement.batch_size,
+                                    measurement.arrival_seed(scenario), out_dir / "load")),
+        batch_size=measurement.batch_size,
         loop="open" if measurement.loop == "open" else "closed",
         arrival="poisson" if measurement.arrival == "poisson" else "constant",
         stages=measurement.stages, users_per_process=max(1, math.ceil((users or 1) / processes)),

@@ -15,6 +15,7 @@ from bench.errors import BenchError, DeployError
 from bench.measure.parity import check_parity
 from bench.models.registry import resolve
 from bench.provision.envs import require_env
+from bench.provision.support import served, why_unsupported
 from bench.targets.base import Deployment, Target
 
 
@@ -22,7 +23,7 @@ from bench.targets.base import Deployment, Target
 class CheckRow:
     runtime: str
     model: str
-    status: str  # ok | mismatch | failed | not supported
+    status: str  # ok | mismatch | failed | unsupported
     ok: bool
     max_abs_diff: float | None
     startup_s: float | None
@@ -40,24 +41,23 @@ class CheckRow:
         return not self.ok and self.status != NOT_SUPPORTED
 
 
-NOT_SUPPORTED = "not supported"
+NOT_SUPPORTED = "unsupported"
 
 
 def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_dir: Path) -> CheckRow:
     def failed(error: str, log: str | None = None, version: str | None = None) -> CheckRow:
         return CheckRow(runtime.name, model_spec.name, "failed", False, None, None, None, version, error, log)
 
-    reason = runtime.unsupported_reason(model_spec)
-    if reason is not None:
-        return CheckRow(runtime.name, model_spec.name, NOT_SUPPORTED, False, None, None, None, None,
-                        f"not supported: {reason}", None)
-
     try:
         model = resolve(model_spec)
     except BenchError as exc:
         return failed(f"model unavailable: {exc}")
+    reason = why_unsupported(runtime, model)
+    if reason is not None:
+        return CheckRow(runtime.name, model_spec.name, NOT_SUPPORTED, False, None, None, None, model.version,
+                        f"unsupported: {reason}", None)
     try:
-        deployment = target.deploy(runtime, model, log_dir)
+        deployment = target.deploy(runtime, served(runtime, model), log_dir)
     except DeployError as exc:
         return failed(exc.summary(), str(log_dir / f"{runtime.name}-{model.name}.log"), model.version)
     with deployment:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.load.bodies import request_bodies, write_bodies
 from bench.load.driver import startup_grace
 from bench.load.plan import LoadPlan
 from bench.load.schedule import Arrival
@@ -70,11 +71,11 @@ def calibration_server(mode: str, cpus: CpuPlan, folder: Path) -> Iterator[Calib
 
 def plan_for(server: CalibrationServer, folder: Path, name: str, loop: str, rate: float, users: int,
              warmup_s: float, duration_s: float, arrival: Arrival = "constant") -> LoadPlan:
-    rows = folder / "rows.npy"
-    if not rows.exists():
-        np.save(rows, np.zeros((4, 4), dtype=np.float64))
+    bodies = folder / "bodies.bin"
+    if not bodies.exists():
+        write_bodies(bodies, request_bodies(np.zeros((4, 4), dtype=np.float64), "kserve-v1", "calibration", 1, 4))
     return LoadPlan(base_url=server.url, predict_path="/", protocol="kserve-v1", model_name="calibration",
-                    rows_file=str(rows), batch_size=1, loop="open" if loop == "open" else "closed",
+                    bodies_file=str(bodies), batch_size=1, loop="open" if loop == "open" else "closed",
                     arrival=arrival, stages=[(warmup_s + duration_s, rate)], users_per_process=users,
                     processes=1, start_at=time.time() + startup_grace(1), total_s=warmup_s + duration_s,
                     request_timeout_s=10.0, samples_dir=str(folder / name))

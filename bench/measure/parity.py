@@ -2,7 +2,7 @@
 
 The golden batch is sent whole (the batch path) and its first row alone (the single-row path, which some
 servers reshape differently); the largest absolute difference over both must stay within the model's
-tolerance.
+tolerance. Labels (strings) must match exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import requests
 
 from bench.load.grpc_connection import GrpcConnection
 from bench.models.registry import LocalModel
-from bench.protocols import Codec, ProtocolError, codec_for
+from bench.protocols import Array, Codec, ProtocolError, codec_for
 from bench.targets.base import Endpoint
 
 REQUEST_TIMEOUT_S = 60
@@ -54,6 +54,18 @@ class _Client:
             self.channel.close()
 
 
+def label_mismatch(answer: Array, expected: Array) -> str | None:
+    """Where labels are compared (either side holds strings): how many differ and the first, or None."""
+    if answer.dtype != object and expected.dtype != object:
+        return None
+    same = np.asarray(answer.astype(str) == expected.astype(str))
+    if same.all():
+        return None
+    row = int(np.argwhere(~same)[0][0])
+    return (f"{int((~same).any(axis=1).sum())} of {len(expected)} rows answer other labels (row {row}: "
+            f"{answer[row].tolist()} where the model says {expected[row].tolist()})")
+
+
 def check_parity(endpoint: Endpoint, model: LocalModel, tolerance: float | None = None) -> ParityResult:
     """The golden rows through the endpoint, compared within the model's tolerance (or the runtime's)."""
     atol = model.spec.parity_atol if tolerance is None else tolerance
@@ -78,7 +90,11 @@ def check_parity(endpoint: Endpoint, model: LocalModel, tolerance: float | None 
             if answer.shape != expected.shape:
                 return ParityResult(False, None, rows,
                                     f"answer shape {list(answer.shape)}, expected {list(expected.shape)}", True)
-            worst = max(worst, float(np.max(np.abs(answer - expected))))
+            differing = label_mismatch(answer, expected)
+            if differing is not None:
+                return ParityResult(False, None, rows, differing, True)
+            if expected.dtype != object:
+                worst = max(worst, float(np.max(np.abs(answer - expected))))
             rows += len(inputs)
     finally:
         client.close()

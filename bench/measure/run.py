@@ -21,6 +21,7 @@ from bench.events import Completed, EventHook, Message
 from bench.load.driver import LiveTick
 from bench.load.plan import RemoteWorkers
 from bench.measure import cell as cells
+from bench.measure.model_record import model_record
 from bench.measure.parity import check_parity
 from bench.measure.plan import Measurement, limits_for, plan_measurements
 from bench.measure.rounds import combine_rounds, rotated
@@ -29,9 +30,18 @@ from bench.models.registry import LocalModel, resolve
 from bench.profile.model_cost import time_model
 from bench.profile.recorder import RATE_HZ, ProfileSettings
 from bench.provision.serving_code import serving_code
+from bench.provision.support import served, why_unsupported
 from bench.results.environment import environment_fingerprint
 from bench.results.sample_file import ParquetSamples
-from bench.results.schema import Cell, Fairness, ModelCost, ModelRecord, RunFairness, RunResults, RuntimeRecord
+from bench.results.schema import (
+    Cell,
+    Fairness,
+    ModelCost,
+    RunFairness,
+    RunResults,
+    RuntimeRecord,
+    UnsupportedPair,
+)
 from bench.results.store import RunStore
 from bench.targets.base import Deployment, Provisioned, Target
 
@@ -177,16 +187,19 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
         except BenchError as exc:
             env_errors[runtime.name] = f"{options.target.name} provisioning failed: {exc.message.splitlines()[0]}"
     models = {spec.name: resolve(spec, say) for spec in options.models}
+    unsupported = {(runtime.name, name): reason for runtime in options.runtimes for name, model in models.items()
+                   if (reason := why_unsupported(runtime, model)) is not None}
     store = RunStore.create(options.out_dir, RunResults(
         run_id=options.run_id,
         environment=environment_fingerprint({name: p.packages for name, p in provisioned.items()}),
         scenario=options.scenario, profile=options.profile, target=options.target.name, fairness=options.fairness,
         price_per_core_hour=options.price_per_core_hour,
         runtimes={r.name: runtime_record(r, provisioned.get(r.name)) for r in options.runtimes},
-        models={name: ModelRecord(version=m.version, fingerprint=m.fingerprint, framework=m.spec.framework)
-                for name, m in models.items()},
+        models={name: model_record(m) for name, m in models.items()},
+        unsupported=tuple(UnsupportedPair(runtime=runtime, model=model, reason=reason)
+                          for (runtime, model), reason in unsupported.items()),
     ))
-    pairs = sum(runtime.unsupported_reason(spec) is None for runtime in options.runtimes for spec in options.models)
+    pairs = len(options.runtimes) * len(options.models) - len(unsupported)
     progress = _Progress(store, events, pairs * len(measurements) * options.rounds if plans is None else 0)
     try:
         for round_index in range(options.rounds):
@@ -194,10 +207,10 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
                 progress.say(f"round {round_index + 1} of {options.rounds}")
             for runtime in rotated(options.runtimes, round_index):
                 for model_spec in options.models:
-                    reason = runtime.unsupported_reason(model_spec)
-                    if reason is not None:  # declared in runtime.yaml: skipped, not failed
+                    reason = unsupported.get((runtime.name, model_spec.name))
+                    if reason is not None:  # the runtime cannot serve the model: recorded, skipped, not failed
                         if round_index == 0:
-                            progress.say(f"{runtime.name} x {model_spec.name}: not supported ({reason}); skipped")
+                            progress.say(f"{runtime.name} x {model_spec.name}: unsupported: {reason}; skipped")
                         continue
                     plan = plan_for(runtime, model_spec) if options.rounds == 1 else FixedPlan(
                         [replace(m, round=round_index + 1) for m in measurements])
@@ -236,7 +249,7 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
     title = f"{runtime.name} x {model.name}"
     progress.say(f"{title}: starting on {options.target.name}")
     try:
-        deployment = options.target.deploy(runtime, model, options.out_dir / "servers")
+        deployment = options.target.deploy(runtime, served(runtime, model), options.out_dir / "servers")
     except DeployError as exc:
         progress.fail_all(options, runtime, model.name, plan, exc.summary())
         return

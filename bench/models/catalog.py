@@ -29,17 +29,26 @@ ONNX_OPSETS = {"": 17, "ai.onnx.ml": 3}
 TORCH_NETS_FILE = Path(__file__).with_name("servebench_torch_nets.py")
 TORCH_NETS_MODULE = "servebench_torch_nets"
 
+
+
+def _reference(name: str, framework: str, dataset: str, description: str, n_features: int, n_classes: int,
+               input_dtype: str, parity_atol: float) -> ModelSpec:
+    return ModelSpec(name=name, framework=framework, description=description, parity_atol=parity_atol,
+                     input_kind="tensor", flavours=("python_function", framework), dataset=dataset,
+                     n_features=n_features, n_classes=n_classes, input_dtype=input_dtype)
+
+
 SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("iris-logreg", "sklearn", "iris", "StandardScaler + LogisticRegression: tiny, overhead-bound",
-                  4, 3, "float64", 1e-9),
-        ModelSpec("digits-rf", "sklearn", "digits", "RandomForest, 200 trees: compute-heavy sklearn",
-                  64, 10, "float64", 1e-9),
-        ModelSpec("digits-mlp", "pytorch", "digits", "PyTorch MLP, normalisation inside the module",
-                  64, 10, "float32", 1e-5),
-        ModelSpec("digits-cnn", "pytorch", "digits", "PyTorch small CNN on 8x8 images",
-                  64, 10, "float32", 1e-5),
+        _reference("iris-logreg", "sklearn", "iris", "StandardScaler + LogisticRegression: tiny, overhead-bound",
+                   4, 3, "float64", 1e-9),
+        _reference("digits-rf", "sklearn", "digits", "RandomForest, 200 trees: compute-heavy sklearn",
+                   64, 10, "float64", 1e-9),
+        _reference("digits-mlp", "pytorch", "digits", "PyTorch MLP, normalisation inside the module",
+                   64, 10, "float32", 1e-5),
+        _reference("digits-cnn", "pytorch", "digits", "PyTorch small CNN on 8x8 images",
+                   64, 10, "float32", 1e-5),
     )
 }
 
@@ -54,10 +63,12 @@ def get_spec(name: str) -> ModelSpec:
     return SPECS[name]
 
 
-def load_dataset(dataset: str, dtype: str) -> tuple[Array, Array]:
+def load_dataset(dataset: str | None, dtype: str) -> tuple[Array, Array]:
     """Features and labels of a dataset bundled with scikit-learn (no download)."""
     from sklearn.datasets import load_digits, load_iris
 
+    if dataset is None:
+        raise BenchError("a team's model has no bundled dataset", hint="its rows come from --data or its example")
     loader = {"iris": load_iris, "digits": load_digits}[dataset]
     bunch = loader()
     return np.asarray(bunch.data, dtype=dtype), np.asarray(bunch.target, dtype=np.int64)
@@ -227,7 +238,7 @@ def fingerprint(spec: ModelSpec) -> str:
     import torch
 
     digest = hashlib.sha256()
-    digest.update(repr(spec).encode())
+    digest.update(_fingerprinted_fields(spec).encode())
     digest.update(inspect.getsource(TRAINERS[spec.name]).encode())
     if spec.framework == "pytorch":
         digest.update(inspect.getsource(_train_torch).encode())
@@ -238,6 +249,14 @@ def fingerprint(spec: ModelSpec) -> str:
     digest.update(inspect.getsource(export_onnx).encode() + f"{ONNX_OPSETS}:{_onnx_versions()}".encode())
     digest.update(" ".join(pip_requirements(spec)).encode())
     return digest.hexdigest()[:16]
+
+
+def _fingerprinted_fields(spec: ModelSpec) -> str:
+    """The reference spec as its fingerprint has always read it (ModelSpec's repr before it described teams'
+    models too): new fields must not retrain and re-register unchanged models."""
+    return (f"ModelSpec(name={spec.name!r}, framework={spec.framework!r}, dataset={spec.dataset!r}, "
+            f"description={spec.description!r}, n_features={spec.n_features!r}, n_classes={spec.n_classes!r}, "
+            f"input_dtype={spec.input_dtype!r}, parity_atol={spec.parity_atol!r})")
 
 
 def _onnx_versions() -> str:

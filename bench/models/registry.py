@@ -7,7 +7,6 @@ with the golden inputs and reference outputs stored beside it and as run artifac
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,22 +19,14 @@ import numpy as np
 from bench.config import ModelSpec, state_dir
 from bench.errors import BenchError
 from bench.models import catalog
-from bench.protocols import Array
+from bench.models.team import ModelFacts, read_prepared
+from bench.models.tracking import embedded_tracking_uri as embedded_tracking_uri
+from bench.models.tracking import tracking_uri as tracking_uri
+from bench.protocols import Array, Rows
 
 MODELS_EXPERIMENT = "servebench-models"
 FINGERPRINT_TAG = "servebench.fingerprint"
 GOLDEN_ARTIFACT = "golden"
-
-
-def embedded_tracking_uri() -> str:
-    folder = state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set (a real server), else an embedded SQLite store under the state dir."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
 
 
 def artifact_root() -> str:
@@ -64,14 +55,17 @@ def _experiment_id(client: Any, name: str) -> str:
 
 @dataclass(frozen=True)
 class LocalModel:
-    """A registered model version, materialised on disk for runtimes to load."""
+    """A model version materialised on disk for runtimes to load, with the rows every runtime must answer
+    like the reference does: a reference model (trained and registered here) or a team's (bench.models.team)."""
 
     spec: ModelSpec
     version: str
-    fingerprint: str
+    fingerprint: str  # a reference model's training fingerprint; a team's model's content hash
     model_dir: Path
-    golden_inputs: Array
+    golden_inputs: Rows
     golden_outputs: Array
+    rows_file: Path | None = None  # the rows the load draws from; None: the reference model's dataset
+    facts: ModelFacts | None = None  # a team's model: where it came from and what its MLmodel says
 
     @property
     def name(self) -> str:
@@ -211,7 +205,13 @@ def find_local(spec: ModelSpec) -> LocalModel | None:
 
 
 def resolve(spec: ModelSpec, say: Progress = lambda _msg: None) -> LocalModel:
-    """The model to serve: the local copy if present, else build it (the first command works)."""
+    """The model to serve: a team's model as bench.models.team prepared it; a reference model's local copy if
+    present, else built now (the first command works)."""
+    if spec.prepared is not None:
+        prepared = read_prepared(Path(spec.prepared))
+        facts = prepared.facts
+        return LocalModel(spec, facts.version, facts.content_hash, prepared.model_dir, prepared.golden_inputs,
+                          prepared.golden_outputs, prepared.rows_file, facts)
     return find_local(spec) or ensure_model(spec, say)[0]
 
 

@@ -14,6 +14,7 @@ from bench.report.environment import run_environments
 from bench.report.figures import model_charts
 from bench.report.load_generators import generator_rows
 from bench.report.model import ReportData
+from bench.report.models_served import model_rows, unsupported_rows
 from bench.report.ranking import ModelVerdict, run_caveats
 from bench.report.rounds import pair_orders, ranking_lines, rounds_of, rounds_rows
 from bench.report.runtime_table import runtime_facts
@@ -42,7 +43,7 @@ def render_html(data: ReportData, verdicts: list[ModelVerdict]) -> str:
         pair_orders=pair_orders(rounds_of(data)),
         tuning=tuning_rows(tunings(data), price(data)), tuning_verdict=ranking_verdict(tunings(data), price(data)),
         frontier=frontier_chart(data), time_spent=time_spent_rows(data), server_clock=server_clock_rows(data),
-        generators=generator_rows(data),
+        generators=generator_rows(data), models_served=model_rows(data), unsupported=unsupported_rows(data),
         facts=runtime_facts(data), environments=run_environments(data), version=__version__,
         rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sources=[run.folder.name for run in data.runs],

@@ -46,6 +46,12 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
 10. 2026-12: the server's queue. `server_metrics` has `queue_series` and `queue_mean_ms`: of the server's
    own mean, the time the requests waited inside it before being worked on, for a runtime that publishes it
    (runtime.yaml `metrics: queue`; TorchServe). Older cells have none.
+11. 2026-12: a team's own model. A model record says where a model came from (`source`: the URI as given,
+   credentials redacted; `resolved`: the version it named; `content_hash` of the artifact), its `flavours`,
+   its signature's `inputs` and `outputs`, its `predict_fn`, `requirements` and `input_kind`, and where the
+   rows came from (`data`); reference models have `source: null`. The run lists the runtime x model pairs
+   it did not measure because the runtime cannot serve the model (`unsupported`, each with its reason).
+   Older files upgrade with no unsupported pairs recorded (they were skipped silently) and kind reference.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from typing import Literal
 from pydantic import Field
 
 from bench.config import PERCENTILE_NAMES, Profile, Scalar, Scenario, Slo
+from bench.results.model_records import ModelRecord, UnsupportedPair
 from bench.results.profiles import ModelCost, ProfileShares, ServerMetrics, ServerProfile
 from bench.results.record import Record
 from bench.results.searches import (
@@ -74,10 +81,11 @@ __all__ = [
     "LoadPoint",
     "Measured", "ModelCost", "ModelRecord", "Parity", "ProfileShares", "Provisioning", "Rates", "Record",
     "RoundsRecord", "RunFairness", "RunResults", "RunStatus", "RuntimeRecord", "Second", "ServerProfile",
-    "ServerUsage", "ServingCode", "SkippedConfig", "Sweep", "SweepPoint", "TunedConfig", "TuningRecord", "Validity",
+    "ServerUsage", "ServingCode", "SkippedConfig", "Sweep", "SweepPoint", "TunedConfig", "TuningRecord",
+    "UnsupportedPair", "Validity",
 ]
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 CellStatus = Literal["valid", "invalid", "failed"]
 # What a cell's latency percentiles are over: every request scheduled in the window (a failed one at the
@@ -347,14 +355,6 @@ class RuntimeRecord(Record):
     provisioning: Provisioning | None = None
 
 
-class ModelRecord(Record):
-    """The model version every runtime served (one MLflow artifact for all)."""
-
-    version: str | None = None
-    fingerprint: str | None = None
-    framework: str | None = None
-
-
 RunStatus = Literal["running", "complete", "interrupted", "failed", "unknown"]
 
 
@@ -380,6 +380,7 @@ class RunResults(Record):
     price_per_core_hour: float | None = None  # --price-per-core-hour: what a server core costs, for cost figures
     runtimes: dict[str, RuntimeRecord] = Field(default_factory=dict)
     models: dict[str, ModelRecord] = Field(default_factory=dict)
+    unsupported: tuple[UnsupportedPair, ...] = ()
     cells: tuple[Cell, ...] = ()
     sweeps: tuple[Sweep, ...] = ()
     capacity: tuple[CapacityRecord, ...] = ()

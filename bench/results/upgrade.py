@@ -270,9 +270,16 @@ def upgrade_to_10(payload: JsonObject) -> JsonObject:
     return {**payload, "schema_version": 10}
 
 
+def upgrade_to_11(payload: JsonObject) -> JsonObject:
+    """Schema 11 describes a team's own model; every model before it was a reference model (source null), and
+    pairs a runtime could not serve were skipped without a record."""
+    return {**payload, "schema_version": 11, "unsupported": []}
+
+
 UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4,
                                                            5: upgrade_to_5, 6: upgrade_to_6, 7: upgrade_to_7,
-                                                           8: upgrade_to_8, 9: upgrade_to_9, 10: upgrade_to_10}
+                                                           8: upgrade_to_8, 9: upgrade_to_9, 10: upgrade_to_10,
+                                                           11: upgrade_to_11}
 
 
 def upgrade(payload: JsonObject, current: int, where: str) -> JsonObject:

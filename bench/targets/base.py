@@ -19,6 +19,7 @@ import requests
 from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
+from bench.provision.support import served, why_unsupported
 from bench.results.schema import Provisioning
 from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
@@ -184,11 +185,11 @@ def rehearse(target: Target, runtimes: list[RuntimeSpec], models: list[LocalMode
         say(f"--- {runtime.name}")
         target.provision(runtime, log_dir, say)
         for model in models:
-            reason = runtime.unsupported_reason(model.spec)
+            reason = why_unsupported(runtime, model)
             if reason is not None:
-                say(f"bench: {runtime.name} x {model.name} not supported ({reason}): skipped")
+                say(f"bench: {runtime.name} x {model.name} unsupported: {reason}; skipped")
                 continue
-            with target.deploy(runtime, model, log_dir) as deployment:
+            with target.deploy(runtime, served(runtime, model), log_dir) as deployment:
                 endpoint = deployment.endpoint
                 workers = (f"; the remote workers send to {endpoint.worker_base_url}{endpoint.predict_path}"
                            if endpoint.worker_base_url else "")

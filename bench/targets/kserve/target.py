@@ -29,7 +29,7 @@ import numpy as np
 
 from bench.config import ModelSpec, RuntimeSpec
 from bench.errors import BenchError, DeployError
-from bench.models.registry import LocalModel, find_local, local_root
+from bench.models.registry import LocalModel, find_local, local_root, resolve
 from bench.provision.envs import pinned_requirements
 from bench.provision.image_layout import image_layout
 from bench.provision.images import planned_tag
@@ -156,10 +156,12 @@ def planned_model(spec: ModelSpec) -> LocalModel:
     """The model's local copy, or where it will be (a dry run neither trains nor downloads)."""
     from bench.models.catalog import fingerprint
 
+    if spec.prepared is not None:  # a team's model is prepared when --model is read
+        return resolve(spec)
     local = find_local(spec)
     if local is not None:
         return local
-    empty = np.zeros((0, spec.n_features))
+    empty = np.zeros((0, spec.n_features or 0))
     digest = fingerprint(spec)
     return LocalModel(spec, "(not built)", digest, local_root(spec.name) / digest / "model", empty, empty)
 
