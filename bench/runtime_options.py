@@ -163,6 +163,7 @@ class MetricsSpec(BaseModel):
 
 
 InputKindName = Literal["tensor", "dataframe"]
+ANY_FLAVOUR = "any"  # an endpoint the user points at serves whatever it serves
 
 
 def _every_input_kind() -> list[InputKindName]:
@@ -180,7 +181,7 @@ class Serves(BaseModel):
     inputs: list[InputKindName] = Field(default_factory=lambda: _every_input_kind(), min_length=1)
 
     def unsupported_reason(self, runtime: str, flavours: tuple[str, ...], input_kind: str) -> str | None:
-        if not set(flavours) & set(self.flavours):
+        if ANY_FLAVOUR not in self.flavours and not set(flavours) & set(self.flavours):
             return (f"{runtime} serves {' or '.join(self.flavours)} models; this one has "
                     f"{', '.join(flavours) or 'no flavour'}")
         if input_kind not in self.inputs:

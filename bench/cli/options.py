@@ -24,6 +24,7 @@ Handler = Callable[[argparse.Namespace], int]
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
 
 RUNTIMES_HELP = "runtime name, folder, comma list or all"
+DEFAULT_MODEL = "iris-logreg"  # what a measuring command serves when --model is not given
 MODELS_HELP = ("a reference model's name, a comma list or all; or a team's MLflow model: models:/NAME/VERSION, "
                "models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder")
 
@@ -48,10 +49,12 @@ def add_runtimes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="all", help=RUNTIMES_HELP)
 
 
-def add_models(parser: argparse.ArgumentParser, default: str = "all") -> None:
-    parser.add_argument("--model", default=default, help=MODELS_HELP)
+def add_models(parser: argparse.ArgumentParser, default: str | None = "all") -> None:
+    parser.add_argument("--model", default=default, help=MODELS_HELP + (f" (default {DEFAULT_MODEL})"
+                                                                        if default is None else ""))
     parser.add_argument("--data", type=Path, metavar="FILE", help="a team's model: request rows (.parquet, .csv, "
-                        ".jsonl or .npy) checked against its signature; default: its input example")
+                        ".jsonl or .npy) checked against its signature (default: its input example); with "
+                        "--target url and no --model, a .jsonl of whole request bodies, sent as they are")
     parser.add_argument("--tracking-uri", metavar="URI", help="the MLflow tracking server holding models:/ and "
                         "runs:/ URIs (default: MLFLOW_TRACKING_URI, else servebench's own store)")
 
@@ -98,7 +101,12 @@ def models(args: argparse.Namespace, seed: int = 0) -> list[ModelSpec]:
 
     data: Path | None = getattr(args, "data", None)
     tracking: str | None = getattr(args, "tracking_uri", None)
-    value = str(args.model)
+    if args.model is None and data is not None and getattr(args, "target", None) == "url" \
+            and data.suffix.lower() == ".jsonl":  # whole request bodies, for a protocol the harness need not speak
+        from bench.models.request_bodies import open_bodies
+
+        return [open_bodies(data, getattr(args, "name", None))]
+    value = str(args.model or DEFAULT_MODEL)
     names = [value] if is_model_uri(value) else split_names(value, model_names(), "model")
     chosen: list[ModelSpec] = []
     for name in names:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 def add_measure_options(parser: argparse.ArgumentParser) -> None:
     """What every measuring command takes: runtimes, models, profile, target, CPUs, output, MLflow."""
     add_runtimes(parser)
-    add_models(parser, default="iris-logreg")
+    add_models(parser, default=None)
     parser.add_argument("--profile", default="quick", help="smoke, quick or full (scales durations)")
     parser.add_argument("--target", default="local", choices=list(TARGETS))
     parser.add_argument("--out", metavar="DIR", help="run folder (default reports/<run-id>)")

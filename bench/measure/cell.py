@@ -27,6 +27,7 @@ from bench.measure.sampler import ServerSampler
 from bench.measure.workers import generator_workers, worker_reasons
 from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
+from bench.models.request_bodies import read_lines
 from bench.models.request_rows import load_rows
 from bench.profile.recorder import ProfileSettings, Recording
 from bench.profile.rules import Classifier
@@ -86,7 +87,8 @@ def with_deployment(cell: Cell, deployment: Deployment, parity: ParityResult, ru
         "threads_env": threads if isinstance(threads, int) else None, "settings": settings, "target": target_facts})
     return cell.model_copy(update={
         "server": ServerUsage(startup_s=round(deployment.startup_s, 3)),
-        "parity": Parity(ok=parity.ok, max_abs_diff=parity.max_abs_diff), "fairness": fairness})
+        "parity": Parity(ok=parity.ok if parity.compared else None, max_abs_diff=parity.max_abs_diff),
+        "fairness": fairness})
 
 
 def caveats(stats: CellStats, limits: Limits) -> list[str]:
@@ -162,6 +164,8 @@ def bodies_file(model: LocalModel, protocol: str, batch_size: int, seed: int, fo
     """The requests of one cell, encoded once in the runtime's protocol: DISTINCT_BODIES bodies of batch_size
     rows drawn with the seed, so every runtime of a run sends the same rows."""
     path = folder / f"bodies-{model.name}-{protocol}-b{batch_size}-s{seed}.bin"
+    if model.bodies_file is not None:  # the team's own bodies, as they are, in the file's order
+        return write_bodies(path, read_lines(model.bodies_file))
     if not path.exists():
         rows = load_rows(rows_file(model, folder))
         write_bodies(path, request_bodies(rows, protocol, model.name, batch_size, DISTINCT_BODIES, seed))
@@ -248,7 +252,7 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
     window = Window(outcome.start_at + measurement.warmup_s,
                     outcome.start_at + measurement.warmup_s + measurement.duration_s)
     stats = summarize(outcome.samples, window, limits, measurement.offered_rps, scheduled_rate(measurement, scenario))
-    measured = _measured(cell, stats, outcome, sampler, window, deployment, cell.parity.ok is True, limits,
+    measured = _measured(cell, stats, outcome, sampler, window, deployment, cell.parity.ok is not False, limits,
                          generator_cpus)
     if profiling is not None:
         measured = measured.model_copy(update={"server_profile": _profile(recording, deployment, cell)})

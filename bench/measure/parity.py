@@ -14,6 +14,7 @@ import requests
 
 from bench.load.grpc_connection import GrpcConnection
 from bench.models.registry import LocalModel
+from bench.models.request_bodies import read_lines
 from bench.protocols import Array, Codec, ProtocolError, codec_for
 from bench.targets.base import Endpoint
 
@@ -27,6 +28,7 @@ class ParityResult:
     rows: int
     error: str | None = None
     answered: bool = False  # the server answered with predictions (so a failure is a mismatch)
+    compared: bool = True  # False: a team's own bodies, answered 2xx but with nothing to compare against
 
 
 class _Client:
@@ -66,8 +68,31 @@ def label_mismatch(answer: Array, expected: Array) -> str | None:
             f"{answer[row].tolist()} where the model says {expected[row].tolist()})")
 
 
+BODIES_CHECKED = 8  # a team's own bodies: the first few must be answered with a 2xx before the load
+
+
+def check_answers(endpoint: Endpoint, bodies: list[bytes]) -> ParityResult:
+    """A team's own bodies: nothing to compare the answers with, but an endpoint that refuses them is not
+    load-tested (a wrong URL or protocol would otherwise be measured as fast errors)."""
+    client = _Client(endpoint, codec_for(endpoint.protocol))
+    try:
+        for index, body in enumerate(bodies[:BODIES_CHECKED]):
+            try:
+                status, _content, text = client.exchange(body)
+            except requests.RequestException as exc:
+                return ParityResult(False, None, index, f"request failed: {type(exc).__name__}: {exc}")
+            if not 200 <= status < 300:
+                return ParityResult(False, None, index, f"HTTP {status} to body {index + 1}: "
+                                    f"{text.replace(chr(10), ' ')}")
+    finally:
+        client.close()
+    return ParityResult(True, None, min(len(bodies), BODIES_CHECKED), None, True, compared=False)
+
+
 def check_parity(endpoint: Endpoint, model: LocalModel, tolerance: float | None = None) -> ParityResult:
     """The golden rows through the endpoint, compared within the model's tolerance (or the runtime's)."""
+    if model.bodies_file is not None:
+        return check_answers(endpoint, read_lines(model.bodies_file))
     atol = model.spec.parity_atol if tolerance is None else tolerance
     codec = codec_for(endpoint.protocol)
     batches = [(model.golden_inputs, model.golden_outputs), (model.golden_inputs[:1], model.golden_outputs[:1])]

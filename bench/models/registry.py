@@ -19,6 +19,7 @@ import numpy as np
 from bench.config import ModelSpec, state_dir
 from bench.errors import BenchError
 from bench.models import catalog
+from bench.models.request_bodies import BODIES_FILE, is_bodies_folder
 from bench.models.team import ModelFacts, read_prepared
 from bench.models.tracking import embedded_tracking_uri as embedded_tracking_uri
 from bench.models.tracking import tracking_uri as tracking_uri
@@ -66,6 +67,7 @@ class LocalModel:
     golden_outputs: Array
     rows_file: Path | None = None  # the rows the load draws from; None: the reference model's dataset
     facts: ModelFacts | None = None  # a team's model: where it came from and what its MLmodel says
+    bodies_file: Path | None = None  # a team's own request bodies (JSONL), sent as they are; answers not compared
 
     @property
     def name(self) -> str:
@@ -207,6 +209,12 @@ def find_local(spec: ModelSpec) -> LocalModel | None:
 def resolve(spec: ModelSpec, say: Progress = lambda _msg: None) -> LocalModel:
     """The model to serve: a team's model as bench.models.team prepared it; a reference model's local copy if
     present, else built now (the first command works)."""
+    if spec.prepared is not None and is_bodies_folder(Path(spec.prepared)):
+        folder = Path(spec.prepared)
+        facts = ModelFacts(**json.loads((folder / "facts.json").read_text()))
+        nothing = np.zeros((0, 0))
+        return LocalModel(spec, facts.version, facts.content_hash, folder, nothing, nothing, None, facts,
+                          bodies_file=folder / BODIES_FILE)
     if spec.prepared is not None:
         prepared = read_prepared(Path(spec.prepared))
         facts = prepared.facts

@@ -113,7 +113,7 @@ def resolve_uri(uri: str, store: str) -> tuple[str, str, str | None, str]:
             raise BenchError(f"unknown model '{redact_uri(uri)}': {problem}",
                              hint=f"give a reference model name, or {FORMS}")
         name = folder.resolve().name if folder.resolve().name != "model" else folder.resolve().parent.name
-        return str(folder.resolve()), "local", None, _slug(name)
+        return str(folder.resolve()), "local", None, slug(name)
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     run = RUN.match(uri)
     if run is not None:
@@ -123,7 +123,7 @@ def resolve_uri(uri: str, store: str) -> tuple[str, str, str | None, str]:
             raise _store_error(exc, store, f"run {run['run_id']}") from None
         except Exception as exc:  # requests' and urllib3's own errors when the server is down
             raise _store_error(exc, store, f"run {run['run_id']}") from None
-        return uri, run["run_id"][:12], run["run_id"], _slug(f"run-{run['run_id'][:8]}")
+        return uri, run["run_id"][:12], run["run_id"], slug(f"run-{run['run_id'][:8]}")
     registered = REGISTERED.match(uri)
     if registered is None:
         raise BenchError(f"unknown model '{redact_uri(uri)}'", hint=f"give {FORMS}")
@@ -144,7 +144,7 @@ def resolve_uri(uri: str, store: str) -> tuple[str, str, str | None, str]:
         raise
     except Exception as exc:
         raise _store_error(exc, store, f"model '{name}'") from None
-    return f"models:/{name}/{found.version}", str(found.version), found.run_id, _slug(name)
+    return f"models:/{name}/{found.version}", str(found.version), found.run_id, slug(name)
 
 
 def _not_found(client: Any, name: str, wanted: str, exc: Exception, store: str) -> BenchError:
@@ -163,7 +163,7 @@ def _not_found(client: Any, name: str, wanted: str, exc: Exception, store: str) 
     return error
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     """A name servers, URLs, files and Kubernetes accept: lowercase letters, digits and dashes."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-")
     if not slug or not slug[0].isalpha():

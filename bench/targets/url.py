@@ -20,7 +20,7 @@ from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
 from bench.protocols import CODECS
 from bench.results.schema import Provisioning
-from bench.runtime_options import MetricsSpec
+from bench.runtime_options import ANY_FLAVOUR, MetricsSpec, Serves
 from bench.targets.base import Deployment, Endpoint, Provisioned, Say, Target
 
 CONNECT_TIMEOUT_S = 5.0
@@ -100,6 +100,7 @@ class UrlOptions:
         return RuntimeSpec(name=self.name, description=f"external endpoint {self.url} (not started by servebench)",
                            protocol=self.protocol, command=["external"], readiness_path=self.predict_path,
                            predict_path=self.predict_path, settings={"endpoint": self.url},
+                           serves=Serves(flavours=[ANY_FLAVOUR]),  # whatever it serves, the user pointed at it
                            metrics=MetricsSpec(duration=self.metrics_series or "") if self.metrics_url else None)
 
 

@@ -8,10 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
+import pandas as pd
 import pytest
 import requests
 from docker_daemon import require_docker
@@ -123,3 +127,54 @@ def test_a_container_started_apart_from_the_run_measured_by_url(tmp_path: Path,
         assert cell.validity.valid and cell.parity.ok, cell.validity.reasons
         assert cell.runtime == "in-a-container" and cell.counts.completed > 150
         assert deployment.alive(), "the run stopped a server it did not start"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A server the harness does not speak to by protocol: it keeps every body it is sent."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as the generator's connections expect
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(self.rfile.read(int(self.headers["Content-Length"])))
+        answer = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_teams_own_bodies_are_sent_exactly_as_written(tmp_path: Path) -> None:
+    """`--target url --data bodies.jsonl`: the endpoint receives exactly the file's bodies, byte for byte (the
+    parity step's few, then the load's, in turn), and results record them as not compared."""
+    lines = [json.dumps({"text": f"ticket {i}", "priority": i % 3, "tags": ["a", "b"][: i % 3]},
+                        separators=(",", ":")).encode() for i in range(5)]
+    (tmp_path / "bodies.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    _Recorder.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = subprocess.run([*BENCH, "run", "--target", "url", "--url", f"http://127.0.0.1:{server.server_port}/"
+                                 "score", "--protocol", "kserve-v1", "--name", "ticket-router", "--data",
+                                 str(tmp_path / "bodies.jsonl"), "--scenario", str(brief_scenario(tmp_path)),
+                                 "--profile", "smoke", "--out", str(tmp_path / "run"), "--no-mlflow"],
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = load_results(tmp_path / "run")
+    [cell] = results.cells
+    assert cell.validity.valid and cell.parity.ok is None  # answered, but nothing to compare them with
+    assert set(_Recorder.received) == set(lines)  # every body, and nothing else, exactly as written
+    parity_step = len(lines)  # the first few bodies (at most 8) are sent once before the load
+    assert cell.samples_file is not None
+    samples = pd.read_parquet(tmp_path / "run" / cell.samples_file)  # warm-up and window: every request sent
+    assert len(_Recorder.received) == parity_step + int(samples["sent"].notna().sum()) > parity_step + 100
+    assert _Recorder.received[:parity_step] == lines
+    record = results.models[cell.model]
+    assert record.source == "bodies.jsonl" and record.data is not None and "5 bodies" in record.data
