@@ -10,7 +10,8 @@ Fixtures (tests/data/runs), one per shape on record:
 - fake-v2: schema 2, written by the current code (bench run with the test-double runtime);
 - fake-v5: schema 5, the shape of fake-v2 as the code before server profiles (schema 6) wrote it;
 - fake-v6: schema 6, the same run as the code before remote generator workers (schema 7) wrote it;
-- fake-v7: schema 7, the same run as the code before server metrics (schema 8) wrote it.
+- fake-v7: schema 7, the same run as the code before server metrics (schema 8) wrote it;
+- fake-v10: schema 10, a smoke run of the test double as the code before teams' models (schema 11) wrote it.
 tests/data/summaries/*.md are the summary.md files commit 5e5e2cf (before the typed schema) rendered
 from these runs and the report tests' variations of them.
 """
@@ -31,7 +32,7 @@ from bench.results.store import load_results, write_results
 
 SUMMARIES = Path(__file__).parent / "data" / "summaries"
 SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2", "fake-v5",
-          "fake-v6", "fake-v7"]
+          "fake-v6", "fake-v7", "fake-v10"]
 
 
 def _copy(name: str) -> Callable[[Path], Path]:
@@ -198,3 +199,12 @@ def test_a_schema_7_cell_upgrades_without_server_metrics_and_metrics_round_trip(
     written = tmp_path / "results.json"
     write_results(written, results.model_copy(update={"cells": (cell, *results.cells[1:])}))
     assert load_results(written).cells[0].server_metrics == metrics
+
+
+def test_a_schema_10_run_reads_as_reference_models_with_nothing_left_out() -> None:
+    """Schema 11 describes a team's model and records unsupported pairs; a schema-10 run (fake-v10) served the
+    reference model, and skipped pairs were not recorded."""
+    results = load_results(RUNS / "fake-v10")
+    assert results.schema_version == SCHEMA_VERSION and results.unsupported == ()
+    [record] = results.models.values()
+    assert record.source is None and record.version is not None and record.fingerprint is not None
