@@ -6,15 +6,25 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.cli.options import Commands, add_cpu_options, add_docker_options, command_group, cpus, image_settings
+from bench.cli.options import (
+    Commands,
+    add_cpu_options,
+    add_docker_options,
+    add_models,
+    command_group,
+    cpus,
+    image_settings,
+    models,
+)
+from bench.errors import BenchError
 
 
 def add_parser(commands: Commands) -> None:
     group = command_group(commands, "compose", "docker-compose.yml: images and its .env file")
     prepare = group.add_parser("prepare", help="build (or reuse) the images, link the models and write the env "
                                "file `docker-compose up` reads")
-    prepare.add_argument("--model", default="iris-logreg", help="the model the runtimes serve (SERVEBENCH_MODEL; "
-                         "models with a local copy can be switched to later)")
+    add_models(prepare, default="iris-logreg")  # what the runtimes serve (SERVEBENCH_MODEL; reference models with
+    # a local copy can be switched to later)
     prepare.add_argument("--env-file", metavar="FILE", help="default: .env beside docker-compose.yml")
     add_cpu_options(prepare, server="cpuset of every runtime (default: the last CPU)",
                     generator="cpuset of Locust and MLflow (default: the others)")
@@ -34,7 +44,10 @@ def cmd_compose_prepare(args: argparse.Namespace) -> int:
     started = time.monotonic()
     base_image, offline = image_settings(args)
     env_file = Path(args.env_file) if args.env_file else compose_file().parent / ".env"
-    prepared = prepare(args.model, env_file, base_image, offline, cpus(args), args.memory, args.workers,
+    chosen = models(args)
+    if len(chosen) != 1:
+        raise BenchError("compose serves one model at a time", hint="give --model one name or URI")
+    prepared = prepare(chosen[0], env_file, base_image, offline, cpus(args), args.memory, args.workers,
                        report=report_to(EventHook[Status](status)))
     out.print(images_table(prepared.images, started))
     out.print(next_steps(prepared), markup=False, highlight=False)

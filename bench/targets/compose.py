@@ -34,9 +34,9 @@ from typing import Any
 
 import yaml
 
-from bench.config import RuntimeSpec, load_runtimes, project_root, state_dir
+from bench.config import ModelSpec, RuntimeSpec, load_runtimes, project_root, state_dir
 from bench.errors import BenchError
-from bench.models.catalog import SPECS, get_spec
+from bench.models.catalog import SPECS
 from bench.models.registry import LocalModel, find_local, resolve
 from bench.provision.image_layout import image_layout
 from bench.provision.images import ImageInfo, ImageSource, ensure_image
@@ -317,7 +317,7 @@ class Prepared:
     runtimes: list[str] = field(default_factory=list)
 
 
-def prepare(model_name: str, env_file: Path, base_image: str, offline: bool, cpus: CpuPlan,
+def prepare(model: ModelSpec, env_file: Path, base_image: str, offline: bool, cpus: CpuPlan,
             memory: str = DEFAULT_MEMORY, workers: int | None = None, parallel: int = 2,
             log_dir: Path | None = None, report: Report = lambda _name, _text: None) -> Prepared:
     """Render every runtime folder's service, build or reuse the images (one per runtime, and Locust's),
@@ -326,8 +326,8 @@ def prepare(model_name: str, env_file: Path, base_image: str, offline: bool, cpu
     specs = load_runtimes("all")
     base_text = compose_file().read_text()
     generated = render_runtimes_file(specs, base_text)
-    chosen = resolve(get_spec(model_name), lambda message: report(model_name, message))
-    present = [local for spec in SPECS.values() if spec.name != model_name and (local := find_local(spec))]
+    chosen = resolve(model, lambda message: report(model.name, message))
+    present = [local for spec in SPECS.values() if spec.name != model.name and (local := find_local(spec))]
     home = state_dir()
     link_models([chosen, *present], home / "compose" / "models")
 
@@ -338,7 +338,7 @@ def prepare(model_name: str, env_file: Path, base_image: str, offline: bool, cpu
         images = list(pool.map(build, [*specs, locust_image_source()]))
     database = home / "mlflow.db"
     owner = (database if database.exists() else home).stat()
-    values = env_values(model_name, {info.runtime: info.tag for info in images}, cpus, memory,
+    values = env_values(chosen.name, {info.runtime: info.tag for info in images}, cpus, memory,
                         workers or max(1, len(cpus.generator)), (owner.st_uid, owner.st_gid), home)
     write_env(env_file, values)
     runtimes_file().write_text(generated.text)
