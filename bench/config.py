@@ -114,8 +114,7 @@ class RuntimeSpec(BaseModel):
         """Why this runtime cannot serve the model (not a failure: the pair is skipped), or None: what
         runtime.yaml says it cannot serve by name or framework, then what `serves:` declares it can."""
         declared = self.not_supported.get(model.name) or self.not_supported.get(model.framework)
-        return declared or self.serves.unsupported_reason(self.name, model.flavours or (model.framework,),
-                                                          model.input_kind)
+        return declared or self.serves.unsupported_reason(self.name, model.all_flavours, model.input_kind)
 
     def parity_tolerance(self, model: ModelSpec) -> float:
         return max(model.parity_atol, self.parity_atol or 0.0)

@@ -32,5 +32,10 @@ class ModelSpec:
     prepared: str | None = None  # ...and the folder bench.models.team prepared it in (golden rows, load rows, facts)
 
     @property
+    def all_flavours(self) -> tuple[str, ...]:
+        """Its flavours as MLflow records them; unset, its framework's and pyfunc's (as every model logs)."""
+        return self.flavours or ("python_function", self.framework)
+
+    @property
     def is_reference(self) -> bool:
         return self.source is None

@@ -25,7 +25,7 @@ LAYERS = [
 
 
 # Lines naming Python libraries (version lists, loggers): the MLflow library shares the mlflow runtime's name.
-LIBRARY_LISTS = ('"scikit-learn"', '"alembic"', '"skl2onnx"')
+LIBRARY_LISTS = ('"scikit-learn"', '"alembic"', '"skl2onnx"', '"mlflow-skinny"')
 
 
 def _modules() -> dict[str, Path]:

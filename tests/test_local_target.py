@@ -26,7 +26,8 @@ from bench.targets.launch import CpuPlan
 from bench.targets.local import LocalTarget
 
 FAKE_RUNTIME = Path(__file__).parent / "data" / "fake-runtime"
-SPEC = ModelSpec("fake-model", "sklearn", "iris", "test", 4, 4, "float64", 1e-9)
+SPEC = ModelSpec(name="fake-model", framework="sklearn", description="test", parity_atol=1e-9, dataset="iris",
+                 n_features=4, n_classes=4)
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +128,8 @@ def test_server_dies_with_a_killed_harness(tmp_path: Path) -> None:
         from bench.config import ModelSpec, load_runtime
         from bench.models.registry import LocalModel
         from bench.targets.local import LocalTarget
-        spec = ModelSpec("m", "sklearn", "iris", "t", 4, 4, "float64", 1e-9)
+        spec = ModelSpec(name="m", framework="sklearn", description="t", parity_atol=1e-9, dataset="iris",
+                         n_features=4, n_classes=4)
         model = LocalModel(spec, "1", "fp", Path({str(tmp_path)!r}), np.zeros((1, 4)), np.zeros((1, 4)))
         d = LocalTarget().deploy(load_runtime({str(FAKE_RUNTIME)!r}), model, Path({str(tmp_path)!r}))
         print(json.dumps({{"pid": d.process.pid, "url": d.endpoint.base_url}}), flush=True)

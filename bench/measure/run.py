@@ -188,7 +188,7 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
             env_errors[runtime.name] = f"{options.target.name} provisioning failed: {exc.message.splitlines()[0]}"
     models = {spec.name: resolve(spec, say) for spec in options.models}
     unsupported = {(runtime.name, name): reason for runtime in options.runtimes for name, model in models.items()
-                   if (reason := why_unsupported(runtime, model)) is not None}
+                   if (reason := why_unsupported(runtime, model, partial(_env_status, say, name))) is not None}
     store = RunStore.create(options.out_dir, RunResults(
         run_id=options.run_id,
         environment=environment_fingerprint({name: p.packages for name, p in provisioned.items()}),
@@ -238,6 +238,10 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
                                               options.scenario.seed)))
     store.finish("complete")
     return store
+
+
+def _env_status(say: Callable[[str], None], model: str, runtime: str, status: str) -> None:
+    say(f"{runtime} environment for {model}: {status}")
 
 
 def _fire_message(events: EventHook[RunEvent], text: str) -> None:

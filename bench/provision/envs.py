@@ -80,7 +80,12 @@ def env_path(spec: RuntimeSpec) -> Path:
 
 def load_env(spec: RuntimeSpec) -> RuntimeEnv | None:
     """The cached environment if it was completely built, else None."""
-    path = env_path(spec)
+    return load_env_at(spec.name, env_path(spec))
+
+
+def load_env_at(runtime: str, path: Path) -> RuntimeEnv | None:
+    """The environment built at path if its marker (written last) is there, else None: shared by the
+    runtime's own environment and those derived from it for a model (bench.provision.model_envs)."""
     marker = path / READY_MARKER
     if not marker.is_file():
         return None
@@ -88,7 +93,7 @@ def load_env(spec: RuntimeSpec) -> RuntimeEnv | None:
         meta = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
         return None  # a half-written marker: treat the environment as not built
-    return RuntimeEnv(spec.name, path, meta["key"], meta["build_s"], meta["size_mb"], meta["packages"])
+    return RuntimeEnv(runtime, path, meta["key"], meta["build_s"], meta["size_mb"], meta["packages"])
 
 
 def _folder_size_mb(path: Path) -> float:
@@ -145,27 +150,72 @@ def build_env(spec: RuntimeSpec, report: Report = lambda _r, _s: None, force: bo
 
 
 def _build_env(spec: RuntimeSpec, report: Report) -> RuntimeEnv:
-    path = env_path(spec)
+    return install_env(spec.name, env_path(spec), env_key(spec), ["-r", str(spec.requirements_file)], report,
+                       requirements=str(spec.requirements_file))
+
+
+def site_packages(env_path: Path) -> Path:
+    return env_path / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
+def _see_base(path: Path, base: RuntimeEnv) -> None:
+    """Put the base environment's packages on this one's path, after its own (its own come first)."""
+    # addsitedir, not a bare path: the base's own .pth files (setuptools', editable installs) apply too
+    (site_packages(path) / "_servebench_base.pth").write_text(
+        f"import site; site.addsitedir({str(site_packages(base.path))!r})\n")
+
+
+def _copy_scripts(base: RuntimeEnv, path: Path) -> None:
+    """The base's console scripts (mlserver, bentoml...) run this interpreter, which sees the added packages."""
+    shebang = f"#!{base.python}".encode()
+    for script in sorted(base.bin_dir.iterdir()):
+        target = path / "bin" / script.name
+        if target.exists() or not script.is_file():
+            continue
+        content = script.read_bytes()
+        if content.startswith(shebang + b"\n"):
+            target.write_bytes(f"#!{path / 'bin' / 'python'}".encode() + content[len(shebang):])
+            target.chmod(script.stat().st_mode)
+
+
+def build_log(path: Path) -> Path:
+    """Where the build of the environment at path logs (beside it: it survives a failed build's cleanup)."""
+    return path.parent / f"{path.name}.build.log"
+
+
+def install_env(runtime: str, path: Path, key: str, pip_args: list[str], report: Report, base: RuntimeEnv | None = None,
+                **meta: object) -> RuntimeEnv:
+    """Build a virtualenv in place at path and `pip install` pip_args into it; the caller holds path's
+    cache_lock. Complete only once its marker (key, build time, size, packages, meta) is written, last.
+    A failed step raises BenchError with the log's tail; the log stays at build_log(path).
+
+    base: an environment this one extends (a runtime's, for a model that needs more): its packages are
+    seen through a .pth line, so pip installs only what is missing (seconds, not a copy of torch), and its
+    console scripts are copied with this interpreter in their first line."""
     if path.exists():
         shutil.rmtree(path)  # an interrupted build: start again
     path.parent.mkdir(parents=True, exist_ok=True)
-    log = path.parent / f"{path.name}.build.log"
+    log = build_log(path)
     log.write_text("")
     started = time.monotonic()
-    report(spec.name, "creating virtualenv")
+    report(runtime, "creating virtualenv")
     base_python = getattr(sys, "_base_executable", sys.executable)
-    _run_logged([base_python, "-m", "venv", str(path)], log, spec.name, report)
+    _run_logged([base_python, "-m", "venv", str(path)], log, runtime, report)
     python = path / "bin" / "python"
-    _run_logged([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-r",
-                 str(spec.requirements_file)], log, spec.name, report)
-    report(spec.name, "recording installed packages")
+    if base is not None:
+        _see_base(path, base)
+    _run_logged([str(python), "-m", "pip", "install", "--disable-pip-version-check", *pip_args], log, runtime,
+                report)
+    if base is not None:
+        _copy_scripts(base, path)
+    report(runtime, "recording installed packages")
     packages = _installed_packages(python)
     build_s = round(time.monotonic() - started, 1)
-    meta = {"key": env_key(spec), "build_s": build_s, "size_mb": _folder_size_mb(path), "packages": packages,
-            "requirements": str(spec.requirements_file), "python": platform.python_version()}
-    (path / READY_MARKER).write_text(json.dumps(meta, indent=1))
-    report(spec.name, f"built in {build_s:.0f} s")
-    built = load_env(spec)
+    record = {"key": key, "build_s": build_s, "size_mb": _folder_size_mb(path), "packages": packages, **meta,
+              "python": platform.python_version()}
+    (path / READY_MARKER).write_text(json.dumps(record, indent=1))
+    report(runtime, f"built in {build_s:.0f} s")
+    built = load_env_at(runtime, path)
     assert built is not None
     return built
 

@@ -14,16 +14,41 @@ from bench.config import RuntimeSpec
 from bench.errors import BenchError
 from bench.models.onnx_export import OnnxUnsupported, export_for
 from bench.models.registry import LocalModel
+from bench.provision.envs import Report
+from bench.provision.model_envs import ModelEnv, Unsupported, model_env
 
 
-def why_unsupported(runtime: RuntimeSpec, model: LocalModel) -> str | None:
-    """Why the runtime cannot serve the model, or None when it can."""
+def why_unsupported(runtime: RuntimeSpec, model: LocalModel, report: Report = lambda _r, _s: None) -> str | None:
+    """Why the runtime cannot serve the model, or None when it can. For a team's model this may build the
+    runtime's environment for it (only pip can say that some requirements do not go together)."""
     reason = runtime.unsupported_reason(model.spec)
     if reason is None and runtime.artifact == "onnx-export":
         export = export_for(model)
         if isinstance(export, OnnxUnsupported):
             return export.reason
+    if reason is None:
+        found = serving_env(runtime, model, report)
+        if isinstance(found, Unsupported):
+            return found.reason
     return reason
+
+
+def serving_env(runtime: RuntimeSpec, model: LocalModel,
+                report: Report = lambda _r, _s: None) -> ModelEnv | Unsupported | None:
+    """The environment that serves a team's model (the runtime's own, or one that adds what the model's
+    requirements name), or why none can; None for a reference model (the runtime's own environment, as
+    always) and for a runtime that loads no MLflow artifact."""
+    if model.facts is None or runtime.artifact != "mlflow-model":
+        return None
+    return model_env(runtime, list(model.facts.requirements), list(model.spec.all_flavours),
+                     report)
+
+
+def env_note(found: ModelEnv) -> str:
+    """What the results say about the model's environment: what was added, what differs from its records."""
+    added = f"added {', '.join(found.plan.missing)}" if found.derived else "the runtime's own"
+    differs = "; ".join(str(difference) for difference in found.differences)
+    return f"{added}{'; differs: ' + differs if differs else ''}"
 
 
 def served(runtime: RuntimeSpec, model: LocalModel) -> LocalModel:

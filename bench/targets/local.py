@@ -23,6 +23,8 @@ from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.processes import pin_and_tie_to_parent
 from bench.provision.envs import RuntimeEnv, require_env
+from bench.provision.model_envs import Unsupported
+from bench.provision.support import env_note, serving_env
 from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
@@ -118,7 +120,11 @@ class LocalTarget(Target):
         }
 
     def deploy(self, runtime: RuntimeSpec, model: LocalModel, log_dir: Path) -> LocalDeployment:
-        runtime_env = require_env(runtime)
+        found = serving_env(runtime, model)
+        if isinstance(found, Unsupported):
+            raise DeployError(f"{runtime.name} cannot serve {model.name}: unsupported: {found.reason}")
+        runtime_env = found.env if found is not None else require_env(runtime)
+        model_facts = {} if found is None else {"model_env": env_note(found)}
         port = self.port or free_port(self.host)
         work_dir = Path(tempfile.mkdtemp(prefix=f"servebench-{runtime.name}-"))
         launch = render_launch(runtime, model.name, {
@@ -132,7 +138,8 @@ class LocalTarget(Target):
         log_path = log_dir / f"{runtime.name}-{model.name}.log"
         deployment = LocalDeployment(
             runtime=runtime, model=model, endpoint=endpoint, log_path=log_path, work_dir=work_dir,
-            fairness={**self.cpus.as_dict(), "threads_env": len(self.cpus.server), **runtime.settings},
+            fairness={**self.cpus.as_dict(), "threads_env": len(self.cpus.server), **runtime.settings,
+                      **model_facts},
         )
         started = time.monotonic()
         with log_path.open("wb") as log:
