@@ -44,7 +44,7 @@ from bench.protocols import Array, Rows, as_predictions
 from bench.redact import redact_uri
 
 GOLDEN_ROWS = 64
-PREPARED_FORMAT = 1  # of a prepared folder: a new format prepares anew rather than misreading an old one
+PREPARED_FORMAT = 2  # of a prepared folder: a new format prepares anew rather than misreading an old one
 # how closely a runtime's answers must agree with the reference, by the reference's dtype
 ATOL_BY_DTYPE = {"float64": 1e-9, "float32": 1e-5, "float16": 1e-2}
 
@@ -113,7 +113,11 @@ def read_prepared(folder: Path) -> PreparedModel:
 def _schema_of(signature: Any) -> InputSchema | None:
     if signature is None or signature.inputs is None:
         return None
-    inputs = signature.inputs
+    return _schema_of_outputs(signature.inputs)
+
+
+def _schema_of_outputs(inputs: Any) -> InputSchema:
+    """An MLflow Schema (a signature's inputs or outputs) as servebench describes it."""
     if inputs.is_tensor_spec():
         spec = inputs.inputs[0]
         return InputSchema(tensor_dtype=str(spec.type), tensor_shape=tuple(int(d) for d in spec.shape))
@@ -235,7 +239,12 @@ def _predictions_array(answer: Any) -> tuple[Array, str]:
 
 def _describe_outputs(schema: Any, outputs: Array) -> str:
     if schema is not None:
-        return str(schema.to_dict() if hasattr(schema, "to_dict") else schema)[:300]
+        try:
+            described = _schema_of_outputs(schema)
+        except BenchError:  # unnamed output columns: MLflow's own words
+            return str(schema)[:300]
+        if described is not None:
+            return described.describe()
     kind = "labels" if outputs.dtype == object else "numbers"
     return f"{kind} {list(outputs.shape[1:])} per row (no output signature)"
 
