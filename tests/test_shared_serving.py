@@ -94,7 +94,7 @@ def test_a_derived_artifact_loosens_the_tolerance_never_tightens_it(tmp_path: Pa
 
 
 def test_runtimes_sharing_code_list_it_and_find_it_through_shared_dir() -> None:
-    for name in ("kserve", "seldon", "onnx"):
+    for name in ("kserve", "seldon", "onnx", "fastapi"):
         spec = load_runtime(name)
         assert "../common/servebench_serving.py" in spec.serving_code
         assert "{shared_dir}" in spec.env["PYTHONPATH"]
@@ -110,7 +110,7 @@ def test_an_image_gets_the_shared_code_beside_the_runtimes_own() -> None:
     with kserve.context() as context:
         assert (context / "servebench_serving.py").read_bytes() == (shared_code_dir() / "servebench_serving.py"
                                                                     ).read_bytes()
-    assert runtime_source(load_runtime("fastapi")).folder == load_runtime("fastapi").folder
+    assert runtime_source(load_runtime("mlflow")).folder == load_runtime("mlflow").folder  # no code of its own
 
 
 def test_a_runtimes_warmup_lengthens_only_the_warmup() -> None:

@@ -160,6 +160,20 @@ def rows_file(model: LocalModel, folder: Path) -> Path:
     return path
 
 
+def timer_rows_file(model: LocalModel, folder: Path) -> Path:
+    """The rows for the model's own predict, timed in the runtime's environment: a DataFrame as JSON records
+    (not every runtime's environment reads Parquet; JSON keeps the column types the signature restores)."""
+    rows = rows_file(model, folder)
+    if rows.suffix != ".parquet":
+        return rows
+    path = folder / f"rows-{model.name}.jsonl"
+    if not path.exists():
+        frame = load_rows(rows)
+        assert not isinstance(frame, np.ndarray)
+        frame.to_json(path, orient="records", lines=True)
+    return path
+
+
 def bodies_file(model: LocalModel, protocol: str, batch_size: int, seed: int, folder: Path) -> Path:
     """The requests of one cell, encoded once in the runtime's protocol: DISTINCT_BODIES bodies of batch_size
     rows drawn with the seed, so every runtime of a run sends the same rows."""

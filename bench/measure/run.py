@@ -299,7 +299,7 @@ def _model_cost(options: RunOptions, deployment: Deployment, model: LocalModel, 
     """The model's predict timed in the runtime's environment, without the server (local target only)."""
     if deployment.python is None:
         return None
-    return time_model(deployment.python, model.model_dir, cells.rows_file(model, options.out_dir / "load"),
+    return time_model(deployment.python, model.model_dir, cells.timer_rows_file(model, options.out_dir / "load"),
                       batch_size, options.fairness.server_cpus or options.generator_cpus,
                       options.out_dir / "profiles" / f"model-cost-{deployment.runtime.name}-{model.name}.log")
 

@@ -5,8 +5,18 @@ Endpoints:
 - Open Inference Protocol v2: /v2/health/{live,ready}, /v2/models/{name}[/ready], /v2/models/{name}/infer,
   so the same image can sit behind KServe as a custom predictor.
 
-Malformed input always gets a 4xx: pydantic validates shape and values, bodies over MAX_BODY_BYTES get
-413. Inference runs inline on the event loop: with one worker on one CPU a thread pool only adds hops.
+The model and what its signature says about inputs are servebench_serving's (runtimes/common, shared with
+the other Python runtimes), loaded when the app is imported, so that the request bodies pydantic validates
+follow the signature:
+- a tensor model: "instances" is a list of equal-length lists of finite numbers; V2 takes one tensor;
+- a DataFrame model (a column-based signature): "instances" is one object per row ({"plan": "basic",
+  "autopay": true, ...}) or pandas' split orient ({"columns": [...], "data": [[...]]}); V2 takes one input
+  per column ({"name": "plan", "shape": [n, 1], "datatype": "BYTES", "data": [...]}, BOOL, INT64, FP64...)
+  and answers strings as BYTES. The columns and their types are checked by servebench_serving.
+
+Malformed input always gets a 4xx: pydantic validates the envelope (and a tensor's shape and values),
+servebench_serving a DataFrame's columns and values, bodies over MAX_BODY_BYTES get 413. Inference runs
+inline on the event loop: with one worker on one CPU a thread pool only adds hops.
 Settings (environment): MODEL_DIR (MLflow model folder), MODEL_NAME, MAX_ROWS (default 4096),
 MAX_BODY_BYTES (default 16 MiB).
 
@@ -24,21 +34,16 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
-import mlflow.pyfunc
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from servebench_serving import MAX_BODY_BYTES, MAX_ROWS, MODEL_DIR, MODEL_NAME, BadInput, ServedModel
 
-MODEL_DIR = os.environ.get("MODEL_DIR", "/mnt/models")
-MODEL_NAME = os.environ.get("MODEL_NAME", "model")
-MAX_ROWS = int(os.environ.get("MAX_ROWS", "4096"))
-MAX_BODY_BYTES = int(os.environ.get("MAX_BODY_BYTES", str(16 * 1024 * 1024)))
 TEST_DELAY_S = float(os.environ.get("SERVEBENCH_TEST_DELAY_MS", "0")) / 1000.0
 if TEST_DELAY_S:
     print(f"servebench fastapi: TEST-ONLY delay of {TEST_DELAY_S * 1000:g} ms added to every prediction "
@@ -51,23 +56,28 @@ NUMPY_TO_V2 = {numpy_type: v2 for v2, numpy_type in V2_TO_NUMPY.items()}
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class LoadedModel:
-    """The pyfunc model and what its signature says about inputs."""
+# Loaded at import (in each uvicorn worker), before the routes below: their request bodies follow its signature.
+MODEL = ServedModel(MODEL_DIR)
 
-    def __init__(self, model_dir: str) -> None:
-        self.pyfunc = mlflow.pyfunc.load_model(model_dir)
-        schema = self.pyfunc.metadata.get_input_schema()
-        tensor = schema.inputs[0] if schema is not None and schema.is_tensor_spec() else None
-        self.dtype = np.dtype(tensor.type) if tensor is not None else np.dtype("float64")
-        shape = tensor.shape if tensor is not None else (-1, -1)
-        self.n_features = int(shape[1]) if len(shape) > 1 and shape[1] > 0 else None
 
-    def predict(self, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        if rows.ndim != 2 or (self.n_features is not None and rows.shape[1] != self.n_features):
-            raise HTTPException(422, f"expected rows of {self.n_features} features, got shape {list(rows.shape)}")
-        if TEST_DELAY_S:
-            _spin(TEST_DELAY_S)
-        return np.asarray(self.pyfunc.predict(rows.astype(self.dtype, copy=False)))
+def predict_tensor(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    if rows.ndim != 2 or (MODEL.n_features is not None and rows.shape[1] != MODEL.n_features):
+        raise HTTPException(422, f"expected rows of {MODEL.n_features} features, got shape {list(rows.shape)}")
+    if TEST_DELAY_S:
+        _spin(TEST_DELAY_S)
+    return np.asarray(MODEL.predict(rows.astype(MODEL.dtype, copy=False)))
+
+
+def predict_frame(decode: Callable[[Any], Any], value: Any) -> Any:
+    """Decode a DataFrame model's rows with servebench_serving (a 4xx naming the column when they break the
+    signature), then predict: what pyfunc answers (an array, a Series, a DataFrame)."""
+    try:
+        frame = decode(value)
+    except BadInput as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    if TEST_DELAY_S:
+        _spin(TEST_DELAY_S)
+    return MODEL.predict(frame)
 
 
 def _spin(seconds: float) -> None:
@@ -77,17 +87,7 @@ def _spin(seconds: float) -> None:
         pass
 
 
-state: dict[str, LoadedModel] = {}
-
-
-@asynccontextmanager
-async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    state["model"] = LoadedModel(MODEL_DIR)
-    yield
-    state.clear()
-
-
-app = FastAPI(title=f"servebench fastapi: {MODEL_NAME}", lifespan=lifespan)
+app = FastAPI(title=f"servebench fastapi: {MODEL_NAME}")
 
 
 class BodySizeLimit:
@@ -148,23 +148,29 @@ async def validation_error(_request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-def model() -> LoadedModel:
-    if "model" not in state:
-        raise HTTPException(503, "model not loaded")
-    return state["model"]
-
-
-class PredictRequest(BaseModel):
+class TensorRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instances: Annotated[list[Annotated[list[Finite], Field(min_length=1)]], Field(min_length=1, max_length=MAX_ROWS)]
 
 
+class FrameRequest(BaseModel):
+    """Rows of named columns: one object per row, or pandas' split orient (checked by servebench_serving)."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: list[Any] | dict[str, Any]
+
+
+PredictRequest = FrameRequest if MODEL.is_frame else TensorRequest
+
+
 @app.post("/predict")
 async def predict(request: PredictRequest) -> dict[str, Any]:
+    if isinstance(request, FrameRequest):
+        return {"predictions": MODEL.answer(predict_frame(MODEL.rows, request.instances))}
     rows = request.instances
     if len({len(row) for row in rows}) != 1:
         raise HTTPException(422, "all instances must have the same number of features")
-    return {"predictions": model().predict(np.asarray(rows)).tolist()}
+    return {"predictions": predict_tensor(np.asarray(rows)).tolist()}
 
 
 @app.post("/v1/models/{name}:predict")
@@ -184,7 +190,9 @@ class V2Tensor(BaseModel):
 class V2Request(BaseModel):
     id: str | None = None
     parameters: dict[str, Any] | None = None
-    inputs: Annotated[list[V2Tensor], Field(min_length=1, max_length=1)]
+    # a tensor model takes one tensor; a DataFrame model one input per column (servebench_serving checks them)
+    inputs: Annotated[list[V2Tensor], Field(min_length=1, max_length=len(MODEL.columns or ()) + 1 if MODEL.is_frame
+                                            else 1)]
     outputs: list[dict[str, Any]] | None = None
 
 
@@ -215,7 +223,10 @@ def _decode_v2(tensor: V2Tensor) -> np.ndarray[Any, Any]:
 @app.post("/v2/models/{name}/infer")
 async def infer_v2(name: str, request: V2Request) -> dict[str, Any]:
     _check_name(name)
-    outputs = model().predict(_decode_v2(request.inputs[0]))
+    if MODEL.is_frame:
+        answer = predict_frame(MODEL.v2_frame, [tensor.model_dump() for tensor in request.inputs])
+        return {"model_name": MODEL_NAME, "id": request.id or str(uuid.uuid4()), "outputs": MODEL.v2_outputs(answer)}
+    outputs = predict_tensor(_decode_v2(request.inputs[0]))
     return {
         "model_name": MODEL_NAME,
         "id": request.id or str(uuid.uuid4()),
@@ -235,26 +246,27 @@ async def live() -> dict[str, bool]:
 
 @app.get("/v2/health/ready")
 async def ready() -> dict[str, bool]:
-    model()
     return {"ready": True}
 
 
 @app.get("/v2/models/{name}/ready")
 async def model_ready(name: str) -> dict[str, Any]:
     _check_name(name)
-    model()
     return {"name": name, "ready": True}
 
 
 @app.get("/v2/models/{name}")
 async def model_metadata(name: str) -> dict[str, Any]:
     _check_name(name)
-    loaded = model()
+    if MODEL.columns is not None:
+        inputs = [{"name": column.name, "datatype": column.v2_datatype, "shape": [-1, 1]} for column in MODEL.columns]
+    else:
+        inputs = [{"name": "input-0", "datatype": NUMPY_TO_V2.get(str(MODEL.dtype), "FP64"),
+                   "shape": [-1, MODEL.n_features or -1]}]
     return {
         "name": MODEL_NAME,
         "platform": "mlflow",
-        "inputs": [{"name": "input-0", "datatype": NUMPY_TO_V2.get(str(loaded.dtype), "FP64"),
-                    "shape": [-1, loaded.n_features or -1]}],
+        "inputs": inputs,
         "outputs": [{"name": "output-0", "datatype": "FP64", "shape": [-1, -1]}],
     }
 

@@ -5,7 +5,10 @@ importPath `serve_app:app`); run as a script, this file starts a local single-no
 process may use, no dashboard) and serves `app` on BIND_HOST:HTTP_PORT until it is stopped.
 
 KServe V1 envelope: POST / (any path) {"instances": rows} -> {"predictions": rows}; GET answers
-{"ready": true} once a replica has loaded the model, which is what readiness means here.
+{"ready": true} once a replica has loaded the model, which is what readiness means here. Rows are lists of
+numbers for a tensor model, one object per row ({"plan": "basic", "autopay": true, ...}) for a model whose
+signature is a DataFrame: servebench_serving decodes and checks either (a bad one is its 4xx) and makes the
+answer JSON-ready (labels, probabilities, or one object per row for a pyfunc answering a DataFrame).
 Knobs (environment): REPLICAS (num_replicas), REPLICA_CPUS (each replica actor's num_cpus).
 """
 

@@ -2,8 +2,14 @@
 (MlflowModel.predict(X, names)), and, run as a script, the microservice itself (seldon-core-microservice).
 
 Seldon's REST protocol: POST /api/v1.0/predictions {"data": {"ndarray": rows}} ->
-{"data": {"names": [...], "ndarray": rows}, "meta": {}}. Seldon serves it with gunicorn (workers x threads,
-Flask underneath) and a second gunicorn for metrics; gRPC is off (--grpc-workers 0): the harness measures REST.
+{"data": {"names": [...], "ndarray": rows}, "meta": {}}. A model whose MLflow signature is a DataFrame (named,
+typed columns) takes Seldon's jsonData in pandas' split orient, {"jsonData": {"columns": [names], "data":
+[rows]}} (or one object per row, {"jsonData": [{...}, ...]}): seldon-core 1.18's wrapper hands jsonData as it
+is to predict(), whose dict answer it sends back as jsonData: {"jsonData": {"predictions": [one per row]},
+"meta": {}}. servebench_serving checks the columns and their types (a bad one is its 4xx).
+
+Seldon serves it with gunicorn (workers x threads, Flask underneath) and a second gunicorn for metrics; gRPC is
+off (--grpc-workers 0): the harness measures REST.
 
 Seldon has no option for the address and binds 0.0.0.0, as a pod should; run as a script with BIND_HOST set
 (runtime.yaml sets the harness's {host}), its gunicorn servers bind that address instead.
@@ -23,7 +29,7 @@ class MlflowModel:
 
     predict_raw takes {"data": {"ndarray": rows}} itself, so that ragged or non-numeric rows get a 4xx
     (Seldon's own parsing turns them into a 500), and answers through Seldon's own response builder;
-    anything else (a "tensor" payload) goes back to Seldon's parsing and then predict().
+    anything else (a "tensor" payload, jsonData) goes back to Seldon's parsing and then predict().
     """
 
     def __init__(self) -> None:
@@ -33,15 +39,19 @@ class MlflowModel:
         self.served = ServedModel()
 
     def _answer(self, rows: Any) -> Any:
+        """The model's answer: an array for a tensor model, one JSON-ready prediction per row for a DataFrame
+        model; a 4xx (SeldonMicroserviceException) for rows that break the signature."""
         from seldon_core.flask_utils import SeldonMicroserviceException
 
         if self.served is None:
             self.load()
         assert self.served is not None
         try:
-            return self.served.predict(self.served.rows(rows))
+            batch = self.served.rows(rows)
         except BadInput as exc:
             raise SeldonMicroserviceException(str(exc), status_code=exc.status, reason="BAD_INPUT") from None
+        output = self.served.predict(batch)
+        return self.served.answer(output) if self.served.is_frame else output
 
     def predict_raw(self, request: Any) -> Any:
         from seldon_core.user_model import SeldonNotImplementedError
@@ -53,7 +63,11 @@ class MlflowModel:
         return construct_response_json(self, False, request, self._answer(data["ndarray"]))
 
     def predict(self, X: Any, features_names: list[str] | None = None) -> Any:
-        return self._answer(X)
+        """Seldon's parsed payload: an array (a "tensor" payload), or jsonData as sent (a DataFrame model's
+        split orient or records), answered as a dict so that Seldon sends it back as jsonData."""
+        answer = self._answer(X)
+        assert self.served is not None
+        return {"predictions": answer} if self.served.is_frame else answer
 
     def class_names(self) -> list[str]:
         return []
