@@ -396,3 +396,13 @@ def test_a_runtime_without_requirements_is_a_bench_error(tmp_path: Path) -> None
 def test_a_bad_model_requirement_is_a_bench_error_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="'numpy=='"):
         model_env(_runtime(tmp_path), ["numpy=="], SKLEARN)
+
+
+def test_a_local_build_label_is_met_by_the_same_release() -> None:
+    """MLflow records torch==2.13.0+cpu (the CPU build it was trained with); the runtime's pin torch==2.13.0
+    installs that build here. Another release is still a conflict."""
+    pins = {"torch": "2.13.0", "numpy": "2.4.6"}
+    same = plan_model_env("r", pins, ["torch==2.13.0+cpu"], ["python_function", "pytorch"])
+    assert same.kind is PlanKind.SATISFIED and same.differences == ()
+    other = plan_model_env("r", pins, ["torch==2.12.0+cpu"], ["python_function", "pytorch"])
+    assert other.kind is PlanKind.UNSUPPORTED and other.reason is not None and "torch==2.12.0+cpu" in other.reason

@@ -237,7 +237,7 @@ def plan_model_env(runtime: str, pins: Mapping[str, str], model_requirements: It
             missing.add(requirement_text(requirement))
             continue
         runtime_package, version = pinned
-        if requirement.url is None and requirement.specifier.contains(version, prereleases=True):
+        if requirement.url is None and _satisfied(requirement.specifier, version):
             if requirement.extras:  # the extras may pull in packages the runtime's lock does not hold
                 missing.add(requirement_text(requirement))
             continue
@@ -248,6 +248,20 @@ def plan_model_env(runtime: str, pins: Mapping[str, str], model_requirements: It
         else:
             differences.append(difference)
     return EnvPlan(runtime, True, tuple(sorted(missing)), tuple(differences), tuple(conflicts))
+
+
+def _satisfied(specifier: SpecifierSet, pinned: str) -> bool:
+    """The pin meets the specifier; `==2.13.0+cpu` (the build the model was trained with) is met by a pin of
+    the same release without a local label, which resolves to the build this machine installs (torch's CPU
+    wheel here): a local label names a build of one release, not another release."""
+    if specifier.contains(pinned, prereleases=True):
+        return True
+    exact = [clause for clause in specifier if clause.operator in ("==", "===")]
+    try:
+        return bool(exact) and len(exact) == len(list(specifier)) and "+" not in pinned and all(
+            Version(clause.version).public == Version(pinned).public for clause in exact)
+    except InvalidVersion:
+        return False
 
 
 def _pin_for(name: str, pins: Mapping[str, str]) -> tuple[str, str] | None:
