@@ -232,8 +232,9 @@ def test_runtime_comparison_shows_what_the_run_recorded(smoke: Path) -> None:
     root = Path(__file__).resolve().parent.parent / "runtimes"
     _record_serving_code(smoke, {name: root / name for name in ("fastapi", "bentoml", "mlflow")})
     facts = {fact.runtime: fact for fact in runtime_facts(load_runs([smoke]))}
-    assert facts["fastapi"].code_files == ["app.py"]
-    assert facts["fastapi"].code_lines == count_code_lines(root / "fastapi" / "app.py")
+    assert facts["fastapi"].code_files == ["app.py", "../common/servebench_serving.py"]
+    assert facts["fastapi"].code_lines == count_code_lines(root / "fastapi" / "app.py") + \
+        count_code_lines(root / "common" / "servebench_serving.py")  # the model and input checks it shares
     assert facts["bentoml"].code_files == ["service.py", "../common/servebench_serving.py"]
     assert facts["bentoml"].code_lines == count_code_lines(root / "bentoml" / "service.py") + \
         count_code_lines(root / "common" / "servebench_serving.py")  # the row check it shares

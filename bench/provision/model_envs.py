@@ -59,6 +59,7 @@ from bench.provision.envs import (
     load_env_at,
     pinned_requirements,
 )
+from bench.provision.pip_output import resolution_failure as resolution_failure
 
 # Flavours whose library is not the package of the flavour's name.
 FLAVOUR_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -78,9 +79,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
 MAJOR_ONLY = frozenset({"mlflow", "mlflow-skinny"})  # decisive only when the major version differs
 UNSUPPORTED_RECORD = ".unsupported.json"  # beside a derived env that pip could not resolve
 COMMENT = re.compile(r"(^|\s+)#.*$")  # pip's rule: '#' at the start or after whitespace (not in a URL)
-RESOLUTION_FAILED = ("ResolutionImpossible", "No matching distribution found", "conflicting dependencies")
-NETWORK_TROUBLE = ("Retrying (Retry(", "NewConnectionError", "Failed to establish a new connection",
-                   "Could not fetch URL", "Read timed out")
 
 
 class PlanKind(StrEnum):
@@ -377,33 +375,3 @@ def _build_derived(spec: RuntimeSpec, path: Path, plan: EnvPlan, report: Report)
         report(spec.name, "unsupported: pip cannot resolve the model's requirements with the runtime's pins")
         return Unsupported(spec.name, reason, plan.differences)
     return ModelEnv(env, plan, built_now=True)
-
-
-def resolution_failure(pip_output: str) -> str | None:
-    """pip's reason, in one line, when it could not resolve the requirements; None for any other failure
-    (the network, a package that failed to build, the disk), which is the user's to fix, not the pair's."""
-    if not any(marker in pip_output for marker in RESOLUTION_FAILED) \
-            or any(marker in pip_output for marker in NETWORK_TROUBLE):
-        return None
-    lines = [line.strip() for line in pip_output.splitlines()]
-    for line in lines:
-        if line.startswith("ERROR: Cannot install "):
-            clash = line.removeprefix("ERROR: ").split(" because ")[0]
-            causes = _conflict_causes(lines)
-            return f"{clash} ({'; '.join(causes)})" if causes else clash
-    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
-    errors = [line for line in errors if not line.startswith("ResolutionImpossible")] or errors
-    return errors[-1][:300] if errors else "pip could not resolve the requirements"
-
-
-def _conflict_causes(lines: list[str]) -> list[str]:
-    """pip's 'The conflict is caused by:' block; a package's own dependency, when there is one, says more
-    than the requests it clashes with."""
-    if "The conflict is caused by:" not in lines:
-        return []
-    block = []
-    for line in lines[lines.index("The conflict is caused by:") + 1:]:
-        if not line:
-            break
-        block.append(line)
-    return [line for line in block if not line.startswith("The user requested")] or block
