@@ -6,19 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from env_runtimes import runtime_folder
 
 from bench.config import RuntimeSpec, env_cache_dir, load_runtime
 from bench.errors import BenchError
 from bench.events import EventHook, Status
 from bench.provision.envs import READY_MARKER, build_envs, env_key, env_path, load_env
 
-RUNTIME_YAML = """\
-name: {name}
-protocol: kserve-v1
-command: ["{{python}}", "server.py", "{{port}}"]
-readiness_path: /ready
-predict_path: /predict
-"""
 REQUIREMENTS = "numpy==2.3.4\nscikit-learn==1.9.1\n"
 
 
@@ -30,12 +24,7 @@ def env_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _runtime(root: Path, requirements: str | None = REQUIREMENTS, name: str = "my-runtime") -> RuntimeSpec:
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "runtime.yaml").write_text(RUNTIME_YAML.format(name=name))
-    if requirements is not None:
-        (folder / "requirements.txt").write_text(requirements)
-    return load_runtime(str(folder))
+    return runtime_folder(root, requirements, name)
 
 
 def _mark_ready(spec: RuntimeSpec, **meta: object) -> Path:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from env_runtimes import runtime_folder
 
 from bench.config import RuntimeSpec, env_cache_dir, load_runtime
 from bench.errors import BenchError
@@ -35,13 +36,6 @@ from bench.provision.model_envs import (
     resolution_failure,
 )
 
-RUNTIME_YAML = """\
-name: {name}
-protocol: kserve-v1
-command: ["{{python}}", "server.py", "{{port}}"]
-readiness_path: /ready
-predict_path: /predict
-"""
 PINS = """\
 # Pinned environment of a test runtime
 cloudpickle==3.1.3
@@ -90,12 +84,7 @@ def env_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _runtime(root: Path, requirements: str | None = PINS, name: str = "my-runtime") -> RuntimeSpec:
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "runtime.yaml").write_text(RUNTIME_YAML.format(name=name))
-    if requirements is not None:
-        (folder / "requirements.txt").write_text(requirements)
-    return load_runtime(str(folder))
+    return runtime_folder(root, requirements, name)
 
 
 def _plan(spec: RuntimeSpec, requirements: list[str], flavours: list[str] = SKLEARN, strict: bool = False,
