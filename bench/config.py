@@ -19,6 +19,7 @@ from bench.knobs import Scalar as Scalar
 from bench.model_spec import INPUT_KINDS as INPUT_KINDS
 from bench.model_spec import InputKind as InputKind
 from bench.model_spec import ModelSpec as ModelSpec  # the type of a setting or knob value, re-exported
+from bench.paths import SHARED_PREFIX
 from bench.paths import env_cache_dir as env_cache_dir  # re-exported: where every caller looks
 from bench.paths import project_root as project_root
 from bench.paths import runtimes_dir as runtimes_dir
@@ -123,6 +124,17 @@ class RuntimeSpec(BaseModel):
         """This runtime with knob values (the rest at their defaults), recorded in its settings too."""
         config = checked_config(self.knobs, values)
         return self.model_copy(update={"config": config, "settings": {**self.settings, **config}})
+
+    def serving_code_paths(self) -> list[Path]:
+        """The serving_code files on disk. ../common/ names the shared code (runtimes/common), also from a
+        runtime folder copied elsewhere, as {shared_dir} does when it runs."""
+        paths = []
+        for name in self.serving_code:
+            path = self.folder / name
+            if not path.exists() and name.startswith(SHARED_PREFIX):
+                path = shared_code_dir() / name.removeprefix(SHARED_PREFIX)
+            paths.append(path)
+        return paths
 
     @property
     def requirements_file(self) -> Path:

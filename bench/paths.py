@@ -29,6 +29,9 @@ def runtimes_dir() -> Path:
     return project_root() / "runtimes"
 
 
+SHARED_PREFIX = "../common/"  # how runtime.yaml's serving_code names a file of the shared code
+
+
 def shared_code_dir() -> Path:
     """Serving code the runtime folders share (runtime.yaml's {shared_dir}); an image copies it beside the
     runtime's own code."""

@@ -4,6 +4,7 @@ runtime.yaml fields that say which models a runtime serves and how closely."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.config import load_runtime, parse_runtime_spec, shared_code_dir
+from bench.config import load_runtime, parse_runtime_spec, runtimes_dir, shared_code_dir
 from bench.measure.check import NOT_SUPPORTED, check_pair
 from bench.models.catalog import get_spec
 from bench.targets.local import LocalTarget
@@ -127,3 +128,16 @@ def test_a_runtimes_warmup_lengthens_only_the_warmup() -> None:
     [ramp] = plan_measurements(staged, Profile(name="full", time_scale=1.0, min_duration_s=1))
     assert ramp.with_warmup_at_least(3.0).stages == [(3.0, 10), (2.0, 10), (2.0, 20)]
     assert load_runtime("rayserve").warmup_s == 5.0 and load_runtime("fastapi").warmup_s == 0.0
+
+
+def test_a_runtime_folder_copied_elsewhere_still_finds_the_shared_code(tmp_path: Path) -> None:
+    """A team copies runtimes/fastapi to change it: its image and its serving-code count still get
+    runtimes/common/servebench_serving.py (as {shared_dir} gives it when it runs locally)."""
+    from bench.provision.images import runtime_source
+    from bench.provision.serving_code import serving_code
+
+    copy = tmp_path / "fastapi-mine"
+    shutil.copytree(runtimes_dir() / "fastapi", copy)
+    spec = load_runtime(str(copy))
+    assert [name for name, _ in runtime_source(spec).files][-1] == "servebench_serving.py"
+    assert serving_code(spec).lines == serving_code(load_runtime("fastapi")).lines

@@ -68,7 +68,7 @@ class ImageInfo:
 
 def image_inputs(spec: RuntimeSpec) -> list[Path]:
     """The files the Dockerfile copies or depends on."""
-    files = [spec.folder / "Dockerfile", spec.requirements_file] + [spec.folder / name for name in spec.serving_code]
+    files = [spec.folder / "Dockerfile", spec.requirements_file, *spec.serving_code_paths()]
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
         raise BenchError(f"{spec.folder}: missing {', '.join(missing)}", hint="a runtime folder needs a Dockerfile")

@@ -53,7 +53,7 @@ def serving_code(runtime: RuntimeSpec) -> ServingCode:
     """The files runtime.yaml lists under serving_code and their lines (None if one cannot be read)."""
     files = tuple(runtime.serving_code)
     try:
-        lines: int | None = sum(count_code_lines(runtime.folder / name) for name in files)
+        lines: int | None = sum(count_code_lines(path) for path in runtime.serving_code_paths())
     except OSError:
         lines = None
     return ServingCode(files=files, lines=lines)
