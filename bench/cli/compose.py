@@ -14,17 +14,15 @@ from bench.cli.options import (
     command_group,
     cpus,
     image_settings,
-    models,
+    one_model,
 )
-from bench.errors import BenchError
 
 
 def add_parser(commands: Commands) -> None:
     group = command_group(commands, "compose", "docker-compose.yml: images and its .env file")
     prepare = group.add_parser("prepare", help="build (or reuse) the images, link the models and write the env "
                                "file `docker-compose up` reads")
-    add_models(prepare, default="iris-logreg")  # what the runtimes serve (SERVEBENCH_MODEL; reference models with
-    # a local copy can be switched to later)
+    add_models(prepare, default="iris-logreg")  # SERVEBENCH_MODEL: what every runtime service serves
     prepare.add_argument("--env-file", metavar="FILE", help="default: .env beside docker-compose.yml")
     add_cpu_options(prepare, server="cpuset of every runtime (default: the last CPU)",
                     generator="cpuset of Locust and MLflow (default: the others)")
@@ -44,11 +42,8 @@ def cmd_compose_prepare(args: argparse.Namespace) -> int:
     started = time.monotonic()
     base_image, offline = image_settings(args)
     env_file = Path(args.env_file) if args.env_file else compose_file().parent / ".env"
-    chosen = models(args)
-    if len(chosen) != 1:
-        raise BenchError("compose serves one model at a time", hint="give --model one name or URI")
-    prepared = prepare(chosen[0], env_file, base_image, offline, cpus(args), args.memory, args.workers,
-                       report=report_to(EventHook[Status](status)))
+    prepared = prepare(one_model(args, "bench compose prepare"), env_file, base_image, offline, cpus(args),
+                       args.memory, args.workers, report=report_to(EventHook[Status](status)))
     out.print(images_table(prepared.images, started))
     out.print(next_steps(prepared), markup=False, highlight=False)
     return 0

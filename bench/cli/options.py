@@ -128,6 +128,14 @@ def models(args: argparse.Namespace, seed: int = 0) -> list[ModelSpec]:
     return chosen
 
 
+def one_model(args: argparse.Namespace, command: str) -> ModelSpec:
+    """--model for a command that serves a single model (bench serve, bench compose prepare)."""
+    chosen = models(args)
+    if len(chosen) != 1:
+        raise BenchError(f"{command} serves one model at a time", hint="give --model one name or URI")
+    return chosen[0]
+
+
 def cpus(args: argparse.Namespace) -> CpuPlan:
     from bench.targets.launch import cpu_plan
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from bench.cli.options import Commands, add_models, log_dir, models
+from bench.cli.options import Commands, add_models, log_dir, one_model
 from bench.errors import BenchError, DeployError
 
 
@@ -31,10 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bench.targets.orphans import reap_orphan_processes
 
     runtime = load_runtime(args.runtime)
-    chosen = models(args)
-    if len(chosen) != 1:
-        raise BenchError("bench serve serves one model", hint="give --model one name or URI")
-    resolved = resolve(chosen[0], say_to(EventHook[Message](step)))
+    resolved = resolve(one_model(args, "bench serve"), say_to(EventHook[Message](step)))
     reason = why_unsupported(runtime, resolved)
     if reason is not None:
         raise BenchError(f"{runtime.name} cannot serve {resolved.name}: unsupported: {reason}",

@@ -178,12 +178,12 @@ def bodies_file(model: LocalModel, protocol: str, batch_size: int, seed: int, fo
     """The requests of one cell, encoded once in the runtime's protocol: DISTINCT_BODIES bodies of batch_size
     rows drawn with the seed, so every runtime of a run sends the same rows."""
     path = folder / f"bodies-{model.name}-{protocol}-b{batch_size}-s{seed}.bin"
+    if path.exists():
+        return path
     if model.bodies_file is not None:  # the team's own bodies, as they are, in the file's order
         return write_bodies(path, read_lines(model.bodies_file))
-    if not path.exists():
-        rows = load_rows(rows_file(model, folder))
-        write_bodies(path, request_bodies(rows, protocol, model.name, batch_size, DISTINCT_BODIES, seed))
-    return path
+    rows = load_rows(rows_file(model, folder))
+    return write_bodies(path, request_bodies(rows, protocol, model.name, batch_size, DISTINCT_BODIES, seed))
 
 
 def _profile(recording: Recording | None, deployment: Deployment, cell: Cell) -> ServerProfile:
