@@ -2,8 +2,8 @@
 schemas, the exact commands of `bench cluster up|down` and of a deploy (from the dry-run runner), cleanup
 on failure and Ctrl-C, and the one-line errors of bad input.
 
-kind and KServe cannot run on this project's machines; what these tests cannot show is listed in the
-README's "Kubernetes (kind + KServe)" section.
+kind and KServe cannot run on this project's machines; what these tests cannot show is listed in
+the guide's "Kubernetes (kind + KServe)" section (docs/guide.md).
 """
 
 from __future__ import annotations
@@ -540,9 +540,9 @@ def test_cluster_worker_options_are_checked_first(tmp_path: Path, argv: list[str
     assert not (tmp_path / "out").exists()
 
 
-def test_readme_names_every_pinned_version() -> None:
-    readme = (project_root() / "README.md").read_text()
-    section = readme[readme.index("### Kubernetes (kind + KServe)"):]
+def test_the_guide_names_every_pinned_version() -> None:
+    guide = (project_root() / "docs" / "guide.md").read_text()
+    section = guide[guide.index("## Kubernetes (kind + KServe)"):]
     for what, version in versions.ALL.items():
         assert version in section, what
 

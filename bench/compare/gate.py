@@ -24,7 +24,7 @@ are drawn on both sides: a paired block bootstrap over the common seconds. On a 
 speed drifts by 10-15% from one 5-second stretch to the next with nothing else running on it; two runs
 made at the same time see the same drift, and resampling their seconds together keeps it out of the
 interval, as a paired test does, where independent resampling counts it twice. Runs made at different
-times cannot be paired: no test can tell their code apart from their machine's drift (see the README).
+times cannot be paired: no test can tell their code apart from their machine's drift (see docs/guide.md).
 
 A regression needs both conditions of the issue at once: the whole 95% interval of the change lies beyond
 the threshold, i.e. the change exceeds the threshold and does so significantly (a one-sided test at 2.5%
@@ -33,7 +33,7 @@ a significant change smaller than the threshold are both "unchanged"; the note c
 
 Default thresholds: p50 +10%: side by side, nothing-changed pairs of smoke runs differed by at most 4%
 in p50 and a 20% slowdown was called worse 10 times out of 10 (scripts/gate_benchmark.py); between runs
-made at different times a 10% shift may be a machine that got busier (see the README). p99 +50%: a
+made at different times a 10% shift may be a machine that got busier (see docs/guide.md). p99 +50%: a
 smoke run's p99 rests on its seven or eight slowest requests, and on a shared 2-core VM the tail moves
 by -32% to +20% between side-by-side runs with nothing changed and by -90% to +150% between runs made
 one after the other; +50% still catches a tail that doubles. Longer profiles can afford --fail-on
@@ -209,7 +209,7 @@ class Comparison:
 
     def hint(self) -> str:
         if self.count(NOT_COMPARABLE):
-            return ("refresh the baseline on this machine class (README: refreshing the baseline), or pass "
+            return ("refresh the baseline on this machine class (docs/guide.md: refreshing the baseline), or pass "
                     "--allow-env-change to compare anyway")
         if self.count(INVALID):
             return "see the invalid reasons above; rerun, or refresh a baseline whose cells are invalid"

@@ -3,7 +3,7 @@ profile it gives: collapsed stacks and a flame graph in the run folder, the shar
 
 py-spy runs on the generator's CPUs (never the server's, whose CPU the cell measures) with --nonblocking,
 so the server is never paused to be read: the cost to the server is its memory being read 100 times a
-second, measured by scripts/profile_overhead.py (README). Idle threads are left out (py-spy's default), so
+second, measured by scripts/profile_overhead.py (docs/guide.md). Idle threads are left out (py-spy's default), so
 the shares are of the time the server's threads were running or waiting for a CPU.
 """
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.errors import BenchError
 
-DOCKER_HINT = "install docker.io and start dockerd (see `bench doctor` and the README's Docker section)"
+DOCKER_HINT = "install docker.io and start dockerd (see `bench doctor` and the Docker section of docs/guide.md)"
 
 
 def docker_path() -> str:

@@ -118,9 +118,9 @@ class Runner:
 
 
 TOOL_HINTS = {
-    "kind": "install kind (see README 'Kubernetes (kind + KServe)' for the pinned version)",
-    "kubectl": "install kubectl (see README 'Kubernetes (kind + KServe)' for the pinned version)",
-    "helm": "install helm 3 (see README 'Kubernetes (kind + KServe)' for the pinned version)",
+    "kind": "install kind (see docs/guide.md 'Kubernetes (kind + KServe)' for the pinned version)",
+    "kubectl": "install kubectl (see docs/guide.md 'Kubernetes (kind + KServe)' for the pinned version)",
+    "helm": "install helm 3 (see docs/guide.md 'Kubernetes (kind + KServe)' for the pinned version)",
     "docker": "install docker.io and start dockerd (see `bench doctor`)",
 }
 

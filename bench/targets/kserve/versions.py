@@ -1,4 +1,4 @@
-"""Every version the kind + KServe set-up pins, in one place (the README's table repeats them; a test keeps
+"""Every version the kind + KServe set-up pins, in one place (docs/guide.md's table repeats them; a test keeps
 the two in step).
 
 KServe is pinned to the release whose InferenceService CRD the manifests are validated against
