@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     runtime = load_runtime(args.runtime)
     resolved = resolve(one_model(args, "bench serve"), say_to(EventHook[Message](step)))
-    reason = why_unsupported(runtime, resolved)
+    reason = why_unsupported(runtime, resolved, environments=True)  # bench serve runs it locally
     if reason is not None:
         raise BenchError(f"{runtime.name} cannot serve {resolved.name}: unsupported: {reason}",
                          hint="choose another runtime")

@@ -52,7 +52,7 @@ def check_pair(target: Target, runtime: RuntimeSpec, model_spec: ModelSpec, log_
         model = resolve(model_spec)
     except BenchError as exc:
         return failed(f"model unavailable: {exc}")
-    reason = why_unsupported(runtime, model)
+    reason = why_unsupported(runtime, model, environments=target.builds_environments)
     if reason is not None:
         return CheckRow(runtime.name, model_spec.name, NOT_SUPPORTED, False, None, None, None, model.version,
                         f"unsupported: {reason}", None)

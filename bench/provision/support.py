@@ -18,15 +18,18 @@ from bench.provision.envs import Report
 from bench.provision.model_envs import ModelEnv, Unsupported, model_env
 
 
-def why_unsupported(runtime: RuntimeSpec, model: LocalModel, report: Report = lambda _r, _s: None) -> str | None:
-    """Why the runtime cannot serve the model, or None when it can. For a team's model this may build the
-    runtime's environment for it (only pip can say that some requirements do not go together)."""
+def why_unsupported(runtime: RuntimeSpec, model: LocalModel, report: Report = lambda _r, _s: None, *,
+                    environments: bool = False) -> str | None:
+    """Why the runtime cannot serve the model, or None when it can. environments: the target runs servers in
+    environments built here (local processes), so a team's model's requirements must be met by one, which
+    may be built now (only pip can say that some requirements do not go together); an endpoint or an image
+    made elsewhere has no environment here to judge."""
     reason = runtime.unsupported_reason(model.spec)
     if reason is None and runtime.artifact == "onnx-export":
         export = export_for(model)
         if isinstance(export, OnnxUnsupported):
             return export.reason
-    if reason is None:
+    if reason is None and environments:
         found = serving_env(runtime, model, report)
         if isinstance(found, Unsupported):
             return found.reason

@@ -157,6 +157,8 @@ class Target(ABC):
     name: str
     # what the target removed when it was made: resources a harness that no longer runs left behind
     reaped: tuple[str, ...] = ()
+    # it runs servers in environments it builds here, where a team's model's requirements must be met
+    builds_environments: bool = False
 
     @abstractmethod
     def provision(self, runtime: RuntimeSpec, log_dir: Path, say: Say) -> Provisioned:
@@ -185,7 +187,7 @@ def rehearse(target: Target, runtimes: list[RuntimeSpec], models: list[LocalMode
         say(f"--- {runtime.name}")
         target.provision(runtime, log_dir, say)
         for model in models:
-            reason = why_unsupported(runtime, model)
+            reason = why_unsupported(runtime, model, environments=target.builds_environments)
             if reason is not None:
                 say(f"bench: {runtime.name} x {model.name} unsupported: {reason}; skipped")
                 continue

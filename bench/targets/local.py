@@ -97,6 +97,7 @@ class LocalTarget(Target):
     """Runtimes as subprocesses bound to 127.0.0.1, each in its own virtualenv."""
 
     name = "local"
+    builds_environments = True
 
     def __init__(self, cpus: CpuPlan | None = None, host: str = HOST, port: int | None = None) -> None:
         self.cpus = cpus or default_cpu_plan()
