@@ -20,7 +20,7 @@ from bench.config import ModelSpec, state_dir
 from bench.errors import BenchError
 from bench.models import catalog
 from bench.models.request_bodies import BODIES_FILE, is_bodies_folder
-from bench.models.team import ModelFacts, read_prepared
+from bench.models.team import ModelFacts, read_facts, read_prepared
 from bench.models.tracking import embedded_tracking_uri as embedded_tracking_uri
 from bench.models.tracking import tracking_uri as tracking_uri
 from bench.protocols import Array, Rows
@@ -211,7 +211,7 @@ def resolve(spec: ModelSpec, say: Progress = lambda _msg: None) -> LocalModel:
     present, else built now (the first command works)."""
     if spec.prepared is not None and is_bodies_folder(Path(spec.prepared)):
         folder = Path(spec.prepared)
-        facts = ModelFacts(**json.loads((folder / "facts.json").read_text()))
+        facts = read_facts(folder)
         nothing = np.zeros((0, 0))
         return LocalModel(spec, facts.version, facts.content_hash, folder, nothing, nothing, None, facts,
                           bodies_file=folder / BODIES_FILE)

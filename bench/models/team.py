@@ -97,10 +97,14 @@ def open_model(uri: str, data: Path | None = None, tracking_uri: str | None = No
                      prepared=str(prepared.rows_file.parent))
 
 
+def read_facts(folder: Path) -> ModelFacts:
+    meta = json.loads((folder / "facts.json").read_text())
+    return ModelFacts(**{**meta, "flavours": tuple(meta["flavours"]), "requirements": tuple(meta["requirements"])})
+
+
 def read_prepared(folder: Path) -> PreparedModel:
     """The prepared folder open_model wrote (golden rows and answers, load rows, facts)."""
-    meta = json.loads((folder / "facts.json").read_text())
-    facts = ModelFacts(**{**meta, "flavours": tuple(meta["flavours"]), "requirements": tuple(meta["requirements"])})
+    facts = read_facts(folder)
     golden_file = next(folder.glob("golden-inputs.*"))
     outputs = as_predictions(json.loads((folder / "golden-outputs.json").read_text()), "golden outputs")
     return PreparedModel(facts, folder.parent / "model", load_rows(golden_file), outputs,
@@ -113,10 +117,10 @@ def read_prepared(folder: Path) -> PreparedModel:
 def _schema_of(signature: Any) -> InputSchema | None:
     if signature is None or signature.inputs is None:
         return None
-    return _schema_of_outputs(signature.inputs)
+    return _described_schema(signature.inputs)
 
 
-def _schema_of_outputs(inputs: Any) -> InputSchema:
+def _described_schema(inputs: Any) -> InputSchema:
     """An MLflow Schema (a signature's inputs or outputs) as servebench describes it."""
     if inputs.is_tensor_spec():
         spec = inputs.inputs[0]
@@ -240,7 +244,7 @@ def _predictions_array(answer: Any) -> tuple[Array, str]:
 def _describe_outputs(schema: Any, outputs: Array) -> str:
     if schema is not None:
         try:
-            described = _schema_of_outputs(schema)
+            described = _described_schema(schema)
         except BenchError:  # unnamed output columns: MLflow's own words
             return str(schema)[:300]
         if described is not None:
