@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 
 REPLICAS = int(os.environ.get("REPLICAS", "1"))
 REPLICA_CPUS = float(os.environ.get("REPLICA_CPUS", "1"))
+MAX_ONGOING_REQUESTS = int(os.environ.get("MAX_ONGOING_REQUESTS", "5"))
 
 
 @serve.deployment
@@ -53,7 +54,8 @@ class MlflowDeployment:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
 
-app = MlflowDeployment.options(num_replicas=REPLICAS, ray_actor_options={"num_cpus": REPLICA_CPUS}).bind()
+app = MlflowDeployment.options(num_replicas=REPLICAS, max_ongoing_requests=MAX_ONGOING_REQUESTS,
+                               ray_actor_options={"num_cpus": REPLICA_CPUS}).bind()
 
 
 def _node_address() -> str | None:
