@@ -301,7 +301,7 @@ def test_scheduled_rate_is_what_the_seeded_schedule_holds_in_the_window() -> Non
     assert scheduled_rate(measurement, constant) == pytest.approx(50.0)
     poisson = _scenario(rate=50, warmup_s=5, duration_s=25, arrival="poisson", seed=3)
     (measurement,) = plan_measurements(poisson, SMOKE)  # 1 s of warm-up, then 5 s measured
-    offsets = arrival_offsets([RateStage(6.0, 50.0)], "poisson", seed=3)
+    offsets = arrival_offsets([RateStage(6.0, 50.0)], "poisson", seed=3, warmup_s=1.0)
     expected = int(((offsets >= 1.0) & (offsets < 6.0)).sum()) / 5.0
     assert scheduled_rate(measurement, poisson) == pytest.approx(expected)
     assert expected != pytest.approx(50.0)  # a draw, not the nominal rate

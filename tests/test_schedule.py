@@ -14,6 +14,7 @@ from bench.load.schedule import (
     arrival_offsets,
     count_between,
     slots_for_worker,
+    split_stages,
     worker_slots,
 )
 from bench.protocols import Array
@@ -259,3 +260,40 @@ def test_an_hour_at_a_high_rate_is_generated_in_bounded_memory() -> None:
     tracemalloc.stop()
     assert abs(total - 18_000_000) < 5 * np.sqrt(18_000_000)
     assert peak < 20 * 2**20, peak  # a 65,536-value chunk and its cumulative sum, not 144 MB
+
+
+@pytest.mark.parametrize("arrival", ["constant", "poisson"])
+def test_the_window_holds_the_same_arrivals_whatever_the_warm_up(arrival: str) -> None:
+    """Two runtimes at one load point and seed, one warmed up 1 s and one 5 s (a runtime.yaml's warmup_s):
+    the same scheduled count and the same arrival offsets within the window."""
+    window_s, rate = 15.0, 50.0
+    windows = []
+    for warmup_s in (1.0, 5.0):
+        offsets = arrival_offsets([RateStage(warmup_s + window_s, rate)], arrival, seed=7,  # type: ignore[arg-type]
+                                  warmup_s=warmup_s)
+        windows.append(offsets[offsets >= warmup_s] - warmup_s)
+        assert (offsets < warmup_s).sum() > 0  # the warm-up has arrivals of its own
+    assert len(windows[0]) == len(windows[1]) > 0.5 * window_s * rate
+    np.testing.assert_allclose(windows[0], windows[1], atol=1e-9)
+
+
+def test_the_warm_up_is_another_draw_than_the_window() -> None:
+    stages = [RateStage(10.0, 50.0)]
+    offsets = arrival_offsets(stages, "poisson", seed=3, warmup_s=5.0)
+    warm, window = offsets[offsets < 5.0], offsets[offsets >= 5.0] - 5.0
+    assert not np.allclose(warm[:10], window[:10])
+    assert np.all(np.diff(offsets) >= 0)  # one ordered schedule
+
+
+def test_stages_split_at_the_warm_up() -> None:
+    warm, window = split_stages([RateStage(3.0, 10.0), RateStage(4.0, 20.0)], 5.0)
+    assert warm == [RateStage(3.0, 10.0), RateStage(2.0, 20.0)] and window == [RateStage(2.0, 20.0)]
+    assert split_stages([RateStage(3.0, 10.0)], 0.0) == ([], [RateStage(3.0, 10.0)])
+
+
+def test_count_between_agrees_with_the_split_schedule() -> None:
+    stages = [RateStage(12.0, 40.0)]
+    whole = arrival_offsets(stages, "poisson", 9, warmup_s=2.0)
+    assert count_between(stages, "poisson", 9, 2.0, 12.0, warmup_s=2.0) == int((whole >= 2.0).sum())
+    slots = sorted(s for w in range(3) for s in worker_slots(stages, "poisson", 9, w, 3, warmup_s=2.0))
+    np.testing.assert_array_equal(np.array(slots), whole)

@@ -42,6 +42,7 @@ class LoadPlan:
     request_timeout_s: float
     samples_dir: str
     seed: int = 0
+    warmup_s: float = 0.0  # the window's arrivals are drawn on their own from here (bench.load.schedule)
     verify_tls: bool = True  # https: verify the server's certificate (off: --insecure)
     ca_cert: str | None = None  # https: the CA bundle to verify it against
     # Remote workers (bench run --expect-workers N): this plan's process is their master, `processes` of them

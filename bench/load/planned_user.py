@@ -265,7 +265,8 @@ def begin(environment: Any, worker: int, sink: Sink) -> None:
     plan = generator.plan
     RECORDER.open(worker, sink, generator.shift_s)
     if plan.loop == "open":
-        slots = worker_slots(plan.rate_stages(), plan.arrival, plan.seed, worker, plan.processes)  # lazily
+        slots = worker_slots(plan.rate_stages(), plan.arrival, plan.seed, worker, plan.processes,  # lazily
+                             warmup_s=plan.warmup_s)
         gevent.spawn(DISPATCHER.run, slots)
     Setup.started.set()
     gevent.spawn(_quit_when_done, environment)

@@ -24,9 +24,46 @@ class RateStage:
 
 
 CHUNK = 65_536  # arrivals generated at a time: a schedule of any length costs a generator a constant ~1 MB
+WARMUP_STREAM = 1  # the warm-up's arrivals come from the seed's second stream: the window's from its own
+
+
+def split_stages(stages: Sequence[RateStage], warmup_s: float) -> tuple[list[RateStage], list[RateStage]]:
+    """The stages cut at warmup_s: those of the warm-up and those of the measured window."""
+    warm: list[RateStage] = []
+    window: list[RateStage] = []
+    elapsed = 0.0
+    for stage in stages:
+        before = min(stage.duration_s, max(0.0, warmup_s - elapsed))
+        if before > 0:
+            warm.append(RateStage(before, stage.rate))
+        if stage.duration_s - before > 1e-12:
+            window.append(RateStage(stage.duration_s - before, stage.rate))
+        elapsed += stage.duration_s
+    return warm, window
+
+
+def schedule_chunks(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0, warmup_s: float = 0.0,
+                    chunk: int = CHUNK) -> Iterator[Array]:
+    """Send times from the start (warm-up included), lazily. The measured window's arrivals are drawn from
+    the seed alone, from the window's own start, and the warm-up's from another stream of the same seed: so
+    every runtime measured at a load point with the same seed gets the same arrivals in its window, whatever
+    its warm-up (a runtime.yaml may ask for a longer one)."""
+    for stage in stages:
+        if stage.duration_s <= 0 or stage.rate <= 0:
+            raise ValueError(f"stage needs positive duration and rate, got {stage}")
+    warm, window = split_stages(stages, warmup_s)
+    if warm:
+        yield from _chunks(warm, arrival, [seed, WARMUP_STREAM], chunk)
+    for times in _chunks(window, arrival, seed, chunk):
+        yield times + warmup_s
 
 
 def arrival_chunks(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0, chunk: int = CHUNK) -> Iterator[Array]:
+    """One draw over the stages from their start (schedule_chunks without a warm-up)."""
+    return _chunks(stages, arrival, seed, chunk)
+
+
+def _chunks(stages: Sequence[RateStage], arrival: Arrival, seed: int | list[int], chunk: int) -> Iterator[Array]:
     """Send times in seconds from the start, for piecewise-constant rates, a chunk at a time (lazily, so an
     hour at thousands of requests per second is never held whole).
 
@@ -61,9 +98,9 @@ def arrival_chunks(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0,
         start += stage.duration_s
 
 
-def arrival_offsets(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0) -> Array:
+def arrival_offsets(stages: Sequence[RateStage], arrival: Arrival, seed: int = 0, warmup_s: float = 0.0) -> Array:
     """The whole schedule at once (for short ones: tests, the count a window holds)."""
-    chunks = list(arrival_chunks(stages, arrival, seed))
+    chunks = list(schedule_chunks(stages, arrival, seed, warmup_s))
     return np.concatenate(chunks) if chunks else np.zeros(0)
 
 
@@ -75,17 +112,19 @@ def slots_for_worker(offsets: Array, worker: int, workers: int) -> Array:
 
 
 def worker_slots(stages: Sequence[RateStage], arrival: Arrival, seed: int, worker: int, workers: int,
-                 chunk: int = CHUNK) -> Iterator[float]:
+                 chunk: int = CHUNK, warmup_s: float = 0.0) -> Iterator[float]:
     """Worker w's send times, lazily: requests w, w+P, w+2P... of the whole schedule."""
     if not 0 <= worker < workers:
         raise ValueError(f"worker {worker} outside 0..{workers - 1}")
     seen = 0
-    for times in arrival_chunks(stages, arrival, seed, chunk):
+    for times in schedule_chunks(stages, arrival, seed, warmup_s, chunk):
         first = (worker - seen) % workers
         yield from times[first::workers].tolist()
         seen += len(times)
 
 
-def count_between(stages: Sequence[RateStage], arrival: Arrival, seed: int, start: float, end: float) -> int:
+def count_between(stages: Sequence[RateStage], arrival: Arrival, seed: int, start: float, end: float,
+                  warmup_s: float = 0.0) -> int:
     """How many send times fall in [start, end), without holding the schedule."""
-    return sum(int(((times >= start) & (times < end)).sum()) for times in arrival_chunks(stages, arrival, seed))
+    return sum(int(((times >= start) & (times < end)).sum())
+               for times in schedule_chunks(stages, arrival, seed, warmup_s))

@@ -239,6 +239,7 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         processes=processes, start_at=start_at, total_s=measurement.warmup_s + measurement.duration_s,
         request_timeout_s=scenario.request_timeout_s,
         samples_dir=str(out_dir / "load" / cell.cell_id), seed=measurement.arrival_seed(scenario),
+        warmup_s=measurement.warmup_s,
         verify_tls=deployment.endpoint.verify_tls, ca_cert=deployment.endpoint.ca_cert,
     )
     if remote is not None:

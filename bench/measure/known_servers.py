@@ -78,7 +78,7 @@ def plan_for(server: CalibrationServer, folder: Path, name: str, loop: str, rate
                     bodies_file=str(bodies), batch_size=1, loop="open" if loop == "open" else "closed",
                     arrival=arrival, stages=[(warmup_s + duration_s, rate)], users_per_process=users,
                     processes=1, start_at=time.time() + startup_grace(1), total_s=warmup_s + duration_s,
-                    request_timeout_s=10.0, samples_dir=str(folder / name))
+                    request_timeout_s=10.0, samples_dir=str(folder / name), warmup_s=warmup_s)
 
 
 def window_of(plan: LoadPlan, warmup_s: float) -> Window:

@@ -100,5 +100,5 @@ def scheduled_rate(measurement: Measurement, scenario: Scenario) -> float | None
     inside = count_between([RateStage(d, r) for d, r in measurement.stages],
                            "poisson" if measurement.arrival == "poisson" else "constant",
                            measurement.arrival_seed(scenario), measurement.warmup_s - BOUNDARY_TOLERANCE_S,
-                           end - BOUNDARY_TOLERANCE_S)
+                           end - BOUNDARY_TOLERANCE_S, warmup_s=measurement.warmup_s)
     return inside / measurement.duration_s
