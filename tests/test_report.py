@@ -376,3 +376,24 @@ def test_the_report_names_each_remote_worker_of_a_cell_from_saved_files(tmp_path
     assert 'href="#generators"' in html
     plain = render_run_reports([materialise("fake-v2", tmp_path / "plain")])[0].read_text()
     assert 'id="generators"' not in plain  # a local generator has nothing to show here
+
+
+def test_at_one_offered_load_throughput_ranks_only_who_fell_behind(tmp_path: Path) -> None:
+    """make bench once crowned Ray Serve 'highest throughput' for 49.3/s against 48.1/s: its window held another
+    slice of the same draw. Every runtime that kept up with the offered load is tied, whatever its count."""
+    run = materialise("smoke-2runtimes", tmp_path / "run")
+    payload = read(run)
+    for cell, (requests, throughput) in zip(payload["cells"], [(247, 49.3), (240, 48.1)], strict=True):
+        cell.update(requests=requests, throughput_rps=throughput, achieved_rps=throughput)
+    write(run, payload)
+    verdict = model_verdicts(load_runs([run]))[0]
+    leader, second = verdict.throughput
+    assert leader.lower_bound and second.lower_bound and second.tied_with_leader
+    assert "every runtime kept up" in verdict.recommendation and "highest throughput" not in verdict.recommendation
+
+    payload["cells"][1].update(throughput_rps=40.0)  # bentoml completed 200 of its 240: it fell behind
+    write(run, payload)
+    verdict = model_verdicts(load_runs([run]))[0]
+    leader, second = verdict.throughput
+    assert (leader.series, leader.lower_bound) == ("fastapi", True)
+    assert (second.series, second.lower_bound, second.tied_with_leader) == ("bentoml", False, False)

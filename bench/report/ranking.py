@@ -2,14 +2,17 @@
 
 Runtimes (or runtime x run in an overlay) are ranked twice: by p99 at the common load (the load point
 every runtime was validly measured at, the highest such) and by the highest throughput that still met
-the SLO. Only valid cells are ranked; invalid and failed cells become caveats. A throughput that met
-the SLO at the highest load measured is only a lower bound on capacity, and the ranking says so rather
-than crowning a winner among equals.
+the SLO. Only valid cells are ranked; invalid and failed cells become caveats. A runtime that kept up with
+the highest load it was offered (nothing dropped or queued, its window's requests completed) is known only
+to reach that load: runtimes that kept up with the same load are tied, whatever their counts (which are
+the arrival draw's), and rank ahead of those that fell behind; the ranking says so rather than crowning a
+winner among equals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -19,6 +22,7 @@ from bench.report.model import ReportData, as_float, records
 WIDE_CI_RATIO = 2.0  # a p99 whose CI spans more than a factor of two cannot rank tails firmly
 FEW_FOR_P999 = 1000  # below this many requests p99.9 is little more than the maximum
 FINGERPRINT_KEYS = ("host", "cpu_model", "cores", "python", "git_sha")
+KEPT_UP_SHARE = 0.95  # of a window's scheduled requests completed inside it: below, the server fell behind
 
 
 @dataclass(frozen=True)
@@ -117,26 +121,42 @@ def _tie(each: Ranked, leader: Ranked) -> Ranked:
                   each.ci_high, tied_with_leader=each.ci_low <= leader.ci_high)
 
 
+def kept_up(row: dict[str, Any]) -> bool:
+    """Whether an open-loop cell's server kept up with its schedule: nothing dropped or sent late for want of a
+    free connection, and at least KEPT_UP_SHARE of the window's scheduled requests completed in it. Among
+    cells that kept up at one offered load, throughput is the arrival draw's, not the server's."""
+    duration, throughput = as_float(row["duration_s"]), as_float(row["throughput_rps"])
+    offered = as_float(row["offered_rps"])
+    if row["loop"] == "closed" or offered is None or not row["requests"] or throughput is None:
+        return False
+    scheduled_rps = float(row["requests"]) / duration if duration else offered  # a file without its duration
+    return not (as_float(row["dropped"]) or 0) and not (as_float(row["queued"]) or 0) \
+        and throughput >= KEPT_UP_SHARE * scheduled_rps
+
+
 def _throughput_ranking(cells: pd.DataFrame) -> list[Ranked]:
+    """Each series' highest throughput within the SLO. A series that kept up with the highest load it was
+    offered is only known to reach that load: such series rank by the offered load, tied where it is the same,
+    ahead of those that fell behind, which rank by what they completed."""
     valid = cells.loc[cells["valid"]].dropna(subset=["rows_per_s"])
     within = valid.loc[valid["slo_met"].map(lambda met: met is not False).astype(bool)]  # unknown SLO: counts
     if within.empty:
         return []
     best = within.sort_values(["rows_per_s", "p99_ms"], ascending=[False, True]).drop_duplicates("series")
     highest_offered = cells.loc[cells["requests"] > 0].groupby("series")["offered_rps"].max()
-    rows = []
-    for rank, row in enumerate(records(best), start=1):
+    entries = []
+    for row in records(best):
         top = as_float(highest_offered.get(row["series"]))
         offered = as_float(row["offered_rps"])
-        bounded = offered is not None and top is not None and offered >= top
-        rows.append(Ranked(rank, str(row["series"]), str(row["runtime"]), str(row["run_id"]), str(row["label"]),
-                           float(row["rows_per_s"]), lower_bound=bounded))
-    if rows and rows[0].lower_bound:
-        leader = rows[0].value
-        rows = [Ranked(r.rank, r.series, r.runtime, r.run_id, r.label, r.value, lower_bound=r.lower_bound,
-                       tied_with_leader=r.lower_bound and r.value >= 0.98 * leader and r is not rows[0])
-                for r in rows]
-    return rows
+        bounded = offered is not None and top is not None and offered >= top and kept_up(row)
+        sustained = (offered or 0.0) * int(row["batch_size"] or 1) if bounded else float(row["rows_per_s"])
+        entries.append((bounded, sustained, float(row["rows_per_s"]), row))
+    entries.sort(key=lambda entry: (entry[1], entry[0]), reverse=True)
+    leader_bounded, leader_sustained = entries[0][0], entries[0][1]
+    return [Ranked(rank, str(row["series"]), str(row["runtime"]), str(row["run_id"]), str(row["label"]), value,
+                   lower_bound=bounded,
+                   tied_with_leader=rank > 1 and leader_bounded and bounded and sustained == leader_sustained)
+            for rank, (bounded, sustained, value, row) in enumerate(entries, start=1)]
 
 
 def _recommendation(model: str, verdict: ModelVerdict) -> str:
@@ -157,8 +177,8 @@ def _recommendation(model: str, verdict: ModelVerdict) -> str:
     tied = [top.series] + [r.series for r in verdict.throughput if r.tied_with_leader]
     if top.lower_bound and len(tied) > 1:
         who = "every runtime" if len(tied) == len(verdict.throughput) else ", ".join(tied)
-        return text + f"; {who} met the SLO at the highest load measured, so throughput does not separate " \
-                      "them (a sweep scenario finds capacity)."
+        return text + f"; {who} kept up with the highest load measured within the SLO, so throughput does not " \
+                      "separate them (a sweep scenario finds capacity)."
     if top.series == fast.series:
         return text + f", and the highest throughput within the SLO ({fmt_rate(top.value)})."
     return text + f"; {top.series} reached the highest throughput within the SLO ({fmt_rate(top.value)})."
