@@ -25,6 +25,12 @@ GENERATOR_CPU_LIMIT = 90.0
 ACHIEVED_RATE_FLOOR = 0.95
 SERVER_QUEUED_SHARE = 0.01  # more requests than this waited for a free connection: the server fell behind
 COVERAGE_FLOOR = 0.9  # answered traffic must span 90% of the window (a crash or stop ends it early)
+# The generator's own lateness (sends after their scheduled time while a connection was free) is counted in the
+# latency. Beside a latency p50, its p50 is worth a warning above LATENESS_WARN_SHARE and makes the cell invalid
+# above LATENESS_INVALID_SHARE: the figure then measures the generator. Below LATENESS_FLOOR_MS it is noise.
+LATENESS_WARN_SHARE = 0.1
+LATENESS_INVALID_SHARE = 0.25
+LATENESS_FLOOR_MS = 0.05
 
 
 def latency_summary(latencies_ms: Array) -> Latency:
@@ -285,6 +291,15 @@ def per_second(samples: SampleSource | pd.DataFrame, origin: float, slo_ms: floa
     return seconds.finish()
 
 
+def generator_late(stats: CellStats) -> float:
+    """The generator's lateness p50 as a share of the latency p50 (0 when either is unknown or the lateness is
+    below LATENESS_FLOOR_MS); meaningful only where the server kept every connection free (nothing queued)."""
+    late, latency = stats.lateness.p50, stats.latency.p50
+    if late is None or latency is None or latency <= 0 or late < LATENESS_FLOOR_MS:
+        return 0.0
+    return late / latency
+
+
 def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok: bool,
                     generator_cpu_max: float | None) -> list[str]:
     """Why a cell cannot be trusted; an empty list means valid."""
@@ -307,6 +322,10 @@ def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok:
         held = "offered" if stats.scheduled_rps is None else "scheduled"
         reasons.append(f"achieved {stats.achieved_rps:.1f} req/s, below {ACHIEVED_RATE_FLOOR:.0%} of the "
                        f"{held} {planned:.1f} (generator fell behind its schedule)")
+    elif generator_late(stats) > LATENESS_INVALID_SHARE:
+        reasons.append(f"the generator was late by p50 {stats.lateness.p50:.3f} ms (p99 {stats.lateness.p99:.3f} "
+                       f"ms) against a latency p50 of {stats.latency.p50:.3f} ms: this measures the generator, not the "
+                       "server (lower the rate per generator process: generator_processes)")
     if generator_cpu_max is not None and generator_cpu_max > GENERATOR_CPU_LIMIT:
         reasons.append(f"load generator CPU reached {generator_cpu_max:.0f}% (limit {GENERATOR_CPU_LIMIT:.0f}%)")
     if stats.error_rate > limits.max_error_rate:

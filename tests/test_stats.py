@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.measure.cell import caveats
 from bench.results.samples import DROPPED, SAMPLE_COLUMNS
 from bench.results.schema import Counts, Latency, LatencyIntervals
 from bench.stats import (
@@ -423,11 +424,11 @@ def test_every_rule_at_once() -> None:
 
 @pytest.mark.parametrize("rate", [10.0, 50.0, 400.0])
 def test_clean_constant_rate_cell_at_the_minimum_duration_is_valid(rate: float) -> None:
-    """End to end through summarize: 1 s warm-up then a 3 s window equal to min_duration_s, every request
-    answered in 1 ms. Nothing is wrong with this cell."""
+    """End to end through summarize: 1 s warm-up then a 3 s window equal to min_duration_s, every request sent
+    0.05 ms late and answered in 1 ms. Nothing is wrong with this cell."""
     offsets = np.arange(int(4.0 * rate)) / rate
     origin = 1_000.0
-    frame = pd.DataFrame({"scheduled": origin + offsets, "sent": origin + offsets + 0.0005, "latency_ms": 1.5,
+    frame = pd.DataFrame({"scheduled": origin + offsets, "sent": origin + offsets + 0.00005, "latency_ms": 1.05,
                           "service_ms": 1.0, "status": 200, "bytes": 10, "worker": 0, "queued": 0})
     window = Window(origin + 1.0, origin + 4.0)
     limits = Limits(slo_ms=100.0, min_requests=20, min_duration_s=3.0)
@@ -485,3 +486,29 @@ def test_requests_that_waited_for_a_connection_blame_the_server_even_without_dro
     assert "could not keep up" in _only_reason(queued)
     assert invalid_reasons(dataclasses.replace(_clean(), counts=_counts(1000, queued=10)), LIMITS, WINDOW, True,
                            50.0) == []
+
+
+def _late(p50_ms: float, latency_p50_ms: float, queued: int = 0) -> CellStats:
+    latency = latency_summary(np.full(100, latency_p50_ms))
+    return dataclasses.replace(_clean(), latency=latency, lateness=latency_summary(np.full(100, p50_ms)),
+                               counts=_counts(1000, queued=queued))
+
+
+def test_a_cell_whose_latency_is_mostly_the_generators_lateness_is_invalid() -> None:
+    """800 req/s against FastAPI (issue 25): lateness p50 0.52 ms of a 1.07 ms latency p50."""
+    (reason,) = invalid_reasons(_late(0.52, 1.07), LIMITS, WINDOW, True, 50.0)
+    assert "generator was late by p50 0.520 ms" in reason and "1.070 ms" in reason
+    assert caveats(_late(0.52, 1.07), LIMITS) == []  # invalid, not also warned about
+
+
+def test_a_generator_lateness_share_below_the_bound_is_a_warning() -> None:
+    assert invalid_reasons(_late(0.2, 1.0), LIMITS, WINDOW, True, 50.0) == []
+    (note,) = caveats(_late(0.2, 1.0), LIMITS)
+    assert "20% of the latency p50" in note
+    assert caveats(_late(0.04, 0.1), LIMITS) == []  # below the clock's noise floor
+    assert caveats(_late(0.05, 1.0), LIMITS) == []  # 5%: within the stated share
+
+
+def test_lateness_from_waiting_for_a_connection_is_the_servers_not_the_generators() -> None:
+    reasons = invalid_reasons(_late(5.0, 6.0, queued=100), LIMITS, WINDOW, True, 50.0)
+    assert len(reasons) == 1 and reasons[0].startswith("the server could not keep up")

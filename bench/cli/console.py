@@ -266,14 +266,14 @@ def results_table(results: RunResults) -> Group:
     """The results table, then each sweep's highest load within the SLO."""
     scenario = results.scenario.name if results.scenario else "?"
     table = Table("runtime", "model", "load", "batch", "requests", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
-                  "errors", "valid", title=f"run {results.run_id} ({scenario})")
+                  "late p99 ms", "errors", "valid", title=f"run {results.run_id} ({scenario})")
     for cell in results.cells:
         table.add_row(cell.runtime, cell.model, escape(cell.label), str(cell.batch_size), str(cell.counts.requests),
                       f"{cell.rates.throughput_rps:.1f}", _number(cell.latency.p50), _number(cell.latency.p99),
-                      _number(cell.latency.p999), str(cell.counts.errors),
+                      _number(cell.latency.p999), _number(cell.lateness.p99, 3), str(cell.counts.errors),
                       "[green]yes[/green]" if cell.validity.valid else "[yellow]no[/yellow]")
     for pair in results.unsupported:
-        table.add_row(pair.runtime, pair.model, f"[dim]unsupported: {escape(pair.reason)}[/dim]", *[""] * 7, "-")
+        table.add_row(pair.runtime, pair.model, f"[dim]unsupported: {escape(pair.reason)}[/dim]", *[""] * 8, "-")
     sweeps = [f"sweep {sweep.runtime} x {sweep.model} (batch {sweep.batch_size}): highest load within the SLO: "
               f"{sweep.max_load_within_slo or 'none'}" for sweep in results.sweeps]
     return Group(table, *sweeps)

@@ -44,7 +44,16 @@ from bench.results.schema import (
     ServerUsage,
     Validity,
 )
-from bench.stats import CellStats, Limits, Window, invalid_reasons, summarize
+from bench.stats import (
+    LATENESS_INVALID_SHARE,
+    LATENESS_WARN_SHARE,
+    CellStats,
+    Limits,
+    Window,
+    generator_late,
+    invalid_reasons,
+    summarize,
+)
 from bench.targets.base import Deployment
 
 RUN_FAIRNESS_KEYS = ("server_cpus", "generator_cpus", "cpu_shared", "threads_env")
@@ -94,6 +103,10 @@ def with_deployment(cell: Cell, deployment: Deployment, parity: ParityResult, ru
 def caveats(stats: CellStats, limits: Limits) -> list[str]:
     """Things a reader should know that do not make a cell invalid."""
     notes = []
+    share = generator_late(stats)
+    if LATENESS_WARN_SHARE < share <= LATENESS_INVALID_SHARE and not stats.counts.queued:
+        notes.append(f"the generator's lateness (p50 {stats.lateness.p50:.3f} ms) is {share:.0%} of the latency p50: "
+                     "part of this latency is the generator's")
     late = stats.lateness.max
     if late is not None and late > max(10.0, 0.1 * limits.slo_ms):
         notes.append(f"the generator sent some requests up to {late:.0f} ms late (a machine stall or an exhausted "

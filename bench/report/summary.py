@@ -30,6 +30,7 @@ class SummaryRow:
     p99_ci: str
     p999: str
     p99_ok: str  # successful requests only; shown when it differs from p99
+    late: str  # the generator's lateness p50 / p99 (send time after the scheduled time), included in the latency
     requests: str  # scheduled in the window, with how many never went out
     successful_only: bool  # a cell from before schema 5: its percentiles are over successful requests only
     throughput: str
@@ -43,6 +44,11 @@ class SummaryRow:
     status: str  # valid, invalid, failed
     reasons: list[str]
     slo_met: bool | None
+
+
+def _lateness(p50: float | None, p99: float | None) -> str:
+    """The generator's lateness as 'p50 / p99' in ms, to a microsecond: an older file without it shows nothing."""
+    return "" if p50 is None or p99 is None else f"{p50:.3f} / {p99:.3f}"
 
 
 def _optional_bool(value: object) -> bool | None:
@@ -62,6 +68,7 @@ def summary_rows(cells: pd.DataFrame) -> list[SummaryRow]:
             p95=fmt_ms(number["p95_ms"], unit=False), p99=fmt_ms(number["p99_ms"], unit=False),
             p99_ci=fmt_ci(number["p99_ci_low"], number["p99_ci_high"]), p999=fmt_ms(number["p999_ms"], unit=False),
             p99_ok="" if number["p99_ok_ms"] == number["p99_ms"] else fmt_ms(number["p99_ok_ms"], unit=False),
+            late=_lateness(number["late_p50_ms"], number["late_p99_ms"]),
             requests=_requests(as_int(cell["requests"]), as_float(cell["dropped"])),
             successful_only=cell["latency_includes"] == "successful",
             throughput=fmt_rate(number["throughput_rps"], unit=""),
