@@ -26,6 +26,7 @@ soon as the previous one returns.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -46,18 +47,11 @@ from bench.load.connection import Endpoint, KeepAliveConnection, prebuilt_posts
 from bench.load.grpc_connection import GrpcConnection, use_gevent
 from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
 from bench.load.schedule import worker_slots
+from bench.load.wake_timer import arrive_at, early_wake
 from bench.protocols import codec_for
 from bench.results.samples import DROPPED
 
 FLUSH_INTERVAL_S = 0.5
-# gevent's loop blocks in epoll_wait, whose timeout is whole milliseconds, so a sleeping user wakes up to
-# 1 ms late. At modest per-process rates users wake 1 ms early and yield until their exact time; the
-# spin costs about rate x 1 ms of CPU, so above PRECISE_WAKE_MAX_RATE it is off and lateness is reported.
-PRECISE_WAKE_MAX_RATE = 400.0
-SPIN_WINDOW_S = 0.0012
-# The dispatcher hands a slot over this long before its time (a sleep may wake 1 ms late); the user
-# then waits for the exact time itself, so the handover adds nothing to the measured latency.
-HANDOFF_LEAD_S = 0.003
 START_WAIT_S = 30.0  # a remote worker's users wait this long at most for the master's start
 Sink = Callable[[list[str]], None]  # where a process's sample lines go: its CSV file, or the master
 
@@ -80,8 +74,6 @@ class Generator:
         else:
             self.endpoint = Endpoint.from_url(plan.base_url, plan.verify_tls, plan.ca_cert)
             self.requests = prebuilt_posts(self.endpoint, plan.predict_path, self.codec.content_type, bodies, headers)
-        self.precise_wake = plan.loop == "open" and max(rate for _, rate in plan.stages) / plan.processes \
-            <= PRECISE_WAKE_MAX_RATE
 
     def connection(self) -> KeepAliveConnection | GrpcConnection:
         if self.endpoint is None:
@@ -166,35 +158,40 @@ class Recorder:
 
 
 class SlotDispatcher:
-    """Hands each scheduled send time to an idle user at that time, most recently idle user first."""
+    """Hands each scheduled send time to an idle user, most recently idle user first, a fraction of a
+    millisecond before it: it wakes on a kernel timer set a little early (bench.load.wake_timer), and the user
+    waits out the last stretch itself and sends on time, at any rate the process can send, without spinning."""
 
     def __init__(self) -> None:
         self.idle: list[AsyncResult] = []  # a stack: the last user to come back gets the next slot
-        self.pending: deque[float] = deque()  # slots that came due while every user was busy
+        self.pending: deque[float] = deque()  # slots handed out while every user was busy
         self.done = False
 
     def run(self, slots: Iterable[float]) -> None:
         start_at = current().plan.start_at
-        for offset in slots:
-            scheduled = start_at + offset
-            delay = scheduled - HANDOFF_LEAD_S - time.time()  # the user itself waits out the rest, precisely
-            if delay > 0:
-                gevent.sleep(delay)
-            if self.done:  # closed: the run ended before the schedule did
-                return
-            if self.idle:
-                self.idle.pop().set(scheduled)
-            else:
-                self.pending.append(scheduled)
+        timer = early_wake()
+        try:
+            for offset in slots:
+                scheduled = start_at + offset
+                timer.wait_before(scheduled)
+                if self.done:  # closed: the run ended before the schedule did
+                    return
+                if self.idle:
+                    self.idle.pop().set(scheduled)
+                else:
+                    self.pending.append(scheduled)
+        finally:
+            timer.close()
         self.done = True
         while self.idle:
             self.idle.pop().set(None)
 
     def next_slot(self) -> tuple[float, bool] | None:
-        """The next send time for this user (waiting for it) and whether it had waited for a free user,
-        or None when the schedule is served."""
+        """The next send time for this user (handed out just before it) and whether it came due while every
+        user was busy, or None when the schedule is served."""
         if self.pending:
-            return self.pending.popleft(), True
+            scheduled = self.pending.popleft()
+            return scheduled, time.time() > scheduled
         if self.done:
             return None
         waiter = AsyncResult()
@@ -203,7 +200,7 @@ class SlotDispatcher:
         return None if slot is None else (slot, False)
 
     def close(self) -> list[float]:
-        """End the schedule now: the slots that came due and were never sent (no user will take them)."""
+        """End the schedule now: the slots handed out and never taken (no user will take them)."""
         self.done = True
         dropped, self.pending = list(self.pending), deque()
         while self.idle:
@@ -217,9 +214,11 @@ def finish(end: float) -> None:
     if RECORDER.closed:
         return
     for scheduled in DISPATCHER.close():
-        RECORDER.unfinished(scheduled, None, end)
+        if scheduled <= end:
+            RECORDER.unfinished(scheduled, None, end)
     for scheduled, sent in IN_FLIGHT.values():
-        RECORDER.unfinished(scheduled, sent, end)
+        if scheduled <= end:  # a slot a user held for its last stretch counts only once due
+            RECORDER.unfinished(scheduled, sent, end)
     RECORDER.closed = True
     RECORDER.flush()
 
@@ -227,7 +226,8 @@ def finish(end: float) -> None:
 RECORDER = Recorder()
 DISPATCHER = SlotDispatcher()
 STATE: dict[str, int] = {"active": 0}
-IN_FLIGHT: dict[int, tuple[float, float]] = {}  # per user: the scheduled and send time of its open request
+# per user: the scheduled time of the slot it holds and, once sent, the send time of its open request
+IN_FLIGHT: dict[int, tuple[float, float | None]] = {}
 
 
 def file_sink(samples_dir: str, worker: int) -> Sink:
@@ -264,6 +264,9 @@ def begin(environment: Any, worker: int, sink: Sink) -> None:
     generator = current()
     plan = generator.plan
     RECORDER.open(worker, sink, generator.shift_s)
+    gc.collect()
+    gc.freeze()  # what Locust and the plan left is never collected again: a full collection over it stalled
+    # this process 47 ms (traced 2026-12-07), late for every slot due meanwhile; the run's own garbage is small
     if plan.loop == "open":
         slots = worker_slots(plan.rate_stages(), plan.arrival, plan.seed, worker, plan.processes,  # lazily
                              warmup_s=plan.warmup_s)
@@ -303,18 +306,6 @@ def _quit_when_done(environment: Any) -> None:
     environment.runner.quit()
 
 
-def _wait_until(moment: float) -> None:
-    delay = moment - time.time()
-    if not current().precise_wake:
-        if delay > 0:
-            gevent.sleep(delay)
-        return
-    if delay > SPIN_WINDOW_S:
-        gevent.sleep(delay - SPIN_WINDOW_S)
-    while time.time() < moment:
-        gevent.sleep(0)
-
-
 class ServebenchUser(User):
     def on_start(self) -> None:
         Setup.started.wait(START_WAIT_S)  # a remote worker: until the master's start has arrived
@@ -331,6 +322,8 @@ class ServebenchUser(User):
         requests = self.generator.requests
         request = requests[self.body_index % len(requests)]
         self.body_index += 1
+        IN_FLIGHT[id(self)] = (scheduled, None)
+        arrive_at(scheduled)  # handed out a little early: the last stretch (at once when due or closed loop)
         sent = time.time()
         IN_FLIGHT[id(self)] = (scheduled, sent)
         started = time.perf_counter()
@@ -347,7 +340,6 @@ class ServebenchUser(User):
         if plan.loop == "open":
             while (slot := DISPATCHER.next_slot()) is not None:
                 scheduled, queued = slot
-                _wait_until(scheduled)
                 self._send(scheduled, queued)
         else:
             gevent.sleep(max(0.0, plan.start_at - time.time()))
