@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bench.config import (
@@ -459,3 +460,19 @@ def test_sweep_summary_skips_failed_cells() -> None:
     (summary,) = _sweeps([_cell("rate=50", 50, 50, 5, True, True), failed])
     assert summary["max_load_within_slo"] == "rate=50"
     assert _sweeps([]) == []
+
+
+def test_a_runtimes_longer_warm_up_leaves_the_windows_arrivals_as_they_were() -> None:
+    """Ray Serve's runtime.yaml asks for 5 s of warm-up, the smoke profile gives others 1 s: the same seed must
+    still put the same arrivals in both windows (make bench once scheduled 749 against 721)."""
+    scenario = _scenario(rate=50, warmup_s=5, duration_s=25, arrival="poisson", seed=3)
+    (short,) = plan_measurements(scenario, SMOKE)
+    long = short.with_warmup_at_least(5.0)
+    assert (short.warmup_s, long.warmup_s) == (1.0, 5.0) and short.duration_s == long.duration_s
+    windows = []
+    for measurement in (short, long):
+        offsets = arrival_offsets([RateStage(d, r) for d, r in measurement.stages], "poisson", seed=3,
+                                  warmup_s=measurement.warmup_s)
+        windows.append(offsets[offsets >= measurement.warmup_s] - measurement.warmup_s)
+    np.testing.assert_allclose(windows[0], windows[1], atol=1e-9)
+    assert scheduled_rate(short, scenario) == scheduled_rate(long, scenario)
