@@ -389,6 +389,7 @@ def test_at_one_offered_load_throughput_ranks_only_who_fell_behind(tmp_path: Pat
     verdict = model_verdicts(load_runs([run]))[0]
     leader, second = verdict.throughput
     assert leader.lower_bound and second.lower_bound and second.tied_with_leader
+    assert leader.rank == second.rank == 1  # nothing orders them
     assert "every runtime kept up" in verdict.recommendation and "highest throughput" not in verdict.recommendation
 
     payload["cells"][1].update(throughput_rps=40.0)  # bentoml completed 200 of its 240: it fell behind
@@ -396,4 +397,4 @@ def test_at_one_offered_load_throughput_ranks_only_who_fell_behind(tmp_path: Pat
     verdict = model_verdicts(load_runs([run]))[0]
     leader, second = verdict.throughput
     assert (leader.series, leader.lower_bound) == ("fastapi", True)
-    assert (second.series, second.lower_bound, second.tied_with_leader) == ("bentoml", False, False)
+    assert (second.series, second.lower_bound, second.tied_with_leader, second.rank) == ("bentoml", False, False, 2)

@@ -14,7 +14,8 @@ Fixtures (tests/data/runs), one per shape on record:
 - fake-v10: schema 10, a smoke run of the test double as the code before teams' models (schema 11) wrote it.
 tests/data/summaries/*.md are the summary.md files commit 5e5e2cf (before the typed schema) rendered
 from these runs and the report tests' variations of them, since changed only where the summary did: the
-verdict's "kept up" and the generator's lateness column (trust-at-speed).
+verdict's "kept up", runtimes that kept up sharing rank 1, and the generator's lateness column
+(trust-at-speed).
 """
 
 from __future__ import annotations

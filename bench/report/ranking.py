@@ -153,10 +153,12 @@ def _throughput_ranking(cells: pd.DataFrame) -> list[Ranked]:
         entries.append((bounded, sustained, float(row["rows_per_s"]), row))
     entries.sort(key=lambda entry: (entry[1], entry[0]), reverse=True)
     leader_bounded, leader_sustained = entries[0][0], entries[0][1]
-    return [Ranked(rank, str(row["series"]), str(row["runtime"]), str(row["run_id"]), str(row["label"]), value,
-                   lower_bound=bounded,
-                   tied_with_leader=rank > 1 and leader_bounded and bounded and sustained == leader_sustained)
-            for rank, (bounded, sustained, value, row) in enumerate(entries, start=1)]
+    ranked = []
+    for position, (bounded, sustained, value, row) in enumerate(entries, start=1):
+        tied = position > 1 and leader_bounded and bounded and sustained == leader_sustained
+        ranked.append(Ranked(1 if tied else position, str(row["series"]), str(row["runtime"]), str(row["run_id"]),
+                             str(row["label"]), value, lower_bound=bounded, tied_with_leader=tied))
+    return ranked  # those tied share the leader's rank: nothing orders them
 
 
 def _recommendation(model: str, verdict: ModelVerdict) -> str:
