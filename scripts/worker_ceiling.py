@@ -23,8 +23,9 @@ from pathlib import Path
 
 from bench.load.driver import run_load
 from bench.measure.known_servers import CalibrationServer, calibration_server, plan_for, window_of
+from bench.ports import free_port
 from bench.stats import measured
-from bench.targets.launch import default_cpu_plan, free_port
+from bench.targets.launch import default_cpu_plan
 
 BENCH = [sys.executable, "-m", "bench.cli"]
 

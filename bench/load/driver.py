@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
 from bench.load.remote_protocol import DistributedState, WorkerReport
+from bench.ports import LOOPBACK, free_port
 from bench.processes import pin_and_tie_to_parent, stop_group
 from bench.results.sample_file import ParquetSamples, merge_generator_files
 from bench.results.samples import SAMPLE_COLUMNS
@@ -105,8 +106,10 @@ def locust_command(plan: LoadPlan) -> list[str]:
         command += ["--master", "--expect-workers", str(plan.processes),
                     "--expect-workers-max-wait", str(math.ceil(plan.worker_wait_s)),
                     "--master-bind-host", plan.master_bind, "--master-bind-port", str(plan.master_port)]
-    elif plan.processes > 1:
-        command += ["--processes", str(plan.processes)]
+    elif plan.processes > 1:  # the master its forked workers join: on loopback, never Locust's default *:5557
+        command += ["--processes", str(plan.processes), "--master-bind-host", plan.master_bind,
+                    "--master-bind-port", str(plan.master_port), "--master-host", plan.master_bind,
+                    "--master-port", str(plan.master_port)]
     return command
 
 
@@ -128,6 +131,8 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
     when the measured window is given."""
     samples_dir = Path(plan.samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
+    if plan.processes > 1 and not plan.remote_workers:  # two runs at once must not meet on one port
+        plan = replace(plan, master_bind=LOOPBACK, master_port=free_port())
     plan_file = samples_dir / "plan.json"
     plan_file.write_text(plan.to_json())
     command = locust_command(plan)

@@ -17,11 +17,12 @@ from bench.load.bodies import request_bodies, write_bodies
 from bench.load.driver import startup_grace
 from bench.load.plan import LoadPlan
 from bench.load.schedule import Arrival
+from bench.ports import free_port
 from bench.processes import pin_and_tie_to_parent
 from bench.results.schema import Record
 from bench.stats import Window
 from bench.targets.base import wait_until_ready
-from bench.targets.launch import CpuPlan, free_port
+from bench.targets.launch import CpuPlan
 
 HOST = "127.0.0.1"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
+from bench.ports import free_port
 from bench.provision.containers import docker, has_bridge_network, inspect, require_daemon
 from bench.provision.envs import pinned_requirements
 from bench.provision.image_layout import image_layout
@@ -26,7 +27,7 @@ from bench.provision.images import ImageInfo, ensure_image
 from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.container_tree import ContainerTree
-from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
+from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, render_launch, thread_env
 from bench.targets.orphans import Owner
 from bench.targets.owned import OWNED
 

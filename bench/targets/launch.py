@@ -8,19 +8,19 @@ is the same locally, in Docker and behind KServe.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.config import RuntimeSpec
 from bench.errors import BenchError
 from bench.knobs import knob_env, knob_placeholders
+from bench.ports import LOOPBACK, free_port
 from bench.processes import parse_cpu_list
 from bench.protocols import codec_for
 from bench.runtime_options import FREE_PORT, PLACEHOLDER
 from bench.targets.base import Endpoint
 
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,6 @@ def cpu_plan(server: str | None, generator: str | None) -> CpuPlan:
         raise BenchError(f"CPUs {sorted(set(cpus.server + cpus.generator) - usable)} are not available",
                          hint=f"usable CPUs: {sorted(usable)}")
     return cpus
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def render(template: str, values: dict[str, str]) -> str:

@@ -21,13 +21,14 @@ import psutil
 from bench.config import RuntimeSpec, shared_code_dir
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
+from bench.ports import free_port
 from bench.processes import pin_and_tie_to_parent
 from bench.provision.envs import RuntimeEnv, require_env
 from bench.provision.model_envs import Unsupported
 from bench.provision.support import env_note, serving_env
 from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
-from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port, render_launch, thread_env
+from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, render_launch, thread_env
 from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
 

@@ -9,16 +9,18 @@ The server's CPU and memory are not visible from here, so they are recorded as u
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
 from bench.protocols import CODECS
+from bench.redact import redact_uri
 from bench.results.schema import Provisioning
 from bench.runtime_options import ANY_FLAVOUR, MetricsSpec, Serves
 from bench.targets.base import Deployment, Endpoint, Provisioned, Say, Target
@@ -35,7 +37,7 @@ class UrlOptions:
     url: str
     protocol: str
     name: str
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold an API key
     verify_tls: bool = True
     ca_cert: str | None = None
     metrics_url: str | None = None  # its Prometheus page (read without the extra headers)
@@ -46,10 +48,19 @@ class UrlOptions:
     def parse(cls, url: str | None, protocol: str | None, name: str | None, headers: list[str] | None,
               insecure: bool, ca_cert: str | None, metrics_url: str | None = None,
               metrics_series: str | None = None, worker_url: str | None = None) -> UrlOptions:
-        """Every check a user's typing can fail, each as one line with a hint."""
+        """Every check a user's typing can fail, each as one line with a hint. A user:password in --url becomes
+        an Authorization header: from here on the URL carries no credential, so nothing that records or passes
+        it on (results, reports, plan.json, the generator's command line) can leak one."""
         if not url:
             raise BenchError("--target url needs --url", hint="for example --url http://127.0.0.1:8080/v2/models/"
                              "iris-logreg/infer --protocol v2")
+        given = list(headers or ())
+        url, basic = _credentials_out(url)
+        if basic is not None:
+            if any(_header(header)[0].lower() == "authorization" for header in given):
+                raise BenchError(f"--url {url}: a user:password and an Authorization header both",
+                                 hint="give the credential one way")
+            given.append(f"Authorization: {basic}")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BenchError(f"--url {url}: not an http:// or https:// URL with a host",
@@ -72,17 +83,18 @@ class UrlOptions:
             raise BenchError(f"--ca-cert {ca_cert}: no such file", hint="a PEM file of the CA that signed the server")
         if parts.scheme != "https" and (insecure or ca_cert):
             raise BenchError("--insecure and --ca-cert apply to https:// URLs only", hint="drop them, or use https://")
-        if metrics_url is not None:
+        if metrics_url is not None:  # its credentials stay in memory (requests sends them); recorded redacted
             metrics_parts = urlsplit(metrics_url)
             if metrics_parts.scheme not in ("http", "https") or not metrics_parts.hostname:
-                raise BenchError(f"--metrics-url {metrics_url}: not an http:// or https:// URL with a host",
+                raise BenchError(f"--metrics-url {redact_uri(metrics_url)}: not an http:// or https:// URL with a "
+                                 "host",
                                  hint="for example http://127.0.0.1:8080/metrics")
         if metrics_series is not None and (metrics_url is None
                                            or not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", metrics_series)):
             raise BenchError(f"--metrics-series {metrics_series}: a Prometheus metric name, with --metrics-url",
                              hint="for example --metrics-url http://127.0.0.1:8080/metrics "
                                   "--metrics-series request_predict_seconds")
-        return cls(url=url, protocol=protocol, name=runtime_name, headers=tuple(_header(h) for h in headers or ()),
+        return cls(url=url, protocol=protocol, name=runtime_name, headers=tuple(_header(h) for h in given),
                    verify_tls=not insecure, ca_cert=ca_cert, metrics_url=metrics_url, metrics_series=metrics_series,
                    worker_base_url=_worker_base(worker_url, parts.scheme) if worker_url is not None else None)
 
@@ -104,6 +116,17 @@ class UrlOptions:
                            metrics=MetricsSpec(duration=self.metrics_series or "") if self.metrics_url else None)
 
 
+def _credentials_out(url: str) -> tuple[str, str | None]:
+    """The URL without its user:password, and those as a Basic Authorization value (None without them)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
+
+
 def _worker_base(worker_url: str, scheme: str) -> str:
     """--worker-url: the scheme, host and port remote workers use instead of --url's; the path is --url's."""
     parts = urlsplit(worker_url)
@@ -111,6 +134,9 @@ def _worker_base(worker_url: str, scheme: str) -> str:
         parts.port  # noqa: B018 - raises on a port that is not a number in range
     except ValueError:
         parts = parts._replace(netloc="")
+    if "@" in parts.netloc:
+        raise BenchError(f"--worker-url {redact_uri(worker_url)}: a credential in it would travel to every worker",
+                         hint="give the credential in --url or --header")
     if parts.scheme != scheme or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise BenchError(f"--worker-url {worker_url}: a {scheme}:// URL of a host and port only, where the remote "
                          "workers reach the endpoint (the path is --url's)",

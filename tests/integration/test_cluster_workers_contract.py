@@ -30,11 +30,11 @@ import requests
 from docker_daemon import require_docker
 
 from bench.models.registry import LocalModel
+from bench.ports import free_port
 from bench.provision.images import ensure_image
 from bench.results.store import load_results
 from bench.targets.compose import locust_image_source
 from bench.targets.kserve import manifests
-from bench.targets.launch import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 from docker_daemon import require_docker
 
+from bench.ports import free_port
 from bench.protocols import codec_for
 from bench.targets.compose import compose_file, runtimes_file
-from bench.targets.launch import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

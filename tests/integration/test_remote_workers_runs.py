@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from bench.models.registry import LocalModel
+from bench.ports import free_port
 from bench.results.store import load_results
-from bench.targets.launch import free_port
 
 FAKE_RUNTIME = Path(__file__).resolve().parents[1] / "data" / "fake-runtime"
 BENCH = [sys.executable, "-m", "bench.cli"]

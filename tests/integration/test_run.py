@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -161,3 +162,38 @@ def test_ctrl_c_keeps_finished_cells_and_stops_everything(tmp_path: Path, models
     assert second.counts.requests > 0 and (out / str(second.samples_file)).is_file()
     _, alive = psutil.wait_procs([p for p in descendants if p.is_running()], timeout=10)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "processes outlived Ctrl-C"
+
+
+def test_two_generator_processes_listen_on_loopback_only(tmp_path: Path, models: dict[str, LocalModel]) -> None:
+    """Locust's master binds every interface on port 5557 by default: any host could join a cell and take a
+    share of its schedule, and two runs at once would collide. With two processes, what the generator
+    listens on (as `ss -ltnp` shows it) is loopback only, on a port of its own."""
+    out = tmp_path / "run"
+    scenario = write_scenario(tmp_path, sweep=[100], duration_s=6, generator_processes=2)
+    run = subprocess.Popen([*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario",
+                            str(scenario), "--profile", "quick", "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listening: set[tuple[str, int]] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while run.poll() is None and time.monotonic() < deadline:
+            generators = [p for p in psutil.Process(run.pid).children(recursive=True)
+                          if "locust" in " ".join(_cmdline(p))]
+            for process in generators:
+                with contextlib.suppress(psutil.Error):
+                    listening |= {(c.laddr.ip, c.laddr.port) for c in process.net_connections("tcp")
+                                  if c.status == psutil.CONN_LISTEN}
+            time.sleep(0.5)
+        assert run.wait(timeout=60) == 0
+    finally:
+        run.kill()
+    assert listening, "the two-process generator's master was never seen listening"
+    assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
+    assert 5557 not in {port for _, port in listening}
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []

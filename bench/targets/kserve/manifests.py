@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.config import RuntimeSpec
 from bench.errors import BenchError
+from bench.ports import free_port
 from bench.provision.image_layout import ImageLayout
 from bench.runtime_options import KServeStock
 from bench.targets.launch import render, render_launch, thread_env
@@ -148,8 +149,6 @@ def predictor_container(runtime: RuntimeSpec, model_name: str, image: str, layou
     port = layout.port
     values = layout.values("0.0.0.0", port)  # kubelet probes the pod IP, so the server must bind it
     if host_network_ports:
-        from bench.targets.launch import free_port
-
         port = free_port()
         values["port"] = str(port)
     else:

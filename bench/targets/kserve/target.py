@@ -30,6 +30,7 @@ import numpy as np
 from bench.config import ModelSpec, RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel, find_local, local_root, resolve
+from bench.ports import free_port
 from bench.provision.envs import pinned_requirements
 from bench.provision.image_layout import image_layout
 from bench.provision.images import planned_tag
@@ -55,7 +56,7 @@ from bench.targets.kserve.reaping import label_with_owner, reap_inference_servic
 from bench.targets.kserve.runner import Background, Runner
 from bench.targets.kserve.validate import dump, validate
 from bench.targets.kserve.workers import WorkerPods, start_worker_pods
-from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, free_port
+from bench.targets.launch import HOST, CpuPlan, default_cpu_plan
 from bench.targets.owned import OWNED
 
 if TYPE_CHECKING:
