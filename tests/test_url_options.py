@@ -122,3 +122,32 @@ def test_a_worker_url_is_a_host_and_port_of_the_same_scheme(worker_url: str) -> 
     with pytest.raises(BenchError, match="--worker-url") as error:
         parse(url="http://127.0.0.1:8080/predict", worker_url=worker_url)
     assert error.value.hint
+
+
+def test_a_user_and_password_in_the_url_become_an_authorization_header_and_leave_the_url() -> None:
+    options = parse(url="https://team%40corp:s3cr%3At@models.example.com:8443/v2/models/m/infer")
+    assert options.url == "https://models.example.com:8443/v2/models/m/infer"
+    assert options.base_url == "https://models.example.com:8443"  # what plan.json and Locust's --host get
+    assert options.headers == (("Authorization", "Basic dGVhbUBjb3JwOnMzY3I6dA=="),)  # team@corp:s3cr:t
+    assert "s3cr" not in repr(options) and "dGVhbU" not in repr(options)
+    recorded = options.runtime().model_dump_json()
+    assert "s3cr" not in recorded and "team" not in recorded and "Basic" not in recorded
+
+
+def test_a_credential_given_twice_or_sent_to_workers_is_refused_without_echoing_it() -> None:
+    with pytest.raises(BenchError, match="a user:password and an Authorization header both") as both:
+        parse(url="http://u:pw-123@127.0.0.1:8080/p", headers=["Authorization: Bearer tok-456"])
+    assert "pw-123" not in str(both.value) and "tok-456" not in str(both.value)
+    with pytest.raises(BenchError, match="would travel to every worker") as worker:
+        parse(worker_url="http://u:pw-789@10.0.0.5:8080")
+    assert "pw-789" not in str(worker.value)
+
+
+def test_a_metrics_page_credential_is_used_but_recorded_masked() -> None:
+    from bench.profile.server_metrics import MetricsScraper
+    from bench.runtime_options import MetricsSpec
+
+    scraper = MetricsScraper("http://u:pw-321@127.0.0.1:1/metrics?token=t-654", MetricsSpec())
+    scraper()  # nothing listens on port 1: the problem names the page, masked
+    shown = f"{scraper.problem} {scraper!r} {scraper.summary(0.0, 1.0).model_dump_json()}"
+    assert "127.0.0.1:1/metrics" in shown and "pw-321" not in shown and "t-654" not in shown

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import requests
 
 from bench.profile.prometheus import Page, parse
+from bench.redact import redact_uri
 from bench.results.profiles import MetricsSecond, ServerMetrics
 from bench.runtime_options import MetricsSpec
 
@@ -91,28 +92,33 @@ def _difference(end: Reading, start: Reading) -> list[tuple[float, float]]:
 class MetricsScraper:
     """Called once a second by the load driver; `summary` gives the cell's figures for its window."""
 
-    url: str
+    url: str = field(repr=False)  # may carry a user:password: `shown` is what is recorded
     spec: MetricsSpec
     readings: list[Reading] = field(default_factory=list)
     series: str | None = None
     problem: str | None = None
     session: requests.Session = field(default_factory=requests.Session)
 
+    @property
+    def shown(self) -> str:
+        """The page's URL as recorded and printed: a user:password or token in it masked."""
+        return redact_uri(self.url)
+
     def __call__(self) -> None:
         try:
             response = self.session.get(self.url, timeout=SCRAPE_TIMEOUT_S)
             response.raise_for_status()
         except requests.RequestException as exc:
-            self.problem = f"{self.url}: {type(exc).__name__}"
+            self.problem = f"{self.shown}: {type(exc).__name__}"
             return
         page = parse(response.text)
         self.series = self.series or self.spec.duration or detect_series(page)
         if self.series is None:
-            self.problem = f"{self.url}: no request-duration histogram or summary on the page"
+            self.problem = f"{self.shown}: no request-duration histogram or summary on the page"
             return
         reading = read_series(page, self.spec, self.series)
         if reading is None:
-            self.problem = f"{self.url}: no series {self.series} with labels {self.spec.labels or '(any)'}"
+            self.problem = f"{self.shown}: no series {self.series} with labels {self.spec.labels or '(any)'}"
             return
         self.readings.append(reading)
 
@@ -122,7 +128,7 @@ class MetricsScraper:
         warm-up traffic), and one row per second between readings inside it."""
         scale = UNIT_MS[self.spec.unit]
         if len(self.readings) < 2 or self.readings[0].at > window_start + 1.0 or self.readings[-1].at < window_end:
-            return ServerMetrics(url=self.url, series=self.series or self.spec.duration, scrapes=len(self.readings),
+            return ServerMetrics(url=self.shown, series=self.series or self.spec.duration, scrapes=len(self.readings),
                                  error=self.problem or "too few readings to cover the measured window")
         start, end = _at(self.readings, window_start), _at(self.readings, window_end)
         requests_counted = end.count - start.count
@@ -139,7 +145,7 @@ class MetricsScraper:
                 t=max(0, math.ceil(later.at - window_start) - 1), requests=counted,
                 mean_ms=(later.total - earlier.total) * scale / counted if counted > 0 else None))
         return ServerMetrics(
-            url=self.url, series=self.series or self.spec.duration, scrapes=len(self.readings),
+            url=self.shown, series=self.series or self.spec.duration, scrapes=len(self.readings),
             requests=requests_counted, mean_ms=mean,
             p50_ms=p50 * scale if p50 is not None else None, p99_ms=p99 * scale if p99 is not None else None,
             per_second=tuple(seconds), error=None, queue_series=self.spec.queue, queue_mean_ms=queued)
