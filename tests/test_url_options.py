@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -151,3 +152,30 @@ def test_a_metrics_page_credential_is_used_but_recorded_masked() -> None:
     scraper()  # nothing listens on port 1: the problem names the page, masked
     shown = f"{scraper.problem} {scraper!r} {scraper.summary(0.0, 1.0).model_dump_json()}"
     assert "127.0.0.1:1/metrics" in shown and "pw-321" not in shown and "t-654" not in shown
+
+
+def _cli_url_options(argv: list[str]) -> UrlOptions | None:
+    from bench.cli import build_parser
+    from bench.cli.options import url_options
+
+    return url_options(build_parser().parse_args(["run", "--target", "url", "--url",
+                                                  "http://127.0.0.1:8080/predict", "--protocol", "kserve-v1", *argv]))
+
+
+def test_headers_from_the_environment_and_a_file_need_never_be_typed(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_KEY", "Authorization: Bearer env-secret")
+    headers = tmp_path / "headers.txt"
+    headers.write_text("# the team's gateway\nX-Api-Key: file-secret\n\nX-Team: ml\n")
+    options = _cli_url_options(["--header-env", "GATEWAY_KEY", "--header-file", str(headers)])
+    assert options is not None
+    assert options.headers == (("Authorization", "Bearer env-secret"), ("X-Api-Key", "file-secret"), ("X-Team", "ml"))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--header-env", "NOT_SET_ANYWHERE"], "--header-env NOT_SET_ANYWHERE: the variable is not set or empty"),
+    (["--header-file", "/nonexistent/headers"], "--header-file /nonexistent/headers: cannot be read"),
+])
+def test_a_missing_header_source_is_one_line_error(argv: list[str], message: str) -> None:
+    with pytest.raises(BenchError, match=re.escape(message)):
+        _cli_url_options(argv)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
@@ -158,6 +158,11 @@ def add_url_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--name", help="what to call it in results and reports (default: from the host and port)")
     group.add_argument("--header", action="append", metavar="'NAME: VALUE'", help="an extra request header, "
                        "repeatable (an API key: sent, never written to results, logs or plan files)")
+    group.add_argument("--header-env", action="append", metavar="VAR", help="an extra request header from the "
+                       "environment variable VAR, whose value is 'NAME: VALUE' (kept out of argv and shell history), "
+                       "repeatable")
+    group.add_argument("--header-file", metavar="FILE", help="extra request headers from FILE, one 'NAME: VALUE' "
+                       "per line (# comments and blank lines skipped)")
     group.add_argument("--insecure", action="store_true", help="https: do not verify the server's certificate")
     group.add_argument("--ca-cert", metavar="FILE", help="https: verify the server against this CA bundle")
     group.add_argument("--metrics-url", metavar="URL", help="the server's Prometheus page, read each second of a "
@@ -195,7 +200,8 @@ def url_options(args: argparse.Namespace) -> UrlOptions | None:
     from bench.targets.url import UrlOptions
 
     given = [flag for flag, value in (("--url", args.url), ("--name", args.name),
-                                      ("--header", args.header), ("--insecure", args.insecure),
+                                      ("--header", args.header), ("--header-env", args.header_env),
+                                      ("--header-file", args.header_file), ("--insecure", args.insecure),
                                       ("--ca-cert", args.ca_cert), ("--metrics-url", args.metrics_url),
                                       ("--metrics-series", args.metrics_series),
                                       ("--worker-url", getattr(args, "worker_url", None))) if value]
@@ -210,8 +216,32 @@ def url_options(args: argparse.Namespace) -> UrlOptions | None:
     if worker_url is not None and not getattr(args, "expect_workers", None):
         raise BenchError("--worker-url is where remote workers send the load: it needs --expect-workers N",
                          hint="add --expect-workers N, or drop --worker-url")
-    return UrlOptions.parse(args.url, args.protocol, args.name, args.header, args.insecure, args.ca_cert,
+    headers = [*(args.header or ()), *from_environment(args.header_env or ()),
+               *(from_file(Path(args.header_file)) if args.header_file else ())]
+    return UrlOptions.parse(args.url, args.protocol, args.name, headers, args.insecure, args.ca_cert,
                             args.metrics_url, args.metrics_series, worker_url)
+
+
+def from_environment(variables: Sequence[str]) -> list[str]:
+    """--header-env: each variable's value, one 'NAME: VALUE' header (an unset variable is named, never shown)."""
+    headers = []
+    for variable in variables:
+        value = os.environ.get(variable)
+        if not value:
+            raise BenchError(f"--header-env {variable}: the variable is not set or empty",
+                             hint=f"export {variable}='Authorization: Bearer ...' first")
+        headers.append(value)
+    return headers
+
+
+def from_file(path: Path) -> list[str]:
+    """--header-file: one 'NAME: VALUE' per line; # comments and blank lines skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"--header-file {path}: cannot be read ({type(exc).__name__})",
+                         hint="a text file with one 'NAME: VALUE' per line") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def target_options(args: argparse.Namespace, cpus: CpuPlan) -> TargetOptions:
