@@ -12,6 +12,7 @@ import pytest
 from bench.cli import main
 from bench.load.clock import MAX_CLOCK_ERROR_MS, ClockReading, Exchange, best, clock_reasons
 from bench.load.remote_protocol import DistributedState, WorkerReport, split_master
+from bench.load.worker_auth import TOKEN_ENV, new_token
 from bench.measure.workers import generator_workers, worker_reasons
 
 
@@ -124,7 +125,9 @@ def test_a_taken_master_port_is_refused_before_anything_starts(capsys: pytest.Ca
     assert code == 2 and "cannot listen there" in capsys.readouterr().err
 
 
-def test_a_worker_with_no_master_gives_up_within_its_idle_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_worker_with_no_master_gives_up_within_its_idle_timeout(capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, new_token())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nobody listens once closed
@@ -133,9 +136,14 @@ def test_a_worker_with_no_master_gives_up_within_its_idle_timeout(capsys: pytest
 
 
 def test_the_images_worker_entry_takes_the_same_options_and_fails_the_same_way(
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """`python -m bench.load.worker`, what the worker pods run, is `bench worker` without the harness."""
     from bench.load.worker import main as worker_main
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert worker_main(["--master", "127.0.0.1:5557"]) == 2  # no token: no master would accept it
+    assert "no worker token" in capsys.readouterr().err
+    monkeypatch.setenv(TOKEN_ENV, new_token())
 
     assert worker_main(["--master", "host:80:80"]) == 2
     err = capsys.readouterr().err
@@ -145,3 +153,12 @@ def test_the_images_worker_entry_takes_the_same_options_and_fails_the_same_way(
         port = probe.getsockname()[1]
     assert worker_main(["--master", f"127.0.0.1:{port}", "--idle-timeout", "1"]) == 2
     assert f"no master answered at 127.0.0.1:{port} within 1 s" in capsys.readouterr().err
+
+
+def test_a_workers_sample_cap_is_its_share_of_the_schedule_with_a_margin() -> None:
+    from bench.load.remote_protocol import MAX_ROW_BYTES, sample_byte_cap
+
+    two = sample_byte_cap("open", [(10.0, 100.0), (10.0, 300.0)], 20.0, 2)  # 4,000 rows, 2,000 each
+    assert two == int((2000 * 1.5 + 1000) * MAX_ROW_BYTES)
+    assert sample_byte_cap("open", [(10.0, 100.0)], 10.0, 1) < two  # less scheduled, less allowed
+    assert sample_byte_cap("closed", [(10.0, 0.0)], 10.0, 4) > 100 * two  # no schedule: generous, still bounded

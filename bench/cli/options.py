@@ -249,8 +249,12 @@ def target_options(args: argparse.Namespace, cpus: CpuPlan) -> TargetOptions:
     from bench.targets.factory import TargetOptions
 
     base_image, offline = image_settings(args)
-    return TargetOptions(cpus=cpus, base_image=base_image, offline=offline, memory=args.memory,
-                         url=url_options(args), remote=remote_of(args))
+    url, remote = url_options(args), remote_of(args)
+    if url is not None and url.headers and remote is not None and not remote.share_headers:
+        raise BenchError("request headers and remote workers: the workers need the headers to reach the endpoint, "
+                         "and would receive them over the network in the clear", hint="add --share-headers to send "
+                         "them anyway (on a private network or an SSH tunnel), or drop the headers")
+    return TargetOptions(cpus=cpus, base_image=base_image, offline=offline, memory=args.memory, url=url, remote=remote)
 
 
 def writable(path: Path) -> None:

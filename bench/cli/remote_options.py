@@ -4,6 +4,8 @@ anything is deployed: the master's port is tried at once, not after the first se
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import socket
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,8 @@ def add_remote_options(run: argparse.ArgumentParser) -> None:
                         "the gateway of kind's Docker network)")
     remote.add_argument("--worker-wait", type=float, default=60.0, metavar="S",
                         help="how long each cell waits for its workers before failing (default 60)")
+    remote.add_argument("--share-headers", action="store_true", help="send --header values (an API key) to the "
+                        "workers, which need them to reach the endpoint; they cross the network in the clear")
 
 
 def remote_of(args: argparse.Namespace) -> RemoteWorkers | None:
@@ -50,6 +54,9 @@ def remote_of(args: argparse.Namespace) -> RemoteWorkers | None:
                              hint="use --expect-workers N and start `bench worker` on each host")
         count = in_cluster
     if count is None:
+        if getattr(args, "share_headers", False):
+            raise BenchError("--share-headers sends the request headers to remote workers: it needs --expect-workers N",
+                             hint="add --expect-workers N, or drop --share-headers")
         if getattr(args, "master_bind", None) is not None:
             raise BenchError("--master-bind is where remote workers join: it needs --expect-workers N",
                              hint="add --expect-workers N, or drop --master-bind")
@@ -74,7 +81,19 @@ def remote_of(args: argparse.Namespace) -> RemoteWorkers | None:
                          "reach", hint="give this host's address on kind's Docker network")
     if not getattr(args, "dry_run", False):
         _can_bind(bind, port)
-    return RemoteWorkers(count=count, bind=bind, port=port, wait_s=args.worker_wait, in_cluster=in_cluster is not None)
+    return RemoteWorkers(count=count, bind=bind, port=port, wait_s=args.worker_wait, in_cluster=in_cluster is not None,
+                         token=run_token()[0],
+                         share_headers=bool(getattr(args, "share_headers", False)))
+
+
+@functools.cache
+def run_token() -> tuple[str, bool]:
+    """The run's worker token, one per harness process, and whether it was made here (then `bench run` prints it
+    for the `bench worker` commands): $SERVEBENCH_WORKER_TOKEN when set, else a new one."""
+    from bench.load.worker_auth import TOKEN_ENV, new_token
+
+    given = os.environ.get(TOKEN_ENV, "").strip()
+    return (given, False) if given else (new_token(), True)
 
 
 def _kind_gateway(args: argparse.Namespace) -> str:
@@ -91,6 +110,7 @@ def _can_bind(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as exc:
         raise BenchError(f"--master-bind {host}:{port}: cannot listen there ({exc.strerror})",
-                         hint="an address of this host and a free port, e.g. --master-bind 0.0.0.0:5558") from None
+                         hint="an address of this host and a free port, e.g. --master-bind 10.0.0.5:5558 on a "
+                              "private network (or an SSH tunnel to 127.0.0.1:5558)") from None
 
 

@@ -20,8 +20,9 @@ from bench.cli.options import (
     runtimes,
     target_options,
 )
-from bench.cli.remote_options import add_remote_options, remote_of
+from bench.cli.remote_options import add_remote_options, remote_of, run_token
 from bench.errors import BenchError
+from bench.load.worker_auth import TOKEN_ENV
 from bench.targets.factory import TARGETS
 
 MAX_ROUNDS = 20
@@ -187,8 +188,10 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
         console.print(f"each cell waits {remote.wait_s:.0f} s for {remote.count} worker pod(s), started in the cluster "
                       f"with the first InferenceService; they join {remote.bind}:{remote.port}")
     elif remote is not None:
+        token, made_here = run_token()
+        given = f"{TOKEN_ENV}={token}" if made_here else f"{TOKEN_ENV} set as here"
         console.print(f"each cell waits {remote.wait_s:.0f} s for {remote.count} worker(s): on each worker host run "
-                      f"`bench worker --master {remote.bind}:{remote.port}`")
+                      f"`bench worker --master {remote.bind}:{remote.port}` with {given}")
     try:
         store = run_benchmark(options, EventHook(ui), plans)
     except KeyboardInterrupt:

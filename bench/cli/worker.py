@@ -30,6 +30,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"locust-{os.getpid()}.log"
     console.print(f"worker: joining {options.host}:{options.port} (log {log})")
-    served = serve(options.host, options.port, options.cpus, options.idle_s, options.cells, log, console.print)
+    served = serve(options.host, options.port, options.cpus, options.idle_s, options.cells, log, console.print,
+                   options.token)
     console.print(f"worker: served {served} cell(s)")
     return 0

@@ -20,6 +20,7 @@ import numpy as np
 
 from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
 from bench.load.remote_protocol import DistributedState, WorkerReport
+from bench.load.worker_auth import TOKEN_ENV
 from bench.ports import LOOPBACK, free_port
 from bench.processes import pin_and_tie_to_parent, stop_group
 from bench.results.sample_file import ParquetSamples, merge_generator_files
@@ -54,6 +55,8 @@ class LoadOutcome:
     start_at: float = 0.0  # scheduled time zero as it happened (remote workers: set once they were ready)
     workers: tuple[WorkerReport, ...] = ()  # remote workers, as their master recorded them
     error: str | None = None  # what kept the load from running at all (remote workers that never came)
+    master_error: str | None = None  # what the master of remote workers stopped the cell for once it had begun
+    refused: tuple[str, ...] = ()  # connections refused for want of the run's token (host name first)
 
 
 StopRule = Callable[[LiveTick], str | None]  # a reason to stop the load now, or None to go on
@@ -118,14 +121,17 @@ def missing_workers(plan: LoadPlan, state: DistributedState | None) -> str:
     if state is not None and state.error:
         return state.error
     joined = len(state.workers) if state is not None else 0
+    refused = f"; refused for want of the run's token: {', '.join(state.refused)}" if state and state.refused else ""
     return (f"only {joined} of {plan.processes} worker(s) joined {plan.master_bind}:{plan.master_port} within "
-            f"{plan.worker_wait_s:.0f} s (start `bench worker --master HOST:{plan.master_port}` on each worker host)")
+            f"{plan.worker_wait_s:.0f} s (start `bench worker --master HOST:{plan.master_port}` on each worker host, "
+            f"with {TOKEN_ENV} set){refused}")
 
 
 def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
              on_tick: Callable[[LiveTick], None] = lambda _tick: None,
              every_second: Callable[[], None] = lambda: None, stop_when: StopRule | None = None,
-             window: tuple[float, float] | None = None, headers: Sequence[tuple[str, str]] = ()) -> LoadOutcome:
+             window: tuple[float, float] | None = None, headers: Sequence[tuple[str, str]] = (),
+             worker_token: str | None = None) -> LoadOutcome:
     """Run the plan to completion (or Ctrl-C, or until stop_when gives a reason); plan.start_at should be
     now + startup_grace(). The samples are merged into samples_dir/samples.parquet, with in_window marked
     when the measured window is given."""
@@ -148,7 +154,8 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
         log.flush()
         process = subprocess.Popen(
             command, env={**os.environ, PLAN_ENV: str(plan_file), "PYTHONUNBUFFERED": "1",
-                          HEADERS_ENV: json.dumps([list(header) for header in headers])},
+                          HEADERS_ENV: json.dumps([list(header) for header in headers]),
+                          **({TOKEN_ENV: worker_token} if worker_token else {})},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: pin_and_tie_to_parent(generator_cpus),
         )
@@ -203,4 +210,6 @@ def _remote_outcome(plan: LoadPlan, samples_dir: Path, window: tuple[float, floa
     return LoadOutcome(samples, max(cpu_max) if cpu_max else None, float(np.mean(cpu_mean)) if cpu_mean else None,
                        exit_code, interrupted, log_path, [], stopped_early,
                        start_at=start_at if start_at is not None else plan.start_at, workers=workers,
-                       error=None if start_at is not None or interrupted else missing_workers(plan, state))
+                       error=None if start_at is not None or interrupted else missing_workers(plan, state),
+                       master_error=state.error if state is not None and start_at is not None else None,
+                       refused=state.refused if state is not None else ())

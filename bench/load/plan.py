@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from bench.load.schedule import RateStage
@@ -22,6 +22,8 @@ class RemoteWorkers:
     port: int = 5557
     wait_s: float = 60.0
     in_cluster: bool = False  # --cluster-workers: the KServe target starts them as pods of its cluster
+    token: str = field(default="", repr=False)  # the run's: workers prove they hold it (bench.load.worker_auth)
+    share_headers: bool = False  # --share-headers: the request headers (an API key) travel to the workers
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The master's side of remote workers (imported only inside the master's Locust process, whose plan says
 `remote_workers`): it hands each worker the plan and the rows, answers clock pings, sends the start once
 every expected worker is ready, writes the samples they send back into the cell's load folder, and keeps
-distributed.json for the harness. Protocol: bench.load.remote_protocol.
+distributed.json for the harness. Only workers that prove the run's token get anything (bench.load.worker_auth);
+each may send at most its share of samples. Protocol: bench.load.remote_protocol.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from locust.runners import STATE_MISSING
 from bench.load import remote_protocol as proto
 from bench.load.plan import LoadPlan
 from bench.load.remote_protocol import DistributedState, WorkerReport
+from bench.load.worker_auth import TOKEN_ENV, new_nonce, proof, proves
 
 READY_WAIT_S = 20.0  # after the last expected worker connected, for every clock to be measured
 START_LEAD_S = 1.5  # scheduled time zero this long after the start is sent: workers spawn their users
@@ -34,6 +36,10 @@ class RemoteMaster:
         self.folder = Path(plan.samples_dir)
         self.bodies = Path(plan.bodies_file).read_bytes()  # packed: checked by the worker as it unpacks
         self.headers = headers
+        self.token = os.environ.get(TOKEN_ENV, "")  # from the harness's environment, never a file or argv
+        self.challenges: dict[str, tuple[str, str]] = {}  # client id -> (its nonce, ours), until it proves
+        self.sample_cap = proto.sample_byte_cap(plan.loop, plan.stages, plan.total_s, plan.processes)
+        self.sample_bytes: dict[int, int] = {}
         self.state = DistributedState(expected=plan.processes, listening_since=time.time(),
                                       master=f"{plan.master_bind}:{plan.master_port}")
         self.clients: dict[str, int] = {}  # Locust client id -> worker index
@@ -41,8 +47,9 @@ class RemoteMaster:
         self.done: set[int] = set()
         self.counts: dict[int, int] = {}
         self.state.write(self.folder)
-        for name, handler in ((proto.HELLO, self.on_hello), (proto.PING, self.on_ping), (proto.READY, self.on_ready),
-                              (proto.SAMPLES, self.on_samples), (proto.DONE, self.on_done)):
+        for name, handler in ((proto.HELLO, self.on_hello), (proto.PROOF, self.on_proof), (proto.PING, self.on_ping),
+                              (proto.READY, self.on_ready), (proto.SAMPLES, self.on_samples),
+                              (proto.DONE, self.on_done)):
             self.runner.register_message(name, handler)
         environment.events.test_start.add_listener(self.on_test_start)
         gevent.signal_handler(signal.SIGTERM, self.abort)
@@ -51,14 +58,31 @@ class RemoteMaster:
         return self.clients.get(msg.node_id, -1)
 
     def on_hello(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        """A worker asks in: first it must prove the token (and may check ours)."""
         client_id = str(msg.node_id)
         if client_id in self.clients:
             return  # a reconnect: it has the plan
+        theirs, ours = str(msg.data.get("nonce", "")) if isinstance(msg.data, dict) else "", new_nonce()
+        self.challenges[client_id] = (theirs, ours)
+        self.runner.send_message(proto.CHALLENGE, {"nonce": ours, "proof": proof(self.token, "master", theirs, ours)},
+                                 client_id)
+
+    def on_proof(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        client_id = str(msg.node_id)
+        theirs, ours = self.challenges.pop(client_id, ("", ""))
+        claimed = msg.data.get("proof") if isinstance(msg.data, dict) else None
+        if not self.token or not ours or not proves(self.token, claimed, "worker", ours, theirs):
+            self.state = replace(self.state, refused=(*self.state.refused, client_id))
+            self.state.write(self.folder)
+            self.runner.send_message(proto.ABORT, {"reason": "refused: this worker does not hold the run's token "
+                                                             f"({TOKEN_ENV})", "final": True, "token": True},
+                                     client_id)
+            return
         if len(self.clients) >= self.plan.processes or self.state.start_at is not None:
             self.runner.send_message(proto.ABORT, {"reason": f"this cell already has its {self.plan.processes} "
                                                              "worker(s)", "final": False}, client_id)
             return
-        index = int(self.runner.get_worker_index(client_id))
+        index = len(self.clients)  # ours, contiguous: Locust's own counts refused connections too
         self.clients[client_id] = index
         payload = {"plan": self.plan.to_json(), "bodies": self.bodies, "headers": [list(pair) for pair in self.headers],
                    "index": index}
@@ -112,6 +136,11 @@ class RemoteMaster:
         if index < 0 or index in self.done:
             return
         rows: str = msg.data["rows"]
+        self.sample_bytes[index] = self.sample_bytes.get(index, 0) + len(rows)
+        if self.sample_bytes[index] > self.sample_cap:
+            self._fail(f"worker {index} ({msg.node_id}) sent more samples than its share of the schedule "
+                       f"({self.sample_bytes[index]:,} bytes, at most {self.sample_cap:,}): cut off")
+            return
         with (self.folder / f"samples-{index}-remote.csv").open("a") as sink:
             sink.write(rows)
         self.counts[index] = self.counts.get(index, 0) + rows.count("\n")

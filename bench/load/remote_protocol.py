@@ -3,18 +3,21 @@
 Messages go over Locust's own connection (`runner.send_message` / `register_message`), so a worker on
 another host needs nothing but the master's address: no shared disk, no copied files.
 
-    worker -> master  HELLO    once its handlers are registered (a plan sent on Locust's own connect could
-                               arrive before they are)
-    master -> worker  PLAN     the load plan (start unset), the request bodies (a packed bodies file), extra headers,
-                               the worker's index
+    worker -> master  HELLO    {nonce}, once its handlers are registered (a plan sent on Locust's own connect
+                               could arrive before they are)
+    master -> worker  CHALLENGE {nonce, proof}; worker -> master PROOF {proof}: both hold the run's token
+                               (bench.load.worker_auth); a worker that does not is refused (ABORT) and named
+    master -> worker  PLAN     the load plan (start unset), the request bodies (a packed bodies file), extra headers
+                               (with --share-headers only), the worker's index
     worker -> master  PING     {sent}: a clock exchange (bench.load.clock); master -> worker PONG {sent, master}
     worker -> master  READY    host, address, pid, its clock reading
     master -> worker  START    {start_at}: scheduled time zero, in the master's clock
     worker -> master  SAMPLES  {rows}: sample CSV lines, in the master's clock, twice a second
     worker -> master  DONE     its report (counts, lateness, CPU, the clock measured again); master -> worker
                                DONE_ACK once every sample before it is written
-    master -> worker  ABORT    {reason, final}: the master was interrupted (final: stop serving), or this
-                               cell did not want this worker (it already had its N)
+    master -> worker  ABORT    {reason, final}: the master was interrupted (final: stop serving), this cell did
+                               not want this worker (it already had its N), the worker was refused (no token),
+                               or it sent more samples than its share of the schedule
 
 The master keeps `distributed.json` in the cell's load folder (rewritten on every change, so a killed
 master still leaves it): the start time, each worker's report, and the error that stopped the cell.
@@ -29,6 +32,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 HELLO = "servebench_hello"
+CHALLENGE = "servebench_challenge"
+PROOF = "servebench_proof"
 PLAN = "servebench_plan"
 PING = "servebench_ping"
 PONG = "servebench_pong"
@@ -45,6 +50,10 @@ WORKER_STATUS_ENV = "SERVEBENCH_WORKER_STATUS"  # a local file where the worker 
 ABORTED_EXIT = 3  # a worker's Locust process exits with this when the master aborted the cell
 MASTER_LOST_EXIT = 4  # ... and with this when the master stopped answering
 DEFAULT_MASTER_PORT = 5557  # Locust's own
+MAX_ROW_BYTES = 160  # a sample line is about 65 bytes: a worker's samples are capped at its share of rows x this
+SHARE_MARGIN = 1.5  # Poisson draws and a closed loop's pace vary: a share this much over the expected, plus
+SHARE_SLACK_ROWS = 1000
+CLOSED_LOOP_MAX_RPS = 50_000.0  # a closed loop has no schedule: more than this per worker is not a real one
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class DistributedState:
     error: str | None = None
     listening_since: float = 0.0
     master: str = ""  # the address workers were told to join
+    refused: tuple[str, ...] = ()  # Locust client ids (host name first) that could not prove the run's token
 
     def with_worker(self, report: WorkerReport) -> DistributedState:
         others = tuple(worker for worker in self.workers if worker.index != report.index)
@@ -92,6 +102,7 @@ class DistributedState:
             return None
         data = json.loads(path.read_text())
         data["workers"] = tuple(WorkerReport(**worker) for worker in data["workers"])
+        data["refused"] = tuple(data.get("refused", ()))
         return cls(**data)
 
 
@@ -112,3 +123,12 @@ def split_master(value: str) -> tuple[str, int]:
     if not host or not 0 < port < 65536:
         raise ValueError(value)
     return host, port
+
+
+def sample_byte_cap(loop: str, stages: list[tuple[float, float]], total_s: float, workers: int) -> int:
+    """The most sample bytes one worker may send in a cell: its share of the schedule's rows (a closed loop's
+    at CLOSED_LOOP_MAX_RPS), with a margin, at MAX_ROW_BYTES each. A worker past it is cut off: a rogue or
+    broken worker must not grow the master's files without bound."""
+    share = sum(duration * rate for duration, rate in stages) / max(1, workers) if loop == "open" \
+        else total_s * CLOSED_LOOP_MAX_RPS
+    return int((share * SHARE_MARGIN + SHARE_SLACK_ROWS) * MAX_ROW_BYTES)

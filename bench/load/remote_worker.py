@@ -25,6 +25,7 @@ from bench.load import remote_protocol as proto
 from bench.load.bodies import unpack_bodies
 from bench.load.clock import PING_GAP_S, PINGS, ClockReading, Exchange
 from bench.load.plan import LoadPlan
+from bench.load.worker_auth import TOKEN_ENV, new_nonce, proof, proves
 
 PONG_WAIT_S = 2.0
 START_WAIT_S = 30.0  # from the plan to the master's start (the master waits at most 20 s for the others)
@@ -47,7 +48,10 @@ class RemoteWorker:
         self.acked = Event()
         self.cpu: list[float] = []
         self.status = Path(os.environ[proto.WORKER_STATUS_ENV]) if os.environ.get(proto.WORKER_STATUS_ENV) else None
-        for name, handler in ((proto.PLAN, self.on_plan), (proto.PONG, self.on_pong), (proto.START, self.on_start),
+        self.token = os.environ.get(TOKEN_ENV, "")
+        self.nonce = new_nonce()
+        for name, handler in ((proto.CHALLENGE, self.on_challenge), (proto.PLAN, self.on_plan),
+                              (proto.PONG, self.on_pong), (proto.START, self.on_start),
                               (proto.DONE_ACK, self.on_ack), (proto.ABORT, self.on_abort)):
             self.runner.register_message(name, handler)
         environment.events.test_start.add_listener(self.on_test_start)
@@ -56,7 +60,7 @@ class RemoteWorker:
         planned_user.Setup.remote = True
         planned_user.Setup.on_finished = self.finished
         gevent.spawn(self._watch_master)
-        self.runner.send_message(proto.HELLO, {})
+        self.runner.send_message(proto.HELLO, {"nonce": self.nonce})
         gevent.signal_handler(signal.SIGTERM, self._terminated)
 
     def note(self, **facts: Any) -> None:
@@ -65,6 +69,16 @@ class RemoteWorker:
             self.status.write_text(json.dumps(facts))
 
     # ---- messages from the master --------------------------------------------------------------------
+
+    def on_challenge(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        """Prove the token (so that a worker holding another is refused by name), then check the master's
+        proof: a master that cannot give one is not the run's, and gets no samples and no CPU."""
+        theirs = str(msg.data.get("nonce", ""))
+        self.runner.send_message(proto.PROOF, {"proof": proof(self.token, "worker", theirs, self.nonce)})
+        if not proves(self.token, msg.data.get("proof"), "master", self.nonce, theirs):
+            reason = f"the master at {self.runner.master_host}:{self.runner.master_port} did not prove the run's token"
+            self.note(state="untrusted", reason=reason, index=self.index)
+            os._exit(proto.ABORTED_EXIT)
 
     def on_plan(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
         data = msg.data
@@ -87,7 +101,8 @@ class RemoteWorker:
 
     def on_abort(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
         final = bool(msg.data.get("final", True))  # False: not wanted for this cell, the next may come
-        self.note(state="aborted" if final else "refused", reason=str(msg.data["reason"]), index=self.index)
+        state = "no-token" if msg.data.get("token") else "aborted" if final else "refused"
+        self.note(state=state, reason=str(msg.data["reason"]), index=self.index)
         os._exit(proto.ABORTED_EXIT)
 
     # ---- the cell ------------------------------------------------------------------------------------

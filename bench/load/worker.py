@@ -23,11 +23,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.load.remote_protocol import REMOTE_WORKER_ENV, WORKER_STATUS_ENV, split_master
+from bench.load.worker_auth import TOKEN_ENV
 from bench.processes import parse_cpu_list, pin_and_tie_to_parent, stop_group
 
 POLL_S = 0.2
@@ -44,6 +45,7 @@ class WorkerOptions:
     cpus: tuple[int, ...]
     idle_s: float
     cells: int | None
+    token: str = field(default="", repr=False)  # the run's: proves this worker to its master, and the master to it
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +56,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"stop when no cell has come for S seconds (default {DEFAULT_IDLE_S:.0f}: a run deploys "
                              "servers between cells)")
     parser.add_argument("--cells", type=int, metavar="N", help="stop after serving N cells")
+    parser.add_argument("--token-file", metavar="FILE", help=f"the run's worker token (default: ${TOKEN_ENV}, "
+                        "which `bench run --expect-workers` prints or reads); never on the command line")
 
 
 def worker_options(args: argparse.Namespace) -> WorkerOptions:
@@ -76,7 +80,23 @@ def worker_options(args: argparse.Namespace) -> WorkerOptions:
     if not set(cpus) <= os.sched_getaffinity(0):
         raise BenchError(f"--generator-cpus {args.generator_cpus}: not CPUs this process may run on",
                          hint=f"choose among {sorted(os.sched_getaffinity(0))}")
-    return WorkerOptions(host, port, cpus, args.idle_timeout, args.cells)
+    return WorkerOptions(host, port, cpus, args.idle_timeout, args.cells, _token(args.token_file))
+
+
+def _token(path: str | None) -> str:
+    """The run's token from --token-file or the environment: without one no master would accept this worker."""
+    if path is not None:
+        try:
+            token = Path(path).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BenchError(f"--token-file {path}: cannot be read ({type(exc).__name__})",
+                             hint="the file holding the token `bench run --expect-workers` printed") from None
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise BenchError("no worker token: the run's master accepts only workers that hold it",
+                         hint=f"export {TOKEN_ENV}=<the token bench run printed>, or --token-file FILE")
+    return token
 
 
 @dataclass(frozen=True)
@@ -104,7 +124,8 @@ def master_listens(host: str, port: int, until: float) -> bool:
     return False
 
 
-def run_one(host: str, port: int, cpus: tuple[int, ...], idle_s: float, log_path: Path | None) -> WorkerEnd:
+def run_one(host: str, port: int, cpus: tuple[int, ...], idle_s: float, log_path: Path | None,
+            token: str) -> WorkerEnd:
     """One Locust worker process, for one cell, once the master listens: killed if no plan arrives within
     idle_s. Its output goes to log_path, or to this process's own (a pod's log) when None."""
     if not master_listens(host, port, time.time() + idle_s):
@@ -114,7 +135,8 @@ def run_one(host: str, port: int, cpus: tuple[int, ...], idle_s: float, log_path
         with (log_path.open("ab") if log_path is not None else contextlib.nullcontext(None)) as log:
             process = subprocess.Popen(
                 worker_command(host, port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, REMOTE_WORKER_ENV: "1", WORKER_STATUS_ENV: str(status), "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, REMOTE_WORKER_ENV: "1", WORKER_STATUS_ENV: str(status), "PYTHONUNBUFFERED": "1",
+                     TOKEN_ENV: token},
                 start_new_session=True, preexec_fn=lambda: pin_and_tie_to_parent(cpus))
             idle_until = time.time() + idle_s
             try:
@@ -130,19 +152,23 @@ def run_one(host: str, port: int, cpus: tuple[int, ...], idle_s: float, log_path
 
 
 def serve(host: str, port: int, cpus: tuple[int, ...], idle_s: float, cells: int | None, log_path: Path | None,
-          say: Callable[[str], None]) -> int:
+          say: Callable[[str], None], token: str) -> int:
     """Serve cells until the master goes quiet, aborts, or `cells` are served; the number served. No master
     at all within idle_s is an error (a wrong address, a firewall, a run not started with --expect-workers)."""
     served = 0
     idle_since = time.time()
     while cells is None or served < cells:
-        end = run_one(host, port, cpus, max(0.0, idle_since + idle_s - time.time()), log_path)
+        end = run_one(host, port, cpus, max(0.0, idle_since + idle_s - time.time()), log_path, token)
         facts = end.facts
         if end.state in ("done", "unconfirmed"):
             served += 1
             idle_since = time.time()
             say(f"cell {served}: served as worker {facts.get('index')}"
                 + ("" if end.state == "done" else " (the master did not confirm the last samples)"))
+        elif end.state in ("no-token", "untrusted"):
+            raise BenchError(str(facts.get("reason")), hint=f"give the token of the run at {host}:{port} ({TOKEN_ENV} "
+                             "or --token-file)" if end.state == "no-token" else
+                             "check --master: it is not the run whose token this worker holds")
         elif end.state == "aborted":
             say(f"the master stopped this worker: {facts.get('reason')}")
             return served
@@ -172,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         options = worker_options(args)
         print(f"worker: joining {options.host}:{options.port}", flush=True)
         served = serve(options.host, options.port, options.cpus, options.idle_s, options.cells, None,
-                       lambda line: print(f"worker: {line}", flush=True))
+                       lambda line: print(f"worker: {line}", flush=True), options.token)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -127,6 +127,12 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
     if outcome.stopped_early:
         reasons.append(f"stopped early: {outcome.stopped_early}")
     reasons += worker_reasons(outcome.workers, cell.load.generator_processes)
+    if outcome.master_error:
+        reasons.append(outcome.master_error)
+    warnings = caveats(stats, limits)
+    if outcome.refused:
+        warnings.append(f"refused {len(outcome.refused)} connection(s) that did not hold the run's worker token: "
+                        f"{', '.join(outcome.refused)}")
     return cell.model_copy(update={
         "load": cell.load.model_copy(update={"offered_rps": stats.offered_rps, "scheduled_rps": stats.scheduled_rps}),
         "counts": stats.counts,
@@ -146,7 +152,7 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
                                     workers=generator_workers(outcome.workers)),
         "timeseries": tuple(sampler.merge_into(stats.timeseries, window.start)),
         "validity": Validity(valid=not reasons, reasons=tuple(reasons), error=error,
-                             warnings=tuple(caveats(stats, limits))),
+                             warnings=tuple(warnings)),
     })
 
 
@@ -269,7 +275,8 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
         outcome = run_load(plan, generator_cpus, out_dir / "load" / f"{cell.cell_id}.log", on_tick=on_tick,
                            every_second=sampler if scraper is None else partial(_each, (sampler, scraper)),
                            stop_when=stop_when, window=(window.start, window.end),
-                           headers=deployment.endpoint.headers)
+                           headers=deployment.endpoint.headers if remote is None or remote.share_headers else (),
+                           worker_token=remote.token if remote is not None else None)
     finally:
         if recording is not None and time.time() < window.end:
             recording.interrupt()  # the load ended early: keep what was sampled

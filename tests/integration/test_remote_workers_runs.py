@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ import psutil
 import pytest
 import requests
 
+from bench.load.remote_protocol import sample_byte_cap
+from bench.load.worker_auth import TOKEN_ENV, new_token
 from bench.models.registry import LocalModel
 from bench.ports import free_port
 from bench.results.store import load_results
@@ -45,11 +48,13 @@ class Processes:
 
     port: int
     started: list[subprocess.Popen[str]] = field(default_factory=list)
+    token: str = field(default_factory=new_token)  # the run's and its workers' (a rogue's is another)
 
-    def start(self, argv: list[str], home: Path, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    def start(self, argv: list[str], home: Path, prefix: tuple[str, ...] = (),
+              token: str | None = None) -> subprocess.Popen[str]:
         process = subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    start_new_session=True, env={**os.environ, "SERVEBENCH_HOME": str(home),
-                                                                "COLUMNS": "200"})
+                                                                "COLUMNS": "200", TOKEN_ENV: token or self.token})
         self.started.append(process)
         return process
 
@@ -84,8 +89,8 @@ def procs() -> Iterator[Processes]:
 
 
 def worker(procs: Processes, home: Path, master: str, *extra: str,
-           prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
-    return procs.start([*BENCH, "worker", "--master", master, "--idle-timeout", "30", *extra], home, prefix)
+           prefix: tuple[str, ...] = (), token: str | None = None) -> subprocess.Popen[str]:
+    return procs.start([*BENCH, "worker", "--master", master, "--idle-timeout", "30", *extra], home, prefix, token)
 
 
 def run_args(tmp_path: Path, out: str, *extra: str) -> list[str]:
@@ -164,6 +169,52 @@ def test_ctrl_c_on_the_master_stops_its_workers_and_a_missing_worker_fails_the_c
     for process in workers:
         code, said = finish(process, 20)
         assert code == 0 and "the master stopped this worker" in said, said
+
+
+def test_a_worker_without_the_runs_token_is_refused_and_named(
+        tmp_path: Path, procs: Processes, models: dict[str, LocalModel]) -> None:
+    """A worker holding another token gets nothing (no plan, no rows, no headers) and is named in the cell; the
+    run's own worker serves it."""
+    master = f"127.0.0.1:{procs.port}"
+    rogue = worker(procs, tmp_path / "rogue", master, "--cells", "1", token=new_token())
+    time.sleep(3)  # the rogue is waiting for the master when it opens, so it asks in first
+    good = worker(procs, tmp_path / "good", master, "--cells", "1")
+    scenario(tmp_path, rate=100)
+    run = procs.start(run_args(tmp_path, "run", "--runtime", str(FAKE_RUNTIME), "--expect-workers", "1",
+                               "--master-bind", master), tmp_path / "home")
+    code, output = finish(run)
+    assert code == 0, output[-3000:]
+    (cell,) = load_results(tmp_path / "run").cells
+    assert cell.validity.valid, cell.validity.reasons
+    refused = [warning for warning in cell.validity.warnings if "did not hold the run's worker token" in warning]
+    assert refused and socket.gethostname() in refused[0], cell.validity.warnings
+    code, said = finish(rogue, 30)
+    assert code == 2 and "does not hold the run's token" in said, said
+    code, said = finish(good, 30)
+    assert code == 0 and "served 1 cell(s)" in said, said
+
+
+def test_a_worker_sending_more_than_its_share_is_cut_off_and_the_cell_fails(
+        tmp_path: Path, procs: Processes, models: dict[str, LocalModel]) -> None:
+    """A worker with the token that floods the master with samples (200,000 rows, about 12 MB, where its share
+    is 250) is cut off: the master's sample file stays within the cap and the cell fails with the reason."""
+    master = f"127.0.0.1:{procs.port}"
+    scenario(tmp_path, rate=50)  # 5 s (smoke) x 50 req/s: a share of 250 rows
+    run = procs.start(run_args(tmp_path, "run", "--runtime", str(FAKE_RUNTIME), "--expect-workers", "1",
+                               "--master-bind", master, "--worker-wait", "30"), tmp_path / "home")
+    rogue_script = Path(__file__).resolve().parents[1] / "rogue_worker.py"
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "run" / "load").glob("*/distributed.json")):
+        assert time.monotonic() < deadline and run.poll() is None, "the master never listened"
+        time.sleep(0.2)
+    rogue = procs.start([sys.executable, str(rogue_script), "127.0.0.1", str(procs.port), "200000"], tmp_path / "r")
+    code, output = finish(run)
+    assert code == 1, output[-3000:]
+    (cell,) = load_results(tmp_path / "run").cells
+    assert "sent more samples than its share" in (cell.validity.error or ""), cell.validity
+    written = sum(path.stat().st_size for path in (tmp_path / "run" / "load").glob("*/samples-*-remote.csv"))
+    assert written <= sample_byte_cap("open", [(5.0, 50.0)], 5.0, 1) < 1_000_000
+    rogue.wait(timeout=30)
 
 
 # ---- network namespaces ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.config import RuntimeSpec
 from bench.errors import BenchError
+from bench.load.worker_auth import TOKEN_ENV
 from bench.ports import free_port
 from bench.provision.image_layout import ImageLayout
 from bench.runtime_options import KServeStock
@@ -200,6 +201,7 @@ def stock_inference_service(name: str, variant: str, stock: KServeStock, model_n
 
 
 WORKERS = "servebench-workers"
+WORKER_TOKEN_SECRET = "servebench-worker-token"  # the run's worker token, for the worker pods
 WORKER_LABEL = "app.kubernetes.io/name"  # with the value WORKERS: how the reaper finds a dead harness's workers
 # each worker pod: one Locust worker process, which uses one core (its users are gevent greenlets)
 WORKER_RESOURCES = Resources("1", "1Gi")
@@ -212,6 +214,15 @@ def predictor_service_url(name: str) -> str:
     return f"http://{name}-predictor.{NAMESPACE}.svc.cluster.local"
 
 
+def worker_token_secret(token: str) -> Manifest:
+    """The run's worker token as a Secret the worker pods read: applied through kubectl's stdin, never written
+    to the run's manifests folder."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": WORKER_TOKEN_SECRET, "namespace": NAMESPACE,
+                         "labels": {"app.kubernetes.io/managed-by": "servebench"}},
+            "stringData": {"token": token}}
+
+
 def workers(image: str, count: int, master: str, master_port: int, resources: Resources = WORKER_RESOURCES) -> Manifest:
     """`bench run --cluster-workers N`: N pods of the load generator's image, each running `bench worker`
     (python -m bench.load.worker) against the harness's Locust master, which hands them each cell's plan with the
@@ -220,7 +231,9 @@ def workers(image: str, count: int, master: str, master_port: int, resources: Re
     container = {"name": "worker", "image": image, "imagePullPolicy": "IfNotPresent",
                  "command": ["python", "-m", "bench.load.worker"],
                  "args": ["--master", f"{master}:{master_port}", "--idle-timeout", str(WORKER_IDLE_S)],
-                 "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+                 "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
+                         {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": WORKER_TOKEN_SECRET,
+                                                                            "key": "token"}}}],
                  "resources": resources.as_k8s(),
                  "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False}}
     return {"apiVersion": "apps/v1", "kind": "Deployment",

@@ -79,13 +79,16 @@ class Runner:
             prefix = "# check: " if probe else ""
             self.echo(prefix + shlex.join(command) + (" &" if background else ""))
 
-    def run(self, *command: str, probe: bool = False, check: bool = True, timeout: float = 900) -> Result:
-        """Run a command; a failure raises BenchError unless check=False (probes never raise)."""
+    def run(self, *command: str, probe: bool = False, check: bool = True, timeout: float = 900,
+            stdin: str | None = None) -> Result:
+        """Run a command; a failure raises BenchError unless check=False (probes never raise). stdin is what a
+        secret travels in (never recorded, never in argv)."""
         self._record(command, probe)
         if self.dry_run:
             return Result(1 if probe else 0)
         try:
-            done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, check=False)
+            done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, check=False,
+                                  input=stdin)
         except FileNotFoundError:
             raise missing_tool(command[0]) from None
         except subprocess.TimeoutExpired:

@@ -38,6 +38,8 @@ class WorkerPods:
         OWNED.discard(self)
         self.runner.run(*kubectl("delete", "deployment", manifests.WORKERS, "--namespace", NAMESPACE,
                                  "--ignore-not-found", "--wait=false"), check=False, timeout=120)
+        self.runner.run(*kubectl("delete", "secret", manifests.WORKER_TOKEN_SECRET, "--namespace", NAMESPACE,
+                                 "--ignore-not-found", "--wait=false"), check=False, timeout=120)
 
 
 def start_worker_pods(runner: Runner, workers: RemoteWorkers, base_image: str, offline: bool,
@@ -60,9 +62,12 @@ def start_worker_pods(runner: Runner, workers: RemoteWorkers, base_image: str, o
     manifest_dir.mkdir(parents=True, exist_ok=True)
     path = manifest_dir / "workers.yaml"
     path.write_text(dump([manifest]))
-    runner.run(*kubectl("apply", "-f", str(path)))
     pods = WorkerPods(runner)
     OWNED.add(pods)
+    secret = manifests.worker_token_secret(workers.token)
+    label_with_owner(secret)
+    runner.run(*kubectl("apply", "-f", "-"), stdin=dump([secret]))  # the token: not on disk, not in argv
+    runner.run(*kubectl("apply", "-f", str(path)))
     runner.run(*kubectl("rollout", "status", f"deployment/{manifests.WORKERS}", "--namespace", NAMESPACE,
                         f"--timeout={ROLLOUT_TIMEOUT_S}s"), timeout=ROLLOUT_TIMEOUT_S + 60)
     runner.note(f"each cell's Locust master listens on {workers.bind}:{workers.port} (unless --master-bind says "
