@@ -23,6 +23,7 @@ import yaml
 
 from bench.config import available_runtimes, load_runtime, project_root
 from bench.errors import BenchError, DeployError
+from bench.load.worker_auth import TOKEN_ENV
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
 from bench.provision.image_layout import image_layout
@@ -526,6 +527,19 @@ def test_dry_run_with_cluster_workers_starts_the_worker_pods_once_and_deletes_th
     assert commands.index(deletes[0]) > max(i for i, line in enumerate(commands) if "delete inferenceservice" in line)
     assert ("the remote workers send to http://fastapi-iris-logreg-predictor.servebench.svc.cluster.local/predict"
             in result.stdout)
+    # the run's worker token reaches the pods from a Secret applied through stdin: in no file, no argv
+    token = "dry-run-token-8c1f"
+    rerun = bench("run", "--target", "kserve", "--dry-run", "--runtime", "fastapi", "--model", "iris-logreg",
+                  "--scenario", "smoke", "--cluster-workers", "1", "--out", str(tmp_path / "dry2"),
+                  env={"SERVEBENCH_BASE_IMAGE": "servebench-base:bookworm", "SERVEBENCH_DOCKER_OFFLINE": "1",
+                       TOKEN_ENV: token})
+    assert rerun.returncode == 0, rerun.stderr
+    assert any(line.endswith(" apply -f -") for line in (tmp_path / "dry2" / "commands.sh").read_text().splitlines())
+    assert not [path for path in (tmp_path / "dry2").rglob("*") if path.is_file() and token in path.read_text()]
+    assert token not in rerun.stdout + rerun.stderr
+    env = workers[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": manifests.WORKER_TOKEN_SECRET, "key": "token"}}} \
+        in env
 
 
 @pytest.mark.parametrize(("argv", "says"), [

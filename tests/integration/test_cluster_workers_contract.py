@@ -29,6 +29,7 @@ import pytest
 import requests
 from docker_daemon import require_docker
 
+from bench.load.worker_auth import TOKEN_ENV, new_token
 from bench.models.registry import LocalModel
 from bench.ports import free_port
 from bench.provision.images import ensure_image
@@ -68,21 +69,30 @@ def bridge() -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
-def run_like_kubelet(container: dict[str, Any], pod: str, hosts: dict[str, str]) -> str:
+def run_like_kubelet(container: dict[str, Any], pod: str, hosts: dict[str, str], secrets_data: dict[str, dict[str, str]]
+                     ) -> str:
     """`docker run` of the pod's container spec (command, args, env, user, limits), with no network yet and
-    the cluster DNS names it needs as host entries; the container's name."""
+    the cluster DNS names it needs as host entries; a secretKeyRef's value comes from secrets_data (the Secret's
+    stringData by name) through docker's own environment, not its argv. The container's name."""
     name = f"servebench-worker-{secrets.token_hex(4)}"
     limits = container["resources"]["limits"]
     command = ["docker", "run", "-d", "--name", name, "--label", LABEL, "--network", "none", "--hostname", pod,
                "--cpus", limits["cpu"], "--memory", limits["memory"].replace("Gi", "g"),
                "--user", str(container["securityContext"]["runAsUser"]),
                "--entrypoint", container["command"][0]]
+    from_secrets = {}
     for item in container.get("env", []):
-        command += ["-e", f"{item['name']}={item['value']}"]
+        if "valueFrom" in item:
+            ref = item["valueFrom"]["secretKeyRef"]
+            from_secrets[item["name"]] = secrets_data[ref["name"]][ref["key"]]
+            command += ["-e", item["name"]]  # docker takes the value from its own environment
+        else:
+            command += ["-e", f"{item['name']}={item['value']}"]
     for host, address in hosts.items():
         command += ["--add-host", f"{host}:{address}"]
     command += [container["image"], *container["command"][1:], *container["args"]]
-    subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=120,
+                   env={**os.environ, **from_secrets})
     return name
 
 
@@ -118,7 +128,9 @@ def test_a_worker_pod_serves_a_cell_against_the_predictors_in_cluster_name(
     master_port, server_port = free_port(), free_port()
     workers = manifests.workers(image, 1, host_ip, master_port)
     container_spec = workers["spec"]["template"]["spec"]["containers"][0]
-    env = {**os.environ, "SERVEBENCH_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    token = new_token()
+    secret = manifests.worker_token_secret(token)  # what the KServe target applies through kubectl's stdin
+    env = {**os.environ, "SERVEBENCH_HOME": str(tmp_path / "home"), "COLUMNS": "200", TOKEN_ENV: token}
     # every interface: the harness on loopback, the pod through the bridge
     server = subprocess.Popen([*BENCH, "serve", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--host",
                                "0.0.0.0", "--port", str(server_port)], stdout=subprocess.DEVNULL,
@@ -127,7 +139,8 @@ def test_a_worker_pod_serves_a_cell_against_the_predictors_in_cluster_name(
     try:
         wait_ready(f"http://{host_ip}:{server_port}/ready", server)
         service = manifests.predictor_service_url(SERVICE).removeprefix("http://")
-        container = run_like_kubelet(container_spec, "servebench-workers-7d9f-abcde", {service: host_ip})
+        container = run_like_kubelet(container_spec, "servebench-workers-7d9f-abcde", {service: host_ip},
+                                     {secret["metadata"]["name"]: secret["stringData"]})
         plug_in(container, bridge_name, pod_ip)
         scenario = tmp_path / "pod.yaml"
         scenario.write_text('{"name": "pod", "loop": "open", "arrival": "poisson", "rate": 100, "warmup_s": 2, '
