@@ -6,6 +6,7 @@ with the golden inputs and reference outputs stored beside it and as run artifac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from bench.models.request_bodies import BODIES_FILE, is_bodies_folder
 from bench.models.team import ModelFacts, read_facts, read_prepared
 from bench.models.tracking import embedded_tracking_uri as embedded_tracking_uri
 from bench.models.tracking import tracking_uri as tracking_uri
+from bench.models.trust import check_artifact, content_hash, record_artifact
 from bench.protocols import Array, Rows
 
 MODELS_EXPERIMENT = "servebench-models"
@@ -87,13 +89,27 @@ def _read_local(spec: ModelSpec, folder: Path) -> LocalModel | None:
     if not meta_file.is_file() or not (folder / "model" / "MLmodel").is_file():
         return None
     meta = json.loads(meta_file.read_text())
+    check_artifact(tracking_uri(), str(meta["model_uri"]), _copy_digest(folder))
     with np.load(folder / "golden.npz") as golden:
         inputs, outputs = golden["inputs"], golden["outputs"]
     return LocalModel(spec, str(meta["version"]), str(meta["fingerprint"]), folder / "model", inputs, outputs)
 
 
-def _write_local(folder: Path, version: str, fingerprint: str, model_uri: str, golden_dir: Path) -> None:
-    """Download the registered version and its golden files, then mark the copy complete."""
+def _copy_digest(folder: Path) -> str:
+    """The model's files and the golden arrays' values (np.savez stamps the time into its zip: not the file)."""
+    digest = hashlib.sha256(content_hash(folder / "model").encode())
+    with np.load(folder / "golden.npz") as golden:
+        for name in ("inputs", "outputs"):
+            array = np.ascontiguousarray(golden[name])
+            digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _write_local(folder: Path, version: str, fingerprint: str, model_uri: str, golden_dir: Path,
+                 registered_here: bool) -> None:
+    """Download the registered version and its golden files, check them against what was recorded (or record
+    them: a version registered here just now), then mark the copy complete."""
     import mlflow
 
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
@@ -101,6 +117,8 @@ def _write_local(folder: Path, version: str, fingerprint: str, model_uri: str, g
         mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(staging / "model"))
         with np.load(golden_dir / "golden.npz") as golden:
             np.savez(staging / "golden.npz", inputs=golden["inputs"], outputs=golden["outputs"])
+        digest = _copy_digest(staging)
+        (record_artifact if registered_here else check_artifact)(tracking_uri(), model_uri, digest)
         (staging / "servebench.json").write_text(
             json.dumps({"version": version, "fingerprint": fingerprint, "model_uri": model_uri})
         )
@@ -195,7 +213,7 @@ def ensure_model(spec: ModelSpec, say: Progress = lambda _msg: None) -> tuple[Lo
             registered = _log_and_register(client, trained, fingerprint, golden_dir)
             action = "trained"
         _write_local(folder, str(registered.version), fingerprint, f"models:/{spec.name}/{registered.version}",
-                     golden_dir)
+                     golden_dir, registered_here=action == "trained")
     result = _read_local(spec, folder)
     assert result is not None
     return result, action

@@ -7,7 +7,6 @@ and an unknown name or version are one-line BenchErrors with a hint, never MLflo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -19,6 +18,7 @@ from typing import Any
 from bench.config import state_dir
 from bench.errors import BenchError
 from bench.models.tracking import tracking_uri
+from bench.models.trust import check_artifact, content_hash
 from bench.redact import redact_uri
 
 FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a local MLflow model folder"
@@ -178,17 +178,6 @@ def team_root() -> Path:
     return state_dir() / "models" / "team"
 
 
-def content_hash(folder: Path) -> str:
-    """sha256 over every file's relative path and bytes: the same artifact, the same hash, wherever it came from."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def local_copy(resolved: str, name: str, store: str, say: Say) -> Path:
     """Download (or copy) the artifact, then keep it under its content hash: <team>/<name>/<hash16>/model."""
     import mlflow
@@ -210,8 +199,10 @@ def local_copy(resolved: str, name: str, store: str, say: Say) -> Path:
             raise BenchError(f"{resolved} holds no MLmodel file: not an MLflow model",
                              hint="runs:/RUN_ID/PATH must name the folder the model was logged to")
         digest = content_hash(staging / "model")
+        if resolved.startswith(("models:/", "runs:/")):  # a version: immutable, so its content must not change
+            check_artifact(store, resolved, digest)
         final = root / digest[:16]
-        if not (final / HASH_FILE).is_file():
+        if not (final / HASH_FILE).is_file() or content_hash(final / "model") != digest:  # changed on disk: replace
             if final.exists():
                 shutil.rmtree(final)
             final.mkdir()

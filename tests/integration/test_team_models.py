@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import team_models
@@ -147,3 +148,45 @@ def test_a_model_with_no_signature_no_example_and_no_data_is_refused(tmp_path: P
                               pip_requirements=["scikit-learn"])
     assert "neither a signature nor an input example" in _error(bench("check", "--runtime", "fastapi", "--model",
                                                                       str(folder)))
+
+
+def test_an_artifact_changed_in_the_store_after_first_use_is_refused(tmp_path: Path) -> None:
+    """Anyone who can write to a shared store could swap a version's pickle (and its answers with it): the
+    content first used here is recorded, and one byte changed afterwards stops the run before anything
+    starts."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    artifacts = tmp_path / "artifacts"
+    try:
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("tamper", artifact_location=artifacts.as_uri()))
+        features = np.random.default_rng(3).normal(size=(200, 4))
+        model = LogisticRegression().fit(features, features[:, 0] > 0)
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(model, name="model", input_example=features[:4],
+                                     serialization_format="cloudpickle", pip_requirements=["scikit-learn"],
+                                     registered_model_name="tamper-me")
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+    first = bench("check", "--runtime", "fastapi", "--model", "models:/tamper-me/1", "--tracking-uri", uri)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (pickle,) = [path for path in artifacts.rglob("model.pkl")]
+    data = bytearray(pickle.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    pickle.write_bytes(bytes(data))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text('{"name": "s", "loop": "open", "arrival": "poisson", "rate": 20, "warmup_s": 1, '
+                        '"duration_s": 3, "slo": {"percentile": "p99", "ms": 500}, "min_requests": 10}')
+    started = time.monotonic()
+    refused = bench("run", "--runtime", "fastapi", "--model", "models:/tamper-me/1", "--tracking-uri", uri,
+                    "--scenario", str(scenario), "--no-mlflow", "--out", str(tmp_path / "run"))
+    assert "models:/tamper-me/1: its artifact is not the one first used here" in _error(refused)
+    assert time.monotonic() - started < 60 and not (tmp_path / "run" / "results.json").exists()
