@@ -19,7 +19,7 @@ LAYERS = [
     {"targets", "load", "stats", "profile", "report"},
     {"results", "models", "provision"},
     {"config", "protocols", "errors", "events", "processes", "knobs", "runtime_options", "protocol_variants", "paths",
-     "order_statistics", "v2_grpc_messages", "redact", "ports",
+     "order_statistics", "v2_grpc_messages", "redact", "ports", "files",
      "model_spec"},
 ]
 

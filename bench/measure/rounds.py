@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import PERCENTILE_LEVELS
+from bench.files import inside
 from bench.results.samples import is_success
 from bench.results.schema import Cell, RoundsRecord
 
@@ -69,7 +70,7 @@ def combine_rounds(cells: Sequence[Cell], folder: Path, percentile: str, seed: i
         per_round: list[float | None] = []
         rounds: list[list[np.ndarray]] = []
         for cell in members:
-            seconds = seconds_of(pd.read_parquet(folder / cell.samples_file)) \
+            seconds = seconds_of(pd.read_parquet(inside(folder, cell.samples_file, "samples file"))) \
                 if cell.samples_file and cell.validity.valid else []
             rounds.append(seconds)
             per_round.append(float(np.percentile(np.concatenate(seconds), level)) if seconds else None)

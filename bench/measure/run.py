@@ -228,9 +228,15 @@ def run_benchmark(options: RunOptions, events: EventHook[RunEvent] | None = None
     except KeyboardInterrupt:
         store.finish("interrupted")
         raise
-    except BaseException:  # a bug or a resource running out: what was measured is saved, and says so
-        store.finish("failed")
-        say(f"the run failed on an unexpected error; what was measured is saved:\n{traceback.format_exc()}")
+    except BaseException as original:  # a bug or a resource running out: what was measured is saved, and says so
+        cause = traceback.format_exc()
+        try:
+            store.finish("failed")
+        except OSError as unsaved:  # not even the reserve was enough: the original error still goes up
+            say(f"the run failed and results.json could not be marked so ({unsaved.strerror}); it holds every cell "
+                f"saved before:\n{cause}")
+            raise original from None
+        say(f"the run failed on an unexpected error; what was measured is saved:\n{cause}")
         raise
     if options.scenario.sweep:
         store.set_sweeps(sweep_summary(store.results.cells))

@@ -10,9 +10,12 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from bench.errors import BenchError
+from bench.files import inside
 from bench.profile.flamegraph import COLOURS
 from bench.report.format import fmt_ms, fmt_number
 from bench.report.model import ReportData
+from bench.report.safe_svg import safe_svg
 from bench.report.summary import serving_cpu_ms
 from bench.results.schema import Cell
 
@@ -64,17 +67,14 @@ def _note(cell: Cell) -> str:
 
 
 def _flamegraph(folder: Path, relative: str | None) -> Markup | None:
-    """The SVG the run saved (written by bench.profile.flamegraph: escaped text, no script or reference)."""
+    """The SVG the run saved, inside the run folder only, rebuilt from an allow-list (bench.report.safe_svg)."""
     if relative is None:
         return None
-    path = folder / relative
     try:
-        text = path.read_text(errors="replace")
-    except OSError:
+        text = inside(folder, relative, "flame graph").read_text(errors="replace")
+    except (OSError, BenchError):
         return None
-    start = text.find("<svg")
-    # our renderer's output, inlined so its tooltips work; the page's policy forbids scripts and fetches anyway
-    return Markup(text[start:]) if start >= 0 else None
+    return safe_svg(text)
 
 
 def time_spent_rows(data: ReportData) -> list[TimeSpentRow]:

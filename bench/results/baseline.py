@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from bench.config import PERCENTILE_NAMES
 from bench.errors import BenchError
+from bench.files import write_durably
 from bench.results.sample_file import SampleSource, as_source
 from bench.results.samples import BOUNDARY_TOLERANCE_S, is_success
 from bench.results.schema import Cell, Latency, Measured, Record, RunResults
@@ -263,7 +264,7 @@ def save_baseline(run: Path, file: Path) -> Path:
     text = head[:-2] + ',\n "cells": [\n' + cells + "\n ]\n}\n"
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(text)
+        write_durably(file, text)  # never half a baseline in place of the old one
     except OSError as exc:
         raise BenchError(f"cannot write {file}: {exc.strerror}", hint="choose a path in a writable folder") from None
     return file

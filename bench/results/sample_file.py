@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.files import sync_file, sync_folder
 from bench.results.samples import BOUNDARY_TOLERANCE_S, REQUIRED_COLUMNS, SAMPLE_COLUMNS
 
 BATCH_ROWS = 65_536
@@ -117,7 +118,9 @@ def merge_generator_files(folder: Path, destination: Path,
             _write(writer, pending)
         finally:
             writer.close()
+        sync_file(partial)
         os.replace(partial, destination)
+        sync_folder(destination.parent)
     return ParquetSamples(destination)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.errors import BenchError
+from bench.files import inside, sync_file, sync_folder, write_durably
 from bench.processes import started_at, still_runs
 from bench.results.sample_file import ParquetSamples
 from bench.results.schema import (
@@ -80,14 +81,17 @@ def _now() -> str:
 
 
 def write_results(path: Path, results: RunResults) -> None:
-    """The one writer: via a temporary file, so a reader never sees half a file."""
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(results.model_dump_json(indent=1) + "\n")
-    os.replace(temporary, path)
+    """The one writer: durably (bench.files), so a reader or a crash never sees half a file."""
+    write_durably(path, results.model_dump_json(indent=1) + "\n")
+
+
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 4 << 20  # room to say "failed" when the disk fills: results.json of hundreds of cells fits
 
 
 class RunStore:
-    """One run folder. Each cell is added, and the results file rewritten, as soon as it is measured."""
+    """One run folder. Each cell is added, and the results file rewritten, as soon as it is measured. A few
+    megabytes are held in reserve while the run goes, so that a full disk still lets it end `failed`."""
 
     def __init__(self, folder: Path, results: RunResults) -> None:
         self.folder = folder
@@ -100,6 +104,7 @@ class RunStore:
         for sub in ("samples", "servers", "load"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         store = cls(folder, results.model_copy(update={"created": _now(), "status": "running"}))
+        write_durably(folder / RESERVE_FILE, bytes(RESERVE_BYTES))
         store.save()
         return store
 
@@ -120,11 +125,13 @@ class RunStore:
             relative = Path("samples") / f"{cell.cell_id}.parquet"
             target = self.folder / relative
             if isinstance(samples, ParquetSamples):
-                os.replace(samples.path, target)
+                os.replace(samples.path, target)  # written and fsynced by its merge
             else:
                 partial = target.with_name(f".{target.name}.partial")
                 samples.to_parquet(partial, index=False)
+                sync_file(partial)
                 os.replace(partial, target)
+            sync_folder(target.parent)
         stored = cell.model_copy(update={"samples_file": None if relative is None else str(relative)})
         self.results = self.results.model_copy(update={"cells": (*self.results.cells, stored)})
         self.save()
@@ -148,7 +155,21 @@ class RunStore:
 
     def finish(self, status: RunStatus) -> None:
         self.results = self.results.model_copy(update={"status": status, "finished": _now()})
-        self.save()
+        try:
+            self.save()
+        except OSError:  # a full disk: give back the reserve and say it once more
+            if not self.release_reserve():
+                raise
+            self.save()
+        self.release_reserve()
+
+    def release_reserve(self) -> bool:
+        """Free the space held for the end of the run; whether there was any."""
+        reserve = self.folder / RESERVE_FILE
+        if not reserve.exists():
+            return False
+        reserve.unlink()
+        return True
 
 
 def results_file(path: Path) -> Path:
@@ -197,14 +218,14 @@ def load_samples(run_folder: Path, cell: Cell) -> pd.DataFrame | None:
     """A cell's samples, whole: for cells known to be small (rounds); readers of any cell use cell_samples."""
     if not cell.samples_file:
         return None
-    return pd.read_parquet(run_folder / cell.samples_file)
+    return pd.read_parquet(inside(run_folder, cell.samples_file, "samples file"))
 
 
 def cell_samples(run_folder: Path, cell: Cell) -> ParquetSamples | None:
     """A cell's samples file, to read in batches; None when the cell kept none."""
     if not cell.samples_file:
         return None
-    path = run_folder / cell.samples_file
+    path = inside(run_folder, cell.samples_file, "samples file")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing")
     return ParquetSamples(path)

@@ -197,3 +197,36 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return process.cmdline()
     except psutil.Error:
         return []
+
+
+def test_a_full_disk_ends_the_run_failed_with_its_cause(tmp_path: Path, models: dict[str, LocalModel]) -> None:
+    """The run folder on a 16 MB tmpfs, filled up once the run has begun: the next write fails, and the run
+    still ends `failed` (the space held in reserve makes room for that), saying what ran out."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a tmpfs needs root (CI runs as root)")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], check=True)
+    try:
+        out = small / "run"
+        scenario = write_scenario(tmp_path, sweep=[100], duration_s=4)
+        run = subprocess.Popen([*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario",
+                                str(scenario), "--profile", "quick", "--no-mlflow", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while not (out / "results.json").exists():
+            assert time.monotonic() < deadline and run.poll() is None, "the run never started"
+            time.sleep(0.1)
+        with (small / "filler").open("wb") as filler:  # every byte left, so the next write fails
+            with contextlib.suppress(OSError):
+                while True:
+                    filler.write(bytes(1 << 20))
+                    filler.flush()
+        output, _ = run.communicate(timeout=120)
+        assert run.returncode != 0, output[-3000:]
+        results = load_results(out)
+        assert results.status == "failed", output[-3000:]
+        assert "No space left on device" in output
+        assert not (out / ".space-reserve").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
