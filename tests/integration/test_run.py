@@ -217,11 +217,10 @@ def test_a_full_disk_ends_the_run_failed_with_its_cause(tmp_path: Path, models: 
         while not (out / "results.json").exists():
             assert time.monotonic() < deadline and run.poll() is None, "the run never started"
             time.sleep(0.1)
-        with (small / "filler").open("wb") as filler:  # every byte left, so the next write fails
-            with contextlib.suppress(OSError):
-                while True:
-                    filler.write(bytes(1 << 20))
-                    filler.flush()
+        # every byte left, so the next write fails
+        with (small / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(bytes(1 << 16))
         output, _ = run.communicate(timeout=120)
         assert run.returncode != 0, output[-3000:]
         results = load_results(out)
