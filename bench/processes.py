@@ -62,3 +62,18 @@ def stop_group(process: subprocess.Popen[bytes], grace_s: float) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
+
+
+OWNER_ENV = "SERVEBENCH_OWNER"  # "<pid>:<start time>" of the harness that started the process (bench.targets.orphans)
+# What a server, or the model timer, inherits from the harness; the rest comes from runtime.yaml. The harness's
+# environment holds what a server never needs and must not see (MLFLOW_*, AWS_*, cloud tokens, the worker token)
+# and its own interpreter settings (VIRTUAL_ENV, PYTHONPATH). SERVEBENCH_TEST_* are the test double's knobs.
+INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "JAVA_HOME",
+                 OWNER_ENV)
+INHERITED_PREFIXES = ("LC_", "SERVEBENCH_TEST_")
+
+
+def inherited_environment() -> dict[str, str]:
+    """The allow-listed part of the harness's environment, for a process that runs a model."""
+    return {key: value for key, value in os.environ.items()
+            if key in INHERITED_ENV or key.startswith(INHERITED_PREFIXES)}

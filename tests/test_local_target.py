@@ -71,7 +71,7 @@ def test_deploy_pins_cpus_sets_threads_and_stops(tmp_path: Path, no_new_servers:
 
 def test_crash_at_start_fails_fast_with_log_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  no_new_servers: None) -> None:
-    monkeypatch.setenv("FAKE_MODE", "crash")
+    monkeypatch.setenv("SERVEBENCH_TEST_FAKE_MODE", "crash")
     started = time.monotonic()
     with pytest.raises(DeployError) as caught:
         LocalTarget(plan()).deploy(load_runtime(str(FAKE_RUNTIME)), fake_model(tmp_path), tmp_path / "logs")
@@ -81,14 +81,14 @@ def test_crash_at_start_fails_fast_with_log_tail(tmp_path: Path, monkeypatch: py
 
 
 def test_never_ready_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_new_servers: None) -> None:
-    monkeypatch.setenv("FAKE_MODE", "never_ready")
+    monkeypatch.setenv("SERVEBENCH_TEST_FAKE_MODE", "never_ready")
     with pytest.raises(DeployError, match=r"not ready after 3 s \(HTTP 503"):
         LocalTarget(plan()).deploy(load_runtime(str(FAKE_RUNTIME)), fake_model(tmp_path), tmp_path / "logs")
 
 
 def test_stop_kills_children_that_ignore_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  no_new_servers: None) -> None:
-    monkeypatch.setenv("FAKE_MODE", "fork")
+    monkeypatch.setenv("SERVEBENCH_TEST_FAKE_MODE", "fork")
     deployment = LocalTarget(plan()).deploy(load_runtime(str(FAKE_RUNTIME)), fake_model(tmp_path), tmp_path)
     with deployment:
         child_pid = int(deployment.log_path.read_text().split("child ")[1].split()[0])
@@ -109,12 +109,12 @@ def test_check_pair_statuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no
     assert (mismatch.status, mismatch.ok) == ("mismatch", False)
     assert mismatch.max_abs_diff == pytest.approx(0.5)
 
-    monkeypatch.setenv("FAKE_MODE", "die_on_predict")
+    monkeypatch.setenv("SERVEBENCH_TEST_FAKE_MODE", "die_on_predict")
     died = check_pair(target, runtime, SPEC, tmp_path)
     assert (died.status, died.ok) == ("failed", False)
     assert died.error is not None and "died" in died.error
 
-    monkeypatch.setenv("FAKE_MODE", "crash")
+    monkeypatch.setenv("SERVEBENCH_TEST_FAKE_MODE", "crash")
     crashed = check_pair(target, runtime, SPEC, tmp_path)
     assert crashed.status == "failed" and crashed.error is not None and "exit code 3" in crashed.error
 
@@ -149,3 +149,23 @@ def test_server_dies_with_a_killed_harness(tmp_path: Path) -> None:
     finally:
         harness.kill()
         harness.wait()
+
+
+def test_a_server_inherits_only_the_allow_listed_environment(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness's environment holds credentials a server never needs: a local server (and the model timer)
+    gets PATH, HOME, locale and the owner mark from it, the rest from runtime.yaml."""
+    from bench.processes import OWNER_ENV
+    from bench.provision.envs import RuntimeEnv
+
+    for name, value in {"MLFLOW_TRACKING_URI": "https://u:tracking-secret@mlflow", "AWS_SECRET_ACCESS_KEY": "aws-sec",
+                        "SERVEBENCH_WORKER_TOKEN": "worker-secret", "PYTHONPATH": "/harness", "LC_ALL": "C.UTF-8",
+                        "SERVEBENCH_TEST_DELAY_MS": "5", OWNER_ENV: "123:456.00"}.items():
+        monkeypatch.setenv(name, value)
+    runtime_env = RuntimeEnv("fastapi", tmp_path / "venv", "k", 0.0, 0.0, {})
+    env = LocalTarget().environment(runtime_env, {"MODEL_DIR": "/models/m"})
+    assert not {"MLFLOW_TRACKING_URI", "AWS_SECRET_ACCESS_KEY", "SERVEBENCH_WORKER_TOKEN", "PYTHONPATH"} & set(env)
+    assert "secret" not in " ".join(env.values())
+    assert env["PATH"].startswith(f"{tmp_path / 'venv' / 'bin'}:") and env["VIRTUAL_ENV"] == str(tmp_path / "venv")
+    assert (env["LC_ALL"], env["SERVEBENCH_TEST_DELAY_MS"], env[OWNER_ENV]) == ("C.UTF-8", "5", "123:456.00")
+    assert env["MODEL_DIR"] == "/models/m" and env["OMP_NUM_THREADS"] == "1"

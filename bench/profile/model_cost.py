@@ -9,14 +9,13 @@ as the server has them, on the rows the generator sends.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from bench.paths import shared_code_dir
-from bench.processes import pin_and_tie_to_parent
+from bench.processes import inherited_environment, pin_and_tie_to_parent
 from bench.results.profiles import ModelCost
 
 TIMER = "servebench_model_timer.py"
@@ -28,7 +27,7 @@ def time_model(python: Path, model_dir: Path, rows_file: Path, batch_size: int, 
                log: Path) -> ModelCost | None:
     """The model's predict timed at batch_size, or None (what went wrong is in the log)."""
     threads = str(max(1, len(cpus)))
-    env = {**os.environ, "PYTHONPATH": str(shared_code_dir()), "OMP_NUM_THREADS": threads,
+    env = {**inherited_environment(), "PYTHONPATH": str(shared_code_dir()), "OMP_NUM_THREADS": threads,
            "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
     command = [str(python), str(shared_code_dir() / TIMER), str(model_dir), str(rows_file), str(batch_size),
                str(TIMING_S)]

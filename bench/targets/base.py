@@ -20,6 +20,7 @@ from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
 from bench.provision.support import served, why_unsupported
+from bench.redact import redact_uri
 from bench.results.schema import Provisioning
 from bench.targets.owned import OWNED
 from bench.targets.process_tree import ProcessTree
@@ -123,7 +124,7 @@ def stopped_unless_ready(deployment: Deployment, where: str) -> Iterator[None]:
     except (DeployError, BenchError) as exc:
         tail = exc.log_tail if isinstance(exc, DeployError) and exc.log_tail else deployment.log_tail()
         deployment.stop()
-        raise DeployError(f"{where}: {exc.message}", tail, exc.hint) from None
+        raise DeployError(f"{where}: {exc.message}", redact_uri(tail), exc.hint) from None  # it goes into results
     except BaseException:
         deployment.stop()
         raise

@@ -22,7 +22,7 @@ from bench.config import RuntimeSpec, shared_code_dir
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.ports import free_port
-from bench.processes import pin_and_tie_to_parent
+from bench.processes import inherited_environment, pin_and_tie_to_parent
 from bench.provision.envs import RuntimeEnv, require_env
 from bench.provision.model_envs import Unsupported
 from bench.provision.support import env_note, serving_env
@@ -34,8 +34,6 @@ from bench.targets.process_tree import ProcessTree
 
 STOP_GRACE_S = 10.0
 INTERRUPTED_GRACE_S = 0.3  # after Ctrl-C: the user is waiting, and nothing more is measured
-# Interpreter settings of the harness that must not leak into a runtime's environment.
-SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "CONDA_PREFIX")
 
 
 
@@ -111,8 +109,9 @@ class LocalTarget(Target):
                                                       size_mb=env.size_mb, build_s=env.build_s))
 
     def environment(self, runtime_env: RuntimeEnv, rendered: dict[str, str]) -> dict[str, str]:
-        """The server's environment: the runtime's venv activated, one BLAS/OpenMP thread per CPU."""
-        base = {key: value for key, value in os.environ.items() if key not in SCRUBBED_ENV}
+        """The server's environment: the allow-listed part of the harness's, the runtime's venv activated, one
+        BLAS/OpenMP thread per CPU, and what runtime.yaml declares."""
+        base = inherited_environment()
         return {
             **base,
             "PATH": f"{runtime_env.bin_dir}{os.pathsep}{base.get('PATH', '')}",

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from bench.processes import started_at, still_runs
+from bench.processes import OWNER_ENV, started_at, still_runs
 
-OWNER_ENV = "SERVEBENCH_OWNER"  # "<pid>:<start time>" of the harness that started the process
 TERM_GRACE_S = 2.0
 
 

@@ -45,7 +45,8 @@ def capacity_command(folder: Path, out: Path, *extra: str) -> list[str]:
 def test_the_search_finds_the_knee_queueing_theory_predicts(tmp_path: Path, models: dict[str, LocalModel]) -> None:
     out, listing = tmp_path / "run", tmp_path / "capacity.json"
     result = subprocess.run(capacity_command(tmp_path, out, "--json", str(listing)), capture_output=True, text=True,
-                            timeout=900, env={**os.environ, "FAKE_MODE": f"serial:{SERVICE_MS:g}", "COLUMNS": "200"})
+                            timeout=900, env={**os.environ, "SERVEBENCH_TEST_FAKE_MODE": f"serial:{SERVICE_MS:g}",
+                                              "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr[-3000:]
     results = load_results(out)
     first = pd.read_parquet(out / str(results.cells[0].samples_file))  # 40 req/s: hardly any request waits
@@ -74,7 +75,7 @@ def test_ctrl_c_in_a_terminal_keeps_the_probes_and_stops_everything(tmp_path: Pa
                                                                     models: dict[str, LocalModel]) -> None:
     out, code_file, session = tmp_path / "run", tmp_path / "exit-code", f"servebench-test-{os.getpid()}"
     command = " ".join(capacity_command(tmp_path, out))
-    shell = f"cd {Path.cwd()} && FAKE_MODE=serial:{SERVICE_MS:g} {command}; echo $? > {code_file}"
+    shell = f"cd {Path.cwd()} && SERVEBENCH_TEST_FAKE_MODE=serial:{SERVICE_MS:g} {command}; echo $? > {code_file}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50", shell], check=True)
     try:
         deadline = time.monotonic() + 300

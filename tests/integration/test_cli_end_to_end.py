@@ -67,7 +67,7 @@ def test_check_goes_on_after_a_failed_runtime_and_exits_1(tmp_path: Path, models
     result = subprocess.run(
         [*BENCH, "check", "--runtime", f"{FAKE_RUNTIME},fastapi", "--model", "iris-logreg", "--json", str(out)],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, "FAKE_MODE": "crash", "COLUMNS": "200"},
+        env={**os.environ, "SERVEBENCH_TEST_FAKE_MODE": "crash", "COLUMNS": "200"},
     )
     assert result.returncode == 1, result.stderr[-2000:]
     rows = {row["runtime"]: row for row in json.loads(out.read_text())}

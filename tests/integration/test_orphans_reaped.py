@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def test_a_sigkilled_serve_leaves_a_process_the_next_command_removes_and_names(
         tmp_path: Path, models: dict[str, LocalModel]) -> None:
     log = tmp_path / "serve.log"
-    env = {**os.environ, "FAKE_MODE": "fork", "COLUMNS": "250"}
+    env = {**os.environ, "SERVEBENCH_TEST_FAKE_MODE": "fork", "COLUMNS": "250"}
     with log.open("w") as sink:
         harness = subprocess.Popen([*BENCH, "serve", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg"],
                                    stdout=sink, stderr=subprocess.STDOUT, env=env)

@@ -32,7 +32,8 @@ def test_a_profiled_cell_finds_the_known_shares_and_the_report_embeds_its_flame_
                              str(scenario), "--profile", "full", "--profile-server",
                              "--profile-rate", "250", "--no-mlflow", "--out", str(out)],
                             capture_output=True, text=True, timeout=180,
-                            env={**os.environ, "FAKE_MODE": f"busy:{MODEL_MS:g}:{FRAMEWORK_MS:g}", "COLUMNS": "200"})
+                            env={**os.environ, "SERVEBENCH_TEST_FAKE_MODE": f"busy:{MODEL_MS:g}:{FRAMEWORK_MS:g}",
+                                 "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr[-3000:]
     (cell,) = load_results(out).cells
     profile = cell.server_profile
@@ -146,7 +147,7 @@ def test_a_profiled_cell_whose_load_stops_early_stops_sampling_at_once(tmp_path:
     model = models["iris-logreg"]
     results = {}
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ["FAKE_MODE"] = f"busy:{MODEL_MS:g}:{FRAMEWORK_MS:g}"
+    os.environ["SERVEBENCH_TEST_FAKE_MODE"] = f"busy:{MODEL_MS:g}:{FRAMEWORK_MS:g}"
     try:
         with LocalTarget(cpus).deploy(load_runtime(str(FAKE_RUNTIME)), model, tmp_path / "servers") as deployment:
             for label, stop_after_s in (("before", -0.5), ("inside", 4.0)):  # seconds from the load's start
@@ -164,7 +165,7 @@ def test_a_profiled_cell_whose_load_stops_early_stops_sampling_at_once(tmp_path:
                 results[label] = (measured, time.monotonic() - started)
     finally:
         signal.signal(signal.SIGINT, previous)
-        os.environ.pop("FAKE_MODE", None)
+        os.environ.pop("SERVEBENCH_TEST_FAKE_MODE", None)
     before, before_s = results["before"]
     assert before.server_profile is not None and before.server_profile.shares is None
     assert "before the measured window began" in (before.server_profile.error or "")

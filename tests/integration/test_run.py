@@ -83,7 +83,8 @@ def test_smoke_run_of_all_runtimes(tmp_path: Path, models: dict[str, LocalModel]
 
 def test_server_killed_mid_run_yields_error_cells_and_the_run_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models: dict[str, LocalModel]) -> None:
-    monkeypatch.setenv("FAKE_MODE", "die_after:200")  # 2 parity requests, 1 s warm-up: dies 1 s into the window
+    # 2 parity requests, 1 s warm-up: dies 1 s into the window
+    monkeypatch.setenv("SERVEBENCH_TEST_FAKE_MODE", "die_after:200")
     before = my_processes()
     cpus = default_cpu_plan()
     options = RunOptions(

@@ -44,7 +44,7 @@ def served(tmp_path: Path, models: dict[str, LocalModel]) -> Iterator[str]:
     port = free_port()
     server = subprocess.Popen([*BENCH, "serve", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg",
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "FAKE_REQUIRE_HEADER": f"X-Api-Key: {SECRET}"},
+                              env={**os.environ, "SERVEBENCH_TEST_FAKE_REQUIRE_HEADER": f"X-Api-Key: {SECRET}"},
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -1,11 +1,11 @@
 """Test double. It answers the model's golden inputs with the golden outputs (so parity passes) and any
-other row with the row itself. FAKE_MODE: ok, crash (exit at start), never_ready, fork (spawns a child
+other row with the row itself. SERVEBENCH_TEST_FAKE_MODE: ok, crash (exit at start), never_ready, fork (spawns a child
 that ignores SIGTERM), die_on_predict (exits on the first request), die_after:N (exits on request N+1),
 slow:MS (sleeps MS milliseconds per request), serial:MS (one request at a time, MS milliseconds each: a
 single-server queue whose capacity is 1000/MS req/s), serial (the same, MS from FAKE_SERVICE_MS).
 busy:MODEL_MS:FRAMEWORK_MS (spends that much CPU time per request in marked_busy_loop and in
 marked_framework_loop, in shuffled 0.5 ms pieces: runtime.yaml's profile_rules count them as model and
-framework, so a profile's shares are known). FAKE_REQUIRE_HEADER="Name: value" answers 401 to a predict
+framework, so a profile's shares are known). SERVEBENCH_TEST_FAKE_REQUIRE_HEADER="Name: value" answers 401 to a predict
 request without that header (an API key)."""
 
 import json
@@ -18,8 +18,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODE = os.environ.get("FAKE_MODE", "ok")
-REQUIRED = [part.strip() for part in os.environ.get("FAKE_REQUIRE_HEADER", "").split(":", 1)]
+MODE = os.environ.get("SERVEBENCH_TEST_FAKE_MODE", "ok")
+REQUIRED = [part.strip() for part in os.environ.get("SERVEBENCH_TEST_FAKE_REQUIRE_HEADER", "").split(":", 1)]
 SERIAL = threading.Lock()
 GOLDEN = {}
 golden_file = os.path.join(os.environ.get("FAKE_MODEL_DIR", "/nonexistent"), "..", "golden.npz")
