@@ -6,6 +6,7 @@ import argparse
 import time
 
 from bench.cli.options import MODELS_HELP, Commands, command_group, reference_models
+from bench.redact import redact_uri
 
 
 def add_parser(commands: Commands) -> None:
@@ -22,7 +23,7 @@ def cmd_models_build(args: argparse.Namespace) -> int:
     from bench.models.registry import ensure_model, tracking_uri
 
     specs = reference_models(args.model)
-    console.print(f"MLflow tracking store: {tracking_uri()}")
+    console.print(f"MLflow tracking store: {redact_uri(tracking_uri())}")
     say = say_to(EventHook[Message](step))
     built = []
     for spec in specs:
@@ -37,5 +38,5 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from bench.cli.console import out, registered_table
     from bench.models.registry import list_registered, tracking_uri
 
-    out.print(registered_table(list_registered(), tracking_uri()))
+    out.print(registered_table(list_registered(), redact_uri(tracking_uri())))
     return 0

@@ -12,6 +12,7 @@ from bench.models.registry import find_local, tracking_uri
 from bench.provision.containers import daemon_problem, inspect
 from bench.provision.envs import load_env
 from bench.provision.images import base_image_default
+from bench.redact import redact_uri
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Check:
 def run_checks() -> list[Check]:
     checks = [Check("python", sys.version_info[:2] == (3, 11), sys.version.split()[0],
                     "use Python 3.11 (the runtimes' pins and the torch wheel are for 3.11)")]
-    checks.append(Check("MLflow tracking store", True, tracking_uri()))
+    checks.append(Check("MLflow tracking store", True, redact_uri(tracking_uri())))
     built = [name for name, spec in SPECS.items() if find_local(spec) is not None]
     checks.append(Check("reference models", len(built) == len(SPECS), f"{len(built)}/{len(SPECS)} built",
                         "bench models build (bench run also builds them)", required=False))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.models import registry
+from bench.redact import redact_uri
 from bench.report.model import LATENCY_KEYS, ReportData, Run, load_runs, records
 from bench.report.render import REPORT_FILE, SUMMARY_FILE, render_run_reports
 from bench.results.store import RESULTS_FILE
@@ -184,5 +185,6 @@ def log_run(run_dir: Path) -> str:
         return _log(registry._client(), run_dir, user_uri)
     except (MlflowException, RequestException, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchError(f"logging {run_dir} to MLflow ({registry.tracking_uri()}) failed: {message[:300]}",
+        raise BenchError(f"logging {run_dir} to MLflow ({redact_uri(registry.tracking_uri())}) failed: "
+                         f"{redact_uri(message[:300])}",
                          hint="check MLFLOW_TRACKING_URI, or pass --no-mlflow") from None

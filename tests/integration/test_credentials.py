@@ -1,0 +1,119 @@
+"""A credential given the way users give it reaches the server and is written, printed or passed on nowhere:
+`--url` with user:password, `--metrics-url` with user:password and a token query, `--header-env`, a refused
+`--worker-url`, and an MLflow tracking server URI with user:password, against `bench serve` of the test double
+(which demands the Basic credential) and a real `mlflow server`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from bench.models.registry import LocalModel
+from bench.ports import free_port
+from bench.results.store import load_results
+
+FAKE_RUNTIME = Path(__file__).resolve().parents[1] / "data" / "fake-runtime"
+BENCH = [sys.executable, "-m", "bench.cli"]
+USER, PASSWORD = "alice", "pw-5d1e9b"  # in --url
+METRICS_PASSWORD, METRICS_TOKEN = "mpw-0a7c3f", "mtok-6b2e84"  # in --metrics-url
+HEADER_KEY = "hdr-93c1d7"  # through --header-env
+TRACKING_PASSWORD = "trk-4f8a2c"  # in MLFLOW_TRACKING_URI
+SECRETS = (PASSWORD, METRICS_PASSWORD, METRICS_TOKEN, HEADER_KEY, TRACKING_PASSWORD,
+           base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
+pytestmark = pytest.mark.integration
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{what} exited"
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    pytest.fail(f"{what} did not come up")
+
+
+@pytest.fixture
+def servers(tmp_path: Path, models: dict[str, LocalModel]) -> Iterator[tuple[str, str]]:
+    """The test double demanding the Basic credential, and an MLflow tracking server: their base URLs."""
+    port, tracking_port = free_port(), free_port()
+    basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    started = [
+        subprocess.Popen([*BENCH, "serve", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--port",
+                          str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                         env={**os.environ, "SERVEBENCH_TEST_FAKE_REQUIRE_HEADER": f"Authorization: Basic {basic}"}),
+        subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(tracking_port),
+                          "--backend-store-uri", f"sqlite:///{tmp_path / 'tracking.db'}",
+                          "--artifacts-destination", str(tmp_path / "tracking-artifacts"), "--workers", "1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        _wait(f"http://127.0.0.1:{port}/ready", started[0], "bench serve")
+        _wait(f"http://127.0.0.1:{tracking_port}/health", started[1], "mlflow server")
+        yield f"127.0.0.1:{port}", f"127.0.0.1:{tracking_port}"
+    finally:
+        for process in started:
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=30)
+
+
+def _argv_of_everything() -> str:
+    lines = []
+    for process in psutil.process_iter(["cmdline"]):
+        lines.append(" ".join(process.info["cmdline"] or []))
+    return "\n".join(lines)
+
+
+def test_no_credential_is_written_printed_or_passed_on(tmp_path: Path, servers: tuple[str, str]) -> None:
+    server, tracking = servers
+    env = {**os.environ, "COLUMNS": "200", "GATEWAY_KEY": f"X-Api-Key: {HEADER_KEY}",
+           "MLFLOW_TRACKING_URI": f"http://{USER}:{TRACKING_PASSWORD}@{tracking}"}
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(json.dumps({"name": "s", "loop": "open", "arrival": "poisson", "rate": 50, "warmup_s": 1,
+                                    "duration_s": 4, "slo": {"percentile": "p99", "ms": 200}, "min_requests": 50}))
+    out = tmp_path / "run"
+    run = subprocess.Popen(
+        [*BENCH, "run", "--target", "url", "--url", f"http://{USER}:{PASSWORD}@{server}/predict", "--protocol",
+         "kserve-v1", "--name", "gateway", "--model", "iris-logreg", "--scenario", str(scenario), "--profile", "full",
+         "--header-env", "GATEWAY_KEY",
+         "--metrics-url", f"http://m:{METRICS_PASSWORD}@{server}/metrics?token={METRICS_TOKEN}",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen_argv = []
+    while run.poll() is None:  # what every process on the host is running with, while the load runs
+        seen_argv.append(_argv_of_everything())
+        time.sleep(0.5)
+    stdout, stderr = run.communicate()
+    assert run.returncode == 0, stderr[-3000:]
+    (cell,) = load_results(out).cells
+    assert cell.validity.valid and cell.counts.errors == 0, cell.validity  # the Basic credential got through
+    written = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert any(path.name == "plan.json" for path in written) and any(path.suffix == ".log" for path in written)
+    mlflow_files = {path: path.read_bytes() for path in (tmp_path / "tracking-artifacts").rglob("*") if path.is_file()}
+    assert mlflow_files, "the run was not logged to the MLflow server"
+    tracking_db = (tmp_path / "tracking.db").read_bytes()  # params and tags live in the store
+    for secret in SECRETS:
+        for path, data in {**written, **mlflow_files}.items():
+            assert secret.encode() not in data, f"{secret} in {path}"
+        assert secret.encode() not in tracking_db, f"{secret} in the MLflow store"
+        assert secret not in stdout + stderr, f"{secret} printed"
+        assert not [argv for argv in seen_argv if secret in argv and "GATEWAY_KEY" not in argv], f"{secret} in argv"
+    refused = subprocess.run(
+        [*BENCH, "run", "--target", "url", "--url", f"http://{server}/predict", "--protocol", "kserve-v1",
+         "--model", "iris-logreg", "--scenario", str(scenario), "--expect-workers", "1",
+         "--worker-url", f"http://{USER}:{PASSWORD}@10.0.0.5:8080", "--no-mlflow", "--out", str(tmp_path / "w")],
+        capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and "would travel to every worker" in refused.stderr
+    assert PASSWORD not in refused.stdout + refused.stderr
