@@ -27,7 +27,7 @@ from bench.load.worker_auth import TOKEN_ENV
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel
 from bench.provision.image_layout import image_layout
-from bench.targets.kserve import cluster, manifests, versions
+from bench.targets.kserve import cluster, manifests, pod_security, versions
 from bench.targets.kserve.runner import Result, Runner
 from bench.targets.kserve.target import KServeTarget, planned_model
 from bench.targets.kserve.validate import INFERENCESERVICE_CRD, problems, strict, validate
@@ -268,7 +268,7 @@ def test_cluster_up_dry_run_prints_the_whole_sequence(tmp_path: Path) -> None:
         "--set args={--kubelet-insecure-tls} --namespace kube-system --create-namespace --wait --timeout 10m",
         f"kubectl {ctx} get clusterservingruntime kserve-mlserver",
         f"kubectl {ctx} get clusterservingruntime kserve-sklearnserver",
-        f"kubectl {ctx} apply -f {tmp_path}/cluster-storage.yaml",
+        f"kubectl {ctx} apply -f {tmp_path}/cluster-namespace.yaml",
         f"kubectl {ctx} wait --for=jsonpath={{.status.phase}}=Bound pvc/servebench-models --namespace servebench "
         "--timeout=60s",
     ]
@@ -277,8 +277,9 @@ def test_cluster_up_dry_run_prints_the_whole_sequence(tmp_path: Path) -> None:
     config = yaml.safe_load((tmp_path / "kind-cluster.yaml").read_text())
     mount = config["nodes"][0]["extraMounts"][0]
     assert Path(mount["hostPath"]).is_absolute() and mount["containerPath"] == manifests.NODE_MODELS_PATH
-    storage = list(yaml.safe_load_all((tmp_path / "cluster-storage.yaml").read_text()))
-    assert [o["kind"] for o in storage] == ["Namespace", "PersistentVolume", "PersistentVolumeClaim"]
+    storage = list(yaml.safe_load_all((tmp_path / "cluster-namespace.yaml").read_text()))
+    assert [o["kind"] for o in storage] == ["Namespace", "PersistentVolume", "PersistentVolumeClaim",
+                                            "NetworkPolicy", "NetworkPolicy", "NetworkPolicy"]
 
 
 class Canned(Runner):
@@ -496,8 +497,11 @@ def test_dry_run_writes_valid_manifests_and_every_command(tmp_path: Path) -> Non
     # every runtime and mlserver's stock variant x 4 models, and kserve's sklearnserver x the 2 scikit-learn ones
     expected = (len(available_runtimes()) + 1) * 4 + 2
     assert len(isvcs) == expected and not (folder / "workers.yaml").exists()  # no --cluster-workers
-    for path in [*isvcs, folder / "cluster-storage.yaml"]:
-        validate(list(yaml.safe_load_all(path.read_text())), path.name)
+    for path in [*isvcs, folder / "cluster-namespace.yaml"]:
+        validate(list(yaml.safe_load_all(path.read_text())), path.name)  # schemas and the restricted profile
+    platforms = sorted(folder.glob("platform-*.yaml"))  # the SeldonDeployments and RayServices (no schema here)
+    assert platforms and all(pod_security.problems(manifest) == [] for path in platforms
+                             for manifest in yaml.safe_load_all(path.read_text()))
     commands = (tmp_path / "dry" / "commands.sh").read_text()
     for step in ("kind create cluster", "kind load docker-image servebench/mlserver:", "apply -f",
                  "wait --for=condition=Ready inferenceservice/mlserver-kserve-digits-cnn", "port-forward",

@@ -50,7 +50,7 @@ def test_a_typo_in_a_pod_spec_is_caught_offline(tmp_path: Path) -> None:
     container = {"name": "c", "image": "i"}
     with pytest.raises(BenchError, match=r"spec\.predictors\.0\.componentSpecs\.0\.spec"):
         render_platform(runtime, "x", {"model_name": "m", "model_uri": "pvc://a/b", "port": 8080,
-                                       "container_name": "c"}, container)
+                                       "container_name": "c"}, container, 1000)
     good = yaml.safe_load((runtimes_dir() / "seldon" / "seldon-deployment.yaml").read_text())
     good["kind"] = "SeldonDeploymentt"
     assert platform_problems(good, runtime)[0].startswith("(top level): expected machinelearning.seldon.io/v1")
@@ -63,7 +63,7 @@ def test_an_unknown_placeholder_is_a_one_line_error(tmp_path: Path) -> None:
     template.write_text(template.read_text().replace('"{model_uri}"', '"{model_url}"'))
     with pytest.raises(BenchError, match=r"unknown placeholder '\{model_url\}'"):
         render_platform(parse_runtime_spec(folder / "runtime.yaml"), "x", {"model_name": "m", "port": 1,
-                                                                        "container_name": "c"}, {"name": "c"})
+                                                                        "container_name": "c"}, {"name": "c"}, 1000)
 
 
 def test_ray_service_serves_the_runtimes_app_from_its_image_with_the_model_mounted(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_ray_service_serves_the_runtimes_app_from_its_image_with_the_model_mount
     worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
     assert cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == image
     assert worker["containers"][0]["image"] == image
-    [mount] = worker["containers"][0]["volumeMounts"]
+    mount = next(m for m in worker["containers"][0]["volumeMounts"] if m["name"] == "models")
     storage = isvc["spec"]["predictor"]["containers"][0]["env"]
     uri = next(item["value"] for item in storage if item["name"] == "STORAGE_URI")
     assert (mount["mountPath"], mount["subPath"]) == ("/mnt/models", uri.split("/", 3)[3])

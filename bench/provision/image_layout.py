@@ -27,6 +27,13 @@ class ImageLayout:
     port: int  # first EXPOSE: the port a pod serves on
     uid: int | None  # `useradd --uid N`: Kubernetes needs a numeric user to enforce runAsNonRoot
     work_dir: str = CONTAINER_WORK_DIR
+    home: str | None = None  # `useradd --create-home ... NAME`: /home/NAME, where libraries keep caches
+
+    @property
+    def writable(self) -> tuple[str, ...]:
+        """The folders a server may write to, over an otherwise read-only root (scratch space, in memory):
+        /tmp, the user's home (Ray keeps its session links there) and the image's work folder."""
+        return ("/tmp", *([self.home] if self.home else []), self.work_dir)
 
     def values(self, host: str, port: int) -> dict[str, str]:
         """runtime.yaml placeholders for a container of this image (free ports are left to render())."""
@@ -56,6 +63,7 @@ def image_layout(spec: RuntimeSpec) -> ImageLayout:
     workdir = ""
     ports: list[int] = []
     uid: int | None = None
+    home: str | None = None
     for instruction, arguments in _instructions(dockerfile):
         if instruction == "ENV":
             for token in shlex.split(arguments):
@@ -66,12 +74,16 @@ def image_layout(spec: RuntimeSpec) -> ImageLayout:
             workdir = arguments.strip()
         elif instruction == "EXPOSE":
             ports += [int(port.split("/")[0]) for port in arguments.split()]
-        elif instruction == "RUN" and (found := re.search(r"--uid[= ](\d+)", arguments)):
-            uid = int(found.group(1))
+        elif instruction == "RUN" and (found := re.search(r"useradd ([^&;|]*)", arguments)):
+            words = found.group(1).split()
+            if (number := re.search(r"--uid[= ](\d+)", found.group(1))) is not None:
+                uid = int(number.group(1))
+            if {"--create-home", "-m"} & set(words):
+                home = f"/home/{words[-1]}"
     bin_dir = next((entry for entry in env.get("PATH", "").split(":") if entry.endswith("/bin")), "")
     missing = [what for what, value in (("ENV PATH=<venv>/bin:$PATH", bin_dir), ("WORKDIR", workdir),
                                         ("EXPOSE", ports)) if not value]
     if missing:
         raise BenchError(f"{dockerfile}: cannot tell the image's layout: no {', '.join(missing)}",
                          hint="see runtimes/fastapi/Dockerfile for the expected form")
-    return ImageLayout(bin_dir, workdir, env.get("MODEL_DIR", "/mnt/models"), ports[0], uid)
+    return ImageLayout(bin_dir, workdir, env.get("MODEL_DIR", "/mnt/models"), ports[0], uid, home=home)

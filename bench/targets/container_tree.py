@@ -3,13 +3,14 @@
 py-spy run on the host against a container's processes cannot tell their waiting threads from their running
 ones (py-spy issue #490): Python records each thread's id in the container's pid namespace, py-spy looks for
 it among the host's ids, finds nothing and counts every thread as running unless its stack looks idle. So the
-profiler runs in a short-lived container of its own that joins the server container's pid namespace
-(`--pid container:NAME`): there the ids match. That container is made from the server's own image (already
-present; nothing is built and no image changes), runs the host's py-spy (a static binary, bind-mounted
-read-only) as root with the one capability reading another process needs (SYS_PTRACE), pinned to the
-generator's CPUs (never the server's), and writes into the host's profile folder (bind-mounted). The server's
-container itself is unchanged. `docker run` stays attached, so a SIGINT to it reaches py-spy (--sig-proxy),
-which then writes what it sampled; when the server's container goes, so does everything in its pid namespace.
+profiler runs in a short-lived container of its own that joins the server container's pid namespace (`--pid
+container:NAME`): there the ids match. That container is made from the server's own image (already present;
+nothing is built and no image changes), runs the host's py-spy (a static binary, bind-mounted read-only) as
+root with the one capability reading another process needs (SYS_PTRACE; every other is dropped, its root is
+read-only: bench.targets.confinement), pinned to the generator's CPUs (never the server's), and writes into
+the host's profile folder (bind-mounted). The server's container itself is unchanged. `docker run` stays
+attached, so a SIGINT to it reaches py-spy (--sig-proxy), which then writes what it sampled; when the server's
+container goes, so does everything in its pid namespace.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import secrets
 from pathlib import Path
 
 from bench.provision.containers import docker
+from bench.targets.confinement import profiler_flags
 from bench.targets.process_tree import ProcessTree, SamplerPlace
 
 TOOL = "/servebench/profiler"  # the profiler's executable inside the sampling container
@@ -51,7 +53,7 @@ class ContainerTree(ProcessTree):
         self.samplers.append(name)
         labels = [part for key, value in self.labels.items() for part in ("--label", f"{key}={value}")]
         command = ("docker", "run", "--rm", "--name", name, *labels, "--pid", f"container:{self.container}",
-                  "--network", "none", "--no-healthcheck", "--user", "0", "--cap-add", "SYS_PTRACE",
+                  "--network", "none", "--no-healthcheck", "--user", "0", *profiler_flags(),
                   "--cpuset-cpus", ",".join(map(str, cpus)),
                   "-v", f"{executable.resolve()}:{TOOL}:ro", "-v", f"{folder.resolve()}:{FOLDER}",
                   "--entrypoint", TOOL, self.image)

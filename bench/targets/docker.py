@@ -26,6 +26,7 @@ from bench.provision.image_layout import image_layout
 from bench.provision.images import ImageInfo, ensure_image
 from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
+from bench.targets.confinement import described, server_flags
 from bench.targets.container_tree import ContainerTree
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, render_launch, thread_env
 from bench.targets.orphans import Owner
@@ -152,7 +153,7 @@ class DockerTarget(Target):
         labels = [part for key, value in owner_labels().items() for part in ("--label", f"{key}={value}")]
         create = ["create", "--name", name, *labels, *network,
                   "--cpuset-cpus", ",".join(map(str, self.cpus.server)), "--cpus", str(len(self.cpus.server)),
-                  "--memory", self.memory, "--no-healthcheck",
+                  "--memory", self.memory, "--no-healthcheck", *server_flags(layout.writable, layout.uid),
                   "-v", f"{model.model_dir}:{layout.model_dir}:ro"]
         for key, value in environment.items():
             create += ["-e", f"{key}={value}"]
@@ -169,7 +170,8 @@ class DockerTarget(Target):
             fairness={**self.cpus.as_dict(), "threads_env": len(self.cpus.server), "cpus_limit": len(self.cpus.server),
                       "memory_limit": self.memory, "network": "bridge, 127.0.0.1 only" if self.bridge else "host",
                       "image": image.tag, "image_size_mb": image.size_mb, "image_build_s": image.build_s,
-                      "base_image": image.base_image, "offline_build": image.offline, **runtime.settings},
+                      "base_image": image.base_image, "offline_build": image.offline, "confinement": described(),
+                      **runtime.settings},
         )
         OWNED.add(deployment)
         create_s = time.monotonic() - created

@@ -2,7 +2,8 @@
 a scratch model store), write TorchServe's config.properties, and run torchserve in the foreground.
 
 The model itself is not archived: the handler loads the MLflow model from MODEL_DIR, as every other
-runtime does. Settings (environment): MODEL_NAME, MODEL_DIR, BIND_HOST, HTTP_PORT, MANAGEMENT_PORT,
+runtime does. Settings (environment): MODEL_NAME, MODEL_DIR, BIND_HOST (inference and metrics; management
+always binds 127.0.0.1), HTTP_PORT, MANAGEMENT_PORT,
 METRICS_PORT, METRICS_MODE, WORKERS, BATCH_SIZE, MAX_BATCH_DELAY_MS, WORK_DIR, SHARED_DIR (servebench_serving.py).
 """
 
@@ -33,7 +34,8 @@ def main() -> None:
     config = work / "config.properties"
     config.write_text("\n".join([
         f"inference_address=http://{host}:{env['HTTP_PORT']}",
-        f"management_address=http://{host}:{env['MANAGEMENT_PORT']}",
+        # the management API registers and unregisters models: loopback only, whatever BIND_HOST says
+        f"management_address=http://127.0.0.1:{env['MANAGEMENT_PORT']}",
         f"metrics_address=http://{host}:{env['METRICS_PORT']}",
         f"model_store={store}",
         f"load_models={name}",

@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 import requests
 from docker_daemon import require_docker
+from kubelet_flags import security_flags
 
 from bench.load.worker_auth import TOKEN_ENV, new_token
 from bench.models.registry import LocalModel
@@ -71,15 +72,15 @@ def bridge() -> Iterator[tuple[str, str]]:
 
 def run_like_kubelet(container: dict[str, Any], pod: str, hosts: dict[str, str], secrets_data: dict[str, dict[str, str]]
                      ) -> str:
-    """`docker run` of the pod's container spec (command, args, env, user, limits), with no network yet and
-    the cluster DNS names it needs as host entries; a secretKeyRef's value comes from secrets_data (the Secret's
-    stringData by name) through docker's own environment, not its argv. The container's name."""
+    """`docker run` of the pod's container spec (command, args, env, limits, user and security context), with no
+    network yet and the cluster DNS names it needs as host entries; a secretKeyRef's value comes from
+    secrets_data (the Secret's stringData by name) through docker's own environment, not its argv. The
+    container's name."""
     name = f"servebench-worker-{secrets.token_hex(4)}"
     limits = container["resources"]["limits"]
     command = ["docker", "run", "-d", "--name", name, "--label", LABEL, "--network", "none", "--hostname", pod,
                "--cpus", limits["cpu"], "--memory", limits["memory"].replace("Gi", "g"),
-               "--user", str(container["securityContext"]["runAsUser"]),
-               "--entrypoint", container["command"][0]]
+               *security_flags(container), "--entrypoint", container["command"][0]]
     from_secrets = {}
     for item in container.get("env", []):
         if "valueFrom" in item:

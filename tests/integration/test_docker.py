@@ -17,8 +17,13 @@ from pathlib import Path
 import pytest
 from docker_daemon import require_docker
 
-from bench.config import available_runtimes
+from bench.config import available_runtimes, load_runtime
+from bench.models.registry import LocalModel
+from bench.provision.containers import inspect
+from bench.provision.image_layout import image_layout
 from bench.results.store import load_results
+from bench.targets.confinement import PIDS_LIMIT
+from bench.targets.docker import DockerTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -56,6 +61,7 @@ def test_smoke_run_of_all_runtimes_in_containers(tmp_path: Path) -> None:
         assert cell.parity.ok and cell.target == "docker"
         assert str(cell.fairness.target["image"]).startswith(f"servebench/{cell.runtime}:")
         assert cell.fairness.target["memory_limit"] and cell.fairness.target["cpus_limit"] == 1
+        assert "read-only root" in str(cell.fairness.target["confinement"])
         assert (cell.server.startup_s or 0) > 0 and (cell.server.rss_mb_max or 0) > 50
         latency = [cell.latency.p50, cell.latency.p99, cell.latency.max]
         assert latency == sorted(latency)  # type: ignore[type-var]
@@ -127,3 +133,33 @@ def test_a_sigkilled_harness_leaves_a_container_the_next_run_removes_and_names(t
     assert f"removed container {left[0]} (its harness, pid {harness.pid}, no longer runs)" in \
         " ".join(result.stdout.split() + result.stderr.split())
     assert not _containers_of(harness.pid) and not owned_containers()
+
+
+def test_a_server_container_has_no_capabilities_a_read_only_root_and_bounded_processes(
+        models: dict[str, LocalModel], tmp_path: Path) -> None:
+    """What the server inside can do, read from the running container: no effective capability, no write
+    outside its scratch folders, the process limit set."""
+    target = DockerTarget(base_image=BASE_IMAGE, offline=True)
+    deployment = target.deploy(load_runtime("fastapi"), models["iris-logreg"], tmp_path)
+    try:
+        host = (inspect("container", deployment.container) or {})["HostConfig"]
+        assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+        assert host["ReadonlyRootfs"] is True and "no-new-privileges" in host["SecurityOpt"]
+        assert host["PidsLimit"] == PIDS_LIMIT
+
+        def inside(code: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["docker", "exec", deployment.container, "python", "-c", code],
+                                  capture_output=True, text=True, timeout=60)
+
+        status = inside("print(open('/proc/1/status').read())").stdout
+        capabilities = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines()
+                        if line.startswith("Cap")}
+        assert capabilities["CapEff"] == capabilities["CapPrm"] == capabilities["CapBnd"] == 0, capabilities
+        assert "NoNewPrivs:\t1" in status
+        refused = inside("open('/app/planted.py', 'w')")
+        assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+        for folder in image_layout(load_runtime("fastapi")).writable:
+            assert inside(f"open('{folder}/scratch', 'w').write('x')").returncode == 0, folder
+    finally:
+        deployment.stop()
+    assert not owned_containers()

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import yaml
 from docker_daemon import require_docker
+from kubelet_flags import security_flags
 
 from bench.config import available_runtimes, load_runtime
 from bench.measure.parity import check_parity
@@ -69,12 +70,13 @@ def nothing_left_behind() -> Iterator[None]:
 
 def run_like_kubelet(container: dict[str, Any], model: LocalModel, entrypoint: bool = True) -> str:
     """`docker run` of a Kubernetes container spec: command -> entrypoint, args -> arguments, env, user,
-    limits; the model read-only at /mnt/models (KServe's mount point for a storageUri)."""
+    limits, its security context (capabilities, no privilege escalation, a read-only root with an emptyDir
+    behind each scratch mount: a tmpfs here); the model read-only at /mnt/models (KServe's mount point for a
+    storageUri)."""
     name = f"servebench-contract-{secrets.token_hex(4)}"
     limits = container["resources"]["limits"]
     command = ["docker", "run", "-d", "--name", name, "--label", LABEL, "--network", "host",
-               "--cpus", limits["cpu"], "--memory", limits["memory"].replace("Gi", "g"),
-               "--user", str(container["securityContext"]["runAsUser"]),
+               "--cpus", limits["cpu"], "--memory", limits["memory"].replace("Gi", "g"), *security_flags(container),
                "-v", f"{model.model_dir}:/mnt/models:ro"]
     for item in container.get("env", []):
         command += ["-e", f"{item['name']}={item['value']}"]
@@ -162,7 +164,7 @@ def test_the_stock_mlserver_runtime_with_our_image(images: DockerTarget, models:
     env += [{"name": "MLSERVER_MODEL_NAME", "value": name}, {"name": "MLSERVER_MODEL_URI", "value": "/mnt/models"}]
     model_spec = isvc["spec"]["predictor"]["model"]
     container = {"image": model_spec["image"], "env": env + model_spec["env"], "resources": model_spec["resources"],
-                 "securityContext": model_spec["securityContext"]}
+                 "securityContext": model_spec["securityContext"], "volumeMounts": model_spec["volumeMounts"]}
     ports = {int(item["value"]) for item in env if item["name"].endswith("_PORT")}
     if not _ports_free(*ports, 8082):  # 8082: the image's own MLSERVER_METRICS_PORT, which the runtime keeps
         pytest.skip(f"the stock runtime's fixed ports {sorted(ports)} (or 8082) are taken on this host")

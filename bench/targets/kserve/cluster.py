@@ -87,8 +87,9 @@ def _helm_release(runner: Runner, say: Say, release: str, namespace: str, chart:
                      "--timeout", "10m"), timeout=900)
 
 
-def storage_manifests() -> list[manifests.Manifest]:
-    return [manifests.namespace(), *manifests.model_storage()]
+def namespace_manifests() -> list[manifests.Manifest]:
+    """The run's namespace (restricted pods only), its model storage and its network policies."""
+    return [manifests.namespace(), *manifests.model_storage(), *manifests.network_policies()]
 
 
 def stock_cluster_runtimes() -> list[str]:
@@ -133,9 +134,9 @@ def cluster_up(runner: Runner, work_dir: Path, say: Say, cluster_runtimes: Itera
             raise BenchError(f"KServe is installed but has no ClusterServingRuntime {stock}",
                              hint="reinstall the kserve release (bench cluster down && bench cluster up), or "
                                   "drop the kserve.stock block of the runtime.yaml that names it")
-    storage = storage_manifests()
-    validate(storage, "cluster storage")
-    path = work_dir / "cluster-storage.yaml"
+    storage = namespace_manifests()
+    validate(storage, "cluster namespace")
+    path = work_dir / "cluster-namespace.yaml"
     path.write_text(dump(storage))
     runner.run(*kubectl("apply", "-f", str(path)))
     runner.run(*kubectl("wait", "--for=jsonpath={.status.phase}=Bound", f"pvc/{manifests.MODELS_PVC}",

@@ -19,6 +19,7 @@ from bench.load.worker_auth import TOKEN_ENV
 from bench.ports import free_port
 from bench.provision.image_layout import ImageLayout
 from bench.runtime_options import KServeStock
+from bench.targets.kserve.pod_security import LEVEL_LABELS, container_context, hardened, scratch_mounts
 from bench.targets.launch import render, render_launch, thread_env
 
 NAMESPACE = "servebench"
@@ -83,8 +84,29 @@ def storage_uri(model_dir: Path, models_root: Path) -> str:
 
 
 def namespace() -> Manifest:
+    """The run's namespace, where the API server itself refuses any pod below the restricted profile."""
     return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "servebench"}}}
+            "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "servebench", **LEVEL_LABELS}}}
+
+
+def network_policies() -> list[Manifest]:
+    """Nothing reaches a pod of the namespace over the network but the load workers reaching a predictor
+    (and a Ray cluster's pods each other). The harness's port-forward enters a pod through the kubelet, not
+    the pod network, so no rule is needed for it; the workers dial out to the harness and accept nothing."""
+    labels = {"app.kubernetes.io/managed-by": "servebench"}
+
+    def policy(name: str, pods: Manifest, sources: list[Manifest]) -> Manifest:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": name, "namespace": NAMESPACE, "labels": dict(labels)},
+                "spec": {"podSelector": pods, "policyTypes": ["Ingress"],
+                         "ingress": [{"from": [{"podSelector": source} for source in sources]}] if sources else []}}
+
+    workers = {"matchLabels": {WORKER_LABEL: WORKERS}}
+    ray = {"matchExpressions": [{"key": "ray.io/cluster", "operator": "Exists"}]}
+    return [policy("servebench-deny-ingress", {}, []),
+            policy("servebench-predictors-from-workers",
+                   {"matchExpressions": [{"key": POD_LABEL, "operator": "Exists"}]}, [workers]),
+            policy("servebench-ray-cluster", ray, [ray, workers])]
 
 
 def model_storage(capacity: str = "20Gi") -> list[Manifest]:
@@ -131,12 +153,16 @@ def _metadata(name: str, runtime: str, model: str, served: Served) -> Manifest:
             "annotations": {"serving.kserve.io/deploymentMode": DEPLOYMENT_MODE, **served.annotations()}}
 
 
-def _security(layout: ImageLayout) -> Manifest:
-    """Run as the image's own numeric user: Kubernetes cannot check runAsNonRoot against a user name."""
-    security: Manifest = {"allowPrivilegeEscalation": False}
-    if layout.uid is not None:
-        security.update(runAsUser=layout.uid, runAsNonRoot=layout.uid != 0)
-    return security
+def image_uid(layout: ImageLayout, runtime: RuntimeSpec) -> int:
+    """The image's own numeric user: Kubernetes cannot check runAsNonRoot against a user name, and the
+    restricted profile admits no root."""
+    if not layout.uid:
+        raise BenchError(f"{runtime.name}: its Dockerfile creates no non-root user with a numeric uid",
+                         hint="add `useradd --uid 1000 ...` and `USER` to the Dockerfile: pods run under "
+                              "Kubernetes' restricted profile")
+    return layout.uid
+
+
 
 
 def predictor_container(runtime: RuntimeSpec, model_name: str, image: str, layout: ImageLayout, resources: Resources,
@@ -164,7 +190,8 @@ def predictor_container(runtime: RuntimeSpec, model_name: str, image: str, layou
         "ports": [{"containerPort": port, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": served.readiness_path, "port": port},
                            "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3},
-        "resources": resources.as_k8s(), "securityContext": _security(layout),
+        "resources": resources.as_k8s(), "securityContext": container_context(image_uid(layout, runtime)),
+        "volumeMounts": scratch_mounts(layout.writable),
     }
     return container, served
 
@@ -172,9 +199,10 @@ def predictor_container(runtime: RuntimeSpec, model_name: str, image: str, layou
 def inference_service(name: str, runtime: RuntimeSpec, model_name: str, container: Manifest,
                       served: Served) -> Manifest:
     """One InferenceService, Standard (raw Deployment) mode, one replica, a custom predictor container."""
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": _metadata(name, runtime.name, model_name, served),
-            "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "containers": [container]}}}
+    return hardened({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                     "metadata": _metadata(name, runtime.name, model_name, served),
+                     "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "containers": [container]}}},
+                    container["securityContext"]["runAsUser"])
 
 
 def stock_inference_service(name: str, variant: str, stock: KServeStock, model_name: str, image: str | None,
@@ -190,14 +218,17 @@ def stock_inference_service(name: str, variant: str, stock: KServeStock, model_n
                     stock.port)
     model: Manifest = {"modelFormat": {"name": stock.model_format}, "runtime": stock.cluster_runtime,
                        "protocolVersion": stock.protocol_version, "storageUri": model_uri,
-                       "resources": resources.as_k8s(), "securityContext": _security(layout),
-                       "env": [{"name": key, "value": value}
+                       "resources": resources.as_k8s(), "env": [{"name": key, "value": value}
                                for key, value in {**thread_env(int(float(resources.cpu))), **stock.env}.items()]}
+    uid = layout.uid or 1000  # KServe's own server images run as 1000 too
+    model["securityContext"] = container_context(uid)
     if image is not None:
-        model.update(image=image, imagePullPolicy="IfNotPresent")
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": _metadata(name, variant, model_name, served),
-            "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model}}}
+        model.update(image=image, imagePullPolicy="IfNotPresent", volumeMounts=scratch_mounts(layout.writable))
+    else:  # where the image KServe names writes is not known here: its root stays writable
+        model["securityContext"]["readOnlyRootFilesystem"] = False
+    return hardened({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                     "metadata": _metadata(name, variant, model_name, served),
+                     "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model}}}, uid)
 
 
 WORKERS = "servebench-workers"
@@ -205,6 +236,7 @@ WORKER_TOKEN_SECRET = "servebench-worker-token"  # the run's worker token, for t
 WORKER_LABEL = "app.kubernetes.io/name"  # with the value WORKERS: how the reaper finds a dead harness's workers
 # each worker pod: one Locust worker process, which uses one core (its users are gevent greenlets)
 WORKER_RESOURCES = Resources("1", "1Gi")
+WORKER_UID = 1000  # the load generator image's user (docker/locust/Dockerfile)
 WORKER_IDLE_S = 3600  # a worker waits this long for the next cell; the harness deletes the pods when it ends
 
 
@@ -234,10 +266,10 @@ def workers(image: str, count: int, master: str, master_port: int, resources: Re
                  "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                          {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": WORKER_TOKEN_SECRET,
                                                                             "key": "token"}}}],
-                 "resources": resources.as_k8s(),
-                 "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False}}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
+                 "resources": resources.as_k8s(), "volumeMounts": scratch_mounts(("/tmp",))}
+    return hardened({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": WORKERS, "namespace": NAMESPACE, "labels": dict(labels)},
             "spec": {"replicas": count, "selector": {"matchLabels": dict(labels)},
                      "template": {"metadata": {"labels": dict(labels)},
-                                  "spec": {"containers": [container], "terminationGracePeriodSeconds": 5}}}}
+                                  "spec": {"containers": [container], "terminationGracePeriodSeconds": 5}}}},
+                    WORKER_UID)

@@ -1,9 +1,11 @@
 """A runtime's own platform object (runtime.yaml's `platform:`: a SeldonDeployment, a KubeRay RayService)
 rendered from a template in its folder, beside its InferenceServices, by the KServe target's dry run.
 
-The template is YAML. A string that is exactly "{container}" becomes the predictor container the
-InferenceService runs (the same image, command, env, probes and resources); every other string has its
-{placeholders} filled in, and one that is a single placeholder of a number becomes that number.
+Every pod in it is hardened as the InferenceService's are (pod_security.hardened: restricted profile, no API
+token, an emptyDir behind each scratch mount). The template is YAML. A string that is exactly "{container}"
+becomes the predictor container the InferenceService runs (the same image, command, env, probes and
+resources); every other string has its {placeholders} filled in, and one that is a single placeholder of a
+number becomes that number.
 
 Validation, as far as offline schemas allow: no CRD schema of Seldon Core or KubeRay ships with the project
 (only KServe's), so the object itself is checked for its apiVersion, kind and name, and every pod spec
@@ -20,6 +22,7 @@ from bench.config import RuntimeSpec
 from bench.errors import BenchError
 from bench.runtime_options import PLACEHOLDER
 from bench.targets.kserve.manifests import NAMESPACE, Manifest
+from bench.targets.kserve.pod_security import hardened
 from bench.targets.kserve.validate import problems
 
 CONTAINER = "{container}"
@@ -44,8 +47,9 @@ def _fill(node: Any, values: dict[str, Any], container: Manifest) -> Any:
     return PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), node)
 
 
-def render_platform(runtime: RuntimeSpec, name: str, values: dict[str, Any], container: Manifest) -> Manifest:
-    """The runtime's platform object for one model; values: name, model_name, image, port, model_uri..."""
+def render_platform(runtime: RuntimeSpec, name: str, values: dict[str, Any], container: Manifest,
+                    uid: int) -> Manifest:
+    """The runtime's platform object for one model, its pods run as uid; values: model_name, image, port..."""
     platform = runtime.platform
     if platform is None:
         raise ValueError(f"{runtime.name} declares no platform object")
@@ -54,7 +58,8 @@ def render_platform(runtime: RuntimeSpec, name: str, values: dict[str, Any], con
         template = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise BenchError(f"{path}: cannot read the platform template: {exc}") from None
-    manifest: Manifest = _fill(template, {**values, "name": name, "namespace": NAMESPACE}, container)
+    manifest: Manifest = hardened(_fill(template, {**values, "name": name, "namespace": NAMESPACE}, container),
+                                  uid)
     found = platform_problems(manifest, runtime)
     if found:
         raise BenchError(f"{path}: the rendered {platform.kind} is invalid: {found[0]}",

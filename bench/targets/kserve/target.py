@@ -343,7 +343,7 @@ class KServeTarget(Target):
                   "models_claim": manifests.MODELS_PVC, "model_path": uri.split("/", 3)[3],
                   "cpu": self.resources.cpu, "memory": self.resources.memory, "uid": layout.uid or 1000,
                   "container_name": manifests.PREDICTOR_CONTAINER}
-        manifest = render_platform(runtime, deployment.name, values, container)
+        manifest = render_platform(runtime, deployment.name, values, container, manifests.image_uid(layout, runtime))
         (folder / f"platform-{deployment.name}.yaml").write_text(dump([manifest]))
 
 

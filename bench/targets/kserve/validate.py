@@ -18,7 +18,7 @@ import yaml
 
 from bench.config import project_root
 from bench.errors import BenchError
-from bench.targets.kserve import versions
+from bench.targets.kserve import pod_security, versions
 from bench.targets.kserve.manifests import Manifest
 
 CRD_DIR = project_root() / "tests" / "data" / "kserve"  # provenance: tests/data/kserve/README.md
@@ -58,6 +58,12 @@ def _crd_validator(crd_file: Path) -> jsonschema.protocols.Validator:
 
 
 def problems(manifest: Manifest, crd_file: Path = INFERENCESERVICE_CRD) -> list[str]:
+    """Every schema violation of one manifest, then every break of the restricted pod profile in the pods it
+    makes, as 'path: message' (empty when valid)."""
+    return [*schema_problems(manifest, crd_file), *pod_security.problems(manifest)]
+
+
+def schema_problems(manifest: Manifest, crd_file: Path = INFERENCESERVICE_CRD) -> list[str]:
     """Every schema violation of one manifest, as 'path: message' (empty when valid)."""
     kind, api_version = manifest.get("kind"), manifest.get("apiVersion")
     if kind == "InferenceService" and api_version == "serving.kserve.io/v1beta1":
