@@ -58,6 +58,8 @@ def _quiet_libraries() -> None:
     """MLflow and alembic log at INFO on every store access; keep the terminal for our own output."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # known noise: pickle format, torch +cpu
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    # MLflow prints each run's URL, tracking URI credentials and all; the harness prints its own, masked
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*pickle or cloudpickle format.*")
