@@ -73,7 +73,8 @@ INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "T
 INHERITED_PREFIXES = ("LC_", "SERVEBENCH_TEST_")
 
 
-def inherited_environment() -> dict[str, str]:
-    """The allow-listed part of the harness's environment, for a process that runs a model."""
-    return {key: value for key, value in os.environ.items()
-            if key in INHERITED_ENV or key.startswith(INHERITED_PREFIXES)}
+def inherited_environment(extra_prefixes: tuple[str, ...] = ()) -> dict[str, str]:
+    """The allow-listed part of the harness's environment, for a process that runs a model or a tool that needs
+    no more (the docker CLI: with extra_prefixes DOCKER_, XDG_ for its own settings)."""
+    prefixes = INHERITED_PREFIXES + extra_prefixes
+    return {key: value for key, value in os.environ.items() if key in INHERITED_ENV or key.startswith(prefixes)}

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.processes import pin_and_tie_to_parent
+from bench.processes import inherited_environment, pin_and_tie_to_parent
 from bench.profile.flamegraph import render_svg
 from bench.profile.rules import Classifier
 from bench.profile.stacks import read_collapsed
+from bench.provision.containers import DOCKER_PREFIXES
 from bench.results.profiles import ServerProfile
 from bench.targets.process_tree import ProcessTree
 
@@ -99,6 +100,7 @@ class Recording:
             try:
                 self._process = subprocess.Popen(
                     command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=inherited_environment(DOCKER_PREFIXES),  # py-spy, or docker run of it
                     preexec_fn=lambda: pin_and_tie_to_parent(self.settings.cpus))
             except OSError as exc:
                 self._error = f"py-spy did not start: {exc}"

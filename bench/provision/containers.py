@@ -9,6 +9,7 @@ import subprocess
 from typing import Any
 
 from bench.errors import BenchError
+from bench.processes import inherited_environment
 
 DOCKER_HINT = "install docker.io and start dockerd (see `bench doctor` and the Docker section of docs/guide.md)"
 
@@ -20,9 +21,19 @@ def docker_path() -> str:
     return path
 
 
+DOCKER_PREFIXES = ("DOCKER_", "XDG_")  # the CLI's own settings (DOCKER_HOST, DOCKER_CONFIG, a rootless socket)
+
+
+def docker_environment() -> dict[str, str]:
+    """What the docker CLI gets of the harness's environment: the servers' allow-list and its own settings;
+    the harness's credentials (MLFLOW_*, cloud tokens) stay with the harness."""
+    return inherited_environment(DOCKER_PREFIXES)
+
+
 def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run `docker ARGS`; a failure raises BenchError with the last lines docker printed."""
-    result = subprocess.run([docker_path(), *args], capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run([docker_path(), *args], capture_output=True, text=True, timeout=timeout, check=False,
+                            env=docker_environment())
     if check and result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout or "").strip().splitlines()[-5:])
         raise BenchError(f"docker {args[0]} failed: {tail}")
@@ -35,7 +46,7 @@ def daemon_problem() -> str | None:
         return "the docker command is not installed"
     try:
         result = subprocess.run([docker_path(), "version", "--format", "{{.Server.Version}}"], capture_output=True,
-                                text=True, timeout=15, check=False)
+                                text=True, timeout=15, check=False, env=docker_environment())
     except subprocess.TimeoutExpired:
         return "the Docker daemon did not answer within 15 s"
     if result.returncode != 0:

@@ -35,7 +35,7 @@ from bench.config import RuntimeSpec, env_cache_dir
 from bench.errors import BenchError
 from bench.events import EventHook, Status, report_to
 from bench.provision.cache_lock import cache_lock
-from bench.provision.containers import daemon_problem, docker, docker_path, inspect
+from bench.provision.containers import daemon_problem, docker, docker_environment, docker_path, inspect
 from bench.provision.envs import NOISE, requirements_key
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -222,7 +222,8 @@ def _ensure_tag(spec: ImageSource, tag: str, base_image: str, offline: bool, log
         with log_path.open("w") as log:
             result = subprocess.run([docker_path(), "build", *build_args, "-t", tag, "-f",
                                      str(context / spec.files[0][0]), str(context)],
-                                    stdout=log, stderr=subprocess.STDOUT, text=True, check=False)
+                                    stdout=log, stderr=subprocess.STDOUT, text=True, check=False,
+                                    env=docker_environment())
     if result.returncode != 0:
         tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-4:])
         raise BenchError(f"building the {spec.name} image failed: {tail}", hint=f"full log: {log_path}")

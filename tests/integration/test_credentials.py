@@ -116,3 +116,74 @@ def test_no_credential_is_written_printed_or_passed_on(tmp_path: Path, servers: 
         capture_output=True, text=True, env=env)
     assert refused.returncode == 2 and "would travel to every worker" in refused.stderr
     assert PASSWORD not in refused.stdout + refused.stderr
+
+
+def _environments_of_everything_but(harness: int) -> str:
+    """Every process's environment but the harness's own and its load generator's (a server's, a container's
+    processes included: they are this kernel's processes)."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.info["pid"] == harness or "locust" in " ".join(process.info["cmdline"] or []):
+            continue
+        try:
+            found.append(f"[{process.info['pid']} {' '.join(process.info['cmdline'] or [])[:200]}] "
+                         + " ".join(f"{key}={value}" for key, value in process.environ().items()))
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return "\n".join(found)
+
+
+@pytest.mark.parametrize("target", ["local", "docker", "kserve"])
+def test_a_tracking_credential_reaches_no_server_file_or_manifest(target: str, tmp_path: Path,
+                                                                servers: tuple[str, str]) -> None:
+    """A team's model from a tracking server whose URI carries a credential, on each target that deploys
+    (kserve: its dry run, whose manifests and commands are what a real run applies): the model is fetched,
+    and the credential reaches no server's environment, no file, no manifest, no output and no argv."""
+    if target == "docker":
+        from docker_daemon import require_docker
+
+        require_docker()
+    import mlflow
+    import team_models
+
+    _, tracking = servers
+    tracking_uri = f"http://{USER}:{TRACKING_PASSWORD}@{tracking}"
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(tracking_uri)  # MLflow puts it in this process's environment too
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        registered = team_models.log_tensor_mlp("cred-mlp")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    out = tmp_path / "run"
+    env = {**os.environ, "COLUMNS": "200", "MLFLOW_TRACKING_URI": tracking_uri,
+           "SERVEBENCH_BASE_IMAGE": os.environ.get("SERVEBENCH_BASE_IMAGE", "servebench-base:bookworm"),
+           "SERVEBENCH_DOCKER_OFFLINE": "1"}
+    scenario = Path(__file__).parents[1] / "data" / "brief.yaml"
+    argv = [*BENCH, "run", "--target", target, "--runtime", "fastapi", "--model", registered.uri, "--scenario",
+            str(scenario), "--profile", "smoke", "--out", str(out), *(["--dry-run"] if target == "kserve" else [])]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    while run.poll() is None:
+        seen.append(_argv_of_everything_but(run.pid) + "\n" + _environments_of_everything_but(run.pid))
+        time.sleep(0.5)
+    stdout, stderr = run.communicate()
+    assert run.returncode == 0, stderr[-3000:]
+    written = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    if target == "kserve":
+        assert any(path.suffix == ".yaml" for path in written) and (out / "commands.sh").exists()
+    else:
+        (cell,) = load_results(out).cells
+        assert cell.validity.valid, cell.validity.reasons  # the model came through the credentialed store
+    assert seen, "the run ended before anything was looked at"
+    for path, data in written.items():
+        assert TRACKING_PASSWORD.encode() not in data, f"the credential in {path}"
+    assert TRACKING_PASSWORD not in stdout + stderr
+    leaked = [line.split("]")[0] for snapshot in seen for line in snapshot.splitlines() if TRACKING_PASSWORD in line]
+    assert not leaked, f"the credential in another process's argv or environment: {sorted(set(leaked))}"
