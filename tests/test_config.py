@@ -367,17 +367,6 @@ def test_default_cpu_plan(monkeypatch: pytest.MonkeyPatch, affinity: set[int], s
     assert plan.as_dict() == {"server_cpus": list(server), "generator_cpus": list(generator)}
 
 
-def test_default_cpu_plan_on_this_machine() -> None:
-    available = os.sched_getaffinity(0)
-    plan = default_cpu_plan()
-    assert set(plan.server) | set(plan.generator) == available
-    if len(available) > 1:
-        assert not set(plan.server) & set(plan.generator)
-        assert len(plan.server) == 1
-
-
-
-
 def test_folder_key_is_a_bench_error(tmp_path: Path) -> None:
     folder = _runtime_folder(tmp_path, VALID + "folder: elsewhere\n")
     with pytest.raises(BenchError, match="folder"):

@@ -180,7 +180,7 @@ def test_what_torchserve_declares_reads_its_real_page() -> None:
     assert spec.queue == "ts_queue_latency_microseconds" and reading.queue == 1.0705684555e7
 
 
-def test_the_runtimes_that_declare_their_clock_are_the_ones_the_readme_names() -> None:
+def test_exactly_the_runtimes_whose_clock_is_usable_declare_one() -> None:
     """TorchServe in metrics_mode prometheus; not Seldon (its microservice times nothing) nor Ray Serve (its
     agent's page moves in 10-second steps): each runtime.yaml says why."""
     from bench.config import available_runtimes, load_runtime

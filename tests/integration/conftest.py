@@ -1,4 +1,5 @@
-"""Integration fixtures: the reference models and the runtime environments, built once per session."""
+"""Integration fixtures: the reference models and the runtime environments, built once per session. (Each
+integration module marks itself `pytestmark = pytest.mark.integration`: pytest reads no pytestmark here.)"""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from bench.config import available_runtimes, load_runtime
 from bench.models.catalog import get_spec
 from bench.models.registry import LocalModel, resolve
 from bench.provision.envs import require_env
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
