@@ -29,17 +29,16 @@ class GeneratorRow:
 
 def generator_rows(data: ReportData) -> list[GeneratorRow]:
     rows = []
-    for run in data.runs:
-        for cell in run.cells:
-            if cell.generator is None:
-                continue
-            for worker in cell.generator.workers:
-                within = fmt_ms(worker.clock_rtt_ms / 2 if worker.clock_rtt_ms is not None else None)
-                rows.append(GeneratorRow(
-                    run_id=run.run_id, runtime=cell.runtime, model=cell.model,
-                    label=f"{cell.label}, round {cell.round}" if cell.round else cell.label, worker=worker.index,
-                    host=worker.host, address=worker.address, samples=fmt_number(worker.samples, 0),
-                    clock=f"{fmt_ms(worker.clock_offset_ms)} ± {within}", drift=fmt_ms(worker.clock_drift_ms),
-                    late=f"{fmt_ms(worker.late_mean_ms, unit=False)} / {fmt_ms(worker.late_max_ms)}",
-                    cpu=fmt_percent(worker.cpu_percent_max, 0), finished=worker.finished))
+    for run, cell in data.each_cell():
+        if cell.generator is None:
+            continue
+        for worker in cell.generator.workers:
+            within = fmt_ms(worker.clock_rtt_ms / 2 if worker.clock_rtt_ms is not None else None)
+            rows.append(GeneratorRow(
+                run_id=run.run_id, runtime=cell.runtime, model=cell.model,
+                label=f"{cell.label}, round {cell.round}" if cell.round else cell.label, worker=worker.index,
+                host=worker.host, address=worker.address, samples=fmt_number(worker.samples, 0),
+                clock=f"{fmt_ms(worker.clock_offset_ms)} ± {within}", drift=fmt_ms(worker.clock_drift_ms),
+                late=f"{fmt_ms(worker.late_mean_ms, unit=False)} / {fmt_ms(worker.late_max_ms)}",
+                cpu=fmt_percent(worker.cpu_percent_max, 0), finished=worker.finished))
     return sorted(rows, key=lambda row: (row.model, row.label, row.runtime, row.run_id, row.worker))

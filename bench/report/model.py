@@ -9,7 +9,7 @@ has one name in the results, the report and MLflow.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,12 @@ class ReportData:
 
     def run(self, run_id: str) -> Run:
         return next(run for run in self.runs if run.run_id == run_id)
+
+    def each_cell(self) -> Iterator[tuple[Run, Cell]]:
+        """Every cell of every run, with its run, in the order they were measured."""
+        for run in self.runs:
+            for cell in run.cells:
+                yield run, cell
 
     def samples(self, cells: pd.DataFrame) -> pd.DataFrame:
         """Raw measured samples of the given cells (every scheduled request, or the successful ones for a

@@ -33,21 +33,20 @@ class ServerClockRow:
 
 def server_clock_rows(data: ReportData) -> list[ServerClockRow]:
     rows = []
-    for run in data.runs:
-        for cell in run.cells:
-            metrics = cell.server_metrics
-            if metrics is None:
-                continue
-            client_mean = cell.latency_ok.mean  # the server counts the requests it answered
-            outside = (client_mean - metrics.mean_ms
-                       if client_mean is not None and metrics.mean_ms is not None else None)
-            rows.append(ServerClockRow(
-                run_id=run.run_id, runtime=cell.runtime, model=cell.model,
-                label=f"{cell.label}, round {cell.round}" if cell.round else cell.label, series=metrics.series,
-                server_requests=fmt_number(metrics.requests, 0), client_requests=fmt_number(cell.counts.completed, 0),
-                server_mean=fmt_ms(metrics.mean_ms), server_p50=fmt_ms(metrics.p50_ms),
-                server_p99=fmt_ms(metrics.p99_ms),
-                client_mean=fmt_ms(client_mean), client_p50=fmt_ms(cell.latency_ok.p50),
-                client_p99=fmt_ms(cell.latency_ok.p99),
-                outside_mean=fmt_ms(outside), queue_mean=fmt_ms(metrics.queue_mean_ms), error=metrics.error))
+    for run, cell in data.each_cell():
+        metrics = cell.server_metrics
+        if metrics is None:
+            continue
+        client_mean = cell.latency_ok.mean  # the server counts the requests it answered
+        outside = (client_mean - metrics.mean_ms
+                   if client_mean is not None and metrics.mean_ms is not None else None)
+        rows.append(ServerClockRow(
+            run_id=run.run_id, runtime=cell.runtime, model=cell.model,
+            label=f"{cell.label}, round {cell.round}" if cell.round else cell.label, series=metrics.series,
+            server_requests=fmt_number(metrics.requests, 0), client_requests=fmt_number(cell.counts.completed, 0),
+            server_mean=fmt_ms(metrics.mean_ms), server_p50=fmt_ms(metrics.p50_ms),
+            server_p99=fmt_ms(metrics.p99_ms),
+            client_mean=fmt_ms(client_mean), client_p50=fmt_ms(cell.latency_ok.p50),
+            client_p99=fmt_ms(cell.latency_ok.p99),
+            outside_mean=fmt_ms(outside), queue_mean=fmt_ms(metrics.queue_mean_ms), error=metrics.error))
     return sorted(rows, key=lambda row: (row.model, row.label, row.runtime, row.run_id))

@@ -79,20 +79,19 @@ def _flamegraph(folder: Path, relative: str | None) -> Markup | None:
 
 def time_spent_rows(data: ReportData) -> list[TimeSpentRow]:
     rows = []
-    for run in data.runs:
-        for cell in run.cells:
-            profile = cell.server_profile
-            if profile is None:
-                continue
-            shares = profile.shares.model_dump() if profile.shares else {}
-            segments = [Segment(name, label, shares[name], f"{100 * shares[name]:.1f}%",
-                                COLOURS.get(None if name == "unclassified" else name, COLOURS[None]))
-                        for name, label in CATEGORIES if shares]
-            rows.append(TimeSpentRow(
-                run_id=run.run_id, runtime=cell.runtime, model=cell.model, label=cell.label, segments=segments,
-                samples=profile.samples, rate_hz=profile.rate_hz, processes=profile.processes, note=_note(cell),
-                serving_cpu_ms=fmt_number(serving_cpu_ms(
-                    cell.server.cpu_s_per_1000, profile.shares.model if profile.shares else None), 3),
-                error=profile.error,
-                flamegraph=_flamegraph(run.folder, profile.flamegraph)))
+    for run, cell in data.each_cell():
+        profile = cell.server_profile
+        if profile is None:
+            continue
+        shares = profile.shares.model_dump() if profile.shares else {}
+        segments = [Segment(name, label, shares[name], f"{100 * shares[name]:.1f}%",
+                            COLOURS.get(None if name == "unclassified" else name, COLOURS[None]))
+                    for name, label in CATEGORIES if shares]
+        rows.append(TimeSpentRow(
+            run_id=run.run_id, runtime=cell.runtime, model=cell.model, label=cell.label, segments=segments,
+            samples=profile.samples, rate_hz=profile.rate_hz, processes=profile.processes, note=_note(cell),
+            serving_cpu_ms=fmt_number(serving_cpu_ms(
+                cell.server.cpu_s_per_1000, profile.shares.model if profile.shares else None), 3),
+            error=profile.error,
+            flamegraph=_flamegraph(run.folder, profile.flamegraph)))
     return sorted(rows, key=lambda row: (row.model, row.label, row.runtime, row.run_id))
