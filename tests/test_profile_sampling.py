@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.process_tree import ProcessTree, SamplerPlace
 from bench.profile.recorder import ProfileSettings, Recording
 from bench.profile.rules import Classifier
 from bench.targets.container_tree import FOLDER, TOOL, ContainerTree, namespace_pid
-from bench.targets.process_tree import ProcessTree, SamplerPlace
 
 RUNS = Path(__file__).parent / "data" / "runs"
 

@@ -22,10 +22,10 @@ from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
 from bench.load.remote_protocol import DistributedState, WorkerReport
 from bench.load.worker_auth import TOKEN_ENV
 from bench.ports import LOOPBACK, free_port
+from bench.process_tree import ProcessTree
 from bench.processes import pin_and_tie_to_parent, stop_group
 from bench.results.sample_file import ParquetSamples, merge_generator_files
 from bench.results.samples import SAMPLE_COLUMNS
-from bench.targets.process_tree import ProcessTree
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STARTUP_GRACE_S = 3.0  # Locust's import, fork and user spawn happen before scheduled time zero

@@ -19,11 +19,11 @@ import requests
 from bench.config import RuntimeSpec
 from bench.errors import BenchError, DeployError
 from bench.models.registry import LocalModel
+from bench.process_tree import ProcessTree
 from bench.provision.support import served, why_unsupported
 from bench.redact import redact_uri
 from bench.results.schema import Provisioning
 from bench.targets.owned import OWNED
-from bench.targets.process_tree import ProcessTree
 
 
 @dataclass(frozen=True)

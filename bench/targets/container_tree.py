@@ -18,9 +18,9 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from bench.process_tree import ProcessTree, SamplerPlace
 from bench.provision.containers import docker
 from bench.targets.confinement import profiler_flags
-from bench.targets.process_tree import ProcessTree, SamplerPlace
 
 TOOL = "/servebench/profiler"  # the profiler's executable inside the sampling container
 FOLDER = "/servebench/profiles"  # the host's output folder inside it

@@ -22,6 +22,7 @@ from bench.config import RuntimeSpec, shared_code_dir
 from bench.errors import DeployError
 from bench.models.registry import LocalModel
 from bench.ports import free_port
+from bench.process_tree import ProcessTree
 from bench.processes import inherited_environment, pin_and_tie_to_parent
 from bench.provision.envs import RuntimeEnv, require_env
 from bench.provision.model_envs import Unsupported
@@ -30,7 +31,6 @@ from bench.results.schema import Provisioning
 from bench.targets.base import Deployment, Provisioned, Say, Target, stopped_unless_ready, wait_until_ready
 from bench.targets.launch import HOST, CpuPlan, default_cpu_plan, render_launch, thread_env
 from bench.targets.owned import OWNED
-from bench.targets.process_tree import ProcessTree
 
 STOP_GRACE_S = 10.0
 INTERRUPTED_GRACE_S = 0.3  # after Ctrl-C: the user is waiting, and nothing more is measured
