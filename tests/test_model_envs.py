@@ -348,6 +348,9 @@ def _failing_pip(monkeypatch: pytest.MonkeyPatch, output: str) -> list[Path]:
         raise BenchError(f"building the {runtime} environment failed")
 
     monkeypatch.setattr(model_envs, "install_env", fail)
+    # the runtime's own environment is not what these tests are about: building it for real took a minute each
+    base = RuntimeEnv("r", Path("/nonexistent/base"), "base", 0.0, 0.0, {})
+    monkeypatch.setattr(model_envs, "build_env", lambda *_a, **_k: (base, False))
     return attempts
 
 
