@@ -39,9 +39,9 @@ def _wait(url: str, process: subprocess.Popen[bytes], what: str) -> None:
     while time.monotonic() < deadline:
         assert process.poll() is None, f"{what} exited"
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but not answering yet (a cold mlflow server)
             time.sleep(0.3)
     pytest.fail(f"{what} did not come up")
 
