@@ -36,6 +36,25 @@ def pin_and_tie_to_parent(cpus: tuple[int, ...]) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+PRIORITY_ENV = "SERVEBENCH_GENERATOR_PRIORITY"  # "normal": leave the load generator in the default class
+GENERATOR_RT_PRIORITY = 10  # SCHED_FIFO priority, low among real-time ones (kernel threads use 50 and up)
+
+
+def raise_to_real_time(pid: int) -> str:
+    """Put a load generator process in the real-time class (SCHED_FIFO), where permitted (root or
+    CAP_SYS_NICE), and say which class it runs in. A sleeping generator then wakes and sends the moment its
+    timer fires instead of waiting for the harness's own work on its CPU; threads and forks it starts later
+    inherit the class. Linux keeps 5% of each second for the other classes (sched_rt_runtime_us), so a
+    generator that saturates its CPU cannot lock it."""
+    if os.environ.get(PRIORITY_ENV) == "normal":
+        return "normal (asked)"
+    try:
+        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(GENERATOR_RT_PRIORITY))
+    except OSError as exc:
+        return f"normal ({exc.strerror or 'not permitted'})"
+    return f"real-time (SCHED_FIFO {GENERATOR_RT_PRIORITY})"
+
+
 def started_at(pid: int) -> str | None:
     """A process's start time as recorded beside its pid (pids are reused; pid and start time are not)."""
     try:

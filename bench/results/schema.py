@@ -215,6 +215,7 @@ class GeneratorUsage(Record):
     cpu_percent_mean: float | None = None
     cpus: tuple[int, ...] = ()
     workers: tuple[GeneratorWorker, ...] = ()  # remote workers (bench worker); empty: a local generator
+    scheduling: str | None = None  # a local generator's scheduling class: real-time where permitted
 
 
 class Parity(Record):
