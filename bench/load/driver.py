@@ -160,7 +160,11 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: pin_and_tie_to_parent(generator_cpus),
         )
-        scheduling = raise_to_real_time(process.pid)
+        # Real-time processes of one priority do not share a CPU by turns: one that is busy holds the others
+        # off. So only a local generator whose processes each have a CPU of their own (a remote master sends
+        # nothing; `bench worker`s may share a host's cores and stay in the normal class).
+        own_cpus = not plan.remote_workers and plan.processes <= len(generator_cpus)
+        scheduling = raise_to_real_time(process.pid) if own_cpus else "normal (shared CPUs)"
         log.write(f"servebench: the generator runs in the {scheduling} scheduling class\n".encode())
         tree = ProcessTree(process.pid)
         tree.per_process_cpu_percent()

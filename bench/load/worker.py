@@ -29,7 +29,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.load.remote_protocol import REMOTE_WORKER_ENV, WORKER_STATUS_ENV, split_master
 from bench.load.worker_auth import TOKEN_ENV
-from bench.processes import parse_cpu_list, pin_and_tie_to_parent, raise_to_real_time, stop_group
+from bench.processes import parse_cpu_list, pin_and_tie_to_parent, stop_group
 
 POLL_S = 0.2
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -138,9 +138,6 @@ def run_one(host: str, port: int, cpus: tuple[int, ...], idle_s: float, log_path
                 env={**os.environ, REMOTE_WORKER_ENV: "1", WORKER_STATUS_ENV: str(status), "PYTHONUNBUFFERED": "1",
                      TOKEN_ENV: token},
                 start_new_session=True, preexec_fn=lambda: pin_and_tie_to_parent(cpus))
-            scheduling = raise_to_real_time(process.pid)  # a pod without CAP_SYS_NICE stays normal
-            if log is not None:
-                log.write(f"servebench: the generator runs in the {scheduling} scheduling class\n".encode())
             idle_until = time.time() + idle_s
             try:
                 while process.poll() is None:
