@@ -144,3 +144,29 @@ def test_endpoints_come_from_base_urls() -> None:
     assert Endpoint.from_url("http://example.test").host_header == "example.test"
     with pytest.raises(ValueError, match="not an http"):
         Endpoint.from_url("grpc://127.0.0.1:9000")
+
+
+def test_a_response_read_late_is_timed_when_it_arrived() -> None:
+    """The open loop's split exchange: the request leaves at start; the response's time is the kernel's
+    arrival stamp, not the moment this process read it."""
+    with server(lambda conn, _n: conn.sendall(OK)) as (endpoint, _requests, _connections):
+        connection = KeepAliveConnection(endpoint, timeout_s=5)
+        connection.send(post(endpoint))  # open the connection: a started request is then written at once
+        sent = time.time()
+        connection.start(post(endpoint))
+        time.sleep(0.2)  # the answer arrives meanwhile and waits in the socket
+        reply = connection.complete()
+        read = time.time()
+    assert (reply.status, reply.size, reply.sent_at) == (200, 12, None)
+    assert sent < reply.received_at < sent + 0.1 and read - reply.received_at > 0.1
+
+
+def test_a_request_started_before_its_connection_opened_is_sent_and_timed_when_it_leaves() -> None:
+    with server(lambda conn, _n: conn.sendall(OK)) as (endpoint, requests, connections):
+        connection = KeepAliveConnection(endpoint, timeout_s=5)
+        connection.start(post(endpoint))  # no connection yet: nothing written
+        time.sleep(0.1)
+        opened = time.time()
+        reply = connection.complete()
+    assert reply.status == 200 and reply.sent_at is not None and reply.sent_at >= opened
+    assert len(requests) == 1 and connections == [1]

@@ -7,6 +7,11 @@ ready byte string (request line, headers and body encoded once per distinct body
 sendall, and the response is parsed by llhttp (geventhttpclient's C parser, which FastHttpSession uses
 too) without building header objects. Only the status and the body's size are kept.
 
+The open-loop generator splits an exchange in two: `start` writes the request at its moment (from the slot
+dispatcher) and `complete` (in the user's greenlet) receives the response; the response's arrival time is the
+kernel's receive timestamp of its last segment (SO_TIMESTAMPNS, plain TCP), so a response the process handles
+late, behind a send that had to be on time, is still timed when it arrived.
+
 A connection the server closed while it sat idle (a keep-alive timeout) is noticed when the next request
 gets no byte back; that request is sent once more on a fresh connection, as HTTP clients do for a stale
 keep-alive connection. A fresh connection is never retried: its failure is the server's.
@@ -16,8 +21,11 @@ from __future__ import annotations
 
 import errno
 import socket as stdlib_socket
+import struct
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import gevent.socket
@@ -25,12 +33,33 @@ import gevent.ssl
 from geventhttpclient._parser import HTTPResponseParser
 
 RECEIVE_BYTES = 65536
+# Linux's generic socket options (Python names neither): a received segment's CLOCK_REALTIME arrival time
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+TIMESTAMP = struct.Struct("qq")  # struct timespec: seconds, nanoseconds
+ANCILLARY_BYTES = stdlib_socket.CMSG_SPACE(TIMESTAMP.size)
 # errno values that mean the peer had already closed the connection when we wrote or read
 PEER_CLOSED = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 
 
 class ConnectionClosed(OSError):
     """The server closed the connection before a complete response."""
+
+
+class Reply(NamedTuple):
+    status: int
+    size: int  # the body's bytes
+    received_at: float  # time.time()'s clock: when the last byte arrived (the kernel's stamp where it has one)
+    sent_at: float | None = None  # when the request left, if later than its start (a connection opened first)
+
+
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The arrival time SO_TIMESTAMPNS attached to a recvmsg, if any."""
+    for level, kind, data in ancillary:
+        if level == stdlib_socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= TIMESTAMP.size:
+            seconds, nanoseconds = TIMESTAMP.unpack_from(data)
+            return float(seconds) + float(nanoseconds) / 1e9
+    return None
 
 
 @dataclass(frozen=True)
@@ -110,14 +139,26 @@ class KeepAliveConnection:
         self.sock: gevent.socket.socket | None = None
         self.connects = 0
         self._tls: gevent.ssl.SSLContext | None = None
+        self._stamped = False  # the kernel stamps this connection's received segments (plain TCP)
+        self._request = b""  # started and not yet completed: the request, how much of it was written, on
+        self._written = 0  # a connection that had served before (a stale one is retried), or the write's error
+        self._reused = False
+        self._error: OSError | None = None
 
     def _connect(self) -> gevent.socket.socket:
         sock = gevent.socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.timeout_s)
         sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        self._stamped = False
         if self.endpoint.scheme == "https":
             if self._tls is None:
                 self._tls = self.endpoint.tls_context()
             sock = self._tls.wrap_socket(sock, server_hostname=self.endpoint.host)
+        else:
+            try:
+                sock.setsockopt(stdlib_socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self._stamped = True
+            except OSError:
+                pass  # no kernel stamps here: the response is timed when this process reads it
         self.connects += 1
         return sock
 
@@ -129,24 +170,56 @@ class KeepAliveConnection:
     def send(self, request: bytes) -> tuple[int, int]:
         """The response's status and body size; raises OSError (ConnectionClosed, a timeout, a refused
         connection) when no complete response came back."""
-        reused = self.sock is not None
-        try:
-            return self._exchange(request)
-        except ConnectionClosed as closed:
-            if not (reused and closed.args and closed.args[0] == "before any byte"):
-                raise
-        return self._exchange(request)  # the stale keep-alive case: once more, on a new connection
+        self.start(request)
+        reply = self.complete()
+        return reply.status, reply.size
 
-    def _exchange(self, request: bytes) -> tuple[int, int]:
+    def start(self, request: bytes) -> None:
+        """Write the request now, as much as the socket takes at once (all of it but for a very large body), if
+        the connection is open; `complete` writes the rest, or all of it on a connection it opens first."""
+        self._request, self._written, self._error = request, 0, None
+        self._reused = self.sock is not None
+        if self.sock is None:
+            return
+        try:
+            self._written = self.sock.send(request)
+        except OSError as error:
+            self.close()
+            self._error = error
+
+    def complete(self) -> Reply:
+        """The started request's response; raises like `send`."""
+        request, written, error = self._request, self._written, self._error
+        self._request, self._error = b"", None
+        # not yet open when started: the request leaves now (a stale connection's retry keeps its first send)
+        sent_at = time.time() if self.sock is None and error is None and not self._reused else None
+        try:
+            if error is not None:
+                raise ConnectionClosed("before any byte") if error.errno in PEER_CLOSED else error
+            return self._exchange(request, written)._replace(sent_at=sent_at)
+        except ConnectionClosed as closed:
+            if not (self._reused and closed.args and closed.args[0] == "before any byte"):
+                raise
+        return self._exchange(request, 0)  # the stale keep-alive case: once more, on a new connection
+
+    def _exchange(self, request: bytes, written: int) -> Reply:
         if self.sock is None:
             self.sock = self._connect()
+            written = 0
         sock = self.sock
         response = _Response()
         received = 0
+        received_at = 0.0
         try:
-            sock.sendall(request)
+            if written < len(request):
+                sock.sendall(request[written:] if written else request)
             while not response.complete:
-                data = sock.recv(RECEIVE_BYTES)
+                if self._stamped:
+                    data, ancillary, _flags, _address = sock.recvmsg(RECEIVE_BYTES, ANCILLARY_BYTES)
+                    received_at = kernel_stamp(ancillary) or time.time()
+                else:
+                    data = sock.recv(RECEIVE_BYTES)
+                    received_at = time.time()
                 if not data:
                     response.feed(b"")  # a body delimited by the connection's end completes here
                     if response.complete:
@@ -164,4 +237,4 @@ class KeepAliveConnection:
             raise
         if not response.should_keep_alive():
             self.close()
-        return response.get_code(), response.body_bytes
+        return Reply(response.get_code(), response.body_bytes, received_at)

@@ -8,9 +8,12 @@ support must be switched on before the first channel (`use_gevent`), or a call b
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import grpc
+
+from bench.load.connection import Reply
 
 # A gRPC status as the sample's status: 200 for an answer, 0 where no answer came (as a refused or timed-out
 # HTTP request records), the nearest HTTP status otherwise.
@@ -51,6 +54,7 @@ class GrpcConnection:
         self.metadata = tuple((name.lower(), value) for name, value in headers)  # gRPC metadata keys are lower-case
         self.channel = grpc.insecure_channel(grpc_target(base_url))
         self.call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(method)
+        self._request = b""
 
     def send(self, request: bytes) -> tuple[int, int]:
         try:
@@ -58,6 +62,15 @@ class GrpcConnection:
         except grpc.RpcError as error:
             return status_of(error), 0
         return 200, len(answer)
+
+    def start(self, request: bytes) -> None:
+        """A unary call cannot be split: the request is kept and sent by `complete`."""
+        self._request = request
+
+    def complete(self) -> Reply:
+        sent_at = time.time()
+        status, size = self.send(self._request)
+        return Reply(status, size, time.time(), sent_at)
 
     def exchange(self, request: bytes) -> tuple[int, bytes, str]:
         """For the parity check: the status, the answer's bytes and the server's message on failure."""

@@ -14,14 +14,16 @@ scheduled request goes unrecorded.
 A remote worker (`bench worker`, bench.load.remote_worker) has no plan file: the master sends the plan and
 the rows over Locust's messages, and `configure` is called then; its samples go back the same way.
 
-Open loop: each process computes the same seeded schedule and takes every P-th slot. One dispatcher
-sleeps until each slot's time and hands the slot to an idle user, the most recently idle first, so a
-slow server cannot delay later sends except by exhausting the user pool (then the slot waits for the
-next user to come back, and the lateness is recorded). Most-recently-idle first keeps a few connections
-busy at modest rates: when every user claimed a slot in advance, each of the 256 connections sat idle
-for 256 slots (5 s at 50 req/s), just past uvicorn's 5-second keep-alive, and a request now and then
-met a connection the server was closing (status 0). Closed loop: each user sends the next request as
-soon as the previous one returns.
+Open loop: each process computes the same seeded schedule and takes every P-th slot. One dispatcher waits
+until each slot's time and sends its request itself on the connection of an idle user, the most recently
+idle first, who then receives the response; so neither a slow server nor responses arriving at once delay
+later sends, except by exhausting the user pool (then the slot waits for the next user to come back, who
+sends it, and the lateness is recorded). Service time runs from the send to the response's arrival as the
+kernel stamped it (bench.load.connection), not to when this process got round to reading it.
+Most-recently-idle first keeps a few connections busy at modest rates: when every user claimed a slot in
+advance, each of the 256 connections sat idle for 256 slots (5 s at 50 req/s), just past uvicorn's 5-second
+keep-alive, and a request now and then met a connection the server was closing (status 0). Closed loop: each
+user sends the next request as soon as the previous one returns.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +71,19 @@ class Generator:
         self.headers = headers
         self.endpoint: Endpoint | None = None
         self.requests: list[bytes]
+        self._turn = 0
         if self.codec.transport == "grpc":
             use_gevent()
             self.requests = list(bodies)  # sent as they are: the channel frames them
         else:
             self.endpoint = Endpoint.from_url(plan.base_url, plan.verify_tls, plan.ca_cert)
             self.requests = prebuilt_posts(self.endpoint, plan.predict_path, self.codec.content_type, bodies, headers)
+
+    def next_request(self) -> bytes:
+        """The ready requests in turn, whoever sends next."""
+        request = self.requests[self._turn % len(self.requests)]
+        self._turn += 1
+        return request
 
     def connection(self) -> KeepAliveConnection | GrpcConnection:
         if self.endpoint is None:
@@ -157,18 +167,31 @@ class Recorder:
             self.flush()
 
 
+Connection = KeepAliveConnection | GrpcConnection
+
+
+@dataclass(frozen=True)
+class Slot:
+    scheduled: float
+    sent: float | None  # when the dispatcher sent it; None: the user sends it (a slot that waited for a user)
+    queued: bool = False  # it came due while every user was busy
+
+
 class SlotDispatcher:
-    """Hands each scheduled send time to an idle user, most recently idle user first, a fraction of a
-    millisecond before it: it wakes on a kernel timer set a little early (bench.load.wake_timer), and the user
-    waits out the last stretch itself and sends on time, at any rate the process can send, without spinning."""
+    """Sends each scheduled request itself, on the connection of an idle user (the most recently idle first),
+    and hands the user the response to wait for. It wakes on a kernel timer set a little early
+    (bench.load.wake_timer) and waits out the last stretch, its final part without yielding: receiving never
+    delays a send (a response handled late still carries its arrival time, bench.load.connection). A slot that
+    comes due while every user is busy waits for the first user back, who sends it (late, and recorded so)."""
 
     def __init__(self) -> None:
-        self.idle: list[AsyncResult] = []  # a stack: the last user to come back gets the next slot
-        self.pending: deque[float] = deque()  # slots handed out while every user was busy
+        self.idle: list[tuple[AsyncResult, Connection]] = []  # a stack: the last user back gets the next slot
+        self.pending: deque[float] = deque()  # slots that came due while every user was busy
         self.done = False
 
     def run(self, slots: Iterable[float]) -> None:
-        start_at = current().plan.start_at
+        generator = current()
+        start_at = generator.plan.start_at
         timer = early_wake()
         try:
             for offset in slots:
@@ -176,35 +199,44 @@ class SlotDispatcher:
                 timer.wait_before(scheduled)
                 if self.done:  # closed: the run ended before the schedule did
                     return
-                if self.idle:
-                    self.idle.pop().set(scheduled)
-                else:
+                if not self.idle:
                     self.pending.append(scheduled)
+                    continue
+                waiter, connection = self.idle.pop()
+                IN_FLIGHT[id(connection)] = (scheduled, None)
+                arrive_at(scheduled)
+                if self.done:
+                    waiter.set(None)
+                    return
+                sent = time.time()
+                connection.start(generator.next_request())
+                IN_FLIGHT[id(connection)] = (scheduled, sent)
+                waiter.set(Slot(scheduled, sent))
         finally:
             timer.close()
         self.done = True
         while self.idle:
-            self.idle.pop().set(None)
+            self.idle.pop()[0].set(None)
 
-    def next_slot(self) -> tuple[float, bool] | None:
-        """The next send time for this user (handed out just before it) and whether it came due while every
-        user was busy, or None when the schedule is served."""
+    def next_slot(self, connection: Connection) -> Slot | None:
+        """The user's next request: sent on its connection by the dispatcher, or a slot that waited for a user
+        (this user sends it); None when the schedule is served."""
         if self.pending:
             scheduled = self.pending.popleft()
-            return scheduled, time.time() > scheduled
+            return Slot(scheduled, None, time.time() > scheduled)
         if self.done:
             return None
         waiter = AsyncResult()
-        self.idle.append(waiter)
-        slot: float | None = waiter.get()
-        return None if slot is None else (slot, False)
+        self.idle.append((waiter, connection))
+        slot: Slot | None = waiter.get()
+        return slot
 
     def close(self) -> list[float]:
         """End the schedule now: the slots handed out and never taken (no user will take them)."""
         self.done = True
         dropped, self.pending = list(self.pending), deque()
         while self.idle:
-            self.idle.pop().set(None)
+            self.idle.pop()[0].set(None)
         return dropped
 
 
@@ -226,7 +258,7 @@ def finish(end: float) -> None:
 RECORDER = Recorder()
 DISPATCHER = SlotDispatcher()
 STATE: dict[str, int] = {"active": 0}
-# per user: the scheduled time of the slot it holds and, once sent, the send time of its open request
+# per connection: the scheduled time of the slot it holds and, once sent, the send time of its open request
 IN_FLIGHT: dict[int, tuple[float, float | None]] = {}
 
 
@@ -310,7 +342,6 @@ class ServebenchUser(User):
     def on_start(self) -> None:
         Setup.started.wait(START_WAIT_S)  # a remote worker: until the master's start has arrived
         self.generator = current()
-        self.body_index = 0
         self.connection = self.generator.connection()
         STATE["active"] += 1
 
@@ -318,35 +349,36 @@ class ServebenchUser(User):
         self.connection.close()
         STATE["active"] -= 1
 
-    def _send(self, scheduled: float, queued: bool = False) -> None:
-        requests = self.generator.requests
-        request = requests[self.body_index % len(requests)]
-        self.body_index += 1
-        IN_FLIGHT[id(self)] = (scheduled, None)
-        arrive_at(scheduled)  # handed out a little early: the last stretch (at once when due or closed loop)
-        sent = time.time()
-        IN_FLIGHT[id(self)] = (scheduled, sent)
-        started = time.perf_counter()
+    def _send(self, slot: Slot) -> None:
+        """Send the slot's request unless the dispatcher did, wait for its response, record the sample."""
+        key = id(self.connection)
+        sent = slot.sent
+        if sent is None:
+            IN_FLIGHT[key] = (slot.scheduled, None)
+            arrive_at(slot.scheduled)  # at once when due (a waiting slot, the closed loop)
+            sent = time.time()
+            self.connection.start(self.generator.next_request())
+            IN_FLIGHT[key] = (slot.scheduled, sent)
         try:
-            status, size = self.connection.send(request)
+            reply = self.connection.complete()
+            status, size, received_at = reply.status, reply.size, reply.received_at
+            sent = reply.sent_at or sent
         except Exception:  # a connection reset, refusal or timeout is a sample with status 0, never a crash
-            status, size = 0, 0
-        IN_FLIGHT.pop(id(self), None)
-        RECORDER.add(scheduled, sent, time.perf_counter() - started, status, size, queued)
+            status, size, received_at = 0, 0, time.time()
+        IN_FLIGHT.pop(key, None)
+        RECORDER.add(slot.scheduled, sent, max(0.0, received_at - sent), status, size, slot.queued)
 
     @task
     def send_requests(self) -> None:
         plan = self.generator.plan
         if plan.loop == "open":
-            while (slot := DISPATCHER.next_slot()) is not None:
-                scheduled, queued = slot
-                self._send(scheduled, queued)
+            while (slot := DISPATCHER.next_slot(self.connection)) is not None:
+                self._send(slot)
         else:
             gevent.sleep(max(0.0, plan.start_at - time.time()))
             end = plan.start_at + plan.total_s
             while time.time() < end:
-                now = time.time()
-                self._send(now)
+                self._send(Slot(time.time(), None))
         raise StopUser()
 
 

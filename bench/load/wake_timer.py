@@ -4,12 +4,13 @@ gevent's own sleep waits in epoll with a timeout in whole milliseconds, so it wa
 generator once spun in the last millisecond instead, which costs about a millisecond of CPU per request and
 was switched off above 400 req/s per process. A Linux timerfd (reached through ctypes) is a descriptor the
 kernel makes readable at an absolute CLOCK_REALTIME time with a high-resolution timer: gevent's loop watches
-it like a socket. That alone wakes 50-150 us late here (the loop's own turn, and a virtual CPU's wake-up
-from idle), so the timer is set a little early and the last stretch yields to the loop (other greenlets
-keep receiving responses) until the moment; the generator hands the slot to its user before that stretch,
-so the user, not the dispatcher, arrives on time and sends. The wake-up alone (scripts/wake_timing.py,
-2026-12-07): lateness p50 0.002 ms and p99 0.05-0.15 ms from 50 to 5,000 wake-ups a second, against
-gevent's sleep's p50 0.54-0.68 and p99 1.08-1.35 ms.
+it like a socket, first among whatever else became readable in the same turn (libev's highest priority). That
+alone wakes 50-500 us late here (the loop's own turn, responses handled in the turn before, and a virtual CPU's
+wake-up from idle), so the timer is set a little early and the last stretch yields to the loop (other greenlets
+keep receiving responses) until HOLD_S before the moment, then waits without yielding, so that a response
+handled just then cannot make the send late. The wake-up alone (scripts/wake_timing.py, 2026-12-07): lateness
+p50 0.000-0.001 ms and p99 0.02-0.08 ms at 200 and 2,000 wake-ups a second, against gevent's sleep's p50
+0.56-0.70 and p99 1.09-1.24 ms.
 Elsewhere (no timerfd) it falls back to gevent's sleep.
 """
 
@@ -22,20 +23,23 @@ import time
 from typing import Protocol
 
 import gevent
-from gevent.socket import wait_read
+from gevent.hub import get_hub
 
 CLOCK_REALTIME = 0  # time.time()'s clock: schedules are wall-clock times
 TFD_NONBLOCK = 0o4000
 TFD_CLOEXEC = 0o2000000
 TFD_TIMER_ABSTIME = 1
 PR_SET_TIMERSLACK = 29  # prctl: how late the kernel may fire this thread's timers to batch wake-ups
+LOOP_PRIORITY_MAX = 2  # libev's EV_MAXPRI: watchers of higher priority are called first in a turn of the loop
 TIMER_SLACK_NS = 1  # the default, 50 us, is half the lateness allowed
 # How early the kernel timer is set: a tenth of the gap since the previous wake-up, so yielding to the loop
-# until the moment costs at most a tenth of the waiting, within [0.1 ms, 0.5 ms] (the floor covers the
-# kernel's usual wake-up delay; the cap limits the cost at low rates, where a virtual CPU wakes slowest).
+# until the moment costs at most a tenth of the waiting, within [0.2 ms, 0.5 ms] (the floor covers the
+# usual wake-up delay: at 2,000 req/s on onnx, lateness p99 0.09-0.39 ms with a 0.1 ms floor and 0.07-0.09 ms
+# with 0.2 ms, for 6% more of the generator's CPU, 2026-12-07; the cap limits the cost at low rates).
 LEAD_SHARE = 0.1
-LEAD_FLOOR_S = 0.0001
+LEAD_FLOOR_S = 0.0002
 LEAD_CAP_S = 0.0005
+HOLD_S = 0.00002  # the last stretch's final part, spent without yielding (longer held responses up longer)
 
 
 class _Timespec(ctypes.Structure):
@@ -79,6 +83,10 @@ class TimerFd:
             raise OSError(ctypes.get_errno(), "timerfd_create failed")
         self.fd = fd
         self._spec = _Itimerspec()
+        # one watcher for every wake-up, first in its turn of the loop: when responses become readable in the
+        # same turn, the dispatcher runs before their users do
+        self._watcher = get_hub().loop.io(fd, 1)
+        self._watcher.priority = LOOP_PRIORITY_MAX
 
     def wait_until(self, moment: float) -> None:
         if moment <= time.time():
@@ -89,7 +97,7 @@ class TimerFd:
         if self._settime(self.fd, TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None) != 0:
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
         while True:
-            wait_read(self.fd)
+            get_hub().wait(self._watcher)
             try:
                 os.read(self.fd, 8)  # the expiry count: reading it clears readiness for the next arming
                 return
@@ -97,12 +105,12 @@ class TimerFd:
                 continue
 
     def close(self) -> None:
+        self._watcher.close()
         os.close(self.fd)
 
 
 class EarlyWake:
-    """A kernel timer to just before each moment: the waiter then hands the moment on, and whoever acts on it
-    calls `arrive_at` for the last stretch, so the hand-off itself is not late."""
+    """A kernel timer to just before each moment, then `arrive_at` for the last stretch."""
 
     def __init__(self, coarse: WakeTimer) -> None:
         self._coarse = coarse
@@ -124,9 +132,12 @@ class EarlyWake:
 
 
 def arrive_at(moment: float) -> None:
-    """The last stretch to `moment`: turns of gevent's loop (other greenlets keep running) until it is time."""
-    while time.time() < moment:
+    """The last stretch to `moment`: turns of gevent's loop (other greenlets keep receiving) until HOLD_S before
+    it, then a wait that yields to nobody, so a response handled just then cannot make the send late."""
+    while moment - time.time() > HOLD_S:
         gevent.sleep(0)
+    while time.time() < moment:
+        pass
 
 
 def early_wake() -> EarlyWake:
