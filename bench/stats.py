@@ -18,7 +18,7 @@ from bench.order_statistics import SortedRuns, scratch_folder
 from bench.protocols import Array
 from bench.results.sample_file import SampleSource, as_source
 from bench.results.samples import BOUNDARY_TOLERANCE_S, is_dropped, is_success
-from bench.results.schema import Counts, Interval, Latency, LatencyIntervals, Second
+from bench.results.schema import Cell, Counts, Interval, Latency, LatencyIntervals, Second
 
 PERCENTILES = PERCENTILE_LEVELS
 GENERATOR_CPU_LIMIT = 90.0
@@ -291,7 +291,7 @@ def per_second(samples: SampleSource | pd.DataFrame, origin: float, slo_ms: floa
     return seconds.finish()
 
 
-def generator_late(stats: CellStats) -> float:
+def generator_late(stats: CellStats | Cell) -> float:
     """The generator's lateness p50 as a share of the latency p50 (0 when either is unknown or the lateness is
     below LATENESS_FLOOR_MS); meaningful only where the server kept every connection free (nothing queued)."""
     late, latency = stats.lateness.p50, stats.latency.p50

@@ -5,6 +5,7 @@ and the highest rate within an SLO follows from queueing alone."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -126,9 +127,11 @@ def test_rates_are_rounded_to_three_significant_figures() -> None:
 # ---- probes as cells (bench.measure.capacity_run) --------------------------------------------------
 
 
-def _cell(rate: float, p99: float, low: float, high: float, valid: bool = True, cpu: float = 20.0) -> Cell:
+def _cell(rate: float, p99: float, low: float, high: float, valid: bool = True, cpu: float = 20.0,
+          late_p50: float = 0.01, loop: Literal["open", "closed"] = "open") -> Cell:
     return Cell(cell_id="x", runtime="fake", model="m", scenario="probe", target="local", label=f"rate={rate:g}",
-                load=LoadPoint(offered_rps=rate), latency=Latency(p99=p99),
+                load=LoadPoint(loop=loop, offered_rps=rate), latency=Latency(p50=1.0, p99=p99),
+                lateness=Latency(p50=late_p50),
                 latency_ci=LatencyIntervals(p99=Interval(low=low, high=high)), slo_met=p99 <= SLO_MS,
                 generator=GeneratorUsage(cpu_percent_max=cpu), validity=Validity(valid=valid),
                 counts=Counts(scheduled=9, sent=9, completed=9))
@@ -141,7 +144,11 @@ SLO = Slo(percentile="p99", ms=SLO_MS)
     (_cell(10, 40, 30, 60), True, 40.0, False),
     (_cell(10, 300, 200, 400), False, 300.0, False),  # valid, over the SLO: its p99 enters the fit
     (_cell(10, 40, 30, 60, valid=False), False, float("inf"), False),  # invalid (errors, a collapse): inf
-    (_cell(10, 40, 30, 60, valid=False, cpu=97.0), False, float("inf"), True),  # the generator was the limit
+    # the generator was the limit: an open loop's sends late by half the latency, a closed loop's CPU past 90%
+    (_cell(10, 40, 30, 60, valid=False, late_p50=0.5), False, float("inf"), True),
+    (_cell(10, 40, 30, 60, valid=False, cpu=97.0, loop="closed"), False, float("inf"), True),
+    # an open loop's CPU reads high while it waits out each send on time: not the limit
+    (_cell(10, 40, 30, 60, cpu=97.0), True, 40.0, False),
 ])
 def test_a_probe_cell_becomes_an_outcome(cell: Cell, passed: bool, value: float, limited: bool) -> None:
     outcome = outcome_of(cell, SLO)

@@ -15,7 +15,7 @@ from bench.measure.capacity import Capacity, Outcome, Search, SearchSettings, se
 from bench.measure.plan import Measurement, plan_measurements
 from bench.results.schema import CapacityRecord, Cell
 from bench.results.store import RunStore
-from bench.stats import GENERATOR_CPU_LIMIT
+from bench.stats import GENERATOR_CPU_LIMIT, LATENESS_INVALID_SHARE, generator_late
 
 COLLAPSE_FACTOR = 5.0  # a probe whose live p99 stays this far over the SLO...
 COLLAPSE_SECONDS = 3  # ...for this many measured seconds in a row has failed: stop it
@@ -43,12 +43,21 @@ def collapse_rule(slo_ms: float) -> StopRule:
     return rule
 
 
+def generator_limited(cell: Cell) -> bool:
+    """The generator, not the server, could not keep up: a closed loop's CPU past its limit; an open loop's sends
+    late by more than LATENESS_INVALID_SHARE of the latency p50 while every slot found a free connection (an
+    open loop waits out each send's last stretch on the CPU, so its CPU reads high while it keeps time)."""
+    if cell.load.loop == "closed":
+        cpu = cell.generator.cpu_percent_max if cell.generator else None
+        return cpu is not None and cpu > GENERATOR_CPU_LIMIT
+    return not cell.counts.queued and not cell.counts.dropped and generator_late(cell) > LATENESS_INVALID_SHARE
+
+
 def outcome_of(cell: Cell, slo: Slo) -> Outcome:
     """A probe's verdict, its SLO percentile and that percentile's 95% interval (only p50 and p99 get one).
     An invalid probe (errors, a collapse cut short, too few requests) counts as infinitely slow: a missed SLO
     never makes a cell invalid, so whatever invalidated it was not latency."""
-    generator = cell.generator.cpu_percent_max if cell.generator else None
-    limited = generator is not None and generator > GENERATOR_CPU_LIMIT
+    limited = generator_limited(cell)
     value = cell.latency.percentile(slo.percentile)
     rate = cell.load.offered_rps or 0.0
     if value is None or not cell.validity.valid:

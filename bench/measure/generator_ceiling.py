@@ -2,8 +2,8 @@
 schedule against a server that answers at once.
 
 A capacity search can only trust rates the generator itself can drive, so this is measured, not assumed:
-rates double from a start until a step fails (sends fall behind the schedule, the generator's CPU passes
-its limit, or sends leave late), then two bisections narrow the ceiling to about a fifth of a doubling.
+rates double from a start until a step fails (sends fall behind the schedule, or leave late), then two
+bisections narrow the ceiling to about a fifth of a doubling.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from bench.events import EventHook, Message
 from bench.load.driver import run_load
 from bench.measure.known_servers import calibration_server, plan_for, window_of
 from bench.results.schema import Record
-from bench.stats import ACHIEVED_RATE_FLOOR, GENERATOR_CPU_LIMIT, measured
+from bench.stats import ACHIEVED_RATE_FLOOR, measured
 from bench.targets.launch import CpuPlan
 
 LATENESS_P99_LIMIT_MS = 0.5  # sends later than this distort the fastest runtimes' latency (about 0.5 ms p50)
@@ -44,9 +44,10 @@ class OpenLoopCeiling(Record):
 
 
 def kept_up(step: OpenLoopStep) -> bool:
-    cpu_ok = step.generator_cpu_max is None or step.generator_cpu_max <= GENERATOR_CPU_LIMIT
+    """Sent what was scheduled, on time. Not its CPU: an open loop waits out each send's last stretch on the
+    CPU, so it reads high while the generator keeps time (the CPU is recorded, not judged)."""
     late_ok = step.lateness_p99_ms is not None and step.lateness_p99_ms <= LATENESS_P99_LIMIT_MS
-    return step.achieved_rps >= ACHIEVED_RATE_FLOOR * step.scheduled_rps and cpu_ok and late_ok
+    return step.achieved_rps >= ACHIEVED_RATE_FLOOR * step.scheduled_rps and late_ok
 
 
 def measure_open_loop_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, events: EventHook[Message],
