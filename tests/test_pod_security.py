@@ -93,7 +93,7 @@ def test_hardened_leaves_its_input_alone_and_backs_scratch_mounts_with_empty_dir
     assert problems(safe) == []
     pod = safe["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
-    assert pod["volumes"] == [{"name": "scratch-0", "emptyDir": {"sizeLimit": "1Gi"}}]
+    assert pod["volumes"] == [{"name": "scratch-0", "emptyDir": {"sizeLimit": "1024Mi"}}]
 
 
 def every_rendered_pod_manifest() -> list[tuple[str, dict[str, Any]]]:

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 # MLServer 25, TorchServe 27 (docker stats, 2026-12-07): room for larger machines and knobs, low enough
 # that a runaway fork stops at the container.
 PIDS_LIMIT = 2048
-SCRATCH_SIZE = "1g"  # per scratch folder; tmpfs pages count against the container's --memory
+# per scratch folder, in containers and pods alike: tmpfs pages count against the container's --memory, an
+# emptyDir's against the pod's ephemeral storage
+SCRATCH_MIB = 1024
 
 
 def _common() -> list[str]:
@@ -30,7 +32,7 @@ def server_flags(writable: Sequence[str], uid: int | None) -> list[str]:
     owner = f",uid={uid}" if uid is not None else ""
     flags = [*_common(), "--read-only"]
     for folder in writable:
-        flags += ["--tmpfs", f"{folder}:rw,nosuid,nodev,size={SCRATCH_SIZE}{owner}"]
+        flags += ["--tmpfs", f"{folder}:rw,nosuid,nodev,size={SCRATCH_MIB}m{owner}"]
     return flags
 
 

@@ -14,6 +14,8 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
+from bench.targets.confinement import SCRATCH_MIB
+
 Manifest = dict[str, Any]
 
 LEVEL_LABELS = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
@@ -99,7 +101,7 @@ def hardened(manifest: Manifest, uid: int) -> Manifest:
             for mount in container.get("volumeMounts") or []:
                 name = mount["name"]
                 if name.startswith(SCRATCH_PREFIX) and all(volume["name"] != name for volume in volumes):
-                    volumes.append({"name": name, "emptyDir": {"sizeLimit": "1Gi"}})
+                    volumes.append({"name": name, "emptyDir": {"sizeLimit": f"{SCRATCH_MIB}Mi"}})
         if not volumes:
             del pod["volumes"]
     return manifest
