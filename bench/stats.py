@@ -300,8 +300,30 @@ def generator_late(stats: CellStats | Cell) -> float:
     return late / latency
 
 
+def server_fell_behind(counts: Counts) -> bool:
+    """Every connection was busy when slots came due: some were dropped, or more than SERVER_QUEUED_SHARE
+    waited for a connection (the server's pace, not the generator's)."""
+    return bool(counts.dropped) or (counts.queued or 0) > SERVER_QUEUED_SHARE * max(1, counts.scheduled)
+
+
+def generator_limit(loop: str | None, stats: CellStats | Cell, generator_cpu_max: float | None) -> str | None:
+    """Why the generator, not the server, set a cell's figures; None when it did not. A closed loop: its CPU
+    past GENERATOR_CPU_LIMIT. An open loop waits out each send's last stretch on the CPU, so its CPU reads high
+    while it keeps time: it is judged by its lateness, where the server left a connection free for its slots."""
+    if loop == "closed":
+        if generator_cpu_max is not None and generator_cpu_max > GENERATOR_CPU_LIMIT:
+            return f"load generator CPU reached {generator_cpu_max:.0f}% (limit {GENERATOR_CPU_LIMIT:.0f}%)"
+        return None
+    if server_fell_behind(stats.counts) or generator_late(stats) <= LATENESS_INVALID_SHARE:
+        return None
+    p99 = "" if stats.lateness.p99 is None else f" (p99 {stats.lateness.p99:.3f} ms)"
+    return (f"the generator was late by p50 {stats.lateness.p50:.3f} ms{p99} against a latency p50 of "
+            f"{stats.latency.p50:.3f} ms: this measures the generator, not the server (lower the rate per generator "
+            "process: generator_processes)")
+
+
 def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok: bool,
-                    generator_cpu_max: float | None) -> list[str]:
+                    generator_cpu_max: float | None, *, loop: str | None) -> list[str]:
     """Why a cell cannot be trusted; an empty list means valid."""
     reasons = []
     if not parity_ok:
@@ -314,7 +336,7 @@ def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok:
         reasons.append(f"{stats.requests} requests, fewer than the minimum {limits.min_requests}")
     planned = stats.scheduled_rps or stats.offered_rps  # a Poisson draw may hold fewer than the nominal rate
     counts = stats.counts
-    if counts.dropped or (counts.queued or 0) > SERVER_QUEUED_SHARE * max(1, counts.scheduled):
+    if server_fell_behind(counts):
         reasons.append(f"the server could not keep up: every connection was busy, so {counts.queued or 0} of "
                        f"{counts.scheduled} scheduled requests were sent late and {counts.dropped or 0} never "
                        "(raise max_in_flight to queue them at the server instead, or lower the rate)")
@@ -322,12 +344,8 @@ def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok:
         held = "offered" if stats.scheduled_rps is None else "scheduled"
         reasons.append(f"achieved {stats.achieved_rps:.1f} req/s, below {ACHIEVED_RATE_FLOOR:.0%} of the "
                        f"{held} {planned:.1f} (generator fell behind its schedule)")
-    elif generator_late(stats) > LATENESS_INVALID_SHARE:
-        reasons.append(f"the generator was late by p50 {stats.lateness.p50:.3f} ms (p99 {stats.lateness.p99:.3f} "
-                       f"ms) against a latency p50 of {stats.latency.p50:.3f} ms: this measures the generator, not the "
-                       "server (lower the rate per generator process: generator_processes)")
-    if generator_cpu_max is not None and generator_cpu_max > GENERATOR_CPU_LIMIT:
-        reasons.append(f"load generator CPU reached {generator_cpu_max:.0f}% (limit {GENERATOR_CPU_LIMIT:.0f}%)")
+    if (limit := generator_limit(loop, stats, generator_cpu_max)) is not None:
+        reasons.append(limit)
     if stats.error_rate > limits.max_error_rate:
         reasons.append(f"error rate {stats.error_rate:.2%} over the limit {limits.max_error_rate:.2%}")
     return reasons

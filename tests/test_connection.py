@@ -126,7 +126,7 @@ def test_a_server_that_never_answers_times_out() -> None:
         with pytest.raises(TimeoutError):
             connection.send(post(endpoint))
         assert time.perf_counter() - started < 2.0
-    assert connection.sock is None  # an unknown state is never reused
+    assert connection.transport is None  # an unknown state is never reused
 
 
 def test_a_refused_connection_raises() -> None:

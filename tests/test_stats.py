@@ -331,17 +331,17 @@ def _clean() -> CellStats:
 
 
 def test_clean_cell_has_no_reasons() -> None:
-    assert invalid_reasons(_clean(), LIMITS, WINDOW, parity_ok=True, generator_cpu_max=50.0) == []
-    assert invalid_reasons(_clean(), LIMITS, WINDOW, parity_ok=True, generator_cpu_max=None) == []
+    assert invalid_reasons(_clean(), LIMITS, WINDOW, parity_ok=True, generator_cpu_max=50.0, loop="open") == []
+    assert invalid_reasons(_clean(), LIMITS, WINDOW, parity_ok=True, generator_cpu_max=None, loop="open") == []
 
 
 def test_slo_miss_alone_does_not_invalidate() -> None:
     missed = dataclasses.replace(_clean(), slo_met=False)
-    assert invalid_reasons(missed, LIMITS, WINDOW, True, 50.0) == []
+    assert invalid_reasons(missed, LIMITS, WINDOW, True, 50.0, loop="open") == []
 
 
-def _only_reason(stats: CellStats, parity_ok: bool = True, cpu: float | None = 50.0) -> str:
-    reasons = invalid_reasons(stats, LIMITS, WINDOW, parity_ok, cpu)
+def _only_reason(stats: CellStats, parity_ok: bool = True, cpu: float | None = 50.0, loop: str = "open") -> str:
+    reasons = invalid_reasons(stats, LIMITS, WINDOW, parity_ok, cpu, loop=loop)
     assert len(reasons) == 1, reasons
     return reasons[0]
 
@@ -355,14 +355,14 @@ def test_short_traffic_span_alone() -> None:
     reason = _only_reason(dataclasses.replace(_clean(), measured_s=5.0))
     assert "5.0 s of the 10.0 s window" in reason
     assert "0.0 s of the 10.0 s window" in _only_reason(dataclasses.replace(_clean(), measured_s=0.0))
-    assert invalid_reasons(dataclasses.replace(_clean(), measured_s=9.5), LIMITS, WINDOW, True, 50.0) == []
+    assert invalid_reasons(dataclasses.replace(_clean(), measured_s=9.5), LIMITS, WINDOW, True, 50.0, loop="open") == []
 
 
 def test_window_shorter_than_the_minimum_duration_alone() -> None:
     """DESIGN: a valid cell met the minimum duration. A fully covered 2 s window under a 3 s minimum fails."""
     short = Window(0.0, 2.0)
     stats = dataclasses.replace(_clean(), measured_s=2.0)
-    reasons = invalid_reasons(stats, LIMITS, short, True, 50.0)
+    reasons = invalid_reasons(stats, LIMITS, short, True, 50.0, loop="open")
     assert len(reasons) == 1, reasons
     assert "minimum" in reasons[0] and "3.0 s" in reasons[0]
 
@@ -373,52 +373,58 @@ def test_window_at_the_minimum_duration_with_normal_coverage_is_valid() -> None:
     at_minimum = Window(0.0, 3.0)
     stats = dataclasses.replace(_clean(), counts=_counts(150), offered_rps=50.0, achieved_rps=50.0, measured_s=2.9815)
     limits = dataclasses.replace(LIMITS, min_duration_s=3.0)
-    assert invalid_reasons(stats, limits, at_minimum, True, 50.0) == []
+    assert invalid_reasons(stats, limits, at_minimum, True, 50.0, loop="open") == []
 
 
 def test_too_few_requests_alone() -> None:
     reason = _only_reason(dataclasses.replace(_clean(), counts=_counts(99)))
     assert "99 requests" in reason and "100" in reason
-    assert invalid_reasons(dataclasses.replace(_clean(), counts=_counts(100)), LIMITS, WINDOW, True, 50.0) == []
+    at_minimum = dataclasses.replace(_clean(), counts=_counts(100))
+    assert invalid_reasons(at_minimum, LIMITS, WINDOW, True, 50.0, loop="open") == []
 
 
 def test_generator_behind_schedule_alone() -> None:
     reason = _only_reason(dataclasses.replace(_clean(), achieved_rps=94.9))
     assert "achieved 94.9 req/s" in reason and "fell behind" in reason
     at_floor = dataclasses.replace(_clean(), achieved_rps=ACHIEVED_RATE_FLOOR * 100.0)
-    assert invalid_reasons(at_floor, LIMITS, WINDOW, True, 50.0) == []
+    assert invalid_reasons(at_floor, LIMITS, WINDOW, True, 50.0, loop="open") == []
 
 
 def test_a_poisson_schedule_is_held_to_what_it_scheduled_not_to_the_nominal_rate() -> None:
     """A seeded Poisson draw at 100/s may hold 88 requests per second of the window: a generator that
     sent all of them on time is valid; one that sent 80/s fell behind that schedule."""
     drawn = dataclasses.replace(_clean(), scheduled_rps=88.0, achieved_rps=88.0)
-    assert invalid_reasons(drawn, LIMITS, WINDOW, True, 50.0) == []
+    assert invalid_reasons(drawn, LIMITS, WINDOW, True, 50.0, loop="open") == []
     reason = _only_reason(dataclasses.replace(drawn, achieved_rps=80.0))
     assert "achieved 80.0 req/s, below 95% of the scheduled 88.0" in reason and "fell behind" in reason
 
 
 def test_achieved_rate_not_checked_without_an_offered_rate() -> None:
     closed = dataclasses.replace(_clean(), offered_rps=None, achieved_rps=3.0)
-    assert invalid_reasons(closed, LIMITS, WINDOW, True, 50.0) == []
+    assert invalid_reasons(closed, LIMITS, WINDOW, True, 50.0, loop="open") == []
 
 
-def test_generator_cpu_alone() -> None:
-    reason = _only_reason(_clean(), cpu=GENERATOR_CPU_LIMIT + 0.5)
+def test_a_closed_loops_generator_cpu_alone() -> None:
+    reason = _only_reason(_clean(), cpu=GENERATOR_CPU_LIMIT + 0.5, loop="closed")
     assert "CPU" in reason and "90" in reason
-    assert invalid_reasons(_clean(), LIMITS, WINDOW, True, GENERATOR_CPU_LIMIT) == []
+    assert invalid_reasons(_clean(), LIMITS, WINDOW, True, GENERATOR_CPU_LIMIT, loop="closed") == []
+
+
+def test_an_open_loops_generator_cpu_is_not_judged() -> None:
+    """It waits out each send's last stretch on the CPU: its lateness says whether it kept time."""
+    assert invalid_reasons(_clean(), LIMITS, WINDOW, True, 99.0, loop="open") == []
 
 
 def test_error_rate_over_limit_alone() -> None:
     reason = _only_reason(dataclasses.replace(_clean(), counts=_counts(1000, failed=20)))
     assert "error rate 2.00%" in reason
     at_limit = dataclasses.replace(_clean(), counts=_counts(1000, failed=10))
-    assert invalid_reasons(at_limit, LIMITS, WINDOW, True, 50.0) == []
+    assert invalid_reasons(at_limit, LIMITS, WINDOW, True, 50.0, loop="open") == []
 
 
 def test_every_rule_at_once() -> None:
     bad = dataclasses.replace(_clean(), counts=_counts(10, failed=5), achieved_rps=10.0, measured_s=1.0)
-    reasons = invalid_reasons(bad, LIMITS, WINDOW, parity_ok=False, generator_cpu_max=99.0)
+    reasons = invalid_reasons(bad, LIMITS, WINDOW, parity_ok=False, generator_cpu_max=99.0, loop="closed")
     assert len(reasons) == 6
 
 
@@ -435,7 +441,7 @@ def test_clean_constant_rate_cell_at_the_minimum_duration_is_valid(rate: float) 
     stats = summarize(frame, window, limits, rate)
     assert stats.requests == int(3 * rate)
     assert stats.achieved_rps == pytest.approx(rate)
-    assert invalid_reasons(stats, limits, window, True, 10.0) == []
+    assert invalid_reasons(stats, limits, window, True, 10.0, loop="open") == []
 
 
 # ---- every scheduled request accounted for -----------------------------------------------------
@@ -476,7 +482,7 @@ def test_dropped_requests_are_scheduled_but_not_sent_and_count_as_errors() -> No
 def test_an_overloaded_server_is_named_as_the_cause_not_the_generator() -> None:
     limits = Limits(slo_ms=SLO_MS, min_requests=50)
     stats = summarize(_overloaded_samples(), Window(START, END), limits, 10.0)
-    reasons = invalid_reasons(stats, limits, Window(START, END), True, 30.0)
+    reasons = invalid_reasons(stats, limits, Window(START, END), True, 30.0, loop="open")
     assert any(r.startswith("the server could not keep up") and "19 never" in r for r in reasons), reasons
     assert not any("generator" in r for r in reasons), reasons
 
@@ -485,7 +491,7 @@ def test_requests_that_waited_for_a_connection_blame_the_server_even_without_dro
     queued = dataclasses.replace(_clean(), counts=_counts(1000, queued=11))
     assert "could not keep up" in _only_reason(queued)
     assert invalid_reasons(dataclasses.replace(_clean(), counts=_counts(1000, queued=10)), LIMITS, WINDOW, True,
-                           50.0) == []
+                           50.0, loop="open") == []
 
 
 def _late(p50_ms: float, latency_p50_ms: float, queued: int = 0) -> CellStats:
@@ -496,13 +502,13 @@ def _late(p50_ms: float, latency_p50_ms: float, queued: int = 0) -> CellStats:
 
 def test_a_cell_whose_latency_is_mostly_the_generators_lateness_is_invalid() -> None:
     """800 req/s against FastAPI (issue 25): lateness p50 0.52 ms of a 1.07 ms latency p50."""
-    (reason,) = invalid_reasons(_late(0.52, 1.07), LIMITS, WINDOW, True, 50.0)
+    (reason,) = invalid_reasons(_late(0.52, 1.07), LIMITS, WINDOW, True, 50.0, loop="open")
     assert "generator was late by p50 0.520 ms" in reason and "1.070 ms" in reason
     assert caveats(_late(0.52, 1.07), LIMITS) == []  # invalid, not also warned about
 
 
 def test_a_generator_lateness_share_below_the_bound_is_a_warning() -> None:
-    assert invalid_reasons(_late(0.2, 1.0), LIMITS, WINDOW, True, 50.0) == []
+    assert invalid_reasons(_late(0.2, 1.0), LIMITS, WINDOW, True, 50.0, loop="open") == []
     (note,) = caveats(_late(0.2, 1.0), LIMITS)
     assert "20% of the latency p50" in note
     assert caveats(_late(0.04, 0.1), LIMITS) == []  # below the clock's noise floor
@@ -510,5 +516,5 @@ def test_a_generator_lateness_share_below_the_bound_is_a_warning() -> None:
 
 
 def test_lateness_from_waiting_for_a_connection_is_the_servers_not_the_generators() -> None:
-    reasons = invalid_reasons(_late(5.0, 6.0, queued=100), LIMITS, WINDOW, True, 50.0)
+    reasons = invalid_reasons(_late(5.0, 6.0, queued=100), LIMITS, WINDOW, True, 50.0, loop="open")
     assert len(reasons) == 1 and reasons[0].startswith("the server could not keep up")

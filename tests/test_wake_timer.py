@@ -41,6 +41,22 @@ def test_the_kernel_timer_is_set_a_tenth_of_the_gap_early_within_its_bounds() ->
     assert coarse.closed
 
 
+def test_after_a_window_that_used_the_cpu_up_the_lead_is_lean_and_returns_after_an_idle_one() -> None:
+    """A real-time process past 95% of a second is stopped for the rest of it: the spin must not get it there."""
+    coarse = RecordingTimer()
+    precise = EarlyWake(coarse)
+    busy_until = time.perf_counter() + 2 * wake_timer.SPIN_WINDOW_S
+    while time.perf_counter() < busy_until:
+        pass
+    moment = time.time() + 0.010
+    precise.wait_before(moment)
+    assert precise.lean and moment - coarse.moments[-1] == pytest.approx(wake_timer.LEAD_LEAN_S, abs=1e-6)
+    time.sleep(2 * wake_timer.SPIN_WINDOW_S)
+    moment = time.time() + 0.010
+    precise.wait_before(moment)
+    assert not precise.lean and moment - coarse.moments[-1] == pytest.approx(wake_timer.LEAD_CAP_S, abs=1e-6)
+
+
 def test_a_moment_closer_than_the_lead_is_waited_for_without_the_kernel_timer() -> None:
     coarse = RecordingTimer()
     precise = EarlyWake(coarse)

@@ -20,24 +20,17 @@ keep-alive connection. A fresh connection is never retried: its failure is the s
 from __future__ import annotations
 
 import errno
-import socket as stdlib_socket
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-import gevent.socket
 import gevent.ssl
 from geventhttpclient._parser import HTTPResponseParser
 
-RECEIVE_BYTES = 65536
-# Linux's generic socket options (Python names neither): a received segment's CLOCK_REALTIME arrival time
-SO_TIMESTAMPNS = 35
-SCM_TIMESTAMPNS = SO_TIMESTAMPNS
-TIMESTAMP = struct.Struct("qq")  # struct timespec: seconds, nanoseconds
-ANCILLARY_BYTES = stdlib_socket.CMSG_SPACE(TIMESTAMP.size)
+from bench.load.transport import PlainTransport, TlsTransport, open_transport
+
 # errno values that mean the peer had already closed the connection when we wrote or read
 PEER_CLOSED = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 
@@ -51,15 +44,6 @@ class Reply(NamedTuple):
     size: int  # the body's bytes
     received_at: float  # time.time()'s clock: when the last byte arrived (the kernel's stamp where it has one)
     sent_at: float | None = None  # when the request left, if later than its start (a connection opened first)
-
-
-def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
-    """The arrival time SO_TIMESTAMPNS attached to a recvmsg, if any."""
-    for level, kind, data in ancillary:
-        if level == stdlib_socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= TIMESTAMP.size:
-            seconds, nanoseconds = TIMESTAMP.unpack_from(data)
-            return float(seconds) + float(nanoseconds) / 1e9
-    return None
 
 
 @dataclass(frozen=True)
@@ -136,36 +120,25 @@ class KeepAliveConnection:
     def __init__(self, endpoint: Endpoint, timeout_s: float) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self.sock: gevent.socket.socket | None = None
+        self.transport: PlainTransport | TlsTransport | None = None
         self.connects = 0
         self._tls: gevent.ssl.SSLContext | None = None
-        self._stamped = False  # the kernel stamps this connection's received segments (plain TCP)
         self._request = b""  # started and not yet completed: the request, how much of it was written, on
         self._written = 0  # a connection that had served before (a stale one is retried), or the write's error
         self._reused = False
         self._error: OSError | None = None
 
-    def _connect(self) -> gevent.socket.socket:
-        sock = gevent.socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.timeout_s)
-        sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
-        self._stamped = False
-        if self.endpoint.scheme == "https":
-            if self._tls is None:
-                self._tls = self.endpoint.tls_context()
-            sock = self._tls.wrap_socket(sock, server_hostname=self.endpoint.host)
-        else:
-            try:
-                sock.setsockopt(stdlib_socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                self._stamped = True
-            except OSError:
-                pass  # no kernel stamps here: the response is timed when this process reads it
+    def _connect(self) -> PlainTransport | TlsTransport:
+        if self.endpoint.scheme == "https" and self._tls is None:
+            self._tls = self.endpoint.tls_context()
+        transport = open_transport(self.endpoint.host, self.endpoint.port, self.timeout_s, self._tls)
         self.connects += 1
-        return sock
+        return transport
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
 
     def send(self, request: bytes) -> tuple[int, int]:
         """The response's status and body size; raises OSError (ConnectionClosed, a timeout, a refused
@@ -178,11 +151,11 @@ class KeepAliveConnection:
         """Write the request now, as much as the socket takes at once (all of it but for a very large body), if
         the connection is open; `complete` writes the rest, or all of it on a connection it opens first."""
         self._request, self._written, self._error = request, 0, None
-        self._reused = self.sock is not None
-        if self.sock is None:
+        self._reused = self.transport is not None
+        if self.transport is None:
             return
         try:
-            self._written = self.sock.send(request)
+            self._written = self.transport.send(request)
         except OSError as error:
             self.close()
             self._error = error
@@ -192,34 +165,30 @@ class KeepAliveConnection:
         request, written, error = self._request, self._written, self._error
         self._request, self._error = b"", None
         # not yet open when started: the request leaves now (a stale connection's retry keeps its first send)
-        sent_at = time.time() if self.sock is None and error is None and not self._reused else None
+        sent_at = time.time() if self.transport is None and error is None and not self._reused else None
         try:
             if error is not None:
                 raise ConnectionClosed("before any byte") if error.errno in PEER_CLOSED else error
-            return self._exchange(request, written)._replace(sent_at=sent_at)
+            reply = self._exchange(request, written)
+            return reply if sent_at is None else reply._replace(sent_at=sent_at)
         except ConnectionClosed as closed:
             if not (self._reused and closed.args and closed.args[0] == "before any byte"):
                 raise
         return self._exchange(request, 0)  # the stale keep-alive case: once more, on a new connection
 
     def _exchange(self, request: bytes, written: int) -> Reply:
-        if self.sock is None:
-            self.sock = self._connect()
+        if self.transport is None:
+            self.transport = self._connect()
             written = 0
-        sock = self.sock
+        transport = self.transport
         response = _Response()
         received = 0
         received_at = 0.0
         try:
             if written < len(request):
-                sock.sendall(request[written:] if written else request)
+                transport.sendall(request[written:] if written else request)
             while not response.complete:
-                if self._stamped:
-                    data, ancillary, _flags, _address = sock.recvmsg(RECEIVE_BYTES, ANCILLARY_BYTES)
-                    received_at = kernel_stamp(ancillary) or time.time()
-                else:
-                    data = sock.recv(RECEIVE_BYTES)
-                    received_at = time.time()
+                data, received_at = transport.receive()
                 if not data:
                     response.feed(b"")  # a body delimited by the connection's end completes here
                     if response.complete:

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from gevent.event import AsyncResult, Event
+from gevent.event import Event
+from gevent.hub import Waiter, get_hub
 from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner
@@ -185,7 +186,7 @@ class SlotDispatcher:
     comes due while every user is busy waits for the first user back, who sends it (late, and recorded so)."""
 
     def __init__(self) -> None:
-        self.idle: list[tuple[AsyncResult, Connection]] = []  # a stack: the last user back gets the next slot
+        self.idle: list[tuple[Waiter[Slot | None], Connection]] = []  # a stack: the last user back gets the next slot
         self.pending: deque[float] = deque()  # slots that came due while every user was busy
         self.done = False
 
@@ -206,17 +207,17 @@ class SlotDispatcher:
                 IN_FLIGHT[id(connection)] = (scheduled, None)
                 arrive_at(scheduled)
                 if self.done:
-                    waiter.set(None)
+                    hand(waiter, None)
                     return
                 sent = time.time()
                 connection.start(generator.next_request())
                 IN_FLIGHT[id(connection)] = (scheduled, sent)
-                waiter.set(Slot(scheduled, sent))
+                hand(waiter, Slot(scheduled, sent))
         finally:
             timer.close()
         self.done = True
         while self.idle:
-            self.idle.pop()[0].set(None)
+            hand(self.idle.pop()[0], None)
 
     def next_slot(self, connection: Connection) -> Slot | None:
         """The user's next request: sent on its connection by the dispatcher, or a slot that waited for a user
@@ -226,7 +227,7 @@ class SlotDispatcher:
             return Slot(scheduled, None, time.time() > scheduled)
         if self.done:
             return None
-        waiter = AsyncResult()
+        waiter: Waiter[Slot | None] = Waiter()
         self.idle.append((waiter, connection))
         slot: Slot | None = waiter.get()
         return slot
@@ -236,8 +237,14 @@ class SlotDispatcher:
         self.done = True
         dropped, self.pending = list(self.pending), deque()
         while self.idle:
-            self.idle.pop()[0].set(None)
+            hand(self.idle.pop()[0], None)
         return dropped
+
+
+def hand(waiter: Waiter[Slot | None], slot: Slot | None) -> None:
+    """Wake a waiting user with its slot in the loop's next turn (a Waiter is switched from the loop only):
+    lighter than an AsyncResult, which also keeps links and a value for late readers."""
+    get_hub().loop.run_callback(waiter.switch, slot)
 
 
 def finish(end: float) -> None:

@@ -15,7 +15,7 @@ from bench.measure.capacity import Capacity, Outcome, Search, SearchSettings, se
 from bench.measure.plan import Measurement, plan_measurements
 from bench.results.schema import CapacityRecord, Cell
 from bench.results.store import RunStore
-from bench.stats import GENERATOR_CPU_LIMIT, LATENESS_INVALID_SHARE, generator_late
+from bench.stats import generator_limit
 
 COLLAPSE_FACTOR = 5.0  # a probe whose live p99 stays this far over the SLO...
 COLLAPSE_SECONDS = 3  # ...for this many measured seconds in a row has failed: stop it
@@ -44,13 +44,8 @@ def collapse_rule(slo_ms: float) -> StopRule:
 
 
 def generator_limited(cell: Cell) -> bool:
-    """The generator, not the server, could not keep up: a closed loop's CPU past its limit; an open loop's sends
-    late by more than LATENESS_INVALID_SHARE of the latency p50 while every slot found a free connection (an
-    open loop waits out each send's last stretch on the CPU, so its CPU reads high while it keeps time)."""
-    if cell.load.loop == "closed":
-        cpu = cell.generator.cpu_percent_max if cell.generator else None
-        return cpu is not None and cpu > GENERATOR_CPU_LIMIT
-    return not cell.counts.queued and not cell.counts.dropped and generator_late(cell) > LATENESS_INVALID_SHARE
+    """The generator, not the server, could not keep up (the rule validity applies: bench.stats)."""
+    return generator_limit(cell.load.loop, cell, cell.generator.cpu_percent_max if cell.generator else None) is not None
 
 
 def outcome_of(cell: Cell, slo: Slo) -> Outcome:

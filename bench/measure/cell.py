@@ -117,10 +117,7 @@ def caveats(stats: CellStats, limits: Limits) -> list[str]:
 def _measured(cell: Cell, stats: CellStats, outcome: LoadOutcome, sampler: ServerSampler, window: Window,
               deployment: Deployment, parity_ok: bool, limits: Limits, generator_cpus: tuple[int, ...]) -> Cell:
     cpu, rss = sampler.within(window)
-    # an open loop's generator waits out each send's last stretch on the CPU, so its CPU reads high while it
-    # keeps time: it is judged by its lateness and achieved rate; a closed loop's CPU still says it saturated
-    saturating_cpu = outcome.generator_cpu_max if cell.load.loop == "closed" else None
-    reasons = invalid_reasons(stats, limits, window, parity_ok, saturating_cpu)
+    reasons = invalid_reasons(stats, limits, window, parity_ok, outcome.generator_cpu_max, loop=cell.load.loop)
     error = None
     if not deployment.alive():
         error = "server exited during the measurement; see its log"
