@@ -13,7 +13,7 @@ import bench.results.sample_file as sample_file
 from bench.order_statistics import SortedRuns
 from bench.results.baseline import reduce_samples
 from bench.results.sample_file import FrameSamples, ParquetSamples, merge_generator_files
-from bench.results.samples import DROPPED, SAMPLE_COLUMNS
+from bench.results.samples import DROPPED, DROPPED_ROW, SAMPLE_COLUMNS, SAMPLE_ROW
 from bench.stats import Limits, Window, per_second, summarize
 
 LEVELS = [0.0, 10.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0]
@@ -174,3 +174,18 @@ def test_csv_blocks_cut_only_between_lines(tmp_path: Path, monkeypatch: pytest.M
     assert len(frame) == 40 and 2 not in set(frame["status"])
     pd.testing.assert_frame_equal(frame, rows.sort_values("scheduled", kind="stable").reset_index(drop=True),
                                   check_dtype=False)
+
+
+def test_the_generators_row_formats_read_back_as_the_sample_columns(tmp_path: Path) -> None:
+    """bench.load.planned_user writes SAMPLE_ROW per request and DROPPED_ROW per slot never sent."""
+    folder = tmp_path / "load"
+    folder.mkdir()
+    (folder / "samples-0-1.csv").write_text(SAMPLE_ROW % (1000.000001, 1000.000051, 0.3125, 0.2625, 200, 12, 0, True)
+                                            + DROPPED_ROW % (1000.5, 40.25, 0))
+    frame = merge_generator_files(folder, tmp_path / "samples.parquet").whole()
+    assert list(frame.columns) == SAMPLE_COLUMNS
+    sent, dropped = frame.to_dict("records")
+    assert sent == pytest.approx({"scheduled": 1000.000001, "sent": 1000.000051, "latency_ms": 0.3125,
+                                  "service_ms": 0.2625, "status": 200, "bytes": 12, "worker": 0, "queued": 1})
+    assert dropped["status"] == DROPPED and dropped["latency_ms"] == 40.25 and np.isnan(dropped["sent"])
+    assert dropped["queued"] == 1

@@ -53,7 +53,7 @@ from bench.load.plan import HEADERS_ENV, PLAN_ENV, LoadPlan
 from bench.load.schedule import worker_slots
 from bench.load.wake_timer import arrive_at, early_wake
 from bench.protocols import codec_for
-from bench.results.samples import DROPPED
+from bench.results.samples import DROPPED_ROW, SAMPLE_ROW
 
 FLUSH_INTERVAL_S = 0.5
 START_WAIT_S = 30.0  # a remote worker's users wait this long at most for the master's start
@@ -143,8 +143,8 @@ class Recorder:
         self.late_max_s = max(self.late_max_s, late)
         latency_ms = (late + service_s) * 1000.0
         scheduled, sent = scheduled + self.shift_s, sent + self.shift_s
-        self.rows.append(f"{scheduled:.6f},{sent:.6f},{latency_ms:.4f},{service_s * 1000.0:.4f},"
-                         f"{status},{size},{self.worker},{int(queued)}\n")
+        self.rows.append(SAMPLE_ROW % (scheduled, sent, latency_ms, service_s * 1000.0, status, size, self.worker,
+                                       queued))
 
     def unfinished(self, scheduled: float, sent: float | None, end: float) -> None:
         """A request the run ended on: still in flight (failed, status 0) or never sent (dropped)."""
@@ -152,10 +152,9 @@ class Recorder:
         scheduled, end = scheduled + self.shift_s, end + self.shift_s
         sent = None if sent is None else sent + self.shift_s
         if sent is None:
-            self.rows.append(f"{scheduled:.6f},,{latency_ms:.4f},,{DROPPED},0,{self.worker},1\n")
+            self.rows.append(DROPPED_ROW % (scheduled, latency_ms, self.worker))
         else:
-            self.rows.append(f"{scheduled:.6f},{sent:.6f},{latency_ms:.4f},{(end - sent) * 1000.0:.4f},"
-                             f"0,0,{self.worker},0\n")
+            self.rows.append(SAMPLE_ROW % (scheduled, sent, latency_ms, (end - sent) * 1000.0, 0, 0, self.worker, 0))
 
     def flush(self) -> None:
         if self.rows and self.sink is not None:
