@@ -8,9 +8,14 @@ Fixtures (tests/data/runs), one per shape on record:
 - sweep-v1-latest: the last schema-1 shape (scheduled_rps, warnings, sweeps, runtime folder and
   environment facts), written by commit 5e5e2cf with the test-double runtime;
 - fake-v2: schema 2, written by the current code (bench run with the test-double runtime);
+- fake-v3: schema 3, a smoke run of the test double as the code before bench tune (schema 4) wrote it (7ecdd47);
+- fake-v4: schema 4, the same run as the code before every scheduled request was counted (schema 5) wrote it
+  (a32685b);
 - fake-v5: schema 5, the shape of fake-v2 as the code before server profiles (schema 6) wrote it;
 - fake-v6: schema 6, the same run as the code before remote generator workers (schema 7) wrote it;
 - fake-v7: schema 7, the same run as the code before server metrics (schema 8) wrote it;
+- fake-v8: schema 8, the smoke run as the code before a profile's waits_counted (schema 9) wrote it (43120eb);
+- fake-v9: schema 9, the same as the code before the server's queue time (schema 10) wrote it (ff86ac5);
 - fake-v10: schema 10, a smoke run of the test double as the code before teams' models (schema 11) wrote it.
 tests/data/summaries/*.md are the summary.md files commit 5e5e2cf (before the typed schema) rendered
 from these runs and the report tests' variations of them, since changed only where the summary did: the
@@ -33,8 +38,8 @@ from bench.results.schema import SCHEMA_VERSION, RunResults
 from bench.results.store import load_results, write_results
 
 SUMMARIES = Path(__file__).parent / "data" / "summaries"
-SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2", "fake-v5",
-          "fake-v6", "fake-v7", "fake-v10"]
+SHAPES = ["schema1-minimal", "smoke-4runtimes", "smoke-2runtimes", "sweep-v1-latest", "fake-v2", "fake-v3",
+          "fake-v4", "fake-v5", "fake-v6", "fake-v7", "fake-v8", "fake-v9", "fake-v10"]
 
 
 def _copy(name: str) -> Callable[[Path], Path]:
@@ -210,3 +215,42 @@ def test_a_schema_10_run_reads_as_reference_models_with_nothing_left_out() -> No
     assert results.schema_version == SCHEMA_VERSION and results.unsupported == ()
     [record] = results.models.values()
     assert record.source is None and record.version is not None and record.fingerprint is not None
+
+
+def _cell_figures(name: str) -> tuple[float, int]:
+    """The first cell's latency p50 and scheduled count as the file holds them (before any upgrade)."""
+    cell = json.loads((RUNS / name / "results.json").read_text())["cells"][0]
+    return cell["latency"]["p50"], cell["counts"].get("scheduled", cell["counts"].get("requests"))
+
+
+@pytest.mark.parametrize("name", ["fake-v3", "fake-v4"])
+def test_schema_3_and_4_runs_gain_empty_searches_and_count_every_request_as_scheduled(name: str) -> None:
+    """Schemas 3 and 4 add the capacity, tuning and rounds lists (a plain run has none); schema 5 turns the old
+    counts (requests sent, errors among them) into scheduled = sent, and says the latency was success-only."""
+    p50, requests = _cell_figures(name)
+    results = load_results(RUNS / name)
+    (cell,) = results.cells
+    assert results.capacity == () and results.tuning == () and results.rounds == ()
+    assert cell.latency.p50 == p50 and cell.counts.scheduled == cell.counts.sent == requests
+    assert cell.counts.dropped is None and cell.latency_includes == "successful"
+
+
+def test_a_schema_8_docker_profile_is_marked_as_counting_waits_and_a_local_one_is_not(tmp_path: Path) -> None:
+    """Schema 9's waits_counted: a Docker profile before it was sampled from the host, where py-spy counted the
+    container's waiting threads as running."""
+    payload = json.loads((RUNS / "fake-v8" / "results.json").read_text())
+    profile = {"profiler": "py-spy", "rate_hz": 100, "samples": 300, "processes": 1}
+    local = {**payload["cells"][0], "server_profile": profile}
+    docker = {**local, "target": "docker", "cell_id": "002-docker"}
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({**payload, "cells": [local, docker]}))
+    first, second = load_results(folder).cells
+    assert first.server_profile is not None and not first.server_profile.waits_counted
+    assert second.server_profile is not None and second.server_profile.waits_counted
+
+
+def test_a_schema_9_run_keeps_its_figures_and_reads_no_server_queue() -> None:
+    p50, scheduled = _cell_figures("fake-v9")
+    (cell,) = load_results(RUNS / "fake-v9").cells
+    assert cell.latency.p50 == p50 and cell.counts.scheduled == scheduled and cell.server_metrics is None
