@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import socketserver
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -37,8 +41,9 @@ def read_request(conn: socket.socket) -> bytes:
 
 
 @contextmanager
-def server(behaviour: Behaviour) -> Iterator[tuple[Endpoint, list[bytes], list[int]]]:
-    """Answers each request by behaviour; records requests and how many connections were accepted."""
+def server(behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> Iterator[tuple[Endpoint, list[bytes], list[int]]]:
+    """Answers each request by behaviour (over TLS with a server context); records requests and how many
+    connections were accepted."""
     requests: list[bytes] = []
     connections = [0]
 
@@ -46,6 +51,8 @@ def server(behaviour: Behaviour) -> Iterator[tuple[Endpoint, list[bytes], list[i
         def handle(self) -> None:
             connections[0] += 1
             answered = 0
+            if tls is not None:
+                self.request = tls.wrap_socket(self.request, server_side=True)
             while True:
                 request = read_request(self.request)
                 if not request:
@@ -60,7 +67,8 @@ def server(behaviour: Behaviour) -> Iterator[tuple[Endpoint, list[bytes], list[i
         thread = threading.Thread(target=tcp.serve_forever, daemon=True)
         thread.start()
         try:
-            yield Endpoint("http", "127.0.0.1", tcp.server_address[1]), requests, connections
+            scheme = "http" if tls is None else "https"
+            yield Endpoint(scheme, "127.0.0.1", tcp.server_address[1], verify_tls=False), requests, connections
         finally:
             tcp.shutdown()
 
@@ -170,3 +178,23 @@ def test_a_request_started_before_its_connection_opened_is_sent_and_timed_when_i
         reply = connection.complete()
     assert reply.status == 200 and reply.sent_at is not None and reply.sent_at >= opened
     assert len(requests) == 1 and connections == [1]
+
+
+def test_requests_over_tls_share_one_connection_and_a_certificate_is_verified_against_its_ca(tmp_path: Path) -> None:
+    """TLS keeps gevent's SSL socket (bench.load.transport.TlsTransport); a self-signed certificate for
+    127.0.0.1 is accepted as its own CA and refused without it."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with server(lambda conn, _n: conn.sendall(OK), tls=context) as (endpoint, requests, connections):
+        insecure = KeepAliveConnection(endpoint, timeout_s=5)
+        assert [insecure.send(post(endpoint)) for _ in range(3)] == [(200, 12)] * 3 and insecure.connects == 1
+        verified = KeepAliveConnection(dataclasses.replace(endpoint, verify_tls=True, ca_cert=str(cert)), 5)
+        assert verified.send(post(endpoint)) == (200, 12)
+        unknown = KeepAliveConnection(dataclasses.replace(endpoint, verify_tls=True), timeout_s=5)
+        with pytest.raises(ssl.SSLError):
+            unknown.send(post(endpoint))
+    assert len(requests) == 4 and connections[0] >= 2
