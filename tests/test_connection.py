@@ -41,7 +41,8 @@ def read_request(conn: socket.socket) -> bytes:
 
 
 @contextmanager
-def server(behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> Iterator[tuple[Endpoint, list[bytes], list[int]]]:
+def server(behaviour: Behaviour,
+           tls: ssl.SSLContext | None = None) -> Iterator[tuple[Endpoint, list[bytes], list[int]]]:
     """Answers each request by behaviour (over TLS with a server context); records requests and how many
     connections were accepted."""
     requests: list[bytes] = []
