@@ -26,11 +26,11 @@ if os.environ.get("SERVEBENCH_LOAD_PLAN") or os.environ.get("SERVEBENCH_REMOTE_W
 
         from bench.load import planned_user
 
-        generator = planned_user.Setup.generator
+        generator = planned_user.PROCESS.generator
         if isinstance(environment.runner, MasterRunner) and generator is not None and generator.plan.remote_workers:
             from bench.load.remote_master import RemoteMaster
 
-            planned_user.Setup.master_stops_workers = True
+            planned_user.PROCESS.master_stops_workers = True
             RemoteMaster(environment, generator.plan, generator.headers)
         elif isinstance(environment.runner, WorkerRunner) and os.environ.get("SERVEBENCH_REMOTE_WORKER"):
             from bench.load.remote_worker import RemoteWorker

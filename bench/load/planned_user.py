@@ -12,7 +12,7 @@ every request still in flight as failed (status 0), each at the time from its sc
 scheduled request goes unrecorded.
 
 A remote worker (`bench worker`, bench.load.remote_worker) has no plan file: the master sends the plan and
-the rows over Locust's messages, and `configure` is called then; its samples go back the same way.
+the rows over Locust's messages, and `PROCESS.configure` is called then; its samples go back the same way.
 
 Open loop: each process computes the same seeded schedule and takes every P-th slot. One dispatcher waits
 until each slot's time and sends its request itself on the connection of an idle user, the most recently
@@ -93,27 +93,6 @@ class Generator:
         return KeepAliveConnection(self.endpoint, self.plan.request_timeout_s)
 
 
-class Setup:
-    """The process's generator once known (at import with a plan file; a remote worker's when the master's
-    plan arrives), and whether the schedule may start (a remote worker: once the master sent the start)."""
-
-    generator: Generator | None = None
-    started = Event()
-    on_finished: Callable[[], None] | None = None
-    remote = False  # a remote worker (bench.load.remote_worker) begins at the master's start itself
-    master_stops_workers = False  # a master of remote workers tells them to stop before it exits
-
-
-def configure(generator: Generator) -> None:
-    Setup.generator = generator
-
-
-def current() -> Generator:
-    if Setup.generator is None:
-        raise RuntimeError("no load plan: neither a plan file nor a plan from the master")
-    return Setup.generator
-
-
 class Recorder:
     """Buffers samples in memory and appends them to this process's CSV file twice a second. Once closed
     (the run's end) it records nothing more: what was unfinished then has been recorded as such."""
@@ -184,13 +163,13 @@ class SlotDispatcher:
     delays a send (a response handled late still carries its arrival time, bench.load.connection). A slot that
     comes due while every user is busy waits for the first user back, who sends it (late, and recorded so)."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_flight: dict[int, tuple[float, float | None]]) -> None:
         self.idle: list[tuple[Waiter[Slot | None], Connection]] = []  # a stack: the last user back gets the next slot
         self.pending: deque[float] = deque()  # slots that came due while every user was busy
         self.done = False
+        self.in_flight = in_flight
 
-    def run(self, slots: Iterable[float]) -> None:
-        generator = current()
+    def run(self, generator: Generator, slots: Iterable[float]) -> None:
         start_at = generator.plan.start_at
         timer = early_wake()
         try:
@@ -203,14 +182,14 @@ class SlotDispatcher:
                     self.pending.append(scheduled)
                     continue
                 waiter, connection = self.idle.pop()
-                IN_FLIGHT[id(connection)] = (scheduled, None)
+                self.in_flight[id(connection)] = (scheduled, None)
                 arrive_at(scheduled)
                 if self.done:
                     hand(waiter, None)
                     return
                 sent = time.time()
                 connection.start(generator.next_request())
-                IN_FLIGHT[id(connection)] = (scheduled, sent)
+                self.in_flight[id(connection)] = (scheduled, sent)
                 hand(waiter, Slot(scheduled, sent))
         finally:
             timer.close()
@@ -246,26 +225,79 @@ def hand(waiter: Waiter[Slot | None], slot: Slot | None) -> None:
     get_hub().loop.run_callback(waiter.switch, slot)
 
 
-def finish(end: float) -> None:
-    """The run's end: record every due slot never sent as dropped and every request in flight as failed,
-    then stop recording, so nothing that came due is missing and nothing is counted twice."""
-    if RECORDER.closed:
-        return
-    for scheduled in DISPATCHER.close():
-        if scheduled <= end:
-            RECORDER.unfinished(scheduled, None, end)
-    for scheduled, sent in IN_FLIGHT.values():
-        if scheduled <= end:  # a slot a user held for its last stretch counts only once due
-            RECORDER.unfinished(scheduled, sent, end)
-    RECORDER.closed = True
-    RECORDER.flush()
+class LoadProcess:
+    """Everything one generator process holds for a run, on one object (as Locust's Environment does): the
+    generator once known (at import with a plan file; a remote worker's when the master's plan arrives),
+    whether the schedule may start, the recorder, the dispatcher, the requests in flight and the users still
+    active. A remote worker (bench.load.remote_worker) begins at the master's start itself and is told when
+    its share is served; a master of remote workers tells them to stop before it exits."""
+
+    def __init__(self) -> None:
+        self.generator: Generator | None = None
+        self.started = Event()
+        self.remote = False
+        self.on_finished: Callable[[], None] | None = None
+        self.master_stops_workers = False
+        self.recorder = Recorder()
+        # per connection: the scheduled time of the slot it holds and, once sent, the send time of its request
+        self.in_flight: dict[int, tuple[float, float | None]] = {}
+        self.dispatcher = SlotDispatcher(self.in_flight)
+        self.active_users = 0
+
+    def configure(self, generator: Generator) -> None:
+        self.generator = generator
+
+    def current(self) -> Generator:
+        if self.generator is None:
+            raise RuntimeError("no load plan: neither a plan file nor a plan from the master")
+        return self.generator
+
+    def begin(self, environment: Any, worker: int, sink: Sink) -> None:
+        """Start this process's share of the schedule: record into sink, dispatch slots, quit when served."""
+        generator = self.current()
+        plan = generator.plan
+        self.recorder.open(worker, sink, generator.shift_s)
+        gc.collect()
+        gc.freeze()  # what Locust and the plan left is never collected again: a full collection over it stalled
+        # this process 47 ms (traced 2026-12-07), late for every slot due meanwhile; the run's own garbage is small
+        if plan.loop == "open":
+            slots = worker_slots(plan.rate_stages(), plan.arrival, plan.seed, worker, plan.processes,  # lazily
+                                 warmup_s=plan.warmup_s)
+            gevent.spawn(self.dispatcher.run, generator, slots)
+        self.started.set()
+        gevent.spawn(self._quit_when_done, environment)
+
+    def finish(self, end: float) -> None:
+        """The run's end: record every due slot never sent as dropped and every request in flight as failed,
+        then stop recording, so nothing that came due is missing and nothing is counted twice."""
+        recorder = self.recorder
+        if recorder.closed:
+            return
+        for scheduled in self.dispatcher.close():
+            if scheduled <= end:
+                recorder.unfinished(scheduled, None, end)
+        for scheduled, sent in self.in_flight.values():
+            if scheduled <= end:  # a slot a user held for its last stretch counts only once due
+                recorder.unfinished(scheduled, sent, end)
+        recorder.closed = True
+        recorder.flush()
+
+    def _quit_when_done(self, environment: Any) -> None:
+        """End the test as soon as the schedule is served and in-flight requests are back (or timed out)."""
+        plan = self.current().plan
+        deadline = plan.start_at + plan.total_s + plan.request_timeout_s + 1
+        gevent.sleep(max(0.0, plan.start_at + 1 - time.time()))
+        while time.time() < deadline:
+            if time.time() > plan.start_at + 1 and self.active_users == 0 and environment.runner.user_count == 0:
+                break
+            gevent.sleep(0.1)
+        self.finish(time.time())
+        if self.on_finished is not None:
+            self.on_finished()  # a remote worker: the last samples and its report to the master
+        environment.runner.quit()
 
 
-RECORDER = Recorder()
-DISPATCHER = SlotDispatcher()
-STATE: dict[str, int] = {"active": 0}
-# per connection: the scheduled time of the slot it holds and, once sent, the send time of its open request
-IN_FLIGHT: dict[int, tuple[float, float | None]] = {}
+PROCESS = LoadProcess()
 
 
 def file_sink(samples_dir: str, worker: int) -> Sink:
@@ -284,101 +316,71 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
     dropped): open the recorder, dispatch this process's share of the schedule. A remote worker does this
     itself once the master's start arrives (bench.load.remote_worker)."""
     if isinstance(environment.runner, MasterRunner):
-        if not Setup.master_stops_workers:
+        if not PROCESS.master_stops_workers:
             # it holds no samples; Locust's own SIGTERM handling would wait about a second for its workers,
             # which receive the same signal from the harness (it signals the whole process group)
             gevent.signal_handler(signal.SIGTERM, lambda: os._exit(0))
         return
-    if Setup.generator is None or Setup.remote:
+    if PROCESS.generator is None or PROCESS.remote:
         return
-    plan = current().plan
+    plan = PROCESS.current().plan
     worker = int(getattr(environment.runner, "worker_index", 0) or 0)
-    begin(environment, worker, file_sink(plan.samples_dir, worker))
+    PROCESS.begin(environment, worker, file_sink(plan.samples_dir, worker))
     gevent.signal_handler(signal.SIGTERM, _terminated)  # after Locust's own, which waits for every user
-
-
-def begin(environment: Any, worker: int, sink: Sink) -> None:
-    """Start this process's share of the schedule: record into sink, dispatch slots, quit when served."""
-    generator = current()
-    plan = generator.plan
-    RECORDER.open(worker, sink, generator.shift_s)
-    gc.collect()
-    gc.freeze()  # what Locust and the plan left is never collected again: a full collection over it stalled
-    # this process 47 ms (traced 2026-12-07), late for every slot due meanwhile; the run's own garbage is small
-    if plan.loop == "open":
-        slots = worker_slots(plan.rate_stages(), plan.arrival, plan.seed, worker, plan.processes,  # lazily
-                             warmup_s=plan.warmup_s)
-        gevent.spawn(DISPATCHER.run, slots)
-    Setup.started.set()
-    gevent.spawn(_quit_when_done, environment)
 
 
 def _terminated() -> None:
     """SIGTERM (the harness interrupted or stopped the load): record what is unfinished and exit at once;
     Locust's own shutdown would first wait up to --stop-timeout for users that never finish a task."""
-    finish(time.time())
+    PROCESS.finish(time.time())
     os._exit(0)
 
 
 def _on_quitting(**_kwargs: Any) -> None:
-    if RECORDER.sink is not None:
-        finish(time.time())  # Locust's own end (its run-time limit)
+    if PROCESS.recorder.sink is not None:
+        PROCESS.finish(time.time())  # Locust's own end (its run-time limit)
 
 
 events.test_start.add_listener(_on_test_start)  # type: ignore[no-untyped-call]
 events.quitting.add_listener(_on_quitting)  # type: ignore[no-untyped-call]
 
 
-def _quit_when_done(environment: Any) -> None:
-    """End the test as soon as the schedule is served and in-flight requests are back (or timed out)."""
-    plan = current().plan
-    deadline = plan.start_at + plan.total_s + plan.request_timeout_s + 1
-    gevent.sleep(max(0.0, plan.start_at + 1 - time.time()))
-    while time.time() < deadline:
-        if time.time() > plan.start_at + 1 and STATE["active"] == 0 and environment.runner.user_count == 0:
-            break
-        gevent.sleep(0.1)
-    finish(time.time())
-    if Setup.on_finished is not None:
-        Setup.on_finished()  # a remote worker: the last samples and its report to the master
-    environment.runner.quit()
-
-
 class ServebenchUser(User):
     def on_start(self) -> None:
-        Setup.started.wait(START_WAIT_S)  # a remote worker: until the master's start has arrived
-        self.generator = current()
+        PROCESS.started.wait(START_WAIT_S)  # a remote worker: until the master's start has arrived
+        self.generator = PROCESS.current()
         self.connection = self.generator.connection()
-        STATE["active"] += 1
+        PROCESS.active_users += 1
 
     def on_stop(self) -> None:
         self.connection.close()
-        STATE["active"] -= 1
+        PROCESS.active_users -= 1
 
     def _send(self, slot: Slot) -> None:
         """Send the slot's request unless the dispatcher did, wait for its response, record the sample."""
         key = id(self.connection)
+        in_flight = PROCESS.in_flight
         sent = slot.sent
         if sent is None:
-            IN_FLIGHT[key] = (slot.scheduled, None)
+            in_flight[key] = (slot.scheduled, None)
             arrive_at(slot.scheduled)  # at once when due (a waiting slot, the closed loop)
             sent = time.time()
             self.connection.start(self.generator.next_request())
-            IN_FLIGHT[key] = (slot.scheduled, sent)
+            in_flight[key] = (slot.scheduled, sent)
         try:
             reply = self.connection.complete()
             status, size, received_at = reply.status, reply.size, reply.received_at
             sent = reply.sent_at or sent
         except Exception:  # a connection reset, refusal or timeout is a sample with status 0, never a crash
             status, size, received_at = 0, 0, time.time()
-        IN_FLIGHT.pop(key, None)
-        RECORDER.add(slot.scheduled, sent, max(0.0, received_at - sent), status, size, slot.queued)
+        in_flight.pop(key, None)
+        PROCESS.recorder.add(slot.scheduled, sent, max(0.0, received_at - sent), status, size, slot.queued)
 
     @task
     def send_requests(self) -> None:
         plan = self.generator.plan
         if plan.loop == "open":
-            while (slot := DISPATCHER.next_slot(self.connection)) is not None:
+            while (slot := PROCESS.dispatcher.next_slot(self.connection)) is not None:
                 self._send(slot)
         else:
             gevent.sleep(max(0.0, plan.start_at - time.time()))
@@ -391,5 +393,5 @@ class ServebenchUser(User):
 
 if os.environ.get(PLAN_ENV):  # a local process (bench run's own generator): the plan is a file
     _PLAN = LoadPlan.from_json(Path(os.environ[PLAN_ENV]).read_text())
-    configure(Generator(_PLAN, read_bodies(Path(_PLAN.bodies_file)),
+    PROCESS.configure(Generator(_PLAN, read_bodies(Path(_PLAN.bodies_file)),
                         [(str(name), str(value)) for name, value in json.loads(os.environ.get(HEADERS_ENV, "[]"))]))

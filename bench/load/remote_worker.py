@@ -57,8 +57,8 @@ class RemoteWorker:
         environment.events.test_start.add_listener(self.on_test_start)
         environment.events.quitting.add_listener(self.on_quitting)
         self.reported = False
-        planned_user.Setup.remote = True
-        planned_user.Setup.on_finished = self.finished
+        planned_user.PROCESS.remote = True
+        planned_user.PROCESS.on_finished = self.finished
         gevent.spawn(self._watch_master)
         self.runner.send_message(proto.HELLO, {"nonce": self.nonce})
         gevent.signal_handler(signal.SIGTERM, self._terminated)
@@ -148,9 +148,9 @@ class RemoteWorker:
             os._exit(proto.MASTER_LOST_EXIT)
         shift = ClockReading.of(self.start_clock).offset_ms / 1000.0  # master minus this host
         local = replace(self.plan, start_at=self.start_at - shift)
-        planned_user.configure(planned_user.Generator(local, self.bodies, self.headers, shift_s=shift))
+        planned_user.PROCESS.configure(planned_user.Generator(local, self.bodies, self.headers, shift_s=shift))
         gevent.spawn(self._sample_cpu, local.start_at)
-        planned_user.begin(self.environment, self.index, self._send_rows)
+        planned_user.PROCESS.begin(self.environment, self.index, self._send_rows)
 
     def _send_rows(self, rows: list[str]) -> None:
         self.runner.send_message(proto.SAMPLES, {"rows": "".join(rows)})
@@ -166,7 +166,7 @@ class RemoteWorker:
     def finished(self) -> None:
         """The share is served and every sample sent: measure the clock again, report, wait for the master
         to confirm it wrote everything (so nothing is lost when this process exits)."""
-        recorder = planned_user.RECORDER
+        recorder = planned_user.PROCESS.recorder
         drift = ClockReading.of(self.start_clock, self._exchanges()).drift_ms if self.start_clock else None
         self.runner.send_message(proto.DONE, {
             "drift_ms": drift,
