@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import gevent.ssl
 from geventhttpclient._parser import HTTPResponseParser
 
-from bench.load.transport import PlainTransport, TlsTransport, open_transport
+from bench.load.transport import Transport, open_transport
 
 # errno values that mean the peer had already closed the connection when we wrote or read
 PEER_CLOSED = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
@@ -120,7 +120,7 @@ class KeepAliveConnection:
     def __init__(self, endpoint: Endpoint, timeout_s: float) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self.transport: PlainTransport | TlsTransport | None = None
+        self.transport: Transport | None = None
         self.connects = 0
         self._tls: gevent.ssl.SSLContext | None = None
         self._request = b""  # started and not yet completed: the request, how much of it was written, on
@@ -128,7 +128,7 @@ class KeepAliveConnection:
         self._reused = False
         self._error: OSError | None = None
 
-    def _connect(self) -> PlainTransport | TlsTransport:
+    def _connect(self) -> Transport:
         if self.endpoint.scheme == "https" and self._tls is None:
             self._tls = self.endpoint.tls_context()
         transport = open_transport(self.endpoint.host, self.endpoint.port, self.timeout_s, self._tls)

@@ -33,7 +33,9 @@ READ, WRITE = 1, 2  # libev's event masks
 
 
 class Transport(Protocol):
-    def send(self, data: bytes) -> int:
+    """What a connection needs of its byte stream."""
+
+    def send(self, data: bytes | memoryview) -> int:
         """Write what the socket takes now without waiting (0 if nothing)."""
 
     def sendall(self, data: bytes) -> None: ...
@@ -80,7 +82,7 @@ class PlainTransport:
             watcher.stop()
             self._timer.stop()
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: bytes | memoryview) -> int:
         try:
             return self.sock.send(data)
         except BlockingIOError:
@@ -89,7 +91,7 @@ class PlainTransport:
     def sendall(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            sent = self.send(view)  # type: ignore[arg-type]
+            sent = self.send(view)
             if sent == 0:
                 self._wait(self._writable)
             view = view[sent:]
@@ -122,7 +124,7 @@ class TlsTransport:
     def __init__(self, sock: gevent.ssl.SSLSocket) -> None:
         self.sock = sock
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: bytes | memoryview) -> int:
         return int(self.sock.send(data))
 
     def sendall(self, data: bytes) -> None:
@@ -136,8 +138,7 @@ class TlsTransport:
         self.sock.close()
 
 
-def open_transport(host: str, port: int, timeout_s: float,
-                   tls: gevent.ssl.SSLContext | None) -> PlainTransport | TlsTransport:
+def open_transport(host: str, port: int, timeout_s: float, tls: gevent.ssl.SSLContext | None) -> Transport:
     """A connection to host:port (TCP_NODELAY: each request leaves whole, at once), over TLS when given."""
     sock = gevent.socket.create_connection((host, port), timeout=timeout_s)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
