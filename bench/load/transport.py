@@ -64,9 +64,9 @@ class PlainTransport:
         self.sock = sock
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self.stamped = True
+            self._stamped = True
         except OSError:
-            self.stamped = False  # no kernel stamps here: a response is timed when this process reads it
+            self._stamped = False  # no kernel stamps here: a response is timed when this process reads it
         loop = get_hub().loop
         self._readable = loop.io(sock.fileno(), READ)
         self._writable = loop.io(sock.fileno(), WRITE)
@@ -75,7 +75,7 @@ class PlainTransport:
     def _wait(self, watcher: Any) -> None:
         waiter = Waiter()
         watcher.start(waiter.switch, None)
-        self._timer.start(waiter.throw, TimeoutError("timed out"))
+        self._timer.start(waiter.throw, TimeoutError, "timed out")  # made only if it fires
         try:
             waiter.get()
         finally:
@@ -102,7 +102,7 @@ class PlainTransport:
         while True:
             self._wait(self._readable)
             try:
-                if self.stamped:
+                if self._stamped:
                     data, ancillary, _flags, _address = self.sock.recvmsg(RECEIVE_BYTES, ANCILLARY_BYTES)
                     return data, kernel_stamp(ancillary) or time.time()
                 return self.sock.recv(RECEIVE_BYTES), time.time()
@@ -118,8 +118,6 @@ class PlainTransport:
 
 class TlsTransport:
     """gevent's SSL socket, timed when read (its records are decrypted here, after arrival)."""
-
-    stamped = False
 
     def __init__(self, sock: gevent.ssl.SSLSocket) -> None:
         self.sock = sock
