@@ -255,7 +255,11 @@ class Scenario(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = ""
     loop: Literal["open", "closed"]
-    arrival: Literal["constant", "poisson"] = "constant"
+    arrival: Literal["constant", "poisson", "gamma", "trace"] = "constant"
+    arrival_cv: float = Field(default=1.0, gt=0, le=20, description="gamma arrivals: the gaps' coefficient of "
+                              "variation (1 is Poisson's, above 1 bursty)")
+    arrivals_file: str | None = Field(default=None, description="trace arrivals: the recorded file to replay "
+                                      "(rate: the trace's mean rate times the time scale)")
     rate: float | None = Field(default=None, gt=0, description="open loop: requests per second")
     users: int | None = Field(default=None, ge=1, le=4096, description="closed loop: concurrent users")
     stages: list[Stage] | None = Field(default=None, min_length=1, description="open loop: rate over time")
@@ -281,6 +285,8 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        if (self.arrival == "trace") != (self.arrivals_file is not None):
+            raise ValueError("'arrival: trace' and 'arrivals_file' go together")
         load_keys = [key for key in ("rate", "stages", "sweep") if getattr(self, key) is not None]
         if self.loop == "open":
             if self.users is not None:

@@ -172,7 +172,7 @@ def test_the_plan_asks_for_probes_and_records_the_capacity(tmp_path: Path) -> No
     rates = []
     while measurement is not None:
         rates.append(measurement.offered_rps)
-        assert measurement.stop_when is not None and measurement.arrival == "poisson"
+        assert measurement.stop_when is not None and measurement.arrival.kind == "poisson"
         rate = measurement.offered_rps or 0.0
         p99 = 20.0 if rate <= 33 else 300.0
         measurement = plan.next(_cell(rate, p99, p99 * 0.8, p99 * 1.2).model_copy(update={"label": measurement.label}))

@@ -19,7 +19,7 @@ from bench.config import (
     scenarios_dir,
 )
 from bench.errors import BenchError
-from bench.load.schedule import RateStage, arrival_offsets
+from bench.load.schedule import POISSON, RateStage, arrival_offsets
 from bench.measure.plan import Measurement, limits_for, plan_measurements, scheduled_rate
 from bench.measure.sweep import sweep_summary
 from bench.results.schema import Cell, Latency, LoadPoint, Rates, Validity
@@ -289,7 +289,7 @@ def test_stage_scenario_prepends_a_warmup_at_the_first_rate() -> None:
                          stages=[{"duration_s": 20, "rate": 50}, {"duration_s": 10, "rate": 200}])
     (measurement,) = plan_measurements(scenario, FULL)
     assert measurement.label == "stages"
-    assert measurement.arrival == "poisson"
+    assert measurement.arrival == POISSON
     assert measurement.stages == [(10.0, 50.0), (20.0, 50.0), (10.0, 200.0)]
     assert measurement.warmup_s == 10.0 and measurement.duration_s == 30.0
     # time-weighted mean over the measured stages (warm-up excluded): (20*50 + 10*200) / 30
@@ -302,7 +302,7 @@ def test_scheduled_rate_is_what_the_seeded_schedule_holds_in_the_window() -> Non
     assert scheduled_rate(measurement, constant) == pytest.approx(50.0)
     poisson = _scenario(rate=50, warmup_s=5, duration_s=25, arrival="poisson", seed=3)
     (measurement,) = plan_measurements(poisson, SMOKE)  # 1 s of warm-up, then 5 s measured
-    offsets = arrival_offsets([RateStage(6.0, 50.0)], "poisson", seed=3, warmup_s=1.0)
+    offsets = arrival_offsets([RateStage(6.0, 50.0)], POISSON, seed=3, warmup_s=1.0)
     expected = int(((offsets >= 1.0) & (offsets < 6.0)).sum()) / 5.0
     assert scheduled_rate(measurement, poisson) == pytest.approx(expected)
     assert expected != pytest.approx(50.0)  # a draw, not the nominal rate
@@ -471,7 +471,7 @@ def test_a_runtimes_longer_warm_up_leaves_the_windows_arrivals_as_they_were() ->
     assert (short.warmup_s, long.warmup_s) == (1.0, 5.0) and short.duration_s == long.duration_s
     windows = []
     for measurement in (short, long):
-        offsets = arrival_offsets([RateStage(d, r) for d, r in measurement.stages], "poisson", seed=3,
+        offsets = arrival_offsets([RateStage(d, r) for d, r in measurement.stages], POISSON, seed=3,
                                   warmup_s=measurement.warmup_s)
         windows.append(offsets[offsets >= measurement.warmup_s] - measurement.warmup_s)
     np.testing.assert_allclose(windows[0], windows[1], atol=1e-9)

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from bench.load.schedule import (
+    CONSTANT,
+    POISSON,
+    ArrivalProcess,
     RateStage,
     arrival_chunks,
     arrival_offsets,
@@ -32,13 +35,13 @@ HAVE_SCIPY = importlib.util.find_spec("scipy") is not None
      (4.35, 100.0, 435), (0.7, 10.0, 7), (0.3, 10.0, 3)],  # products a rounding error away from whole
 )
 def test_constant_count_is_floor_of_duration_times_rate(duration_s: float, rate: float, count: int) -> None:
-    offsets = arrival_offsets([RateStage(duration_s, rate)], "constant")
+    offsets = arrival_offsets([RateStage(duration_s, rate)], CONSTANT)
     assert len(offsets) == count
 
 
 @pytest.mark.parametrize("rate", [1.0, 3.0, 7.0, 50.0, 1000.0])
 def test_constant_spacing_is_exactly_one_over_rate_from_zero(rate: float) -> None:
-    offsets = arrival_offsets([RateStage(4.0, rate)], "constant")
+    offsets = arrival_offsets([RateStage(4.0, rate)], CONSTANT)
     assert offsets[0] == 0.0
     np.testing.assert_allclose(offsets, np.arange(len(offsets)) / rate, rtol=0, atol=1e-12)
     np.testing.assert_allclose(np.diff(offsets), 1.0 / rate, rtol=1e-9)
@@ -47,7 +50,7 @@ def test_constant_spacing_is_exactly_one_over_rate_from_zero(rate: float) -> Non
 
 def test_constant_stages_concatenate_at_their_start_times() -> None:
     stages = [RateStage(2.0, 5.0), RateStage(1.0, 20.0), RateStage(0.5, 4.0)]
-    offsets = arrival_offsets(stages, "constant")
+    offsets = arrival_offsets(stages, CONSTANT)
     expected = np.concatenate([
         np.arange(10) / 5.0,  # 0.0 .. 1.8
         2.0 + np.arange(20) / 20.0,  # 2.0 .. 2.95
@@ -59,17 +62,17 @@ def test_constant_stages_concatenate_at_their_start_times() -> None:
 
 def test_constant_stage_with_fractional_count_does_not_shift_the_next_stage() -> None:
     # 0.25 s at 10/s holds 2 arrivals (0.0, 0.1); the next stage still starts at 0.25, not at 0.2.
-    offsets = arrival_offsets([RateStage(0.25, 10.0), RateStage(1.0, 2.0)], "constant")
+    offsets = arrival_offsets([RateStage(0.25, 10.0), RateStage(1.0, 2.0)], CONSTANT)
     np.testing.assert_allclose(offsets, [0.0, 0.1, 0.25, 0.75], rtol=0, atol=1e-12)
 
 
 def test_constant_ignores_the_seed() -> None:
     stages = [RateStage(3.0, 9.0)]
-    np.testing.assert_array_equal(arrival_offsets(stages, "constant", seed=1), arrival_offsets(stages, "constant", 2))
+    np.testing.assert_array_equal(arrival_offsets(stages, CONSTANT, seed=1), arrival_offsets(stages, CONSTANT, 2))
 
 
 def test_no_stages_gives_an_empty_schedule() -> None:
-    for arrival in ("constant", "poisson"):
+    for arrival in (CONSTANT, POISSON):
         offsets = arrival_offsets([], arrival)
         assert offsets.shape == (0,)
 
@@ -79,15 +82,15 @@ def test_no_stages_gives_an_empty_schedule() -> None:
 
 def test_poisson_same_seed_same_schedule() -> None:
     stages = [RateStage(20.0, 50.0), RateStage(5.0, 300.0)]
-    first = arrival_offsets(stages, "poisson", seed=7)
-    second = arrival_offsets(stages, "poisson", seed=7)
+    first = arrival_offsets(stages, POISSON, seed=7)
+    second = arrival_offsets(stages, POISSON, seed=7)
     np.testing.assert_array_equal(first, second)
 
 
 def test_poisson_different_seed_different_schedule() -> None:
     stages = [RateStage(20.0, 50.0)]
-    first = arrival_offsets(stages, "poisson", seed=1)
-    second = arrival_offsets(stages, "poisson", seed=2)
+    first = arrival_offsets(stages, POISSON, seed=1)
+    second = arrival_offsets(stages, POISSON, seed=2)
     assert len(first) != len(second) or not np.allclose(first, second)
     # not merely a shift or a reordering: the gaps themselves differ
     common = min(len(first), len(second))
@@ -97,7 +100,7 @@ def test_poisson_different_seed_different_schedule() -> None:
 @pytest.fixture(scope="module")
 def long_poisson() -> dict[str, Any]:
     rate, duration = 250.0, 800.0  # 200k expected arrivals
-    offsets = arrival_offsets([RateStage(duration, rate)], "poisson", seed=12345)
+    offsets = arrival_offsets([RateStage(duration, rate)], POISSON, seed=12345)
     return {"rate": rate, "duration": duration, "offsets": offsets, "gaps": np.diff(offsets)}
 
 
@@ -138,7 +141,7 @@ def test_poisson_gaps_pass_kolmogorov_smirnov_against_exponential(long_poisson: 
 
 def test_poisson_piecewise_stages_stay_inside_their_own_stage() -> None:
     stages = [RateStage(30.0, 50.0), RateStage(5.0, 2000.0), RateStage(40.0, 100.0)]
-    offsets = arrival_offsets(stages, "poisson", seed=3)
+    offsets = arrival_offsets(stages, POISSON, seed=3)
     assert np.all(np.diff(offsets) > 0)
     assert offsets[0] >= 0.0 and offsets[-1] < 75.0
     bounds = [(0.0, 30.0, 50.0), (30.0, 35.0, 2000.0), (35.0, 75.0, 100.0)]
@@ -163,7 +166,7 @@ def test_poisson_extends_when_the_first_draw_falls_short(monkeypatch: pytest.Mon
 
     fake = ShortGaps()
     monkeypatch.setattr(np.random, "default_rng", lambda seed: fake)  # the module uses np.random
-    offsets = arrival_offsets([RateStage(10.0, 8.0)], "poisson", seed=0)
+    offsets = arrival_offsets([RateStage(10.0, 8.0)], POISSON, seed=0)
     assert fake.calls >= 2  # the extension really ran
     # gaps of 1/32 s (exact in binary), the first one too, up to but not including 10 s: 319 arrivals
     assert len(offsets) == 319
@@ -173,25 +176,25 @@ def test_poisson_extends_when_the_first_draw_falls_short(monkeypatch: pytest.Mon
 # ---- invalid stages ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arrival", ["constant", "poisson"])
+@pytest.mark.parametrize("arrival", [CONSTANT, POISSON])
 @pytest.mark.parametrize(("duration_s", "rate"), [(0.0, 10.0), (-1.0, 10.0), (5.0, 0.0), (5.0, -3.0)])
-def test_invalid_stage_raises(arrival: str, duration_s: float, rate: float) -> None:
+def test_invalid_stage_raises(arrival: ArrivalProcess, duration_s: float, rate: float) -> None:
     with pytest.raises(ValueError, match="positive duration and rate"):
-        arrival_offsets([RateStage(duration_s, rate)], arrival)  # type: ignore[arg-type]
+        arrival_offsets([RateStage(duration_s, rate)], arrival)
 
 
 def test_invalid_later_stage_raises_too() -> None:
     with pytest.raises(ValueError, match="positive"):
-        arrival_offsets([RateStage(5.0, 10.0), RateStage(5.0, 0.0)], "constant")
+        arrival_offsets([RateStage(5.0, 10.0), RateStage(5.0, 0.0)], CONSTANT)
 
 
 # ---- slots per worker --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 4, 7])
-@pytest.mark.parametrize("arrival", ["constant", "poisson"])
-def test_slots_partition_the_schedule_exactly(workers: int, arrival: str) -> None:
-    offsets = arrival_offsets([RateStage(3.0, 37.0), RateStage(2.0, 11.0)], arrival, seed=5)  # type: ignore[arg-type]
+@pytest.mark.parametrize("arrival", [CONSTANT, POISSON])
+def test_slots_partition_the_schedule_exactly(workers: int, arrival: ArrivalProcess) -> None:
+    offsets = arrival_offsets([RateStage(3.0, 37.0), RateStage(2.0, 11.0)], arrival, seed=5)
     slots = [slots_for_worker(offsets, w, workers) for w in range(workers)]
     # sizes differ by at most one and add up
     sizes = [len(s) for s in slots]
@@ -225,29 +228,29 @@ def test_slots_bad_worker_index_raises(worker: int, workers: int) -> None:
 # ---- lazily, a chunk at a time -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arrival", ["constant", "poisson"])
-def test_the_schedule_does_not_depend_on_the_chunk_size(arrival: str) -> None:
+@pytest.mark.parametrize("arrival", [CONSTANT, POISSON])
+def test_the_schedule_does_not_depend_on_the_chunk_size(arrival: ArrivalProcess) -> None:
     stages = [RateStage(3.0, 200.0), RateStage(2.0, 1000.0), RateStage(1.5, 7.0)]
-    whole = np.concatenate(list(arrival_chunks(stages, arrival, 11, chunk=10**9)))  # type: ignore[arg-type]
+    whole = np.concatenate(list(arrival_chunks(stages, arrival, 11, chunk=10**9)))
     for chunk in (1, 7, 1000):
-        chunked = np.concatenate(list(arrival_chunks(stages, arrival, 11, chunk=chunk)))  # type: ignore[arg-type]
+        chunked = np.concatenate(list(arrival_chunks(stages, arrival, 11, chunk=chunk)))
         assert np.array_equal(chunked, whole)  # bit for bit: every process and the harness agree
-    assert np.array_equal(arrival_offsets(stages, arrival, 11), whole)  # type: ignore[arg-type]
+    assert np.array_equal(arrival_offsets(stages, arrival, 11), whole)
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_worker_slots_interleave_the_whole_schedule_lazily(workers: int) -> None:
     stages = [RateStage(2.0, 500.0)]
-    whole = arrival_offsets(stages, "poisson", 5)
+    whole = arrival_offsets(stages, POISSON, 5)
     for worker in range(workers):
-        lazily = list(worker_slots(stages, "poisson", 5, worker, workers, chunk=33))
+        lazily = list(worker_slots(stages, POISSON, 5, worker, workers, chunk=33))
         assert lazily == slots_for_worker(whole, worker, workers).tolist()
 
 
 def test_count_between_counts_without_the_whole_schedule() -> None:
     stages = [RateStage(1.0, 50.0), RateStage(4.0, 300.0)]
-    whole = arrival_offsets(stages, "poisson", 3)
-    assert count_between(stages, "poisson", 3, 1.0, 5.0) == int(((whole >= 1.0) & (whole < 5.0)).sum())
+    whole = arrival_offsets(stages, POISSON, 3)
+    assert count_between(stages, POISSON, 3, 1.0, 5.0) == int(((whole >= 1.0) & (whole < 5.0)).sum())
 
 
 def test_an_hour_at_a_high_rate_is_generated_in_bounded_memory() -> None:
@@ -255,21 +258,21 @@ def test_an_hour_at_a_high_rate_is_generated_in_bounded_memory() -> None:
     import tracemalloc
 
     tracemalloc.start()
-    total = sum(len(times) for times in arrival_chunks([RateStage(3600.0, 5000.0)], "poisson", 1))
+    total = sum(len(times) for times in arrival_chunks([RateStage(3600.0, 5000.0)], POISSON, 1))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert abs(total - 18_000_000) < 5 * np.sqrt(18_000_000)
     assert peak < 20 * 2**20, peak  # a 65,536-value chunk and its cumulative sum, not 144 MB
 
 
-@pytest.mark.parametrize("arrival", ["constant", "poisson"])
-def test_the_window_holds_the_same_arrivals_whatever_the_warm_up(arrival: str) -> None:
+@pytest.mark.parametrize("arrival", [CONSTANT, POISSON])
+def test_the_window_holds_the_same_arrivals_whatever_the_warm_up(arrival: ArrivalProcess) -> None:
     """Two runtimes at one load point and seed, one warmed up 1 s and one 5 s (a runtime.yaml's warmup_s):
     the same scheduled count and the same arrival offsets within the window."""
     window_s, rate = 15.0, 50.0
     windows = []
     for warmup_s in (1.0, 5.0):
-        offsets = arrival_offsets([RateStage(warmup_s + window_s, rate)], arrival, seed=7,  # type: ignore[arg-type]
+        offsets = arrival_offsets([RateStage(warmup_s + window_s, rate)], arrival, seed=7,
                                   warmup_s=warmup_s)
         windows.append(offsets[offsets >= warmup_s] - warmup_s)
         assert (offsets < warmup_s).sum() > 0  # the warm-up has arrivals of its own
@@ -279,7 +282,7 @@ def test_the_window_holds_the_same_arrivals_whatever_the_warm_up(arrival: str) -
 
 def test_the_warm_up_is_another_draw_than_the_window() -> None:
     stages = [RateStage(10.0, 50.0)]
-    offsets = arrival_offsets(stages, "poisson", seed=3, warmup_s=5.0)
+    offsets = arrival_offsets(stages, POISSON, seed=3, warmup_s=5.0)
     warm, window = offsets[offsets < 5.0], offsets[offsets >= 5.0] - 5.0
     assert not np.allclose(warm[:10], window[:10])
     assert np.all(np.diff(offsets) >= 0)  # one ordered schedule
@@ -293,7 +296,7 @@ def test_stages_split_at_the_warm_up() -> None:
 
 def test_count_between_agrees_with_the_split_schedule() -> None:
     stages = [RateStage(12.0, 40.0)]
-    whole = arrival_offsets(stages, "poisson", 9, warmup_s=2.0)
-    assert count_between(stages, "poisson", 9, 2.0, 12.0, warmup_s=2.0) == int((whole >= 2.0).sum())
-    slots = sorted(s for w in range(3) for s in worker_slots(stages, "poisson", 9, w, 3, warmup_s=2.0))
+    whole = arrival_offsets(stages, POISSON, 9, warmup_s=2.0)
+    assert count_between(stages, POISSON, 9, 2.0, 12.0, warmup_s=2.0) == int((whole >= 2.0).sum())
+    slots = sorted(s for w in range(3) for s in worker_slots(stages, POISSON, 9, w, 3, warmup_s=2.0))
     np.testing.assert_array_equal(np.array(slots), whole)

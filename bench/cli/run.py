@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.cli.arrival_options import add_arrival_options, with_arrivals
 from bench.cli.options import (
     Commands,
     add_cpu_options,
@@ -54,6 +55,7 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--price-per-core-hour", type=float, metavar="PRICE", help="what one server core costs per "
                         "hour: the report adds the cost per million predictions at capacity")
     add_url_options(parser)
+    add_arrival_options(parser)
 
 
 def add_parser(commands: Commands) -> None:
@@ -83,7 +85,7 @@ def runtimes_of(args: argparse.Namespace) -> list[RuntimeSpec]:
 
 
 def scenario_of(args: argparse.Namespace) -> Scenario:
-    """The scenario with --generator-processes and --seed applied."""
+    """The scenario with --generator-processes, --seed and the arrival options applied."""
     from bench.config import load_scenario, with_options
 
     scenario = load_scenario(args.scenario)
@@ -91,7 +93,7 @@ def scenario_of(args: argparse.Namespace) -> Scenario:
     processes = args.generator_processes if remote is None else remote.count
     options = {key: value for key, value in (("generator_processes", processes), ("seed", args.seed))
                if value is not None}
-    return with_options(scenario, **options) if options else scenario
+    return with_arrivals(with_options(scenario, **options) if options else scenario, args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from bench.load.schedule import RateStage
+from bench.load.schedule import Arrival, ArrivalProcess, RateStage
 
 Loop = Literal["open", "closed"]
 HEADERS_ENV = "SERVEBENCH_REQUEST_HEADERS"  # JSON list of [name, value] pairs
@@ -35,7 +35,7 @@ class LoadPlan:
     bodies_file: str  # the request bodies, encoded once by the harness (bench.load.bodies)
     batch_size: int
     loop: Loop
-    arrival: Literal["constant", "poisson"]
+    arrival: Arrival
     stages: list[tuple[float, float]]  # (duration_s, rate) for open loop; one stage for closed loop
     users_per_process: int
     processes: int
@@ -45,6 +45,8 @@ class LoadPlan:
     samples_dir: str
     seed: int = 0
     warmup_s: float = 0.0  # the window's arrivals are drawn on their own from here (bench.load.schedule)
+    arrival_cv: float = 1.0  # gamma arrivals: the gaps' coefficient of variation
+    trace_file: str | None = None  # trace arrivals: the recorded file (bench.load.trace), read by each process
     verify_tls: bool = True  # https: verify the server's certificate (off: --insecure)
     ca_cert: str | None = None  # https: the CA bundle to verify it against
     # Remote workers (bench run --expect-workers N): this plan's process is their master, `processes` of them
@@ -55,6 +57,9 @@ class LoadPlan:
     worker_wait_s: float = 60.0  # for every expected worker to join, at most
     # Extra request headers are not part of the plan: plan.json is written to disk, and headers may hold an
     # API key. The driver passes them in the generator's environment (HEADERS_ENV) instead.
+
+    def arrival_process(self) -> ArrivalProcess:
+        return ArrivalProcess(self.arrival, self.arrival_cv, self.trace_file)
 
     def rate_stages(self) -> list[RateStage]:
         return [RateStage(duration, rate) for duration, rate in self.stages]

@@ -261,8 +261,8 @@ class LoadProcess:
         gc.freeze()  # what Locust and the plan left is never collected again: a full collection over it stalled
         # this process 47 ms (traced 2026-12-07), late for every slot due meanwhile; the run's own garbage is small
         if plan.loop == "open":
-            slots = worker_slots(plan.rate_stages(), plan.arrival, plan.seed, worker, plan.processes,  # lazily
-                                 warmup_s=plan.warmup_s)
+            slots = worker_slots(plan.rate_stages(), plan.arrival_process(), plan.seed, worker,  # lazily
+                                 plan.processes, warmup_s=plan.warmup_s)
             gevent.spawn(self.dispatcher.run, generator, slots)
         self.started.set()
         gevent.spawn(self._quit_when_done, environment)

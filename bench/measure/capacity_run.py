@@ -22,8 +22,11 @@ COLLAPSE_SECONDS = 3  # ...for this many measured seconds in a row has failed: s
 
 
 def probe_scenario(base: Scenario, slo: Slo) -> Scenario:
-    """The load every probe shares: open loop, Poisson arrivals, the base scenario's durations and limits."""
-    return base.model_copy(update={"loop": "open", "arrival": "poisson", "rate": 1.0, "sweep": None, "stages": None,
+    """The load every probe shares: open loop, the base scenario's durations and limits, and its arrivals when
+    they are bursty or a trace (the capacity under that traffic; a trace's time scale is rate / its mean),
+    else Poisson."""
+    arrival = base.arrival if base.arrival in ("gamma", "trace") else "poisson"
+    return base.model_copy(update={"loop": "open", "arrival": arrival, "rate": 1.0, "sweep": None, "stages": None,
                                    "users": None, "batch_sizes": [1], "slo": slo})
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 
 from bench.config import Profile, Scenario
 from bench.load.driver import StopRule
-from bench.load.schedule import RateStage, count_between
+from bench.load.schedule import ArrivalProcess, RateStage, count_between
+from bench.load.trace import read_trace
 from bench.results.samples import BOUNDARY_TOLERANCE_S
 from bench.stats import Limits
 
@@ -20,7 +21,7 @@ class Measurement:
     label: str
     batch_size: int
     loop: str
-    arrival: str
+    arrival: ArrivalProcess
     stages: list[tuple[float, float]]  # (duration_s, rate), warm-up first; closed loop: [(total, 0)]
     users: int | None
     warmup_s: float
@@ -48,6 +49,10 @@ class Measurement:
         return replace(self, stages=stages, warmup_s=seconds)
 
 
+def arrival_process(scenario: Scenario) -> ArrivalProcess:
+    return ArrivalProcess(scenario.arrival, scenario.arrival_cv, scenario.arrivals_file)
+
+
 def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]:
     """Expand a scenario into its measurements, durations scaled by the profile."""
     warmup = profile.warmup(scenario.warmup_s)
@@ -60,8 +65,10 @@ def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]
         scaled = [(max(1.0, s.duration_s * scale), s.rate) for s in scenario.stages]
         points.append(("stages", None, None, scaled))
     else:
+        trace_rps = read_trace(scenario.arrivals_file).mean_rps if scenario.arrivals_file else None
         for each_rate in scenario.sweep or [scenario.rate or 0.0]:
-            points.append((f"rate={each_rate:g}", each_rate, None, []))
+            label = f"scale={each_rate / trace_rps:.4g}" if trace_rps else f"rate={each_rate:g}"
+            points.append((label, each_rate, None, []))
     measurements = []
     for batch in scenario.batch_sizes:
         for label, rate, users, staged in points:
@@ -78,7 +85,7 @@ def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]
                 offered = None
                 stages = [(warmup + duration, 0.0)]
             full_label = label if len(scenario.batch_sizes) == 1 else f"{label},batch={batch}"
-            measurements.append(Measurement(full_label, batch, scenario.loop, scenario.arrival, stages, users,
+            measurements.append(Measurement(full_label, batch, scenario.loop, arrival_process(scenario), stages, users,
                                             warmup, duration, offered))
     return measurements
 
@@ -97,8 +104,7 @@ def scheduled_rate(measurement: Measurement, scenario: Scenario) -> float | None
     if measurement.loop != "open" or measurement.duration_s <= 0:
         return None
     end = measurement.warmup_s + measurement.duration_s
-    inside = count_between([RateStage(d, r) for d, r in measurement.stages],
-                           "poisson" if measurement.arrival == "poisson" else "constant",
+    inside = count_between([RateStage(d, r) for d, r in measurement.stages], measurement.arrival,
                            measurement.arrival_seed(scenario), measurement.warmup_s - BOUNDARY_TOLERANCE_S,
                            end - BOUNDARY_TOLERANCE_S, warmup_s=measurement.warmup_s)
     return inside / measurement.duration_s

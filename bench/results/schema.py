@@ -134,7 +134,9 @@ class LoadPoint(Record):
     """What the cell offered: loop, arrivals, stages (duration s, rate) with the warm-up first."""
 
     loop: Literal["open", "closed"] | None = None
-    arrival: Literal["constant", "poisson"] | None = None
+    arrival: Literal["constant", "poisson", "gamma", "trace"] | None = None
+    arrival_cv: float | None = None  # gamma arrivals: the gaps' coefficient of variation
+    trace_sha256: str | None = None  # trace arrivals: the replayed file's hash (its rate: offered_rps)
     users: int | None = None
     stages: tuple[tuple[float, float], ...] = ()
     warmup_s: float | None = None

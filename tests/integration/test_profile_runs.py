@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.load.schedule import POISSON
 from bench.models.registry import LocalModel
 from bench.results.store import load_results
 
@@ -156,7 +157,7 @@ def test_a_profiled_cell_whose_load_stops_early_stops_sampling_at_once(tmp_path:
                 def cut(tick: LiveTick, at: float = stop_after_s) -> str | None:
                     return "cut" if tick.elapsed_s > at else None
 
-                measurement = Measurement(label, 1, "open", "poisson", [(2, 40), (40, 40)], None, 2, 40, 40,
+                measurement = Measurement(label, 1, "open", POISSON, [(2, 40), (40, 40)], None, 2, 40, 40,
                                           stop_when=cut)
                 cell = skeleton(scenario, "local", deployment.runtime, model.name, measurement, len(results))
                 started = time.monotonic()
