@@ -248,13 +248,17 @@ class _Seconds:
         self.slo_ms = slo_ms
         self.rows: list[Second] = []
         self.pending: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+        self.served: dict[int, int] = {}  # successful responses by the second they arrived in
 
     def add(self, batch: pd.DataFrame) -> None:
         if batch.empty:
             return
-        second = np.floor(batch["scheduled"].to_numpy(dtype=np.float64) - self.origin + BOUNDARY_TOLERANCE_S)
-        parts = (second.astype(np.int64), is_success(batch["status"]).to_numpy(),
-                 batch["latency_ms"].to_numpy(dtype=np.float64))
+        since = batch["scheduled"].to_numpy(dtype=np.float64) - self.origin + BOUNDARY_TOLERANCE_S
+        ok, latency = is_success(batch["status"]).to_numpy(), batch["latency_ms"].to_numpy(dtype=np.float64)
+        arrived, counts = np.unique(np.floor(since[ok] + latency[ok] / 1000.0).astype(np.int64), return_counts=True)
+        for value, count in zip(arrived.tolist(), counts.tolist(), strict=True):
+            self.served[value] = self.served.get(value, 0) + count
+        parts = (np.floor(since).astype(np.int64), ok, latency)
         if self.pending is not None:
             parts = (np.concatenate([self.pending[0], parts[0]]), np.concatenate([self.pending[1], parts[1]]),
                      np.concatenate([self.pending[2], parts[2]]))
@@ -267,7 +271,7 @@ class _Seconds:
         if self.pending is not None:
             self._emit(*self.pending)
             self.pending = None
-        return self.rows
+        return [row.model_copy(update={"served": self.served.get(row.t, 0)}) for row in self.rows]
 
     def _emit(self, second: np.ndarray[Any, Any], ok: np.ndarray[Any, Any], latency: np.ndarray[Any, Any]) -> None:
         if not len(second):
@@ -284,7 +288,8 @@ class _Seconds:
 
 def per_second(samples: SampleSource | pd.DataFrame, origin: float, slo_ms: float) -> list[Second]:
     """One row per second of scheduled time since origin (negative seconds are warm-up): every request
-    scheduled in it, those that did not succeed (failed or dropped), and the percentiles over all of them."""
+    scheduled in it, those that did not succeed (failed or dropped), the percentiles over all of them, and the
+    successful responses that arrived in it (what was served then, against what was offered)."""
     seconds = _Seconds(origin, slo_ms)
     for batch in as_source(samples).batches(["scheduled", "status", "latency_ms"]):
         seconds.add(batch)

@@ -144,6 +144,17 @@ def test_per_second_rows_do_not_split_a_second_across_batches(small_batches: Non
     assert [r.within_slo for r in rows] == [230, 230, 41, 0, 0]
 
 
+def test_per_second_rows_count_what_was_served_by_the_second_it_arrived(small_batches: None) -> None:
+    """A server that stalls through second 1 serves that second's requests in second 2: offered stays 10 a
+    second while served reads 10, 0, 20; a failed request is offered and never served."""
+    scheduled = 100.0 + np.arange(30) / 10.0
+    latency_ms = np.where((scheduled >= 101.0) & (scheduled < 102.0), 102.05 - scheduled, 0.002) * 1000.0
+    status = np.where(np.arange(30) == 25, 0, 200)
+    rows = per_second(pd.DataFrame({"scheduled": scheduled, "status": status, "latency_ms": latency_ms}), 100.0,
+                      slo_ms=500.0)
+    assert [(r.t, r.requests, r.served) for r in rows] == [(0, 10, 10), (1, 10, 0), (2, 10, 19)]
+
+
 def test_a_baseline_reduced_in_batches_equals_one_reduced_whole(tmp_path: Path, small_batches: None) -> None:
     rows = _write_generator_files(tmp_path / "load", np.random.default_rng(3), [3_000, 2_500])
     merged = merge_generator_files(tmp_path / "load", tmp_path / "cell.parquet", (1_002.0, 1_019.0))

@@ -298,9 +298,9 @@ def test_per_second_rows() -> None:
     by_t = {row["t"]: row for row in rows}
     assert by_t[0] == {"t": 0, "requests": 3, "errors": 1, "p50_ms": 10.0,
                        "p99_ms": pytest.approx(float(np.percentile([10.0, 30.0, 1.0], 99))), "within_slo": 1,
-                       "server_cpu_percent": None, "server_rss_mb": None}
+                       "served": 2, "server_cpu_percent": None, "server_rss_mb": None}
     assert by_t[2] == {"t": 2, "requests": 1, "errors": 1, "p50_ms": 1.0, "p99_ms": 1.0, "within_slo": 0,
-                       "server_cpu_percent": None, "server_rss_mb": None}
+                       "served": 0, "server_cpu_percent": None, "server_rss_mb": None}
     assert by_t[-1]["p50_ms"] == 3.0 and by_t[-1]["within_slo"] == 1
     assert by_t[3]["requests"] == 1 and by_t[3]["errors"] == 0  # 2xx other than 200 is a success
 

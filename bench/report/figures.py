@@ -282,8 +282,12 @@ def throughput_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
     if series.empty:
         return _skip(key, title, model, "No per-second series recorded for this model (an older results file "
                      "or failed cells).")
+    served = "served_rps" if series["served_rps"].notna().any() else "ok_rps"  # older files: by scheduled second
     with _figure(2, 1, height=4.8) as (figure, (top, bottom)):
-        _per_second(series, styles, top, "ok_rps", bottom, "p99_ms")
+        _per_second(series, styles, top, served, bottom, "p99_ms")
+        offered = series.loc[series["cell_id"] == series["cell_id"].iloc[0]]  # one load point: one offered pattern
+        top.plot(offered["t"], offered["offered_rps"], color="0.45", linestyle="--", linewidth=1.0,
+                 label="offered (scheduled)")
         top.set_ylabel("successful req/s")
         _log_y(bottom)
         bottom.set_ylabel("p99 per second (ms)")
@@ -292,8 +296,9 @@ def throughput_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
                       f"{focus['label'].iloc[0]}")
         _legend(figure, top)
         image = _data_uri(figure)
-    return Chart(key, title, model, image, "Requests are binned by their scheduled send second; partial first and "
-                 "last seconds are scaled to a full second.")
+    return Chart(key, title, model, image, "Dashed: the requests scheduled in each second (the offered pattern); "
+                 "lines: successful responses by the second they arrived in (by scheduled second for older runs); "
+                 "p99 by scheduled second. Partial first and last seconds are scaled to a full second.")
 
 
 def resources_over_time(data: ReportData, model: str, styles: Styles) -> Chart:

@@ -39,7 +39,7 @@ CELL_COLUMNS = [
     "profile_model_share", "model_predict_ms",
 ]
 SERIES_COLUMNS = ["run_id", "cell_id", "series", "runtime", "model", "label", "t", "coverage", "requests", "errors",
-                  "ok_rps", "p50_ms", "p99_ms", "server_cpu_percent", "server_rss_mb"]
+                  "ok_rps", "offered_rps", "served_rps", "p50_ms", "p99_ms", "server_cpu_percent", "server_rss_mb"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,8 @@ def _series_rows(row: Row, cell: Cell) -> list[Row]:
             "label": row["label"], "t": point.t, "coverage": coverage, "requests": float(point.requests),
             "errors": float(point.errors),
             "ok_rps": (point.requests - point.errors) / coverage if coverage > 0 else None, "p50_ms": point.p50_ms,
+            "offered_rps": point.requests / coverage if coverage > 0 else None,
+            "served_rps": point.served / coverage if coverage > 0 and point.served is not None else None,
             "p99_ms": point.p99_ms, "server_cpu_percent": point.server_cpu_percent,
             "server_rss_mb": point.server_rss_mb,
         })

@@ -253,6 +253,7 @@ class Second(Record):
     p50_ms: float | None = None
     p99_ms: float | None = None
     within_slo: int | None = None
+    served: int | None = None  # successful responses that arrived in this second (None: an older file)
     server_cpu_percent: float | None = None
     server_rss_mb: float | None = None
 
