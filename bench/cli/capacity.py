@@ -95,6 +95,7 @@ def console_print(text: str) -> None:
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
+    from bench.cli.arrival_options import loaded_trace
     from bench.cli.comparison_tables import capacity_table
     from bench.cli.console import out
     from bench.config import load_profile
@@ -112,5 +113,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                   f"{settings.max_rps:g}, resolution {args.resolution:g}%")
     results = measure(args, scenario.model_copy(update={"name": f"capacity-{scenario.name}"}), plan)
     out.print(capacity_table(results.capacity))
+    trace = loaded_trace(args)
+    for entry in results.capacity:
+        if trace is not None and entry.capacity_rps is not None:  # under a trace: how much faster it may play
+            console_print(f"{entry.runtime} x {entry.model}: the trace holds the SLO up to time scale "
+                          f"{entry.capacity_rps / trace.mean_rps:.3g} (its recorded mean {trace.mean_rps:.4g} req/s)")
     write_json(args.json, results.capacity)
     return 0 if any(entry.capacity_rps is not None for entry in results.capacity) else 1
