@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.load.connection import ConnectionClosed, Endpoint, KeepAliveConnection, prebuilt_posts
+from bench.load.connection import (
+    ConnectionClosed,
+    Endpoint,
+    KeepAliveConnection,
+    _Response,
+    prebuilt_posts,
+    whole_response,
+)
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"ok\": true}"
 CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
@@ -145,6 +152,41 @@ def test_a_refused_connection_raises() -> None:
     connection = KeepAliveConnection(Endpoint("http", "127.0.0.1", port), timeout_s=1)
     with pytest.raises(ConnectionRefusedError):
         connection.send(post(connection.endpoint))
+
+
+ANSWERS = [
+    OK, CLOSE, CHUNKED,
+    b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\ndate: x\r\n\r\nnot found",
+    b"HTTP/1.1 200 OK\r\nContent-Length:   3 \r\n\r\nabc",  # spaces around the value
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab",  # the body's last byte still to come
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1",  # more than one answer
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nabc",
+    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Type: a\r\n\r\nno length: read to the end",
+    b"HTTP/1.1 200 OK\r\nContent-Len",  # headers still to come
+    b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
+]
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_the_quick_read_of_a_whole_answer_agrees_with_llhttp_or_leaves_it_to_llhttp(answer: bytes) -> None:
+    quick = whole_response(answer)
+    if quick is None:
+        return  # llhttp reads it, as before
+    parsed = _Response()
+    parsed.feed(answer)
+    assert parsed.complete and parsed.should_keep_alive()
+    assert quick == (parsed.get_code(), parsed.body_bytes)
+
+
+def test_the_quick_read_takes_a_model_servers_usual_answers() -> None:
+    assert whole_response(OK) == (200, 12)
+    assert whole_response(ANSWERS[3]) == (404, 9) and whole_response(ANSWERS[4]) == (200, 3)
+    assert [whole_response(answer) for answer in ANSWERS[5:]] == [None] * len(ANSWERS[5:])
 
 
 def test_endpoints_come_from_base_urls() -> None:
