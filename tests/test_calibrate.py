@@ -162,6 +162,33 @@ def test_the_open_loop_ceiling_doubles_then_bisects_to_the_highest_rate_kept_up(
     monkeypatch.setattr(ceiling_module, "calibration_server", server)
     monkeypatch.setattr(ceiling_module, "run_load", load)
     result = ceiling_module.measure_open_loop_ceiling(CpuPlan((1,), (0,)), tmp_path, 2.0, EventHook[Message]())
-    assert [step.rate for step in result.steps] == [1000, 2000, 4000, 8000, 16000, 12000, 10000]
+    assert [step.rate for step in result.steps] == [1000, 2000, 4000, 8000, 16000, 16000, 12000, 12000, 10000]
     assert result.rps == 10000 and result.first_failed_rps == 12000
-    assert [step.kept_up for step in result.steps] == [True, True, True, True, False, False, True]
+    assert [step.kept_up for step in result.steps] == [True, True, True, True, False, False, False, False, True]
+
+
+def test_one_late_step_is_tried_again_and_a_stall_of_the_host_is_not_the_ceiling(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first 2,000 req/s step meets a 5 ms stall; its second try keeps time, and the search goes on."""
+    import bench.measure.generator_ceiling as ceiling_module
+
+    @contextmanager
+    def server(_mode: str, _cpus: object, _folder: Path) -> Iterator[Any]:
+        yield SimpleNamespace(url="http://calibration/noop")
+
+    tries: list[float] = []
+
+    def load(plan: LoadPlan, _cpus: object, _log: Path) -> Any:
+        rate = plan.stages[0][1]
+        tries.append(rate)
+        scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, int(rate * plan.total_s), endpoint=False)
+        stalled = rate == 2000 and tries.count(rate) == 1
+        lag = np.where(stalled & (scheduled - plan.start_at > 1.5), 0.005, 0.0) if rate <= 4000 else 0.01
+        return SimpleNamespace(samples=FrameSamples(pd.DataFrame({"scheduled": scheduled, "sent": scheduled + lag})),
+                               generator_cpu_max=50.0)
+
+    monkeypatch.setattr(ceiling_module, "calibration_server", server)
+    monkeypatch.setattr(ceiling_module, "run_load", load)
+    result = ceiling_module.measure_open_loop_ceiling(CpuPlan((1,), (0,)), tmp_path, 2.0, EventHook[Message]())
+    assert [(step.rate, step.kept_up) for step in result.steps][:3] == [(1000, True), (2000, False), (2000, True)]
+    assert result.rps == 4000 and result.first_failed_rps == 5000
