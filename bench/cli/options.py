@@ -42,6 +42,14 @@ def command_group(commands: Commands, name: str, help: str) -> Commands:
     return group.add_subparsers(dest=f"{name}_command", required=True, parser_class=Parser)
 
 
+def image_command(commands: Commands, group: tuple[str, str], name: str, help: str) -> argparse.ArgumentParser:
+    """A group's sub-command that builds (or reuses) runtime images (`bench images build`, `bench compose
+    prepare`): it takes the Docker image options, read back by ready_images."""
+    parser = command_group(commands, *group).add_parser(name, help=help)
+    add_docker_options(parser)
+    return parser
+
+
 # ---- arguments ----------------------------------------------------------------------------------
 
 
@@ -147,6 +155,15 @@ def image_settings(args: argparse.Namespace) -> tuple[str, bool]:
     from bench.provision.images import base_image_default, offline_default
 
     return args.base_image or base_image_default(), args.offline or offline_default()
+
+
+def ready_images(args: argparse.Namespace) -> tuple[str, bool]:
+    """An image_command's settings, once the Docker daemon answers: it is asked before any image is built,
+    so a stopped daemon is one line with a hint, not a failed build."""
+    from bench.provision.containers import require_daemon
+
+    require_daemon()
+    return image_settings(args)
 
 
 def add_url_options(parser: argparse.ArgumentParser) -> None:
