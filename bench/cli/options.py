@@ -16,6 +16,7 @@ from bench.errors import BenchError
 
 if TYPE_CHECKING:
     from bench.config import ModelSpec, RuntimeSpec
+    from bench.processes import GeneratorPriority
     from bench.targets.factory import TargetOptions
     from bench.targets.launch import CpuPlan
     from bench.targets.url import UrlOptions
@@ -25,6 +26,7 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # w
 
 RUNTIMES_HELP = "runtime name, folder, comma list or all"
 DEFAULT_MODEL = "iris-logreg"  # what a measuring command serves when --model is not given
+PRIORITY_ENV = "SERVEBENCH_GENERATOR_PRIORITY"  # "normal": leave the load generator in the default class
 MODELS_HELP = ("a reference model's name, a comma list or all; or a team's MLflow model: models:/NAME/VERSION, "
                "models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder")
 
@@ -147,7 +149,20 @@ def one_model(args: argparse.Namespace, command: str) -> ModelSpec:
 def cpus(args: argparse.Namespace) -> CpuPlan:
     from bench.targets.launch import cpu_plan
 
-    return cpu_plan(args.server_cpus, args.generator_cpus)
+    return cpu_plan(args.server_cpus, args.generator_cpus, generator_priority())
+
+
+def generator_priority() -> GeneratorPriority:
+    """$SERVEBENCH_GENERATOR_PRIORITY, read here and passed down: "normal" keeps the load generator in the
+    default scheduling class; unset or "real-time", SCHED_FIFO where permitted. A misspelling is a usage error,
+    not a silent real-time."""
+    value = os.environ.get(PRIORITY_ENV, "").strip() or "real-time"
+    if value == "normal":
+        return "normal"
+    if value != "real-time":
+        raise BenchError(f"{PRIORITY_ENV}={value}: the generator's scheduling class is real-time or normal",
+                         hint=f"unset {PRIORITY_ENV}, or set it to normal")
+    return "real-time"
 
 
 def image_settings(args: argparse.Namespace) -> tuple[str, bool]:

@@ -176,7 +176,7 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
                          fairness=RunFairness(server_cpus=plan.server, generator_cpus=plan.generator,
                                               cpu_shared=bool(set(plan.server) & set(plan.generator))),
                          rounds=getattr(args, "rounds", 1), price_per_core_hour=price_of(args),
-                         profile_rate_hz=profiling, remote=remote)
+                         profile_rate_hz=profiling, remote=remote, generator_priority=plan.generator_priority)
     ui = ConsoleRunUI(out_dir / "run.log")
     if not args.no_mlflow:
         from bench.models.registry import tracking_uri

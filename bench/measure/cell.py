@@ -29,6 +29,7 @@ from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
 from bench.models.request_bodies import read_lines
 from bench.models.request_rows import load_rows
+from bench.processes import GeneratorPriority
 from bench.profile.recorder import ProfileSettings, Recording
 from bench.profile.rules import Classifier
 from bench.profile.server_metrics import MetricsScraper
@@ -236,9 +237,10 @@ def _each(calls: tuple[Callable[[], None], ...]) -> None:
 def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurement: Measurement,
                  scenario: Scenario, limits: Limits, out_dir: Path, generator_cpus: tuple[int, ...],
                  on_tick: TickHandler, stop_when: StopRule | None = None, *,
-                 profiling: ProfileSettings | None = None,
-                 remote: RemoteWorkers | None = None) -> tuple[Cell, ParquetSamples]:
+                 profiling: ProfileSettings | None = None, remote: RemoteWorkers | None = None,
+                 priority: GeneratorPriority) -> tuple[Cell, ParquetSamples]:
     """Drive one measurement against a ready server; the cell and its raw samples (in_window marked).
+    priority: the generator's scheduling class (bench.cli.options.generator_priority).
 
     profiling: sample the server's process tree over the measured window (bench run --profile-server)."""
     # remote: remote workers (bench run --expect-workers), whose master sets scheduled time zero once they are
@@ -276,7 +278,7 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
                            every_second=sampler if scraper is None else partial(_each, (sampler, scraper)),
                            stop_when=stop_when, window=(window.start, window.end),
                            headers=deployment.endpoint.headers if remote is None or remote.share_headers else (),
-                           worker_token=remote.token if remote is not None else None)
+                           worker_token=remote.token if remote is not None else None, priority=priority)
     finally:
         if recording is not None and time.time() < window.end:
             recording.interrupt()  # the load ended early: keep what was sampled

@@ -27,6 +27,7 @@ from bench.measure.plan import Measurement, limits_for, plan_measurements
 from bench.measure.rounds import combine_rounds, rotated
 from bench.measure.sweep import sweep_summary
 from bench.models.registry import LocalModel, resolve
+from bench.processes import GeneratorPriority
 from bench.profile.model_cost import time_model
 from bench.profile.recorder import RATE_HZ, ProfileSettings
 from bench.provision.serving_code import serving_code
@@ -61,6 +62,7 @@ class RunOptions:
     remote: RemoteWorkers | None = None  # bench run --expect-workers: the generator is remote workers
     price_per_core_hour: float | None = None
     profile_rate_hz: int | None = None  # --profile-server: every cell's server sampled by py-spy at this rate
+    generator_priority: GeneratorPriority = "real-time"  # the generator's scheduling class (CpuPlan's)
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,7 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
                     limits_for(options.scenario, options.profile, measurement), options.out_dir,
                     options.generator_cpus, partial(progress.tick, label), measurement.stop_when,
                     remote=options.remote,
-                    profiling=profiling)
+                    profiling=profiling, priority=options.generator_priority)
                 if profiling is not None:
                     measured = measured.model_copy(update={"model_cost": costs.get(measurement.batch_size)})
                 finished = progress.finish(measured, samples)

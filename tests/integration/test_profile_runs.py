@@ -163,7 +163,8 @@ def test_a_profiled_cell_whose_load_stops_early_stops_sampling_at_once(tmp_path:
                 measured, _ = measure_cell(cell, deployment, model, measurement, scenario,
                                            Limits(slo_ms=200, min_requests=10), tmp_path, cpus.generator,
                                            lambda _tick: None, measurement.stop_when,
-                                           profiling=ProfileSettings(tmp_path, cpus.generator))
+                                           profiling=ProfileSettings(tmp_path, cpus.generator),
+                                           priority=cpus.generator_priority)
                 results[label] = (measured, time.monotonic() - started)
     finally:
         signal.signal(signal.SIGINT, previous)
