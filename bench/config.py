@@ -72,7 +72,7 @@ class RuntimeSpec(BaseModel):
     platform: PlatformOptions | None = None
     knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
     profile_rules: list[FrameRule] = Field(default_factory=list, description=(
-        "how its own frames count in a server profile, tried before bench/profile/frame_rules.yaml"))
+        "how its own frames count in a server profile, tried before bench/server_time/frame_rules.yaml"))
     metrics: MetricsSpec | None = Field(default=None, description=(
         "its Prometheus page and request-duration series, scraped each second of a cell"))
     config: dict[str, Scalar] = Field(default_factory=dict, description="the knob values it runs with")

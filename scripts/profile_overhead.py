@@ -24,8 +24,8 @@ from bench.measure.parity import check_parity
 from bench.measure.plan import limits_for, plan_measurements
 from bench.models.catalog import get_spec
 from bench.models.registry import resolve
-from bench.profile.recorder import ProfileSettings
 from bench.results.schema import Cell, Fairness
+from bench.server_time.recorder import ProfileSettings
 from bench.targets.launch import default_cpu_plan
 from bench.targets.local import LocalTarget
 

@@ -130,7 +130,7 @@ def profile_server(args: argparse.Namespace) -> int | None:
     server's processes on this machine."""
     if not getattr(args, "profile_server", False):
         return None
-    from bench.profile.recorder import py_spy
+    from bench.server_time.recorder import py_spy
 
     rate: int = args.profile_rate
     if not 1 <= rate <= MAX_PROFILE_RATE:

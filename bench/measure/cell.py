@@ -30,9 +30,6 @@ from bench.models.registry import LocalModel
 from bench.models.request_bodies import read_lines
 from bench.models.request_rows import load_rows
 from bench.processes import GeneratorPriority
-from bench.profile.recorder import ProfileSettings, Recording
-from bench.profile.rules import Classifier
-from bench.profile.server_metrics import MetricsScraper
 from bench.results.sample_file import ParquetSamples
 from bench.results.schema import (
     Cell,
@@ -45,6 +42,9 @@ from bench.results.schema import (
     ServerUsage,
     Validity,
 )
+from bench.server_time.recorder import ProfileSettings, Recording
+from bench.server_time.rules import Classifier
+from bench.server_time.server_metrics import MetricsScraper
 from bench.stats import (
     LATENESS_INVALID_SHARE,
     LATENESS_WARN_SHARE,

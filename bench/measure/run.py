@@ -28,8 +28,6 @@ from bench.measure.rounds import combine_rounds, rotated
 from bench.measure.sweep import sweep_summary
 from bench.models.registry import LocalModel, resolve
 from bench.processes import GeneratorPriority
-from bench.profile.model_cost import time_model
-from bench.profile.recorder import RATE_HZ, ProfileSettings
 from bench.provision.serving_code import serving_code
 from bench.provision.support import served, why_unsupported
 from bench.results.environment import environment_fingerprint
@@ -44,6 +42,8 @@ from bench.results.schema import (
     UnsupportedPair,
 )
 from bench.results.store import RunStore
+from bench.server_time.model_cost import time_model
+from bench.server_time.recorder import RATE_HZ, ProfileSettings
 from bench.targets.base import Deployment, Provisioned, Target
 
 

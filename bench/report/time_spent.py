@@ -12,12 +12,12 @@ from markupsafe import Markup
 
 from bench.errors import BenchError
 from bench.files import inside
-from bench.profile.flamegraph import COLOURS
 from bench.report.format import fmt_ms, fmt_number
 from bench.report.model import ReportData, cell_label
 from bench.report.safe_svg import safe_svg
 from bench.report.summary import serving_cpu_ms
 from bench.results.schema import Cell
+from bench.server_time.flamegraph import COLOURS
 
 CATEGORIES = (("model", "model"), ("serialisation", "serialisation"), ("http", "HTTP"),
               ("framework", "framework"), ("other", "other"), ("unclassified", "unclassified"))

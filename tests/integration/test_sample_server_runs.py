@@ -76,8 +76,8 @@ def test_the_models_own_predict_is_timed_in_the_runtimes_environment(tmp_path: P
 
     from bench.config import load_runtime
     from bench.models.catalog import load_dataset
-    from bench.profile.model_cost import time_model
     from bench.provision.envs import require_env
+    from bench.server_time.model_cost import time_model
 
     model = models["iris-logreg"]
     features, _ = load_dataset(model.spec.dataset, model.spec.input_dtype)
@@ -136,7 +136,7 @@ def test_a_profiled_cell_whose_load_stops_early_stops_sampling_at_once(tmp_path:
     from bench.load.driver import LiveTick
     from bench.measure.cell import measure_cell, skeleton
     from bench.measure.plan import Measurement
-    from bench.profile.recorder import ProfileSettings
+    from bench.server_time.recorder import ProfileSettings
     from bench.stats import Limits
     from bench.targets.launch import default_cpu_plan
     from bench.targets.local import LocalTarget

@@ -21,11 +21,11 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.process_tree import ProcessTree
 from bench.processes import inherited_environment, pin_and_tie_to_parent
-from bench.profile.flamegraph import render_svg
-from bench.profile.rules import Classifier
-from bench.profile.stacks import read_collapsed
 from bench.provision.containers import DOCKER_PREFIXES
 from bench.results.profiles import ServerProfile
+from bench.server_time.flamegraph import render_svg
+from bench.server_time.rules import Classifier
+from bench.server_time.stacks import read_collapsed
 
 RATE_HZ = 100  # py-spy's default: 1 sample per 10 ms per thread
 PROFILES = "profiles"  # the run folder's subfolder
