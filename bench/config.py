@@ -217,7 +217,7 @@ def load_runtimes(value: str) -> list[RuntimeSpec]:
     return [load_runtime(name) for name in split_names(value, available_runtimes(), "runtime")]
 
 
-# ---- scenarios and profiles ---------------------------------------------------------------------
+# ---- scenarios and run lengths ------------------------------------------------------------------
 
 MAX_RATE_PER_PROCESS = 20_000.0  # far above what one Locust process can send (about 10k req/s here)
 # Requests one measurement may schedule (rate x duration): an hour at 5,000 req/s. Past it, a typo (a
@@ -248,7 +248,7 @@ class Slo(BaseModel):
 
 
 class Scenario(BaseModel):
-    """A load scenario (scenarios/<name>.yaml). Durations are for the `full` profile."""
+    """A load scenario (scenarios/<name>.yaml). Durations are for the `full` run length."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -319,8 +319,9 @@ class Scenario(BaseModel):
                              f"{MAX_SCHEDULED_REQUESTS:,}; shorten duration_s or lower the rate")
 
 
-class Profile(BaseModel):
-    """How long to measure: scales every scenario's warm-up and duration (smoke for CI, full for decisions)."""
+class RunLength(BaseModel):
+    """How long to measure (--length, scenarios/lengths.yaml): scales every scenario's warm-up and duration
+    (smoke for CI, full for decisions). A results file keeps it under its old name, `profile`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str
@@ -335,13 +336,16 @@ class Profile(BaseModel):
         return max(self.min_duration_s, seconds * self.time_scale)
 
 
+LENGTHS = "lengths"  # scenarios/lengths.yaml: the run lengths, not a scenario
+
+
 def scenarios_dir() -> Path:
     return project_root() / "scenarios"
 
 
 def available_scenarios() -> list[str]:
     folder = scenarios_dir()
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "profiles") if folder.is_dir() else []
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != LENGTHS) if folder.is_dir() else []
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
@@ -387,13 +391,13 @@ def load_scenario(name_or_path: str) -> Scenario:
     return scenario
 
 
-def load_profile(name: str) -> Profile:
-    path = scenarios_dir() / "profiles.yaml"
-    profiles = load_yaml_mapping(path)
-    if name not in profiles:
-        raise BenchError(f"unknown profile '{name}'", hint=f"valid: {', '.join(profiles)}")
-    entry = profiles[name]
+def load_run_length(name: str) -> RunLength:
+    path = scenarios_dir() / f"{LENGTHS}.yaml"
+    lengths = load_yaml_mapping(path)
+    if name not in lengths:
+        raise BenchError(f"unknown run length '{name}'", hint=f"valid: {', '.join(lengths)}")
+    entry = lengths[name]
     if not isinstance(entry, dict):
         raise BenchError(f"{path}: field '{name}': expected a mapping")
-    profile: Profile = _validated(Profile, {"name": name, **entry}, path)
-    return profile
+    length: RunLength = _validated(RunLength, {"name": name, **entry}, path)
+    return length

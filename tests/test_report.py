@@ -148,8 +148,8 @@ def test_overlay_of_two_runs_labels_rows_by_run_id(tmp_path: Path) -> None:
     assert len(_summary_rows(html)) == 6
     assert html.count('<td class="small">20261125-121120-smoke-smoke-9102</td>') >= 2 + 2  # summary + comparison
     assert "fastapi · 20261125-121208-smoke-quick-cb1a" in html
-    caveats = re.findall(r"<li>([^<]*profiles[^<]*)</li>", html)
-    assert caveats and "quick, smoke" in caveats[0]  # both profiles named
+    caveats = re.findall(r"<li>([^<]*run lengths[^<]*)</li>", html)
+    assert caveats and "quick, smoke" in caveats[0]  # both run lengths named
     assert "| run | runtime |" in summary.read_text()
     # without out_dir the overlay lands in the first run's folder
     assert render_run_reports([first, second])[0] == first / "report-overlay.html"

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from bench.errors import BenchError
 
@@ -36,6 +37,29 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (hint: {self.prog} --help)\n")
+
+
+class OldSpelling(argparse.Action):
+    """A renamed option's old spelling, kept for one release: it sets what the new spelling sets, hidden from
+    --help, and says on stderr (one line) what to type instead."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str, flag: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0 if flag else None, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS, **kwargs)
+        self.new, self.flag = new, flag
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"warning: {option_string} is now {self.new}; the old spelling goes in a later release",
+              file=sys.stderr)
+        setattr(namespace, self.dest, True if self.flag else values)
+
+
+def add_old_spelling(parser: argparse.ArgumentParser, old: str, new: str, dest: str, *, flag: bool = False,
+                     type: Callable[[str], Any] | None = None) -> None:
+    """Accept `old` as `new` (whose value lands in dest) for a release."""
+    parser.add_argument(old, dest=dest, action=OldSpelling, new=new, flag=flag, type=type)
 
 
 def command_group(commands: Commands, name: str, help: str) -> Commands:

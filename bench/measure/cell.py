@@ -242,7 +242,7 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
     """Drive one measurement against a ready server; the cell and its raw samples (in_window marked).
     priority: the generator's scheduling class (bench.cli.options.generator_priority).
 
-    profiling: sample the server's process tree over the measured window (bench run --profile-server)."""
+    profiling: sample the server's process tree over the measured window (bench run --sample-server)."""
     # remote: remote workers (bench run --expect-workers), whose master sets scheduled time zero once they are
     # ready; the window follows it
     processes = remote.count if remote is not None else scenario.generator_processes

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from bench.config import ModelSpec, Profile, RuntimeSpec, Scenario
+from bench.config import ModelSpec, RunLength, RuntimeSpec, Scenario
 from bench.errors import BenchError, DeployError
 from bench.events import Completed, EventHook, Message
 from bench.load.driver import LiveTick
@@ -52,7 +52,7 @@ class RunOptions:
     runtimes: list[RuntimeSpec]
     models: list[ModelSpec]
     scenario: Scenario
-    profile: Profile
+    profile: RunLength  # the run length (--length)
     target: Target
     out_dir: Path
     run_id: str

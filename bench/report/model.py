@@ -69,7 +69,8 @@ class Run:
         return self.results.scenario.name if self.results.scenario else DASH
 
     @property
-    def profile_name(self) -> str:
+    def length_name(self) -> str:
+        """The run length (--length), which results.json keeps as `profile`."""
         return self.results.profile.name if self.results.profile else DASH
 
     @property

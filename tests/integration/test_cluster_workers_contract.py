@@ -124,7 +124,7 @@ def test_a_worker_pod_serves_a_cell_against_the_predictors_in_cluster_name(
             [*BENCH, "run", "--target", "url", "--url", f"http://127.0.0.1:{server_port}/predict", "--protocol",
              "kserve-v1", "--name", "pod-load", "--worker-url", f"http://{service}:{server_port}",
              "--expect-workers", "1", "--master-bind", f"{host_ip}:{master_port}", "--model", "iris-logreg",
-             "--scenario", str(scenario), "--profile", "smoke", "--no-mlflow", "--out", str(tmp_path / "run")],
+             "--scenario", str(scenario), "--length", "smoke", "--no-mlflow", "--out", str(tmp_path / "run")],
             capture_output=True, text=True, timeout=240, env=env)
         logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stdout
         assert run.returncode == 0, run.stdout[-3000:] + logs
