@@ -61,7 +61,7 @@ class RunOptions:
     rounds: int = 1  # > 1: every runtime measured once per round, the order rotated (bench run --rounds)
     remote: RemoteWorkers | None = None  # bench run --expect-workers: the generator is remote workers
     price_per_core_hour: float | None = None
-    profile_rate_hz: int | None = None  # --profile-server: every cell's server sampled by py-spy at this rate
+    profile_rate_hz: int | None = None  # --sample-server: every cell's server sampled by py-spy at this rate
     generator_priority: GeneratorPriority = "real-time"  # the generator's scheduling class (CpuPlan's)
 
 
