@@ -223,6 +223,7 @@ MAX_RATE_PER_PROCESS = 20_000.0  # far above what one Locust process can send (a
 # Requests one measurement may schedule (rate x duration): an hour at 5,000 req/s. Past it, a typo (a
 # duration in ms, an extra zero) is far likelier than intent, and the generator's schedule is held in memory.
 MAX_SCHEDULED_REQUESTS = 18_000_000
+LENGTHS = "lengths"  # scenarios/lengths.yaml: the run lengths (smoke for CI, full for decisions), not a scenario
 MAX_DURATION_S = 24 * 3600.0
 
 
@@ -320,8 +321,7 @@ class Scenario(BaseModel):
 
 
 class RunLength(BaseModel):
-    """How long to measure (--length, scenarios/lengths.yaml): scales every scenario's warm-up and duration
-    (smoke for CI, full for decisions). A results file keeps it under its old name, `profile`."""
+    """How long to measure (--length): scales every scenario's warm-up and duration (results.json: `profile`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str
@@ -334,9 +334,6 @@ class RunLength(BaseModel):
 
     def duration(self, seconds: float) -> float:
         return max(self.min_duration_s, seconds * self.time_scale)
-
-
-LENGTHS = "lengths"  # scenarios/lengths.yaml: the run lengths, not a scenario
 
 
 def scenarios_dir() -> Path:
