@@ -57,7 +57,7 @@ class OldSpelling(argparse.Action):
 
 
 def add_old_spelling(parser: argparse.ArgumentParser, old: str, new: str, dest: str, *, flag: bool = False,
-                     type: Callable[[str], Any] | None = None) -> None:
+                     type: Callable[[str], Any] = str) -> None:
     """Accept `old` as `new` (whose value lands in dest) for a release."""
     parser.add_argument(old, dest=dest, action=OldSpelling, new=new, flag=flag, type=type)
 
