@@ -79,7 +79,7 @@ def test_the_json_keeps_the_figures_where_users_of_the_file_find_them() -> None:
     assert data["accuracy"]["open"]["p50"] == 5.25 and data["accuracy"]["open"]["truth"]["p99"] == 5.6
     assert data["accuracy"]["server_side"]["p50"] == 5.0
     assert data["stall"]["truth"]["p99"] == 180.0 and data["stall"]["closed"]["p99_error"] == -0.95
-    assert data["cpus"] == {"server": [1], "generator": [0]}
+    assert data["cpus"] == {"server": [1], "generator": [0], "generator_priority": "real-time"}
     assert data["targets_met"] is True
 
 
