@@ -12,12 +12,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The main job: every runtime under the default model and scenario, 15 s measured each (smoke profile).
+# The main job: every runtime under the default model and scenario, 15 s measured each (smoke run length).
 # `bench run` provisions what is missing (models, per-runtime environments) itself; building the
 # environments first shows progress.
 bench: setup
 	$(BIN)/bench envs build --runtime all
-	$(BIN)/bench run --runtime all --profile smoke
+	$(BIN)/bench run --runtime all --length smoke
 
 lint: setup
 	$(BIN)/ruff check bench tests runtimes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -72,7 +72,7 @@ class RuntimeSpec(BaseModel):
     platform: PlatformOptions | None = None
     knobs: list[Knob] = Field(default_factory=list, description="settings worth tuning (bench tune)")
     profile_rules: list[FrameRule] = Field(default_factory=list, description=(
-        "how its own frames count in a server profile, tried before bench/profile/frame_rules.yaml"))
+        "how its own frames count in a server profile, tried before bench/server_time/frame_rules.yaml"))
     metrics: MetricsSpec | None = Field(default=None, description=(
         "its Prometheus page and request-duration series, scraped each second of a cell"))
     config: dict[str, Scalar] = Field(default_factory=dict, description="the knob values it runs with")
@@ -217,12 +217,13 @@ def load_runtimes(value: str) -> list[RuntimeSpec]:
     return [load_runtime(name) for name in split_names(value, available_runtimes(), "runtime")]
 
 
-# ---- scenarios and profiles ---------------------------------------------------------------------
+# ---- scenarios and run lengths ------------------------------------------------------------------
 
 MAX_RATE_PER_PROCESS = 20_000.0  # far above what one Locust process can send (about 10k req/s here)
 # Requests one measurement may schedule (rate x duration): an hour at 5,000 req/s. Past it, a typo (a
 # duration in ms, an extra zero) is far likelier than intent, and the generator's schedule is held in memory.
 MAX_SCHEDULED_REQUESTS = 18_000_000
+LENGTHS = "lengths"  # scenarios/lengths.yaml: the run lengths (smoke for CI, full for decisions), not a scenario
 MAX_DURATION_S = 24 * 3600.0
 
 
@@ -248,7 +249,7 @@ class Slo(BaseModel):
 
 
 class Scenario(BaseModel):
-    """A load scenario (scenarios/<name>.yaml). Durations are for the `full` profile."""
+    """A load scenario (scenarios/<name>.yaml). Durations are for the `full` run length."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -256,16 +257,14 @@ class Scenario(BaseModel):
     description: str = ""
     loop: Literal["open", "closed"]
     arrival: Literal["constant", "poisson", "gamma", "trace"] = "constant"
-    arrival_cv: float = Field(default=1.0, gt=0, le=20, description="gamma arrivals: the gaps' coefficient of "
-                              "variation (1 is Poisson's, above 1 bursty)")
-    arrivals_file: str | None = Field(default=None, description="trace arrivals: the recorded file to replay "
-                                      "(rate: the trace's mean rate times the time scale)")
+    arrival_cv: float = Field(default=1.0, gt=0, le=20)  # gamma: the gaps' CV (1 is Poisson's; above 1, bursty)
+    arrivals_file: str | None = None  # trace: the recorded file replayed (rate: its mean rate x the time scale)
     rate: float | None = Field(default=None, gt=0, description="open loop: requests per second")
     users: int | None = Field(default=None, ge=1, le=4096, description="closed loop: concurrent users")
     stages: list[Stage] | None = Field(default=None, min_length=1, description="open loop: rate over time")
     sweep: list[float] | None = Field(default=None, min_length=1,
                                       description="one measurement per rate (open) or user count (closed)")
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1], min_length=1)
     warmup_s: float = Field(default=5.0, ge=0, le=MAX_DURATION_S)
     duration_s: float = Field(default=30.0, gt=0, le=MAX_DURATION_S)
     slo: Slo = Slo(percentile="p99", ms=50.0)
@@ -275,13 +274,6 @@ class Scenario(BaseModel):
     max_in_flight: int = Field(default=256, ge=1, le=4096, description="open loop: user pool size")
     generator_processes: int = Field(default=1, ge=1, le=64)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
-
-    @field_validator("batch_sizes")
-    @classmethod
-    def _positive_batches(cls, value: list[int]) -> list[int]:
-        if any(size < 1 or size > 4096 for size in value):
-            raise ValueError("batch sizes must be between 1 and 4096")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -313,7 +305,6 @@ class Scenario(BaseModel):
                 raise ValueError("'sweep': a closed-loop sweep lists whole user counts from 1 to 4096")
         return self
 
-
     def _bounded_schedule(self) -> None:
         """rate x duration within MAX_SCHEDULED_REQUESTS for the longest measurement the scenario makes."""
         if self.stages is not None:
@@ -325,8 +316,8 @@ class Scenario(BaseModel):
                              f"{MAX_SCHEDULED_REQUESTS:,}; shorten duration_s or lower the rate")
 
 
-class Profile(BaseModel):
-    """How long to measure: scales every scenario's warm-up and duration (smoke for CI, full for decisions)."""
+class RunLength(BaseModel):
+    """How long to measure (--length): scales every scenario's warm-up and duration (results.json: `profile`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str
@@ -347,7 +338,7 @@ def scenarios_dir() -> Path:
 
 def available_scenarios() -> list[str]:
     folder = scenarios_dir()
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "profiles") if folder.is_dir() else []
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != LENGTHS) if folder.is_dir() else []
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
@@ -393,13 +384,13 @@ def load_scenario(name_or_path: str) -> Scenario:
     return scenario
 
 
-def load_profile(name: str) -> Profile:
-    path = scenarios_dir() / "profiles.yaml"
-    profiles = load_yaml_mapping(path)
-    if name not in profiles:
-        raise BenchError(f"unknown profile '{name}'", hint=f"valid: {', '.join(profiles)}")
-    entry = profiles[name]
+def load_run_length(name: str) -> RunLength:
+    path = scenarios_dir() / f"{LENGTHS}.yaml"
+    lengths = load_yaml_mapping(path)
+    if name not in lengths:
+        raise BenchError(f"unknown run length '{name}'", hint=f"valid: {', '.join(lengths)}")
+    entry = lengths[name]
     if not isinstance(entry, dict):
         raise BenchError(f"{path}: field '{name}': expected a mapping")
-    profile: Profile = _validated(Profile, {"name": name, **entry}, path)
-    return profile
+    length: RunLength = _validated(RunLength, {"name": name, **entry}, path)
+    return length

@@ -8,6 +8,7 @@ import ctypes
 import os
 import signal
 import subprocess
+from typing import Literal
 
 import psutil
 
@@ -36,17 +37,17 @@ def pin_and_tie_to_parent(cpus: tuple[int, ...]) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-PRIORITY_ENV = "SERVEBENCH_GENERATOR_PRIORITY"  # "normal": leave the load generator in the default class
+GeneratorPriority = Literal["real-time", "normal"]  # the class asked for (bench.cli.options.generator_priority)
 GENERATOR_RT_PRIORITY = 10  # SCHED_FIFO priority, low among real-time ones (kernel threads use 50 and up)
 
 
-def raise_to_real_time(pid: int) -> str:
-    """Put a load generator process in the real-time class (SCHED_FIFO), where permitted (root or
-    CAP_SYS_NICE), and say which class it runs in. A sleeping generator then wakes and sends the moment its
-    timer fires instead of waiting for the harness's own work on its CPU; threads and forks it starts later
-    inherit the class. Linux keeps 5% of each second for the other classes (sched_rt_runtime_us), so a
-    generator that saturates its CPU cannot lock it."""
-    if os.environ.get(PRIORITY_ENV) == "normal":
+def set_generator_class(pid: int, priority: GeneratorPriority) -> str:
+    """Put a load generator process in the real-time class (SCHED_FIFO) unless "normal" is asked, where
+    permitted (root or CAP_SYS_NICE), and say which class it runs in. A sleeping generator then wakes and sends
+    the moment its timer fires instead of waiting for the harness's own work on its CPU; threads and forks it
+    starts later inherit the class. Linux keeps 5% of each second for the other classes (sched_rt_runtime_us),
+    so a generator that saturates its CPU cannot lock it."""
+    if priority == "normal":
         return "normal (asked)"
     try:
         os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(GENERATOR_RT_PRIORITY))

@@ -122,7 +122,7 @@ PROFILE_CATEGORIES: tuple[ProfileCategory, ...] = ("model", "serialisation", "ht
 
 
 class FrameRule(BaseModel):
-    """Which profile category a sampled frame belongs to (bench/profile/frame_rules.yaml, and runtime.yaml's
+    """Which profile category a sampled frame belongs to (bench/server_time/frame_rules.yaml, and runtime.yaml's
     `profile_rules:`, which are tried first). A frame matches when its module is one of `modules` (a dotted
     prefix: numpy matches numpy.core.multiarray) and its function one of `functions` (glob patterns on
     py-spy's Class.method names); a rule gives one or both lists."""

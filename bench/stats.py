@@ -109,18 +109,6 @@ class CellStats:
     # schedule, the seeded realisation of it for Poisson arrivals (250 +- 16 requests in 5 s at 50/s)
     scheduled_rps: float | None = None
 
-    @property
-    def requests(self) -> int:
-        return self.counts.scheduled
-
-    @property
-    def errors(self) -> int:
-        return self.counts.errors
-
-    @property
-    def error_rate(self) -> float:
-        return self.counts.error_rate or 0.0
-
 
 
 def in_window(scheduled: pd.Series, window: Window) -> pd.Series:
@@ -337,10 +325,10 @@ def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok:
         reasons.append(f"measured {window.duration_s:.1f} s, less than the minimum {limits.min_duration_s:.1f} s")
     if stats.measured_s < COVERAGE_FLOOR * window.duration_s:
         reasons.append(f"traffic covered only {stats.measured_s:.1f} s of the {window.duration_s:.1f} s window")
-    if stats.requests < limits.min_requests:
-        reasons.append(f"{stats.requests} requests, fewer than the minimum {limits.min_requests}")
-    planned = stats.scheduled_rps or stats.offered_rps  # a Poisson draw may hold fewer than the nominal rate
     counts = stats.counts
+    if counts.scheduled < limits.min_requests:
+        reasons.append(f"{counts.scheduled} requests, fewer than the minimum {limits.min_requests}")
+    planned = stats.scheduled_rps or stats.offered_rps  # a Poisson draw may hold fewer than the nominal rate
     if server_fell_behind(counts):
         reasons.append(f"the server could not keep up: every connection was busy, so {counts.queued or 0} of "
                        f"{counts.scheduled} scheduled requests were sent late and {counts.dropped or 0} never "
@@ -351,6 +339,6 @@ def invalid_reasons(stats: CellStats, limits: Limits, window: Window, parity_ok:
                        f"{held} {planned:.1f} (generator fell behind its schedule)")
     if (limit := generator_limit(loop, stats, generator_cpu_max)) is not None:
         reasons.append(limit)
-    if stats.error_rate > limits.max_error_rate:
-        reasons.append(f"error rate {stats.error_rate:.2%} over the limit {limits.max_error_rate:.2%}")
+    if (error_rate := counts.error_rate or 0.0) > limits.max_error_rate:
+        reasons.append(f"error rate {error_rate:.2%} over the limit {limits.max_error_rate:.2%}")
     return reasons

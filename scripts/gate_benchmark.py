@@ -25,7 +25,7 @@ all unmodified runs so far (a calibration pair first, then both runs of each A/A
 pair reports the delay as a fraction of its own A's p50 (the effective slowdown): the machine may have
 drifted since.
 
-The profile defaults to smoke, the profile the CI workflow gates with: the benchmark must prove the gate
+The run length defaults to smoke, the length the CI workflow gates with: the benchmark must prove the gate
 as it is used. A smoke run measures 15 s of Poisson arrivals at 50 req/s (about 750 requests, 15
 one-second blocks): with 5 s the median's interval was too wide to call a 20% slowdown beyond the 10%
 threshold (5/10 detections side by side). p99 with 750 requests is noisy by nature, which the gate must
@@ -88,7 +88,7 @@ def start_run(out: Path, args: argparse.Namespace, delay_ms: float | None) -> St
     if delay_ms is not None:
         env[DELAY_ENV] = f"{delay_ms:.4f}"
     command = [str(BENCH), "run", "--runtime", args.runtime, "--model", args.model, "--scenario", args.scenario,
-               "--profile", args.profile, "--no-mlflow", "--out", str(out)]
+               "--length", args.length, "--no-mlflow", "--out", str(out)]
     log = (out.parent / f"{out.name}.log").open("w")
     pressure, started = cpu_pressure_us(), time.monotonic()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -200,7 +200,7 @@ def benchmark() -> int:
     parser.add_argument("--runtime", default="fastapi", help="must honour SERVEBENCH_TEST_DELAY_MS (fastapi)")
     parser.add_argument("--model", default="iris-logreg")
     parser.add_argument("--scenario", default="smoke")
-    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--length", default="smoke")
     parser.add_argument("--delay-fraction", type=float, default=0.2, help="B's delay as a fraction of A's p50")
     parser.add_argument("--mode", choices=("side-by-side", "sequential"), default="side-by-side",
                         help="run A and B of a pair at the same time (default) or one after the other")
@@ -208,7 +208,7 @@ def benchmark() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=False)
     print(f"gate benchmark: {args.pairs} A/A and {args.pairs} A/B pairs of {args.runtime} x {args.model}, "
-          f"scenario {args.scenario}, profile {args.profile}, B delay {args.delay_fraction:.0%} of A's p50, "
+          f"scenario {args.scenario}, length {args.length}, B delay {args.delay_fraction:.0%} of A's p50, "
           f"{args.mode}; "
           f"runs in {args.out}", flush=True)
     calibration_folder = args.out / "calibration"

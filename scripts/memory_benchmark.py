@@ -61,7 +61,7 @@ def measure_run(runtime: str, rate: float, duration_s: float, folder: Path) -> d
     started = time.monotonic()
     harness, generator, code = _peak_rss(
         [sys.executable, "-m", "bench.cli", "run", "--runtime", runtime, "--model", "iris-logreg",
-         "--scenario", str(scenario), "--profile", "full", "--no-mlflow", "--out", str(out)],
+         "--scenario", str(scenario), "--length", "full", "--no-mlflow", "--out", str(out)],
         {**os.environ, "COLUMNS": "200"}, folder / f"run-{duration_s:g}.log")
     cell = json.loads((out / "results.json").read_text())["cells"][0]
     return {"duration_s": duration_s, "requests": cell["counts"]["scheduled"], "harness_peak_mb": harness,

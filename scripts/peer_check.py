@@ -181,7 +181,7 @@ def run_bench(url: str, model: str, rate: int, warmup: int, duration: int, cpus:
                                     "slo": {"percentile": "p99", "ms": 1000}, "min_requests": 10}))
     out = folder / f"bench-{priority}-{rate}-{pair}"
     subprocess.run([*BENCH, "run", "--target", "url", "--url", url, "--protocol", "kserve-v1", "--model", model,
-                    "--scenario", str(scenario), "--profile", "full", "--generator-cpus", cpus, "--no-mlflow",
+                    "--scenario", str(scenario), "--length", "full", "--generator-cpus", cpus, "--no-mlflow",
                     "--out", str(out)], check=False, stdout=subprocess.DEVNULL, cwd=ROOT,  # an invalid cell
                    env={**os.environ, "SERVEBENCH_GENERATOR_PRIORITY": priority})
     (cell,) = load_results(out).cells  # (a server past its capacity) still has figures, printed as measured

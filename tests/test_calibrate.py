@@ -79,7 +79,7 @@ def test_the_json_keeps_the_figures_where_users_of_the_file_find_them() -> None:
     assert data["accuracy"]["open"]["p50"] == 5.25 and data["accuracy"]["open"]["truth"]["p99"] == 5.6
     assert data["accuracy"]["server_side"]["p50"] == 5.0
     assert data["stall"]["truth"]["p99"] == 180.0 and data["stall"]["closed"]["p99_error"] == -0.95
-    assert data["cpus"] == {"server": [1], "generator": [0]}
+    assert data["cpus"] == {"server": [1], "generator": [0], "generator_priority": "real-time"}
     assert data["targets_met"] is True
 
 
@@ -110,7 +110,7 @@ def test_calibrate_assembles_every_figure_from_the_measurements(monkeypatch: pyt
         yield SimpleNamespace(url=f"http://calibration/{mode}",
                               record=lambda: ServerRecord(mode=mode, durations_ms=[5.0] * 50, stalls=[]))
 
-    def load(plan: LoadPlan, _cpus: object, _log: Path) -> Any:
+    def load(plan: LoadPlan, _cpus: object, _log: Path, **_: object) -> Any:
         scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, 200, endpoint=False)
         return SimpleNamespace(samples=FrameSamples(pd.DataFrame({"scheduled": scheduled, "latency_ms": 6.0})))
 
@@ -152,7 +152,7 @@ def test_the_open_loop_ceiling_doubles_then_bisects_to_the_highest_rate_kept_up(
     def server(_mode: str, _cpus: object, _folder: Path) -> Iterator[Any]:
         yield SimpleNamespace(url="http://calibration/noop")
 
-    def load(plan: LoadPlan, _cpus: object, _log: Path) -> Any:
+    def load(plan: LoadPlan, _cpus: object, _log: Path, **_: object) -> Any:
         rate = plan.stages[0][1]
         scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, int(rate * plan.total_s), endpoint=False)
         lag = 0.0 if rate <= 10_000 else 0.3 * (scheduled - plan.start_at)  # sends drift later and later

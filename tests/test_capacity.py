@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from queueing import SLO_MS, sojourn_ms, true_knee
 
-from bench.config import Profile, Scenario, Slo, parse_runtime_spec
+from bench.config import RunLength, Scenario, Slo, parse_runtime_spec
 from bench.load.driver import LiveTick
 from bench.measure.capacity import Outcome, SearchSettings, rounded, run_search, search, summarise
 from bench.measure.capacity_run import CapacityPlan, collapse_rule, outcome_of, probe_scenario
@@ -167,7 +167,7 @@ def test_a_collapsed_probe_is_stopped_after_three_seconds_over_five_times_the_sl
 def test_the_plan_asks_for_probes_and_records_the_capacity(tmp_path: Path) -> None:
     base = probe_scenario(Scenario(name="probe", loop="open", rate=10, duration_s=5, warmup_s=1), SLO)
     runtime = parse_runtime_spec(Path(__file__).parent / "data" / "fake-runtime" / "runtime.yaml")
-    plan = CapacityPlan(runtime, "m", base, Profile(name="full", time_scale=1.0), SearchSettings(start_rps=10.0))
+    plan = CapacityPlan(runtime, "m", base, RunLength(name="full", time_scale=1.0), SearchSettings(start_rps=10.0))
     measurement = plan.next(None)
     rates = []
     while measurement is not None:

@@ -76,8 +76,8 @@ def _case(name: str, tmp_path: Path) -> Case:
         path = tmp_path / "mixed.yaml"
         path.write_text("name: mixed\nloop: closed\nrate: 10\n")
         return Case(["run", "--scenario", str(path)], [f"{path}:", "'rate': a closed-loop scenario", "(hint:"])
-    if name == "unknown profile":
-        return Case(["run", "--profile", "nope"], ["unknown profile 'nope'", "(hint: valid: smoke, quick, full"])
+    if name == "unknown run length":
+        return Case(["run", "--length", "nope"], ["unknown run length 'nope'", "(hint: valid: smoke, quick, full"])
     if name == "negative seed":
         return Case(["run", "--seed", "-1"], ["--seed -1: Input should be greater than or equal to 0",
                                               "(hint: leave --seed out"])
@@ -150,14 +150,14 @@ def _case(name: str, tmp_path: Path) -> Case:
         return Case(["run", "--runtime", "fastapi", "--protocol", "v2-grpc"],
                     ["--protocol v2-grpc: none of the runtimes asked for serves it",
                      "(hint: runtimes that do: mlserver"])
-    if name == "profile with remote workers":
-        return Case(["run", "--runtime", "fastapi", "--profile-server", "--expect-workers", "2"],
-                    ["--profile-server with --expect-workers", "(hint: profile with a local generator"])
+    if name == "sampling with remote workers":
+        return Case(["run", "--runtime", "fastapi", "--sample-server", "--expect-workers", "2"],
+                    ["--sample-server with --expect-workers", "(hint: sample with a local generator"])
     raise AssertionError(name)
 
 
 CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable json", "malformed runtime.yaml",
-         "unknown scenario", "malformed scenario", "impossible rate", "closed loop with a rate", "unknown profile",
+         "unknown scenario", "malformed scenario", "impossible rate", "closed loop with a rate", "unknown run length",
          "bad cpu list", "unavailable cpu", "existing run folder", "negative seed", "tune cpu budget too big",
          "tune memory budget malformed", "tune no configurations", "generator processes -1", "generator processes 0",
          "generator processes 1000", "scenario duration_s .inf", "scenario warmup_s .nan",
@@ -166,7 +166,7 @@ CASES = ["unknown runtime", "unknown model", "unknown subcommand", "unwritable j
          "url target with another scheme", "url target without a protocol", "url target with an unknown protocol",
          "url target with a malformed header", "url target with a runtime", "url target insecure over http",
          "tune with the url target", "unknown protocol", "protocol the runtime does not serve",
-         "profile with remote workers"]
+         "sampling with remote workers"]
 # rich soft-wraps console.print at the console width (80 when not a terminal): see the report
 ONE_LINE_CASES = list(CASES)
 
@@ -290,6 +290,33 @@ COMMANDS = ["models", "envs", "serve", "check", "run", "capacity", "tune", "repo
 def test_help_lists_every_command_in_order() -> None:
     commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
     assert list(commands.choices) == COMMANDS
+
+
+@pytest.mark.parametrize(("argv", "dest", "value", "new"), [
+    (["run", "--profile", "full"], "length", "full", "--length"),
+    (["capacity", "--profile", "smoke"], "length", "smoke", "--length"),
+    (["run", "--profile-server"], "sample_server", True, "--sample-server"),
+    (["run", "--profile-rate", "250"], "sample_rate", 250, "--sample-rate"),
+    (["tune", "--no-server-profile"], "no_sample_server", True, "--no-sample-server"),
+])
+def test_a_renamed_option_still_works_for_a_release_and_says_its_new_name(
+        argv: list[str], dest: str, value: object, new: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(argv)
+    assert getattr(args, dest) == value
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert argv[1] in warning and new in warning
+
+
+def test_the_new_spellings_say_nothing_and_the_old_ones_are_not_in_the_help(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["run", "--length", "smoke", "--sample-server", "--sample-rate", "50"])
+    assert (args.length, args.sample_server, args.sample_rate) == ("smoke", True, 50)
+    assert build_parser().parse_args(["run"]).length == "quick"
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    shown = capsys.readouterr().out
+    assert "--length" in shown and "--sample-server" in shown and "--profile" not in shown
 
 
 def test_building_the_parser_imports_no_library() -> None:

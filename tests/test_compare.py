@@ -365,7 +365,7 @@ def test_a_newer_schema_is_refused(smoke: Path, tmp_path: Path, kind: str) -> No
      "CPU model 'Intel(R) Xeon(R) Processor' -> 'AMD EPYC 7763'"),
     (lambda p: p["environment"]["runtime_packages"]["fastapi"].update(starlette="9.9.9"),
      "runtime packages changed: starlette 1.10.0 -> 9.9.9"),
-    (lambda p: p["scenario"].update(rate=60.0), "scenario or profile definition changed"),
+    (lambda p: p["scenario"].update(rate=60.0), "scenario or run length definition changed"),
     (lambda p: p["environment"].pop("runtime_packages"), "runtime package versions not recorded in the current run"),
 ], ids=["cpu", "packages", "scenario", "unrecorded"])
 def test_a_changed_environment_is_not_comparable(smoke: Path, tmp_path: Path, change: Any, says: str) -> None:
@@ -394,7 +394,7 @@ def test_another_arrival_seed_is_another_load(smoke: Path, tmp_path: Path) -> No
     current = edit(materialise("smoke-4runtimes", tmp_path / "other"), lambda p: p["scenario"].update(seed=2))
     result = compare(load_side(smoke), load_side(current))
     assert result.exit_code == 2 and all(cell.verdict == NOT_COMPARABLE for cell in result.cells)
-    assert "scenario or profile definition changed" in result.cells[0].notes[0]
+    assert "scenario or run length definition changed" in result.cells[0].notes[0]
 
 
 def test_a_cell_missing_on_one_side_is_reported(smoke: Path, tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import pytest
 
 from bench.errors import BenchError
 from bench.files import inside, write_durably
-from bench.profile.flamegraph import render_svg
-from bench.profile.rules import Classifier
-from bench.profile.stacks import parse_collapsed
 from bench.report.safe_svg import safe_svg
+from bench.server_time.flamegraph import render_svg
+from bench.server_time.rules import Classifier
+from bench.server_time.stacks import parse_collapsed
 
 
 @pytest.mark.parametrize("relative", ["../outside.parquet", "/etc/passwd", "samples/../../outside.parquet",

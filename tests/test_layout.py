@@ -16,7 +16,7 @@ MAX_LINES = 400
 LAYERS = [
     {"cli"},
     {"measure", "compare"},
-    {"targets", "stats", "profile", "report"},
+    {"targets", "stats", "server_time", "report"},
     {"load"},  # the load generator knows plans, protocols and results, never a target
     {"results", "models", "provision"},
     {"config", "protocols", "errors", "events", "processes", "process_tree", "knobs", "runtime_options",

@@ -1,5 +1,5 @@
 """The load generator's scheduling class: real-time where the kernel permits it, and what it says matches what
-the process got."""
+the process got; the class asked for is read from the environment once, at the command line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.processes import PRIORITY_ENV, raise_to_real_time
+from bench.cli.options import PRIORITY_ENV, generator_priority
+from bench.errors import BenchError
+from bench.processes import set_generator_class
 
 
 @pytest.fixture
@@ -23,10 +25,8 @@ def sleeper() -> Iterator[int]:
         process.wait()
 
 
-def test_the_class_reported_is_the_class_the_process_runs_in(sleeper: int,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PRIORITY_ENV, raising=False)
-    said = raise_to_real_time(sleeper)
+def test_the_class_reported_is_the_class_the_process_runs_in(sleeper: int) -> None:
+    said = set_generator_class(sleeper, "real-time")
     got = os.sched_getscheduler(sleeper)
     if said.startswith("real-time"):
         assert got == os.SCHED_FIFO and os.sched_getparam(sleeper).sched_priority > 0
@@ -36,7 +36,22 @@ def test_the_class_reported_is_the_class_the_process_runs_in(sleeper: int,
         pytest.fail(f"root was refused the real-time class: {said}")  # CI runs as root with CAP_SYS_NICE
 
 
-def test_asking_for_normal_leaves_the_default_class(sleeper: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PRIORITY_ENV, "normal")
-    assert raise_to_real_time(sleeper) == "normal (asked)"
+def test_asking_for_normal_leaves_the_default_class(sleeper: int) -> None:
+    assert set_generator_class(sleeper, "normal") == "normal (asked)"
     assert os.sched_getscheduler(sleeper) == os.SCHED_OTHER
+
+
+@pytest.mark.parametrize(("value", "priority"), [(None, "real-time"), ("", "real-time"), ("real-time", "real-time"),
+                                                 ("normal", "normal"), (" normal ", "normal")])
+def test_the_environment_names_the_class(value: str | None, priority: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if value is None:
+        monkeypatch.delenv(PRIORITY_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PRIORITY_ENV, value)
+    assert generator_priority() == priority
+
+
+def test_a_misspelled_class_is_a_usage_error_not_real_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PRIORITY_ENV, "nromal")
+    with pytest.raises(BenchError, match=PRIORITY_ENV):
+        generator_priority()

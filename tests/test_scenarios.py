@@ -1,4 +1,4 @@
-"""Scenario and profile files load or fail naming the file and field; measurement plans, limits, sweep summary."""
+"""Scenario and run-length files load or fail naming the file and field; measurement plans, limits, sweep summary."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 
 from bench.config import (
     MAX_RATE_PER_PROCESS,
-    Profile,
+    RunLength,
     Scenario,
     available_scenarios,
-    load_profile,
+    load_run_length,
     load_scenario,
     scenarios_dir,
 )
@@ -47,7 +47,7 @@ def _error(tmp_path: Path, text: str) -> tuple[str, Path]:
 
 def test_shipped_scenarios_are_the_expected_set() -> None:
     assert available_scenarios() == SHIPPED
-    assert "profiles" not in available_scenarios()
+    assert "lengths" not in available_scenarios()
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -64,17 +64,17 @@ def test_every_shipped_scenario_loads(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_every_shipped_scenario_plans_under_every_profile(name: str) -> None:
+def test_every_shipped_scenario_plans_under_every_length(name: str) -> None:
     scenario = load_scenario(name)
-    for profile_name in ("smoke", "quick", "full"):
-        profile = load_profile(profile_name)
-        measurements = plan_measurements(scenario, profile)
+    for length_name in ("smoke", "quick", "full"):
+        length = load_run_length(length_name)
+        measurements = plan_measurements(scenario, length)
         assert measurements
         for m in measurements:
             assert m.duration_s >= 1.0 and m.warmup_s >= 0.0
             total = sum(d for d, _ in m.stages)
             assert total == pytest.approx(m.warmup_s + m.duration_s)
-            limits = limits_for(scenario, profile, m)
+            limits = limits_for(scenario, length, m)
             if m.offered_rps:  # open loop: a clean run at the offered rate must be able to be valid
                 assert m.offered_rps * m.duration_s >= limits.min_requests
                 assert m.duration_s >= limits.min_duration_s
@@ -92,27 +92,27 @@ def test_shipped_scenario_details() -> None:
 
 @pytest.mark.parametrize(("name", "scale", "min_warmup", "min_duration"),
                          [("smoke", 0.2, 1, 3), ("quick", 0.5, 2, 5), ("full", 1.0, 5, 10)])
-def test_load_profile(name: str, scale: float, min_warmup: float, min_duration: float) -> None:
-    profile = load_profile(name)
-    assert profile == Profile(name=name, time_scale=scale, min_warmup_s=min_warmup, min_duration_s=min_duration)
+def test_load_run_length(name: str, scale: float, min_warmup: float, min_duration: float) -> None:
+    length = load_run_length(name)
+    assert length == RunLength(name=name, time_scale=scale, min_warmup_s=min_warmup, min_duration_s=min_duration)
 
 
-def test_unknown_profile_lists_the_valid_ones() -> None:
+def test_unknown_run_length_lists_the_valid_ones() -> None:
     with pytest.raises(BenchError) as caught:
-        load_profile("turbo")
+        load_run_length("turbo")
     assert "turbo" in caught.value.message
     assert caught.value.hint is not None
     for name in ("smoke", "quick", "full"):
         assert name in caught.value.hint
 
 
-def test_profile_scaling_and_floors() -> None:
-    profile = Profile(name="p", time_scale=0.2, min_warmup_s=1.0, min_duration_s=3.0)
-    assert profile.duration(60.0) == pytest.approx(12.0)
-    assert profile.duration(10.0) == 3.0  # 2 s floored
-    assert profile.warmup(10.0) == pytest.approx(2.0)
-    assert profile.warmup(2.0) == 1.0  # 0.4 s floored
-    assert profile.warmup(0.0) == 0.0  # no warm-up asked, none given
+def test_length_scaling_and_floors() -> None:
+    length = RunLength(name="p", time_scale=0.2, min_warmup_s=1.0, min_duration_s=3.0)
+    assert length.duration(60.0) == pytest.approx(12.0)
+    assert length.duration(10.0) == 3.0  # 2 s floored
+    assert length.warmup(10.0) == pytest.approx(2.0)
+    assert length.warmup(2.0) == 1.0  # 0.4 s floored
+    assert length.warmup(0.0) == 0.0  # no warm-up asked, none given
 
 
 # ---- invalid files -----------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_unknown_scenario_name_lists_the_valid_ones() -> None:
     assert hint is not None
     for name in SHIPPED:
         assert name in hint
-    assert "profiles" not in hint
+    assert "lengths" not in hint
 
 
 def test_missing_scenario_path(tmp_path: Path) -> None:
@@ -256,8 +256,8 @@ def test_not_a_mapping(tmp_path: Path, text: str) -> None:
 
 # ---- plan_measurements -------------------------------------------------------------------------
 
-SMOKE = Profile(name="smoke", time_scale=0.2, min_warmup_s=1.0, min_duration_s=3.0)
-FULL = Profile(name="full", time_scale=1.0, min_warmup_s=5.0, min_duration_s=10.0)
+SMOKE = RunLength(name="smoke", time_scale=0.2, min_warmup_s=1.0, min_duration_s=3.0)
+FULL = RunLength(name="full", time_scale=1.0, min_warmup_s=5.0, min_duration_s=10.0)
 
 
 def _scenario(**fields: Any) -> Scenario:
@@ -311,7 +311,7 @@ def test_scheduled_rate_is_what_the_seeded_schedule_holds_in_the_window() -> Non
     assert scheduled_rate(measurement, closed) is None
 
 
-def test_stage_scenario_scaled_by_profile_with_one_second_floor() -> None:
+def test_stage_scenario_scaled_by_length_with_one_second_floor() -> None:
     scenario = _scenario(warmup_s=10, stages=[{"duration_s": 25, "rate": 50}, {"duration_s": 2, "rate": 500},
                                               {"duration_s": 30, "rate": 50}])
     (measurement,) = plan_measurements(scenario, SMOKE)
@@ -351,20 +351,20 @@ def test_closed_loop_sweep_of_users() -> None:
         ("users=1", 1, 2, None), ("users=4", 4, 2, None), ("users=16", 16, 2, None)]
 
 
-@pytest.mark.parametrize(("profile", "warmup", "duration"), [
+@pytest.mark.parametrize(("length", "warmup", "duration"), [
     (SMOKE, 2.0, 6.0),  # 10 * 0.2, 30 * 0.2
-    (Profile(name="q", time_scale=0.5, min_warmup_s=2.0, min_duration_s=5.0), 5.0, 15.0),
+    (RunLength(name="q", time_scale=0.5, min_warmup_s=2.0, min_duration_s=5.0), 5.0, 15.0),
     (FULL, 10.0, 30.0),
 ])
-def test_durations_scaled_by_profile(profile: Profile, warmup: float, duration: float) -> None:
-    (measurement,) = plan_measurements(_scenario(rate=50, warmup_s=10, duration_s=30), profile)
+def test_durations_scaled_by_length(length: RunLength, warmup: float, duration: float) -> None:
+    (measurement,) = plan_measurements(_scenario(rate=50, warmup_s=10, duration_s=30), length)
     assert measurement.warmup_s == pytest.approx(warmup)
     assert measurement.duration_s == pytest.approx(duration)
     ((total, rate),) = measurement.stages
     assert total == pytest.approx(warmup + duration) and rate == 50.0
 
 
-def test_durations_floored_by_profile() -> None:
+def test_durations_floored_by_length() -> None:
     (measurement,) = plan_measurements(_scenario(rate=50, warmup_s=2, duration_s=5), SMOKE)
     assert measurement.warmup_s == 1.0  # 0.4 -> min_warmup_s
     assert measurement.duration_s == 3.0  # 1.0 -> min_duration_s
@@ -382,8 +382,8 @@ def _measurement() -> Measurement:
                                                  (0.3333, 334)])
 def test_limits_scale_min_requests_capped_at_one(scale: float, expected: int) -> None:
     scenario = _scenario(rate=100, min_requests=1000, slo={"percentile": "p95", "ms": 25}, max_error_rate=0.05)
-    profile = Profile(name="p", time_scale=scale, min_duration_s=4.0)
-    limits = limits_for(scenario, profile, _measurement())
+    length = RunLength(name="p", time_scale=scale, min_duration_s=4.0)
+    limits = limits_for(scenario, length, _measurement())
     assert limits.min_requests == expected
     assert limits.min_requests == max(1, math.ceil(1000 * min(1.0, scale)))
     assert limits.slo_ms == 25 and limits.slo_percentile == "p95"
@@ -391,9 +391,9 @@ def test_limits_scale_min_requests_capped_at_one(scale: float, expected: int) ->
     assert limits.min_duration_s == 4.0
 
 
-def test_limits_for_shipped_smoke_profile() -> None:
+def test_limits_for_shipped_smoke_length() -> None:
     scenario = load_scenario("rate-constant")
-    limits = limits_for(scenario, load_profile("smoke"), plan_measurements(scenario, load_profile("smoke"))[0])
+    limits = limits_for(scenario, load_run_length("smoke"), plan_measurements(scenario, load_run_length("smoke"))[0])
     assert limits.min_requests == 200  # 1000 * 0.2
     assert limits.min_duration_s == 3.0
 
@@ -463,7 +463,7 @@ def test_sweep_summary_skips_failed_cells() -> None:
 
 
 def test_a_runtimes_longer_warm_up_leaves_the_windows_arrivals_as_they_were() -> None:
-    """Ray Serve's runtime.yaml asks for 5 s of warm-up, the smoke profile gives others 1 s: the same seed must
+    """Ray Serve's runtime.yaml asks for 5 s of warm-up, the smoke run length gives others 1 s: the same seed must
     still put the same arrivals in both windows (make bench once scheduled 749 against 721)."""
     scenario = _scenario(rate=50, warmup_s=5, duration_s=25, arrival="poisson", seed=3)
     (short,) = plan_measurements(scenario, SMOKE)

@@ -10,9 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.profile.prometheus import parse
-from bench.profile.server_metrics import UNIT_MS, MetricsScraper, Reading, bucket_quantile, detect_series, read_series
 from bench.runtime_options import MetricsSpec
+from bench.server_time.prometheus import parse
+from bench.server_time.server_metrics import (
+    UNIT_MS,
+    MetricsScraper,
+    Reading,
+    bucket_quantile,
+    detect_series,
+    read_series,
+)
 
 PAGE = """# HELP rest_server_request_duration_seconds Duration
 # TYPE rest_server_request_duration_seconds histogram

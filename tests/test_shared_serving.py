@@ -115,17 +115,17 @@ def test_an_image_gets_the_shared_code_beside_the_runtimes_own() -> None:
 
 
 def test_a_runtimes_warmup_lengthens_only_the_warmup() -> None:
-    from bench.config import Profile, Scenario
+    from bench.config import RunLength, Scenario
     from bench.measure.plan import plan_measurements
 
     steady = Scenario(name="s", loop="open", rate=50, warmup_s=5, duration_s=20)
-    [planned] = plan_measurements(steady, Profile(name="smoke", time_scale=0.2))  # 1 s warm-up, 4 s window
+    [planned] = plan_measurements(steady, RunLength(name="smoke", time_scale=0.2))  # 1 s warm-up, 4 s window
     longer = planned.with_warmup_at_least(5.0)
     assert (longer.warmup_s, longer.duration_s, longer.stages) == (5.0, 4.0, [(9.0, 50)])
     assert planned.with_warmup_at_least(0.5) is planned  # never shortened
     staged = Scenario(name="s", loop="open", stages=[{"duration_s": 2, "rate": 10}, {"duration_s": 2, "rate": 20}],
                       warmup_s=0)
-    [ramp] = plan_measurements(staged, Profile(name="full", time_scale=1.0, min_duration_s=1))
+    [ramp] = plan_measurements(staged, RunLength(name="full", time_scale=1.0, min_duration_s=1))
     assert ramp.with_warmup_at_least(3.0).stages == [(3.0, 10), (2.0, 10), (2.0, 20)]
     assert load_runtime("rayserve").warmup_s == 5.0 and load_runtime("fastapi").warmup_s == 0.0
 

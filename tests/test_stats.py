@@ -178,10 +178,10 @@ def cell() -> CellStats:
 
 
 def test_summarize_counts_measured_requests_and_errors(cell: CellStats) -> None:
-    assert cell.requests == 80  # the 32 warm-up rows are discarded
-    assert cell.errors == 3  # status 0 and 500 are errors
+    assert cell.counts.scheduled == 80  # the 32 warm-up rows are discarded
+    assert cell.counts.errors == 3  # status 0 and 500 are errors
     assert cell.counts == Counts(scheduled=80, sent=80, completed=77, failed=3, dropped=0, queued=0)
-    assert cell.error_rate == pytest.approx(3 / 80)
+    assert cell.counts.error_rate == pytest.approx(3 / 80)
     assert cell.offered_rps == 8.0
 
 
@@ -255,7 +255,7 @@ def test_summarize_span_ends_with_the_last_completion() -> None:
     stats = summarize(early, Window(START, END), Limits(slo_ms=SLO_MS), 8.0)
     # last measured request: scheduled 104.875, sent 104.876, service 0.5 * 39 ms
     assert stats.measured_s == pytest.approx(4.876 + 0.0195)
-    assert stats.requests == 40
+    assert stats.counts.scheduled == 40
 
 
 def test_summarize_timeseries_buckets_by_scheduled_second(cell: CellStats) -> None:
@@ -271,7 +271,7 @@ def test_summarize_timeseries_buckets_by_scheduled_second(cell: CellStats) -> No
 def test_summarize_with_no_measured_requests() -> None:
     frame = _synthetic_samples()
     stats = summarize(frame[frame["scheduled"] < START], Window(START, END), Limits(slo_ms=SLO_MS), 8.0)
-    assert stats.requests == 0 and stats.errors == 0 and stats.error_rate == 0.0
+    assert stats.counts.scheduled == 0 and stats.counts.errors == 0 and stats.counts.error_rate is None
     assert stats.latency.p99 is None and stats.slo_met is None
     assert stats.lateness == Latency()
     assert stats.latency_ci == LatencyIntervals()
@@ -439,7 +439,7 @@ def test_clean_constant_rate_cell_at_the_minimum_duration_is_valid(rate: float) 
     window = Window(origin + 1.0, origin + 4.0)
     limits = Limits(slo_ms=100.0, min_requests=20, min_duration_s=3.0)
     stats = summarize(frame, window, limits, rate)
-    assert stats.requests == int(3 * rate)
+    assert stats.counts.scheduled == int(3 * rate)
     assert stats.achieved_rps == pytest.approx(rate)
     assert invalid_reasons(stats, limits, window, True, 10.0, loop="open") == []
 
@@ -470,7 +470,7 @@ def test_dropped_requests_are_scheduled_but_not_sent_and_count_as_errors() -> No
     counts = stats.counts
     assert counts == Counts(scheduled=100, sent=81, completed=80, failed=1, dropped=19, queued=21)
     assert counts.scheduled == counts.sent + counts.dropped
-    assert stats.errors == 20 and stats.error_rate == pytest.approx(0.2)
+    assert stats.counts.errors == 20 and stats.counts.error_rate == pytest.approx(0.2)
     # the percentiles include the timeout and the drops (at 15 s minus their schedule, 6.9 s at most)
     assert stats.latency.max == pytest.approx(6900.0)
     assert stats.latency.p99 is not None and stats.latency.p99 > 6000.0

@@ -145,8 +145,8 @@ def test_a_credential_given_twice_or_sent_to_workers_is_refused_without_echoing_
 
 
 def test_a_metrics_page_credential_is_used_but_recorded_masked() -> None:
-    from bench.profile.server_metrics import MetricsScraper
     from bench.runtime_options import MetricsSpec
+    from bench.server_time.server_metrics import MetricsScraper
 
     scraper = MetricsScraper("http://u:pw-321@127.0.0.1:1/metrics?token=t-654", MetricsSpec())
     scraper()  # nothing listens on port 1: the problem names the page, masked

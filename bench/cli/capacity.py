@@ -98,16 +98,16 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from bench.cli.arrival_options import loaded_trace
     from bench.cli.comparison_tables import capacity_table
     from bench.cli.console import out
-    from bench.config import load_profile
+    from bench.config import load_run_length
     from bench.measure.capacity_run import CapacityPlan
 
     if args.json:
         writable(Path(args.json))
     slo, scenario, settings = search_settings(args)
-    profile = load_profile(args.profile)
+    length = load_run_length(args.length)
 
     def plan(runtime: RuntimeSpec, model: ModelSpec) -> CapacityPlan:
-        return CapacityPlan(runtime, model.name, scenario, profile, settings)
+        return CapacityPlan(runtime, model.name, scenario, length, settings)
 
     console_print(f"capacity search: {slo.percentile} <= {slo.ms:g} ms, from {settings.start_rps:g} req/s up to "
                   f"{settings.max_rps:g}, resolution {args.resolution:g}%")

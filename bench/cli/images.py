@@ -5,36 +5,25 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.cli.options import (
-    Commands,
-    add_docker_options,
-    add_runtimes,
-    command_group,
-    image_settings,
-    log_dir,
-    runtimes,
-)
+from bench.cli.options import Commands, add_runtimes, image_command, log_dir, ready_images, runtimes
 from bench.errors import BenchError
 
 
 def add_parser(commands: Commands) -> None:
-    group = command_group(commands, "images", "per-runtime Docker images")
-    build = group.add_parser("build", help="build (or reuse) one image per runtime")
+    build = image_command(commands, ("images", "per-runtime Docker images"), "build",
+                          help="build (or reuse) one image per runtime")
     add_runtimes(build)
     build.add_argument("--parallel", type=int, default=2, help="images built at once")
-    add_docker_options(build)
     build.set_defaults(handler=cmd_images_build)
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
     from bench.cli.console import elapsed, image_results_table, out, print_image_failures, status
     from bench.events import EventHook, Status
-    from bench.provision.containers import require_daemon
     from bench.provision.images import build_images
 
-    require_daemon()
+    base_image, offline = ready_images(args)
     specs = runtimes(args.runtime)
-    base_image, offline = image_settings(args)
     logs = log_dir("images")
     started = time.monotonic()
     results = build_images(specs, base_image, offline, logs, EventHook[Status](status), parallel=args.parallel)

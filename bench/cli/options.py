@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
     from bench.config import ModelSpec, RuntimeSpec
+    from bench.processes import GeneratorPriority
     from bench.targets.factory import TargetOptions
     from bench.targets.launch import CpuPlan
     from bench.targets.url import UrlOptions
@@ -25,6 +27,7 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # w
 
 RUNTIMES_HELP = "runtime name, folder, comma list or all"
 DEFAULT_MODEL = "iris-logreg"  # what a measuring command serves when --model is not given
+PRIORITY_ENV = "SERVEBENCH_GENERATOR_PRIORITY"  # "normal": leave the load generator in the default class
 MODELS_HELP = ("a reference model's name, a comma list or all; or a team's MLflow model: models:/NAME/VERSION, "
                "models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder")
 
@@ -36,10 +39,41 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (hint: {self.prog} --help)\n")
 
 
+class OldSpelling(argparse.Action):
+    """A renamed option's old spelling, kept for one release: it sets what the new spelling sets, hidden from
+    --help, and says on stderr (one line) what to type instead."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str, flag: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0 if flag else None, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS, **kwargs)
+        self.new, self.flag = new, flag
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"warning: {option_string} is now {self.new}; the old spelling goes in a later release",
+              file=sys.stderr)
+        setattr(namespace, self.dest, True if self.flag else values)
+
+
+def add_old_spelling(parser: argparse.ArgumentParser, old: str, new: str, dest: str, *, flag: bool = False,
+                     type: Callable[[str], Any] = str) -> None:
+    """Accept `old` as `new` (whose value lands in dest) for a release."""
+    parser.add_argument(old, dest=dest, action=OldSpelling, new=new, flag=flag, type=type)
+
+
 def command_group(commands: Commands, name: str, help: str) -> Commands:
     """A command with sub-commands of its own (`bench models build`)."""
     group = commands.add_parser(name, help=help)
     return group.add_subparsers(dest=f"{name}_command", required=True, parser_class=Parser)
+
+
+def image_command(commands: Commands, group: tuple[str, str], name: str, help: str) -> argparse.ArgumentParser:
+    """A group's sub-command that builds (or reuses) runtime images (`bench images build`, `bench compose
+    prepare`): it takes the Docker image options, read back by ready_images."""
+    parser = command_group(commands, *group).add_parser(name, help=help)
+    add_docker_options(parser)
+    return parser
 
 
 # ---- arguments ----------------------------------------------------------------------------------
@@ -139,7 +173,20 @@ def one_model(args: argparse.Namespace, command: str) -> ModelSpec:
 def cpus(args: argparse.Namespace) -> CpuPlan:
     from bench.targets.launch import cpu_plan
 
-    return cpu_plan(args.server_cpus, args.generator_cpus)
+    return cpu_plan(args.server_cpus, args.generator_cpus, generator_priority())
+
+
+def generator_priority() -> GeneratorPriority:
+    """$SERVEBENCH_GENERATOR_PRIORITY, read here and passed down: "normal" keeps the load generator in the
+    default scheduling class; unset or "real-time", SCHED_FIFO where permitted. A misspelling is a usage error,
+    not a silent real-time."""
+    value = os.environ.get(PRIORITY_ENV, "").strip() or "real-time"
+    if value == "normal":
+        return "normal"
+    if value != "real-time":
+        raise BenchError(f"{PRIORITY_ENV}={value}: the generator's scheduling class is real-time or normal",
+                         hint=f"unset {PRIORITY_ENV}, or set it to normal")
+    return "real-time"
 
 
 def image_settings(args: argparse.Namespace) -> tuple[str, bool]:
@@ -147,6 +194,15 @@ def image_settings(args: argparse.Namespace) -> tuple[str, bool]:
     from bench.provision.images import base_image_default, offline_default
 
     return args.base_image or base_image_default(), args.offline or offline_default()
+
+
+def ready_images(args: argparse.Namespace) -> tuple[str, bool]:
+    """An image_command's settings, once the Docker daemon answers: it is asked before any image is built,
+    so a stopped daemon is one line with a hint, not a failed build."""
+    from bench.provision.containers import require_daemon
+
+    require_daemon()
+    return image_settings(args)
 
 
 def add_url_options(parser: argparse.ArgumentParser) -> None:

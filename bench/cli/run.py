@@ -12,6 +12,7 @@ from bench.cli.options import (
     add_cpu_options,
     add_docker_options,
     add_models,
+    add_old_spelling,
     add_runtimes,
     add_url_options,
     cpus,
@@ -27,8 +28,8 @@ from bench.load.worker_auth import TOKEN_ENV
 from bench.targets.factory import TARGETS
 
 MAX_ROUNDS = 20
-MAX_PROFILE_RATE = 1000
-PROFILED_TARGETS = ("local", "docker")  # where py-spy can reach the server's process tree
+MAX_SAMPLE_RATE = 1000
+SAMPLED_TARGETS = ("local", "docker")  # where py-spy can reach the server's process tree
 
 if TYPE_CHECKING:
     from bench.config import ModelSpec, RuntimeSpec, Scenario
@@ -38,10 +39,12 @@ if TYPE_CHECKING:
 
 
 def add_measure_options(parser: argparse.ArgumentParser) -> None:
-    """What every measuring command takes: runtimes, models, profile, target, CPUs, output, MLflow."""
+    """What every measuring command takes: runtimes, models, run length, target, CPUs, output, MLflow."""
     add_runtimes(parser)
     add_models(parser, default=None)
-    parser.add_argument("--profile", default="quick", help="smoke, quick or full (scales durations)")
+    parser.add_argument("--length", default="quick", help="how long to measure: smoke, quick or full (scales "
+                        "every warm-up and duration; default %(default)s)")
+    add_old_spelling(parser, "--profile", "--length", "length")
     parser.add_argument("--target", default="local", choices=list(TARGETS))
     parser.add_argument("--out", metavar="DIR", help="run folder (default reports/<run-id>)")
     add_cpu_options(parser)
@@ -64,11 +67,13 @@ def add_parser(commands: Commands) -> None:
     run.add_argument("--scenario", default="smoke", help="scenario name or YAML path")
     run.add_argument("--rounds", type=int, default=1, help="measure the runtimes in N interleaved rounds, the order "
                      "rotated each round, and rank only where the rounds' intervals separate (default 1)")
-    run.add_argument("--profile-server", action="store_true", help="sample each server's processes with py-spy over "
+    run.add_argument("--sample-server", action="store_true", help="sample each server's processes with py-spy over "
                      "the measured window: where its time goes (model, serialisation, HTTP, framework), with a "
                      "flame graph in the report (local and docker targets)")
-    run.add_argument("--profile-rate", type=int, default=100, metavar="HZ", help="--profile-server's samples per "
-                     "second per thread (default %(default)s; the overhead it adds: scripts/profile_overhead.py)")
+    run.add_argument("--sample-rate", type=int, default=100, metavar="HZ", help="--sample-server's samples per "
+                     "second per thread (default %(default)s; the overhead it adds: scripts/sampling_overhead.py)")
+    add_old_spelling(run, "--profile-server", "--sample-server", "sample_server", flag=True)
+    add_old_spelling(run, "--profile-rate", "--sample-rate", "sample_rate", type=int)
     run.add_argument("--dry-run", action="store_true", help="kserve target: write every manifest to --out "
                      "DIR/manifests and print every command, applying nothing")
     add_remote_options(run)
@@ -97,14 +102,14 @@ def scenario_of(args: argparse.Namespace) -> Scenario:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.config import load_profile
+    from bench.config import load_run_length
     from bench.measure.plan import plan_measurements
 
     specs, scenario = runtimes_of(args), scenario_of(args)
     if args.dry_run:
         model_specs = models(args, seed=scenario.seed)
         plan = cpus(args)
-        measurements = len(plan_measurements(scenario, load_profile(args.profile)))
+        measurements = len(plan_measurements(scenario, load_run_length(args.length)))
         return _dry_run(args, specs, model_specs, scenario, measurements, plan)
     if not 1 <= args.rounds <= MAX_ROUNDS:
         raise BenchError(f"--rounds {args.rounds}: between 1 and {MAX_ROUNDS}", hint="for example --rounds 3")
@@ -127,24 +132,24 @@ def price_of(args: argparse.Namespace) -> float | None:
     return price
 
 
-def profile_server(args: argparse.Namespace) -> int | None:
-    """--profile-server's sampling rate, checked (None: not asked for): py-spy must be installed and the
+def sample_rate(args: argparse.Namespace) -> int | None:
+    """--sample-server's sampling rate, checked (None: not asked for): py-spy must be installed and the
     server's processes on this machine."""
-    if not getattr(args, "profile_server", False):
+    if not getattr(args, "sample_server", False):
         return None
-    from bench.profile.recorder import py_spy
+    from bench.server_time.recorder import py_spy
 
-    rate: int = args.profile_rate
-    if not 1 <= rate <= MAX_PROFILE_RATE:
-        raise BenchError(f"--profile-rate {rate}: between 1 and {MAX_PROFILE_RATE} samples per second",
-                         hint="for example --profile-rate 100")
-    if args.target not in PROFILED_TARGETS:
-        raise BenchError(f"--profile-server with --target {args.target}: the server's processes are not on this "
-                         "machine for py-spy to sample", hint=f"use --target {' or '.join(PROFILED_TARGETS)}")
+    rate: int = args.sample_rate
+    if not 1 <= rate <= MAX_SAMPLE_RATE:
+        raise BenchError(f"--sample-rate {rate}: between 1 and {MAX_SAMPLE_RATE} samples per second",
+                         hint="for example --sample-rate 100")
+    if args.target not in SAMPLED_TARGETS:
+        raise BenchError(f"--sample-server with --target {args.target}: the server's processes are not on this "
+                         "machine for py-spy to sample", hint=f"use --target {' or '.join(SAMPLED_TARGETS)}")
     if getattr(args, "expect_workers", None):
-        raise BenchError("--profile-server with --expect-workers: the profile would sample the planned window, but "
+        raise BenchError("--sample-server with --expect-workers: py-spy would sample the planned window, but "
                          "remote workers start the load later, when the last one is ready",
-                         hint="profile with a local generator (drop --expect-workers), then measure with workers")
+                         hint="sample with a local generator (drop --expect-workers), then measure with workers")
     py_spy()
     return rate
 
@@ -152,7 +157,7 @@ def profile_server(args: argparse.Namespace) -> int | None:
 def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | None = None) -> RunResults:
     """The measuring part every such command shares: target, run folder, progress, the run, the report."""
     from bench.cli.console import ConsoleRunUI, console, out, print_published, results_table
-    from bench.config import load_profile
+    from bench.config import load_run_length
     from bench.events import EventHook
     from bench.measure.run import RunOptions, run_benchmark
     from bench.report.publish import publish
@@ -161,31 +166,31 @@ def measure(args: argparse.Namespace, scenario: Scenario, plans: PlanFactory | N
     from bench.results.store import claim_folder
     from bench.targets.factory import make_target
 
-    profiling = profile_server(args)  # checked before anything starts
+    profiling = sample_rate(args)  # checked before anything starts
     specs, model_specs = runtimes_of(args), models(args, seed=scenario.seed)
     remote = remote_of(args)
-    profile = load_profile(args.profile)
+    length = load_run_length(args.length)
     plan = cpus(args)
     target = make_target(args.target, target_options(args, plan))
     for removed in target.reaped:
         console.print(f"removed {removed}")
     specs = target.expand_runtimes(specs)
-    run_id = new_run_id(f"{scenario.name}-{args.profile}")
+    run_id = new_run_id(f"{scenario.name}-{args.length}")
     out_dir = Path(args.out) if args.out else Path("reports") / run_id
     claim_folder(out_dir, run_id)
-    options = RunOptions(runtimes=specs, models=model_specs, scenario=scenario, profile=profile, target=target,
+    options = RunOptions(runtimes=specs, models=model_specs, scenario=scenario, profile=length, target=target,
                          out_dir=out_dir.resolve(), run_id=run_id, generator_cpus=plan.generator,
                          fairness=RunFairness(server_cpus=plan.server, generator_cpus=plan.generator,
                                               cpu_shared=bool(set(plan.server) & set(plan.generator))),
                          rounds=getattr(args, "rounds", 1), price_per_core_hour=price_of(args),
-                         profile_rate_hz=profiling, remote=remote)
+                         profile_rate_hz=profiling, remote=remote, generator_priority=plan.generator_priority)
     ui = ConsoleRunUI(out_dir / "run.log")
     if not args.no_mlflow:
         from bench.models.registry import tracking_uri
 
         tracking_uri()  # fail on a bad MLFLOW_TRACKING_URI before any measuring, not after
     console.print(f"run {run_id}: {len(specs)} runtime(s) x {len(model_specs)} model(s), scenario {scenario.name}, "
-                  f"profile {profile.name}; server CPUs {list(plan.server)}, generator CPUs {list(plan.generator)}")
+                  f"length {length.name}; server CPUs {list(plan.server)}, generator CPUs {list(plan.generator)}")
     if remote is not None and remote.in_cluster:
         console.print(f"each cell waits {remote.wait_s:.0f} s for {remote.count} worker pod(s), started in the cluster "
                       f"with the first InferenceService; they join {remote.bind}:{remote.port}")

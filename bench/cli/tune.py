@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.cli.capacity import add_search_options, console_print, search_settings, write_json
-from bench.cli.options import Commands, writable
-from bench.cli.run import PROFILED_TARGETS, measure
+from bench.cli.options import Commands, add_old_spelling, writable
+from bench.cli.run import SAMPLED_TARGETS, measure
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -29,8 +29,9 @@ def add_parser(commands: Commands) -> None:
                       "gets the others); default: --server-cpus or the last one")
     tune.add_argument("--max-configs", type=int, default=6, help="configurations measured per runtime at most "
                       "(default %(default)s)")
-    tune.add_argument("--no-server-profile", action="store_true", help="skip the profiled cell of each runtime's best "
+    tune.add_argument("--no-sample-server", action="store_true", help="skip the sampled cell of each runtime's best "
                       "configuration (py-spy over one cell at the common rate: where its time goes)")
+    add_old_spelling(tune, "--no-server-profile", "--no-sample-server", "no_sample_server", flag=True)
     tune.set_defaults(handler=cmd_tune)
 
 
@@ -59,7 +60,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from bench.cli.comparison_tables import tuning_table
     from bench.cli.console import out
     from bench.cli.options import cpus
-    from bench.config import load_profile
+    from bench.config import load_run_length
     from bench.measure.tune_run import TunePlan
 
     if args.target == "url":
@@ -74,11 +75,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     apply_cpu_budget(args)
     server_cpus = len(cpus(args).server)
     slo, scenario, settings = search_settings(args)
-    profile = load_profile(args.profile)
-    profile_best = not args.no_server_profile and args.target in PROFILED_TARGETS
+    length = load_run_length(args.length)
+    profile_best = not args.no_sample_server and args.target in SAMPLED_TARGETS
 
     def plan(runtime: RuntimeSpec, model: ModelSpec) -> TunePlan:
-        return TunePlan(runtime, model.name, scenario, profile, settings, server_cpus, budget_mb, args.max_configs,
+        return TunePlan(runtime, model.name, scenario, length, settings, server_cpus, budget_mb, args.max_configs,
                         profile_best=profile_best)
 
     console_print(f"tuning: {slo.percentile} <= {slo.ms:g} ms on {server_cpus} server CPU(s) and {args.memory} of "

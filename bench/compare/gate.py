@@ -36,7 +36,7 @@ in p50 and a 20% slowdown was called worse 10 times out of 10 (scripts/gate_benc
 made at different times a 10% shift may be a machine that got busier (see docs/guide.md). p99 +50%: a
 smoke run's p99 rests on its seven or eight slowest requests, and on a shared 2-core VM the tail moves
 by -32% to +20% between side-by-side runs with nothing changed and by -90% to +150% between runs made
-one after the other; +50% still catches a tail that doubles. Longer profiles can afford --fail-on
+one after the other; +50% still catches a tail that doubles. Longer runs can afford --fail-on
 p99:20%. Throughput -10%. Every other metric is compared only when given with --fail-on.
 """
 

@@ -48,7 +48,7 @@ class Fingerprint:
         if self.scenario_sha256 is None or current.scenario_sha256 is None:
             reasons.append(f"scenario definition not recorded in the {_unrecorded(self.scenario_sha256)}")
         elif self.scenario_sha256 != current.scenario_sha256:
-            reasons.append(f"scenario or profile definition changed (sha256 {self.scenario_sha256[:12]} -> "
+            reasons.append(f"scenario or run length definition changed (sha256 {self.scenario_sha256[:12]} -> "
                            f"{current.scenario_sha256[:12]})")
         return reasons
 

@@ -23,7 +23,7 @@ from bench.load.remote_protocol import DistributedState, WorkerReport
 from bench.load.worker_auth import TOKEN_ENV
 from bench.ports import LOOPBACK, free_port
 from bench.process_tree import ProcessTree
-from bench.processes import pin_and_tie_to_parent, raise_to_real_time, stop_group
+from bench.processes import GeneratorPriority, pin_and_tie_to_parent, set_generator_class, stop_group
 from bench.results.sample_file import ParquetSamples, merge_generator_files
 from bench.results.samples import SAMPLE_COLUMNS
 
@@ -57,7 +57,7 @@ class LoadOutcome:
     error: str | None = None  # what kept the load from running at all (remote workers that never came)
     master_error: str | None = None  # what the master of remote workers stopped the cell for once it had begun
     refused: tuple[str, ...] = ()  # connections refused for want of the run's token (host name first)
-    scheduling: str | None = None  # the local generator's scheduling class (bench.processes.raise_to_real_time)
+    scheduling: str | None = None  # the local generator's scheduling class (bench.processes.set_generator_class)
 
 
 StopRule = Callable[[LiveTick], str | None]  # a reason to stop the load now, or None to go on
@@ -132,10 +132,10 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
              on_tick: Callable[[LiveTick], None] = lambda _tick: None,
              every_second: Callable[[], None] = lambda: None, stop_when: StopRule | None = None,
              window: tuple[float, float] | None = None, headers: Sequence[tuple[str, str]] = (),
-             worker_token: str | None = None) -> LoadOutcome:
+             worker_token: str | None = None, *, priority: GeneratorPriority) -> LoadOutcome:
     """Run the plan to completion (or Ctrl-C, or until stop_when gives a reason); plan.start_at should be
     now + startup_grace(). The samples are merged into samples_dir/samples.parquet, with in_window marked
-    when the measured window is given."""
+    when the measured window is given. priority: the generator's scheduling class where it has CPUs of its own."""
     samples_dir = Path(plan.samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
     if plan.processes > 1 and not plan.remote_workers:  # two runs at once must not meet on one port
@@ -164,7 +164,7 @@ def run_load(plan: LoadPlan, generator_cpus: tuple[int, ...], log_path: Path,
         # off. So only a local generator whose processes each have a CPU of their own (a remote master sends
         # nothing; `bench worker`s may share a host's cores and stay in the normal class).
         own_cpus = not plan.remote_workers and plan.processes <= len(generator_cpus)
-        scheduling = raise_to_real_time(process.pid) if own_cpus else "normal (shared CPUs)"
+        scheduling = set_generator_class(process.pid, priority) if own_cpus else "normal (shared CPUs)"
         log.write(f"servebench: the generator runs in the {scheduling} scheduling class\n".encode())
         tree = ProcessTree(process.pid)
         tree.per_process_cpu_percent()

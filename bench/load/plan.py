@@ -15,15 +15,17 @@ PLAN_ENV = "SERVEBENCH_LOAD_PLAN"  # the plan file of a local generator process 
 
 @dataclass(frozen=True)
 class RemoteWorkers:
-    """bench run --expect-workers N: the generator is N `bench worker` processes that join a master here."""
+    """bench run --expect-workers N: the generator is N `bench worker` processes that join a master here.
+
+    Built whole by bench.cli.remote_options, whose flags hold the defaults (no second copy here)."""
 
     count: int
-    bind: str = "127.0.0.1"
-    port: int = 5557
-    wait_s: float = 60.0
-    in_cluster: bool = False  # --cluster-workers: the KServe target starts them as pods of its cluster
-    token: str = field(default="", repr=False)  # the run's: workers prove they hold it (bench.load.worker_auth)
-    share_headers: bool = False  # --share-headers: the request headers (an API key) travel to the workers
+    bind: str
+    port: int
+    wait_s: float
+    in_cluster: bool  # --cluster-workers: the KServe target starts them as pods of its cluster
+    token: str = field(repr=False)  # the run's: workers prove they hold it (bench.load.worker_auth)
+    share_headers: bool  # --share-headers: the request headers (an API key) travel to the workers
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ def measure_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, users: int, 
             events.fire(Message(f"ceiling round {round_index + 1}/{rounds}: servebench recording locustfile, "
                                 f"{users} users, {duration_s:.0f} s"))
             plan = plan_for(server, folder, f"ceiling-{round_index}", "closed", 0.0, users, warmup, duration_s)
-            outcome = run_load(plan, cpus.generator, folder / "ceiling.log")
+            outcome = run_load(plan, cpus.generator, folder / "ceiling.log", priority=cpus.generator_priority)
             ours.append(len(measured(outcome.samples.whole(), window_of(plan, warmup))) / duration_s)
             events.fire(Message(f"ceiling round {round_index + 1}/{rounds}: plain Locust FastHttpUser, {users} users"))
             plain_rps = _plain_locust_rps(server.url, cpus, users, warmup + duration_s, folder)
@@ -193,7 +193,8 @@ def measure_round_trip(cpus: CpuPlan, folder: Path, duration_s: float, rate: flo
         with calibration_server("noop", cpus, folder) as server:
             events.fire(Message(f"accuracy: round trip to a no-op server, {loop} loop, {duration_s:.0f} s"))
             plan = plan_for(server, folder, f"round-trip-{loop}", loop, rate, users, warmup, duration_s)
-            outcome = run_load(plan, cpus.generator, folder / f"round-trip-{loop}.log")
+            outcome = run_load(plan, cpus.generator, folder / f"round-trip-{loop}.log",
+                               priority=cpus.generator_priority)
         client = latency_summary(measured(outcome.samples.whole(), window_of(plan, warmup))["latency_ms"].to_numpy())
         handling = latency_summary(np.asarray(server.record().durations_ms))
         round_trip[loop] = (client.p50 or 0.0) - (handling.p50 or 0.0)
@@ -211,7 +212,7 @@ def measure_accuracy(cpus: CpuPlan, folder: Path, duration_s: float, rate: float
         for loop, users in ACCURACY_LOOPS:
             events.fire(Message(f"accuracy: fixed 5 ms server, {loop} loop, {duration_s:.0f} s"))
             plan = plan_for(server, folder, f"fixed-{loop}", loop, rate, users, warmup, duration_s)
-            outcome = run_load(plan, cpus.generator, folder / f"fixed-{loop}.log")
+            outcome = run_load(plan, cpus.generator, folder / f"fixed-{loop}.log", priority=cpus.generator_priority)
             inside = measured(outcome.samples.whole(), window_of(plan, warmup))
             measured_latency[loop] = latency_summary(inside["latency_ms"].to_numpy())
     server_side = latency_summary(np.asarray(server.record().durations_ms))
@@ -253,7 +254,7 @@ def measure_stall(cpus: CpuPlan, folder: Path, duration_s: float, rate: float, e
             events.fire(Message(f"coordinated omission: server stalling 200 ms every 2 s, {loop} loop, "
                                 f"{duration_s:.0f} s"))
             plan = plan_for(server, folder, f"stall-{loop}", loop, rate, users, warmup, duration_s)
-            outcome = run_load(plan, cpus.generator, folder / f"stall-{loop}.log")
+            outcome = run_load(plan, cpus.generator, folder / f"stall-{loop}.log", priority=cpus.generator_priority)
         window = window_of(plan, warmup)
         latency[loop] = latency_summary(measured(outcome.samples.whole(), window)["latency_ms"].to_numpy())
         if loop == "open":

@@ -19,7 +19,7 @@ every probe passed clearly (its percentile's whole 95% bootstrap interval within
 lowest rate above which every probe failed clearly (the whole interval beyond it, or invalid). Between
 them the data cannot tell a pass from a failure. `ci_high` is None (open) when no probed rate failed
 every time; both can be None. The interval covers sampling within and between probes, not the bias of
-short windows (a p99 over 15 s reads a few percent low against a long run), which longer profiles reduce.
+short windows (a p99 over 15 s reads a few percent low against a long run), which longer runs reduce.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from bench.config import Profile, RuntimeSpec, Scenario, Slo
+from bench.config import RunLength, RuntimeSpec, Scenario, Slo
 from bench.load.driver import LiveTick, StopRule
 from bench.measure.capacity import Capacity, Outcome, Search, SearchSettings, search
 from bench.measure.plan import Measurement, plan_measurements
@@ -72,7 +72,7 @@ class CapacityPlan:
     runtime: RuntimeSpec
     model: str
     scenario: Scenario
-    profile: Profile
+    profile: RunLength  # the run length (--length)
     settings: SearchSettings
     label_prefix: str = ""  # bench tune: the configuration, so that probes of two configurations differ
     steps: Search = field(init=False)

@@ -29,9 +29,7 @@ from bench.models.catalog import load_dataset
 from bench.models.registry import LocalModel
 from bench.models.request_bodies import read_lines
 from bench.models.request_rows import load_rows
-from bench.profile.recorder import ProfileSettings, Recording
-from bench.profile.rules import Classifier
-from bench.profile.server_metrics import MetricsScraper
+from bench.processes import GeneratorPriority
 from bench.results.sample_file import ParquetSamples
 from bench.results.schema import (
     Cell,
@@ -44,6 +42,9 @@ from bench.results.schema import (
     ServerUsage,
     Validity,
 )
+from bench.server_time.recorder import ProfileSettings, Recording
+from bench.server_time.rules import Classifier
+from bench.server_time.server_metrics import MetricsScraper
 from bench.stats import (
     LATENESS_INVALID_SHARE,
     LATENESS_WARN_SHARE,
@@ -237,11 +238,12 @@ def _each(calls: tuple[Callable[[], None], ...]) -> None:
 def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurement: Measurement,
                  scenario: Scenario, limits: Limits, out_dir: Path, generator_cpus: tuple[int, ...],
                  on_tick: TickHandler, stop_when: StopRule | None = None, *,
-                 profiling: ProfileSettings | None = None,
-                 remote: RemoteWorkers | None = None) -> tuple[Cell, ParquetSamples]:
+                 profiling: ProfileSettings | None = None, remote: RemoteWorkers | None = None,
+                 priority: GeneratorPriority) -> tuple[Cell, ParquetSamples]:
     """Drive one measurement against a ready server; the cell and its raw samples (in_window marked).
+    priority: the generator's scheduling class (bench.cli.options.generator_priority).
 
-    profiling: sample the server's process tree over the measured window (bench run --profile-server)."""
+    profiling: sample the server's process tree over the measured window (bench run --sample-server)."""
     # remote: remote workers (bench run --expect-workers), whose master sets scheduled time zero once they are
     # ready; the window follows it
     processes = remote.count if remote is not None else scenario.generator_processes
@@ -277,7 +279,7 @@ def measure_cell(cell: Cell, deployment: Deployment, model: LocalModel, measurem
                            every_second=sampler if scraper is None else partial(_each, (sampler, scraper)),
                            stop_when=stop_when, window=(window.start, window.end),
                            headers=deployment.endpoint.headers if remote is None or remote.share_headers else (),
-                           worker_token=remote.token if remote is not None else None)
+                           worker_token=remote.token if remote is not None else None, priority=priority)
     finally:
         if recording is not None and time.time() < window.end:
             recording.interrupt()  # the load ended early: keep what was sampled

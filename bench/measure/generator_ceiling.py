@@ -63,7 +63,7 @@ def measure_open_loop_ceiling(cpus: CpuPlan, folder: Path, duration_s: float, ev
             events.fire(Message(f"open-loop ceiling: {rate:,.0f} req/s, {duration_s:.0f} s"))
             plan = plan_for(server, folder, f"open-ceiling-{rate:.0f}", "open", rate, users, warmup, duration_s,
                             arrival="poisson")
-            outcome = run_load(plan, cpus.generator, folder / "open-ceiling.log")
+            outcome = run_load(plan, cpus.generator, folder / "open-ceiling.log", priority=cpus.generator_priority)
             window = window_of(plan, warmup)
             samples = outcome.samples.whole()  # a short probe: held whole
             inside = measured(samples, window)

@@ -1,12 +1,12 @@
 """A scenario expanded into its measurements: the load points a cell measures, durations scaled by the
-profile, and the limits a valid cell must meet."""
+run length, and the limits a valid cell must meet."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 
-from bench.config import Profile, Scenario
+from bench.config import RunLength, Scenario
 from bench.load.driver import StopRule
 from bench.load.schedule import ArrivalProcess, RateStage, count_between
 from bench.load.trace import read_trace
@@ -30,7 +30,7 @@ class Measurement:
     stop_when: StopRule | None = None  # cut a clearly failed probe short (capacity search)
     seed: int | None = None  # another draw of the arrivals than the scenario's (each capacity probe its own)
     round: int | None = None  # bench run --rounds: the interleaved round it belongs to
-    profile: bool = False  # sample the server over the window (bench run --profile-server, tune's best)
+    profile: bool = False  # sample the server over the window (bench run --sample-server, tune's best)
 
     def arrival_seed(self, scenario: Scenario) -> int:
         return scenario.seed if self.seed is None else self.seed
@@ -53,15 +53,15 @@ def arrival_process(scenario: Scenario) -> ArrivalProcess:
     return ArrivalProcess(scenario.arrival, scenario.arrival_cv, scenario.arrivals_file)
 
 
-def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]:
-    """Expand a scenario into its measurements, durations scaled by the profile."""
-    warmup = profile.warmup(scenario.warmup_s)
+def plan_measurements(scenario: Scenario, length: RunLength) -> list[Measurement]:
+    """Expand a scenario into its measurements, durations scaled by the run length."""
+    warmup = length.warmup(scenario.warmup_s)
     points: list[tuple[str, float | None, int | None, list[tuple[float, float]]]] = []
     if scenario.loop == "closed":
         for each_users in [int(u) for u in scenario.sweep] if scenario.sweep else [scenario.users or 1]:
             points.append((f"users={each_users}", None, each_users, []))
     elif scenario.stages:
-        scale = max(profile.time_scale, profile.min_duration_s / sum(s.duration_s for s in scenario.stages))
+        scale = max(length.time_scale, length.min_duration_s / sum(s.duration_s for s in scenario.stages))
         scaled = [(max(1.0, s.duration_s * scale), s.rate) for s in scenario.stages]
         points.append(("stages", None, None, scaled))
     else:
@@ -77,11 +77,11 @@ def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]
                 offered: float | None = sum(d * r for d, r in staged) / duration
                 stages = ([(warmup, staged[0][1])] if warmup else []) + staged
             elif rate is not None:
-                duration = profile.duration(scenario.duration_s)
+                duration = length.duration(scenario.duration_s)
                 offered = rate
                 stages = [(warmup + duration, rate)]
             else:
-                duration = profile.duration(scenario.duration_s)
+                duration = length.duration(scenario.duration_s)
                 offered = None
                 stages = [(warmup + duration, 0.0)]
             full_label = label if len(scenario.batch_sizes) == 1 else f"{label},batch={batch}"
@@ -90,12 +90,12 @@ def plan_measurements(scenario: Scenario, profile: Profile) -> list[Measurement]
     return measurements
 
 
-def limits_for(scenario: Scenario, profile: Profile, measurement: Measurement) -> Limits:
-    scale = min(1.0, profile.time_scale)
+def limits_for(scenario: Scenario, length: RunLength, measurement: Measurement) -> Limits:
+    scale = min(1.0, length.time_scale)
     return Limits(slo_ms=scenario.slo.ms, slo_percentile=scenario.slo.percentile,
                   max_error_rate=scenario.max_error_rate,
                   min_requests=max(1, math.ceil(scenario.min_requests * scale)),
-                  min_duration_s=profile.min_duration_s)
+                  min_duration_s=length.min_duration_s)
 
 
 def scheduled_rate(measurement: Measurement, scenario: Scenario) -> float | None:

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from bench.config import ModelSpec, Profile, RuntimeSpec, Scenario
+from bench.config import ModelSpec, RunLength, RuntimeSpec, Scenario
 from bench.errors import BenchError, DeployError
 from bench.events import Completed, EventHook, Message
 from bench.load.driver import LiveTick
@@ -27,8 +27,7 @@ from bench.measure.plan import Measurement, limits_for, plan_measurements
 from bench.measure.rounds import combine_rounds, rotated
 from bench.measure.sweep import sweep_summary
 from bench.models.registry import LocalModel, resolve
-from bench.profile.model_cost import time_model
-from bench.profile.recorder import RATE_HZ, ProfileSettings
+from bench.processes import GeneratorPriority
 from bench.provision.serving_code import serving_code
 from bench.provision.support import served, why_unsupported
 from bench.results.environment import environment_fingerprint
@@ -43,6 +42,8 @@ from bench.results.schema import (
     UnsupportedPair,
 )
 from bench.results.store import RunStore
+from bench.server_time.model_cost import time_model
+from bench.server_time.recorder import RATE_HZ, ProfileSettings
 from bench.targets.base import Deployment, Provisioned, Target
 
 
@@ -51,7 +52,7 @@ class RunOptions:
     runtimes: list[RuntimeSpec]
     models: list[ModelSpec]
     scenario: Scenario
-    profile: Profile
+    profile: RunLength  # the run length (--length)
     target: Target
     out_dir: Path
     run_id: str
@@ -60,7 +61,8 @@ class RunOptions:
     rounds: int = 1  # > 1: every runtime measured once per round, the order rotated (bench run --rounds)
     remote: RemoteWorkers | None = None  # bench run --expect-workers: the generator is remote workers
     price_per_core_hour: float | None = None
-    profile_rate_hz: int | None = None  # --profile-server: every cell's server sampled by py-spy at this rate
+    profile_rate_hz: int | None = None  # --sample-server: every cell's server sampled by py-spy at this rate
+    generator_priority: GeneratorPriority = "real-time"  # the generator's scheduling class (CpuPlan's)
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,7 @@ def _run_pair(options: RunOptions, progress: _Progress, runtime: RuntimeSpec, mo
                     limits_for(options.scenario, options.profile, measurement), options.out_dir,
                     options.generator_cpus, partial(progress.tick, label), measurement.stop_when,
                     remote=options.remote,
-                    profiling=profiling)
+                    profiling=profiling, priority=options.generator_priority)
                 if profiling is not None:
                     measured = measured.model_copy(update={"model_cost": costs.get(measurement.batch_size)})
                 finished = progress.finish(measured, samples)

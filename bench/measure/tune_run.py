@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from bench.config import Profile, RuntimeSpec, Scenario
+from bench.config import RunLength, RuntimeSpec, Scenario
 from bench.knobs import Config, config_label
 from bench.measure.capacity import Capacity, SearchSettings, rounded
 from bench.measure.capacity_run import CapacityPlan
@@ -72,7 +72,7 @@ class TunePlan:
     runtime: RuntimeSpec  # as shipped (its default configuration)
     model: str
     scenario: Scenario
-    profile: Profile
+    profile: RunLength  # the run length (--length)
     settings: SearchSettings
     server_cpus: int
     memory_mb: float | None

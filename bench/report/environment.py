@@ -2,7 +2,7 @@
 
 The machine fingerprint, the harness and per-runtime package versions (with the libraries that touch the
 model lined up side by side, so a version skew between runtimes shows at a glance), CPU pinning, workers
-and threads per runtime, the scenario and profile definitions, and the git revision.
+and threads per runtime, the scenario and run length definitions, and the git revision.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class RunEnvironment:
     harness_packages: list[tuple[str, str]]
     pinning: list[tuple[str, str]]
     scenario: list[tuple[str, str]]
-    profile: list[tuple[str, str]]
+    length: list[tuple[str, str]]  # the run length, results.json's `profile`
     runtimes: list[RuntimeSetup] = field(default_factory=list)
     libraries: list[LibraryRow] = field(default_factory=list)
 
@@ -109,7 +109,7 @@ def run_environments(data: ReportData) -> list[RunEnvironment]:
             harness_packages=_pairs(results.environment.packages),
             pinning=_pairs(results.fairness.model_dump(exclude_none=True)),
             scenario=_pairs(results.scenario.model_dump() if results.scenario else {}),
-            profile=_pairs(results.profile.model_dump() if results.profile else {}), runtimes=setups,
+            length=_pairs(results.profile.model_dump() if results.profile else {}), runtimes=setups,
             libraries=_libraries(setups),
         ))
     return environments

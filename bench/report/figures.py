@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -46,6 +46,15 @@ class Chart:
     @property
     def skipped(self) -> bool:
         return self.image is None
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What a figure function drew for one model: the image, or None when the data cannot draw it, and the
+    note under it (or why it is missing). The figure's key and title are FIGURES' to give."""
+
+    image: str | None
+    note: str
 
 
 class LineStyle(TypedDict):
@@ -120,8 +129,18 @@ def _at(focus: pd.DataFrame) -> str:
     return f"{focus['scenario'].iloc[0]} {focus['label'].iloc[0]}"
 
 
-def _skip(key: str, title: str, model: str, why: str) -> Chart:
-    return Chart(key, title, model, None, why)
+def _skip(why: str) -> Drawing:
+    return Drawing(None, why)
+
+
+def _one_panel(figure: Figure, ax: Axes, labels: tuple[str, str, str], note: str) -> Drawing:
+    """A one-panel figure labelled (x, y, title), rendered, with its note."""
+    return Drawing(_image(figure, ax, *labels), note)
+
+
+def _focus(data: ReportData, model: str) -> pd.DataFrame:
+    """The model's cells at the common load (bench.report.ranking), runtime by runtime."""
+    return _ordered(focus_cells(data.cells.loc[data.cells["model"] == model]))
 
 
 def _ordered(cells: pd.DataFrame) -> pd.DataFrame:
@@ -139,12 +158,11 @@ def _nines(percentile: float | np.ndarray) -> Any:
     return -np.log10(1.0 - np.asarray(percentile) / 100.0)
 
 
-def percentile_spectrum(data: ReportData, model: str, styles: Styles) -> Chart:
+def percentile_spectrum(data: ReportData, model: str, styles: Styles) -> Drawing:
     """p50 to p99.9 on a nines axis: the whole tail at once, from raw samples where they were saved."""
-    key, title = "spectrum", "Latency percentile spectrum"
-    focus = _ordered(focus_cells(data.cells.loc[data.cells["model"] == model]).dropna(subset=["p50_ms"]))
+    focus = _focus(data, model).dropna(subset=["p50_ms"])
     if focus.empty:
-        return _skip(key, title, model, "No cell of this model has latency figures.")
+        return _skip("No cell of this model has latency figures.")
     samples = data.samples(focus)
     with _figure() as (figure, (ax,)):
         for row in records(focus):
@@ -167,20 +185,19 @@ def percentile_spectrum(data: ReportData, model: str, styles: Styles) -> Chart:
                     ax.vlines(_nines(SPECTRUM_POINTS[name]), low, high, color=style["color"], linewidth=3, alpha=0.35)
         _log_y(ax)
         ax.set_xticks([_nines(v) for v in SPECTRUM_POINTS.values()], list(SPECTRUM_POINTS))
-        image = _image(figure, ax, "percentile", "latency (ms, log scale)",
-                       f"{model}: latency by percentile at {_at(focus)}")
-    return Chart(key, title, model, image, "Lines from raw samples, dots are the reported percentiles, bars the "
-                 "95% confidence intervals of p50 and p99 (binomial order statistics).")
+        return _one_panel(figure, ax, ("percentile", "latency (ms, log scale)",
+                                       f"{model}: latency by percentile at {_at(focus)}"),
+                          "Lines from raw samples, dots are the reported percentiles, bars the 95% confidence "
+                          "intervals of p50 and p99 (binomial order statistics).")
 
 
-def latency_cdf(data: ReportData, model: str, styles: Styles) -> Chart:
+def latency_cdf(data: ReportData, model: str, styles: Styles) -> Drawing:
     """The empirical distribution of every measured request at the common load."""
-    key, title = "cdf", "Latency CDF"
-    focus = _ordered(focus_cells(data.cells.loc[data.cells["model"] == model]))
+    focus = _focus(data, model)
     samples = data.samples(focus) if not focus.empty else pd.DataFrame()
     if samples.empty:
-        return _skip(key, title, model, "No raw samples were saved for this model (failed cells, or an older "
-                     "results file without samples/*.parquet).")
+        return _skip("No raw samples were saved for this model (failed cells, or an older results file without "
+                     "samples/*.parquet).")
     with _figure() as (figure, (ax,)):
         for row in records(focus):
             latencies = np.sort(_latencies(samples, row))
@@ -195,15 +212,14 @@ def latency_cdf(data: ReportData, model: str, styles: Styles) -> Chart:
         ax.set_xscale("log")
         _plain_log(ax.xaxis)
         ax.set_ylim(0, 1.01)
-        image = _image(figure, ax, "latency (ms, log scale)", "fraction of requests",
-                       f"{model}: latency CDF at {_at(focus)}")
-    return Chart(key, title, model, image, "Every successful request in the measurement window (warm-up excluded); "
-                 "dotted lines mark p50 and p99.")
+        return _one_panel(figure, ax, ("latency (ms, log scale)", "fraction of requests",
+                                       f"{model}: latency CDF at {_at(focus)}"),
+                          "Every successful request in the measurement window (warm-up excluded); dotted lines "
+                          "mark p50 and p99.")
 
 
-def latency_vs_load(data: ReportData, model: str, styles: Styles) -> Chart:
+def latency_vs_load(data: ReportData, model: str, styles: Styles) -> Drawing:
     """The latency-throughput curve of a sweep, against the SLO: where each runtime stops meeting it."""
-    key, title = "load", "Latency vs offered load"
     cells = data.cells.loc[(data.cells["model"] == model) & (data.cells["requests"] > 0)]
     cells = cells.loc[cells["batch_size"] == cells["batch_size"].min()] if not cells.empty else cells
     open_loop = cells.dropna(subset=["offered_rps"])
@@ -212,8 +228,8 @@ def latency_vs_load(data: ReportData, model: str, styles: Styles) -> Chart:
     elif cells.dropna(subset=["users"])["users"].nunique() >= 2:
         points, x_column, x_label = cells.dropna(subset=["users"]), "throughput_rps", "throughput (requests/s)"
     else:
-        return _skip(key, title, model, "Each runtime was measured at one load only; a sweep scenario "
-                     "(e.g. --scenario sweep) draws this curve.")
+        return _skip("Each runtime was measured at one load only; a sweep scenario (e.g. --scenario sweep) "
+                     "draws this curve.")
     percentile = str(points["slo_percentile"].dropna().iloc[0]) if points["slo_percentile"].notna().any() else "p99"
     column = f"{percentile}_ms" if f"{percentile}_ms" in points else "p99_ms"
     with _figure() as (figure, (ax,)):
@@ -232,10 +248,10 @@ def latency_vs_load(data: ReportData, model: str, styles: Styles) -> Chart:
                        label=f"SLO: {percentile} ≤ {float(slo.iloc[0]):g} ms")
         _knees(ax, data, model, styles)
         _log_y(ax)
-        image = _image(figure, ax, x_label, f"{percentile} latency (ms, log scale)",
-                       f"{model}: {percentile} latency vs load")
-    return Chart(key, title, model, image, "Filled dots are valid cells, hollow dots invalid ones; the dashed red "
-                 "line is the scenario's SLO; a dotted line marks a capacity search's knee, its interval shaded.")
+        return _one_panel(figure, ax, (x_label, f"{percentile} latency (ms, log scale)",
+                                       f"{model}: {percentile} latency vs load"),
+                          "Filled dots are valid cells, hollow dots invalid ones; the dashed red line is the "
+                          "scenario's SLO; a dotted line marks a capacity search's knee, its interval shaded.")
 
 
 def _knees(ax: Axes, data: ReportData, model: str, styles: Styles) -> None:
@@ -251,7 +267,7 @@ def _knees(ax: Axes, data: ReportData, model: str, styles: Styles) -> None:
 
 
 def _focus_series(data: ReportData, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    focus = _ordered(focus_cells(data.cells.loc[data.cells["model"] == model]))
+    focus = _focus(data, model)
     series = data.timeseries.merge(focus[["run_id", "cell_id", "run_index", "status"]], on=["run_id", "cell_id"])
     return focus, series.sort_values(["runtime", "run_index", "t"], kind="stable")
 
@@ -274,14 +290,12 @@ def _per_second(series: pd.DataFrame, styles: Styles, top: Axes, top_column: str
     top.set_ylim(bottom=0)
 
 
-def throughput_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
+def throughput_over_time(data: ReportData, model: str, styles: Styles) -> Drawing:
     """Per-second successful requests and p99: stalls, drifts and warm-up effects a summary hides."""
-    key, title = "timeline", "Throughput and p99 over time"
     focus, series = _focus_series(data, model)
     series = series.loc[series["coverage"] > 0.25]
     if series.empty:
-        return _skip(key, title, model, "No per-second series recorded for this model (an older results file "
-                     "or failed cells).")
+        return _skip("No per-second series recorded for this model (an older results file or failed cells).")
     served = "served_rps" if series["served_rps"].notna().any() else "ok_rps"  # older files: by scheduled second
     with _figure(2, 1, height=4.8) as (figure, (top, bottom)):
         _per_second(series, styles, top, served, bottom, "p99_ms")
@@ -292,22 +306,20 @@ def throughput_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
         _log_y(bottom)
         bottom.set_ylabel("p99 per second (ms)")
         bottom.set_xlabel("seconds since the measurement started (shaded: warm-up, discarded)")
-        top.set_title(f"{model}: per-second throughput and p99 at {focus['scenario'].iloc[0]} "
-                      f"{focus['label'].iloc[0]}")
+        top.set_title(f"{model}: per-second throughput and p99 at {_at(focus)}")
         _legend(figure, top)
         image = _data_uri(figure)
-    return Chart(key, title, model, image, "Dashed: the requests scheduled in each second (the offered pattern); "
-                 "lines: successful responses by the second they arrived in (by scheduled second for older runs); "
-                 "p99 by scheduled second. Partial first and last seconds are scaled to a full second.")
+    return Drawing(image, "Dashed: the requests scheduled in each second (the offered pattern); lines: successful "
+                   "responses by the second they arrived in (by scheduled second for older runs); p99 by scheduled "
+                   "second. Partial first and last seconds are scaled to a full second.")
 
 
-def resources_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
+def resources_over_time(data: ReportData, model: str, styles: Styles) -> Drawing:
     """Server CPU and resident memory once a second: saturation, leaks, a cold start still settling."""
-    key, title = "resources", "Server CPU and memory over time"
     focus, series = _focus_series(data, model)
     series = series.dropna(subset=["server_cpu_percent", "server_rss_mb"], how="all")
     if series.empty:
-        return _skip(key, title, model, "No server CPU or memory samples recorded for this model.")
+        return _skip("No server CPU or memory samples recorded for this model.")
     with _figure(2, 1, height=4.8) as (figure, (top, bottom)):
         _per_second(series, styles, top, "server_cpu_percent", bottom, "server_rss_mb")
         top.set_ylabel("server CPU (% of one core)")
@@ -316,15 +328,14 @@ def resources_over_time(data: ReportData, model: str, styles: Styles) -> Chart:
         top.set_title(f"{model}: server resources at {_at(focus)}")
         _legend(figure, top)
         image = _data_uri(figure)
-    return Chart(key, title, model, image, "Sampled once a second from the server's whole process tree.")
+    return Drawing(image, "Sampled once a second from the server's whole process tree.")
 
 
-def batch_effect(data: ReportData, model: str, styles: Styles) -> Chart:
+def batch_effect(data: ReportData, model: str, styles: Styles) -> Drawing:
     """Request latency and the latency per row against batch size: what batching buys and costs."""
-    key, title = "batch", "Batch-size effect"
     cells = data.cells.loc[(data.cells["model"] == model)].dropna(subset=["p50_ms"])
     if cells["batch_size"].nunique() < 2:
-        return _skip(key, title, model, "One batch size only; the batch scenario (--scenario batch) draws this.")
+        return _skip("One batch size only; the batch scenario (--scenario batch) draws this.")
     # one cell per series and batch size: the lightest load measured, where batching is least confounded
     cells = _ordered(cells.assign(_load=cells["offered_rps"].fillna(cells["users"]).fillna(0.0))
                      .sort_values(["_load"]).drop_duplicates(["series", "batch_size"]))
@@ -346,14 +357,26 @@ def batch_effect(data: ReportData, model: str, styles: Styles) -> Chart:
         right.set_title("latency per row")
         _legend(figure, left)
         image = _data_uri(figure)
-    return Chart(key, title, model, image, "One cell per runtime and batch size, at the lightest load measured.")
+    return Drawing(image, "One cell per runtime and batch size, at the lightest load measured.")
 
 
-FIGURES = (percentile_spectrum, latency_cdf, latency_vs_load, throughput_over_time, resources_over_time,
-           batch_effect)
+Draw = Callable[[ReportData, str, Styles], Drawing]
+FIGURES: tuple[tuple[str, str, Draw], ...] = (  # key (the page's anchor), title, and what draws it
+    ("spectrum", "Latency percentile spectrum", percentile_spectrum),
+    ("cdf", "Latency CDF", latency_cdf),
+    ("load", "Latency vs offered load", latency_vs_load),
+    ("timeline", "Throughput and p99 over time", throughput_over_time),
+    ("resources", "Server CPU and memory over time", resources_over_time),
+    ("batch", "Batch-size effect", batch_effect),
+)
 
 
 def model_charts(data: ReportData) -> dict[str, list[Chart]]:
     """Every figure for every model, in the issue's order; skipped ones keep their place and say why."""
     styles = Styles(data)
-    return {model: [figure(data, model, styles) for figure in FIGURES] for model in data.models}
+    return {model: [_chart(key, title, model, draw(data, model, styles)) for key, title, draw in FIGURES]
+            for model in data.models}
+
+
+def _chart(key: str, title: str, model: str, drawing: Drawing) -> Chart:
+    return Chart(key, title, model, drawing.image, drawing.note)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.report.format import fmt_ms, fmt_number, fmt_percent
-from bench.report.model import ReportData
+from bench.report.model import ReportData, cell_label
 
 
 @dataclass(frozen=True)
@@ -29,14 +29,12 @@ class GeneratorRow:
 
 def generator_rows(data: ReportData) -> list[GeneratorRow]:
     rows = []
-    for run, cell in data.each_cell():
-        if cell.generator is None:
-            continue
-        for worker in cell.generator.workers:
+    for run, cell, generator in data.cells_with(lambda cell: cell.generator):
+        for worker in generator.workers:
             within = fmt_ms(worker.clock_rtt_ms / 2 if worker.clock_rtt_ms is not None else None)
             rows.append(GeneratorRow(
                 run_id=run.run_id, runtime=cell.runtime, model=cell.model,
-                label=f"{cell.label}, round {cell.round}" if cell.round else cell.label, worker=worker.index,
+                label=cell_label(cell), worker=worker.index,
                 host=worker.host, address=worker.address, samples=fmt_number(worker.samples, 0),
                 clock=f"{fmt_ms(worker.clock_offset_ms)} ± {within}", drift=fmt_ms(worker.clock_drift_ms),
                 late=f"{fmt_ms(worker.late_mean_ms, unit=False)} / {fmt_ms(worker.late_max_ms)}",

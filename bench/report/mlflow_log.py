@@ -121,7 +121,7 @@ def _parent(client: Any, experiment_id: str, run: Run, data: ReportData) -> str:
     env = run.results.environment
     parent = client.create_run(experiment_id, run_name=run.run_id, tags={RUN_TAG: run.run_id,
                                                                          "servebench.kind": "bench-run"})
-    params = {"run_id": run.run_id, "scenario": run.scenario_name, "profile": run.profile_name,
+    params = {"run_id": run.run_id, "scenario": run.scenario_name, "profile": run.length_name,
               "target": run.results.target, "host": env.host, "cpu_model": env.cpu_model, "cores": env.cores,
               "python": env.python, "git_sha": env.git_sha, "schema_version": run.results.schema_version,
               "runtimes": ",".join(data.runtimes), "models": ",".join(data.models)}

@@ -9,10 +9,10 @@ has one name in the results, the report and MLflow.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from bench.report.format import DASH
 from bench.results.schema import Cell, RunResults, RuntimeRecord
 from bench.results.store import cell_samples, load_results
 
+Part = TypeVar("Part")
 Row = dict[str, Any]  # a DataFrame row, as pandas hands it out: the report's boundary with pandas
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 CELL_COLUMNS = [
@@ -68,7 +69,8 @@ class Run:
         return self.results.scenario.name if self.results.scenario else DASH
 
     @property
-    def profile_name(self) -> str:
+    def length_name(self) -> str:
+        """The run length (--length), which results.json keeps as `profile`."""
         return self.results.profile.name if self.results.profile else DASH
 
     @property
@@ -100,11 +102,13 @@ class ReportData:
     def run(self, run_id: str) -> Run:
         return next(run for run in self.runs if run.run_id == run_id)
 
-    def each_cell(self) -> Iterator[tuple[Run, Cell]]:
-        """Every cell of every run, with its run, in the order they were measured."""
+    def cells_with(self, part: Callable[[Cell], Part | None]) -> Iterator[tuple[Run, Cell, Part]]:
+        """Every cell that recorded the part a per-cell table shows (its server metrics, profile, generator),
+        with its run and the part, in the order they were measured."""
         for run in self.runs:
             for cell in run.cells:
-                yield run, cell
+                if (value := part(cell)) is not None:
+                    yield run, cell, value
 
     def samples(self, cells: pd.DataFrame) -> pd.DataFrame:
         """Raw measured samples of the given cells (every scheduled request, or the successful ones for a
@@ -123,6 +127,11 @@ class ReportData:
         if not frames:
             return pd.DataFrame(columns=["run_id", "cell_id", "series", "runtime", "latency_ms"])
         return pd.concat(frames, ignore_index=True)
+
+
+def cell_label(cell: Cell) -> str:
+    """A cell's load label as a per-cell table shows it: with its round, where the run measured in rounds."""
+    return f"{cell.label}, round {cell.round}" if cell.round else cell.label
 
 
 def as_float(value: object) -> float | None:

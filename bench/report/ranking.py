@@ -204,7 +204,8 @@ def _caveats(data: ReportData, cells: pd.DataFrame, verdict: ModelVerdict) -> li
     for entry in verdict.latency:
         if entry.ci_low and entry.ci_high and entry.ci_high / entry.ci_low > WIDE_CI_RATIO:
             caveats.append(f"{entry.series}: p99 confidence interval {fmt_ms(entry.ci_low)} to "
-                           f"{fmt_ms(entry.ci_high)} is wide; a longer profile would rank the tails more firmly.")
+                           f"{fmt_ms(entry.ci_high)} is wide; a longer run (--length full) would rank the tails "
+                           "more firmly.")
     few = cells.loc[cells["valid"] & (cells["requests"] < FEW_FOR_P999)]
     if not few.empty:
         caveats.append(f"{len(few)} valid cell(s) have fewer than {FEW_FOR_P999} requests: their p99.9 is close "
@@ -229,9 +230,9 @@ def run_caveats(data: ReportData) -> list[str]:
             values = {str(getattr(run.results.environment, key)) for run in data.runs}
             if len(values) > 1:
                 caveats.append(f"the overlaid runs differ in {key}: {', '.join(sorted(values))}.")
-        profiles = {str(run.results.profile.name if run.results.profile else None) for run in data.runs}
-        if len(profiles) > 1:
-            caveats.append(f"the overlaid runs used different profiles: {', '.join(sorted(profiles))}.")
+        lengths = {str(run.results.profile.name if run.results.profile else None) for run in data.runs}
+        if len(lengths) > 1:
+            caveats.append(f"the overlaid runs used different run lengths: {', '.join(sorted(lengths))}.")
     return caveats
 
 

@@ -2,7 +2,7 @@
 
 The SVG is inlined (not an <img>) so that each frame's <title> shows as a tooltip; inlined markup from a
 file is as trusted as the file, and a run folder travels (CI artifacts, shared reports). So it is parsed
-and rebuilt from an allow-list: the elements and attributes bench.profile.flamegraph writes, values that
+and rebuilt from an allow-list: the elements and attributes bench.server_time.flamegraph writes, values that
 are numbers, colours or plain words; any script, event handler, link, style or reference is dropped, and a
 file that does not parse is not shown.
 """

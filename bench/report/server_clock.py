@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.report.format import fmt_ms, fmt_number
-from bench.report.model import ReportData
+from bench.report.model import ReportData, cell_label
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,13 @@ class ServerClockRow:
 
 def server_clock_rows(data: ReportData) -> list[ServerClockRow]:
     rows = []
-    for run, cell in data.each_cell():
-        metrics = cell.server_metrics
-        if metrics is None:
-            continue
+    for run, cell, metrics in data.cells_with(lambda cell: cell.server_metrics):
         client_mean = cell.latency_ok.mean  # the server counts the requests it answered
         outside = (client_mean - metrics.mean_ms
                    if client_mean is not None and metrics.mean_ms is not None else None)
         rows.append(ServerClockRow(
             run_id=run.run_id, runtime=cell.runtime, model=cell.model,
-            label=f"{cell.label}, round {cell.round}" if cell.round else cell.label, series=metrics.series,
+            label=cell_label(cell), series=metrics.series,
             server_requests=fmt_number(metrics.requests, 0), client_requests=fmt_number(cell.counts.completed, 0),
             server_mean=fmt_ms(metrics.mean_ms), server_p50=fmt_ms(metrics.p50_ms),
             server_p99=fmt_ms(metrics.p99_ms),

@@ -12,12 +12,12 @@ from markupsafe import Markup
 
 from bench.errors import BenchError
 from bench.files import inside
-from bench.profile.flamegraph import COLOURS
 from bench.report.format import fmt_ms, fmt_number
-from bench.report.model import ReportData
+from bench.report.model import ReportData, cell_label
 from bench.report.safe_svg import safe_svg
 from bench.report.summary import serving_cpu_ms
 from bench.results.schema import Cell
+from bench.server_time.flamegraph import COLOURS
 
 CATEGORIES = (("model", "model"), ("serialisation", "serialisation"), ("http", "HTTP"),
               ("framework", "framework"), ("other", "other"), ("unclassified", "unclassified"))
@@ -79,16 +79,13 @@ def _flamegraph(folder: Path, relative: str | None) -> Markup | None:
 
 def time_spent_rows(data: ReportData) -> list[TimeSpentRow]:
     rows = []
-    for run, cell in data.each_cell():
-        profile = cell.server_profile
-        if profile is None:
-            continue
+    for run, cell, profile in data.cells_with(lambda cell: cell.server_profile):
         shares = profile.shares.model_dump() if profile.shares else {}
         segments = [Segment(name, label, shares[name], f"{100 * shares[name]:.1f}%",
                             COLOURS.get(None if name == "unclassified" else name, COLOURS[None]))
                     for name, label in CATEGORIES if shares]
         rows.append(TimeSpentRow(
-            run_id=run.run_id, runtime=cell.runtime, model=cell.model, label=cell.label, segments=segments,
+            run_id=run.run_id, runtime=cell.runtime, model=cell.model, label=cell_label(cell), segments=segments,
             samples=profile.samples, rate_hz=profile.rate_hz, processes=profile.processes, note=_note(cell),
             serving_cpu_ms=fmt_number(serving_cpu_ms(
                 cell.server.cpu_s_per_1000, profile.shares.model if profile.shares else None), 3),

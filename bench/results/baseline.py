@@ -47,7 +47,8 @@ Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 
 
 def scenario_sha256(results: RunResults) -> str | None:
-    """Hash of the scenario and profile as run: rate, arrival, durations, batch sizes, limits, seed."""
+    """Hash of the scenario and run length as run: rate, arrival, durations, batch sizes, limits, seed. The
+    length keeps its old key, `profile`, so saved baselines still match."""
     if results.scenario is None:
         return None
     scenario = results.scenario.model_dump(exclude=set(SCENARIO_COSMETIC))

@@ -26,7 +26,7 @@ Format changelog (SCHEMA_VERSION; bench.results.upgrade turns every older file i
    at the latency it failed after, a dropped one at the end of the run, a lower bound); `latency_ok`
    keeps the success-only figures. Files before 5 upgrade with `latency_includes: "successful"` (their
    latency was success-only), scheduled = sent = requests and dropped = queued = None (never recorded).
-6. 2026-12: where the server's time goes. A profiled cell (`bench run --profile-server`) has
+6. 2026-12: where the server's time goes. A sampled cell (`bench run --sample-server`, then `--profile-server`) has
    `server_profile`: py-spy's rate and sample count, the shares of samples in model, serialisation, HTTP,
    framework, other and unclassified code (summing to 1), and its flame graph and collapsed stacks
    (paths in the run folder), or the reason there is none; `model_cost` is the model's own predict timed
@@ -60,7 +60,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bench.config import PERCENTILE_NAMES, Profile, Scalar, Scenario, Slo
+from bench.config import PERCENTILE_NAMES, RunLength, Scalar, Scenario, Slo
 from bench.results.model_records import ModelRecord, UnsupportedPair
 from bench.results.profiles import ModelCost, ProfileShares, ServerMetrics, ServerProfile
 from bench.results.record import Record
@@ -294,7 +294,7 @@ class Cell(Measured):
     timeseries: tuple[Second, ...] = ()
     validity: Validity = Validity()
     samples_file: str | None = None
-    server_profile: ServerProfile | None = None  # bench run --profile-server: where the server's time went
+    server_profile: ServerProfile | None = None  # bench run --sample-server: where the server's time went
     model_cost: ModelCost | None = None  # the model's own predict, timed without a server
     server_metrics: ServerMetrics | None = None  # the runtime's Prometheus request duration over the window
 
@@ -378,7 +378,7 @@ class RunResults(Record):
     status: RunStatus = "unknown"
     environment: Environment = Environment()
     scenario: Scenario | None = None
-    profile: Profile | None = None
+    profile: RunLength | None = None  # the run length (--length), under its name before it was renamed
     target: str | None = None
     fairness: RunFairness = RunFairness()
     price_per_core_hour: float | None = None  # --price-per-core-hour: what a server core costs, for cost figures

@@ -15,7 +15,7 @@ from bench.config import RuntimeSpec
 from bench.errors import BenchError
 from bench.knobs import knob_env, knob_placeholders
 from bench.ports import LOOPBACK, free_port
-from bench.processes import parse_cpu_list
+from bench.processes import GeneratorPriority, parse_cpu_list
 from bench.protocols import codec_for
 from bench.runtime_options import FREE_PORT, PLACEHOLDER
 from bench.targets.base import Endpoint
@@ -25,10 +25,12 @@ HOST = LOOPBACK
 
 @dataclass(frozen=True)
 class CpuPlan:
-    """Which CPUs the server and the load generator get; recorded with every result."""
+    """Which CPUs the server and the load generator get (recorded with every result), and the scheduling class
+    the generator asks for on CPUs of its own (each cell records the class it got)."""
 
     server: tuple[int, ...]
     generator: tuple[int, ...]
+    generator_priority: GeneratorPriority = "real-time"
 
     def as_dict(self) -> dict[str, list[int]]:
         return {"server_cpus": list(self.server), "generator_cpus": list(self.generator)}
@@ -42,13 +44,13 @@ def default_cpu_plan() -> CpuPlan:
     return CpuPlan((available[-1],), tuple(available[:-1]))
 
 
-def cpu_plan(server: str | None, generator: str | None) -> CpuPlan:
+def cpu_plan(server: str | None, generator: str | None, generator_priority: GeneratorPriority = "real-time") -> CpuPlan:
     """The default split with either side replaced by a user's CPU list ('1', '0,2', '2-3'); a CPU this
     process may not run on is a usage error here, before anything is started on it."""
     cpus = default_cpu_plan()
     try:
         cpus = CpuPlan(parse_cpu_list(server) if server else cpus.server,
-                       parse_cpu_list(generator) if generator else cpus.generator)
+                       parse_cpu_list(generator) if generator else cpus.generator, generator_priority)
     except ValueError:
         raise BenchError("bad CPU list", hint="use forms like 1 or 0,2 or 2-3") from None
     usable = os.sched_getaffinity(0)

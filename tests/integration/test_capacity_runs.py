@@ -38,7 +38,7 @@ def probe_scenario(folder: Path, duration_s: float = 15) -> Path:
 
 def capacity_command(folder: Path, out: Path, *extra: str) -> list[str]:
     return [*BENCH, "capacity", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg",
-            "--slo", f"p99:{SLO_MS:g}ms", "--scenario", str(probe_scenario(folder)), "--profile", "full",
+            "--slo", f"p99:{SLO_MS:g}ms", "--scenario", str(probe_scenario(folder)), "--length", "full",
             "--start-rate", "40", "--resolution", "8", "--repeats", "3", "--no-mlflow", "--out", str(out), *extra]
 
 

@@ -14,7 +14,6 @@ came back over Locust's messages.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -22,13 +21,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 import requests
 from docker_daemon import require_docker
-from kubelet_flags import security_flags
+from kubelet import run_like_kubelet
 
 from bench.load.worker_auth import TOKEN_ENV, new_token
 from bench.models.registry import LocalModel
@@ -68,33 +66,6 @@ def bridge() -> Iterator[tuple[str, str]]:
     finally:
         subprocess.run(["ip", "link", "del", f"{name}v"], capture_output=True)
         subprocess.run(["ip", "link", "del", name], capture_output=True)
-
-
-def run_like_kubelet(container: dict[str, Any], pod: str, hosts: dict[str, str], secrets_data: dict[str, dict[str, str]]
-                     ) -> str:
-    """`docker run` of the pod's container spec (command, args, env, limits, user and security context), with no
-    network yet and the cluster DNS names it needs as host entries; a secretKeyRef's value comes from
-    secrets_data (the Secret's stringData by name) through docker's own environment, not its argv. The
-    container's name."""
-    name = f"servebench-worker-{secrets.token_hex(4)}"
-    limits = container["resources"]["limits"]
-    command = ["docker", "run", "-d", "--name", name, "--label", LABEL, "--network", "none", "--hostname", pod,
-               "--cpus", limits["cpu"], "--memory", limits["memory"].replace("Gi", "g"),
-               *security_flags(container), "--entrypoint", container["command"][0]]
-    from_secrets = {}
-    for item in container.get("env", []):
-        if "valueFrom" in item:
-            ref = item["valueFrom"]["secretKeyRef"]
-            from_secrets[item["name"]] = secrets_data[ref["name"]][ref["key"]]
-            command += ["-e", item["name"]]  # docker takes the value from its own environment
-        else:
-            command += ["-e", f"{item['name']}={item['value']}"]
-    for host, address in hosts.items():
-        command += ["--add-host", f"{host}:{address}"]
-    command += [container["image"], *container["command"][1:], *container["args"]]
-    subprocess.run(command, check=True, capture_output=True, text=True, timeout=120,
-                   env={**os.environ, **from_secrets})
-    return name
 
 
 def plug_in(container: str, bridge: str, address: str) -> None:
@@ -140,8 +111,11 @@ def test_a_worker_pod_serves_a_cell_against_the_predictors_in_cluster_name(
     try:
         wait_ready(f"http://{host_ip}:{server_port}/ready", server)
         service = manifests.predictor_service_url(SERVICE).removeprefix("http://")
-        container = run_like_kubelet(container_spec, "servebench-workers-7d9f-abcde", {service: host_ip},
-                                     {secret["metadata"]["name"]: secret["stringData"]})
+        # no network yet (plug_in gives it one), and the in-cluster Service name as the cluster's DNS would
+        container = run_like_kubelet(container_spec, "servebench-worker", LABEL,
+                                     ["--network", "none", "--hostname", "servebench-workers-7d9f-abcde",
+                                      "--add-host", f"{service}:{host_ip}"],
+                                     secrets_data={secret["metadata"]["name"]: secret["stringData"]})
         plug_in(container, bridge_name, pod_ip)
         scenario = tmp_path / "pod.yaml"
         scenario.write_text('{"name": "pod", "loop": "open", "arrival": "poisson", "rate": 100, "warmup_s": 2, '
@@ -150,7 +124,7 @@ def test_a_worker_pod_serves_a_cell_against_the_predictors_in_cluster_name(
             [*BENCH, "run", "--target", "url", "--url", f"http://127.0.0.1:{server_port}/predict", "--protocol",
              "kserve-v1", "--name", "pod-load", "--worker-url", f"http://{service}:{server_port}",
              "--expect-workers", "1", "--master-bind", f"{host_ip}:{master_port}", "--model", "iris-logreg",
-             "--scenario", str(scenario), "--profile", "smoke", "--no-mlflow", "--out", str(tmp_path / "run")],
+             "--scenario", str(scenario), "--length", "smoke", "--no-mlflow", "--out", str(tmp_path / "run")],
             capture_output=True, text=True, timeout=240, env=env)
         logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stdout
         assert run.returncode == 0, run.stdout[-3000:] + logs

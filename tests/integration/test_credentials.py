@@ -85,7 +85,7 @@ def test_no_credential_is_written_printed_or_passed_on(tmp_path: Path, servers: 
     out = tmp_path / "run"
     run = subprocess.Popen(
         [*BENCH, "run", "--target", "url", "--url", f"http://{USER}:{PASSWORD}@{server}/predict", "--protocol",
-         "kserve-v1", "--name", "gateway", "--model", "iris-logreg", "--scenario", str(scenario), "--profile", "full",
+         "kserve-v1", "--name", "gateway", "--model", "iris-logreg", "--scenario", str(scenario), "--length", "full",
          "--header-env", "GATEWAY_KEY",
          "--metrics-url", f"http://m:{METRICS_PASSWORD}@{server}/metrics?token={METRICS_TOKEN}",
          "--out", str(out)],
@@ -167,7 +167,7 @@ def test_a_tracking_credential_reaches_no_server_file_or_manifest(target: str, t
            "SERVEBENCH_DOCKER_OFFLINE": "1"}
     scenario = Path(__file__).parents[1] / "data" / "brief.yaml"
     argv = [*BENCH, "run", "--target", target, "--runtime", "fastapi", "--model", registered.uri, "--scenario",
-            str(scenario), "--profile", "smoke", "--out", str(out), *(["--dry-run"] if target == "kserve" else [])]
+            str(scenario), "--length", "smoke", "--out", str(out), *(["--dry-run"] if target == "kserve" else [])]
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen = []
     while run.poll() is None:

@@ -46,7 +46,7 @@ def owned_containers() -> list[str]:
 def run_docker(tmp_path: Path, *runtimes: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*BENCH, "run", "--target", "docker", "--runtime", ",".join(runtimes), "--model", "iris-logreg",
-         "--scenario", str(BRIEF), "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
+         "--scenario", str(BRIEF), "--length", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=3000)
 
 
@@ -77,7 +77,7 @@ def test_a_container_that_fails_to_start_reports_its_log_and_the_run_goes_on(tmp
     (broken / "runtime.yaml").write_text(spec.replace('"app:app"', '"app:no_such_app"'))
     result = subprocess.run(
         [*BENCH, "run", "--target", "docker", "--runtime", f"{broken},fastapi", "--model", "iris-logreg",
-         "--scenario", str(BRIEF), "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
+         "--scenario", str(BRIEF), "--length", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow",
          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stderr[-3000:]
     failed, ok = load_results(tmp_path / "run").cells
@@ -116,7 +116,7 @@ def test_a_sigkilled_harness_leaves_a_container_the_next_run_removes_and_names(t
     that uses the Docker target reaps it (its owner's pid no longer runs) and says so."""
     harness = subprocess.Popen(
         [*BENCH, "run", "--target", "docker", "--runtime", "onnx", "--model", "iris-logreg", "--scenario",
-         str(BRIEF), "--profile", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow", "--out",
+         str(BRIEF), "--length", "smoke", "--offline", "--base-image", BASE_IMAGE, "--no-mlflow", "--out",
          str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 600

@@ -52,7 +52,7 @@ def test_mlserver_over_rest_and_grpc_in_one_run(tmp_path: Path, models: dict[str
                                                 runtime_envs: None) -> None:
     out = tmp_path / "run"
     result = subprocess.run([*BENCH, "run", "--runtime", "mlserver", "--protocol", "v2,v2-grpc", "--model",
-                             "iris-logreg", "--scenario", str(BRIEF), "--profile", "smoke", "--no-mlflow",
+                             "iris-logreg", "--scenario", str(BRIEF), "--length", "smoke", "--no-mlflow",
                              "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     results = load_results(out)

@@ -20,7 +20,6 @@ skips without a daemon unless SERVEBENCH_REQUIRE_DOCKER is set.
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 from docker_daemon import require_docker
-from kubelet_flags import security_flags
+from kubelet import run_like_kubelet
 
 from bench.config import available_runtimes, load_runtime
 from bench.measure.parity import check_parity
@@ -68,23 +67,11 @@ def nothing_left_behind() -> Iterator[None]:
     assert not left, f"containers left behind: {left}"
 
 
-def run_like_kubelet(container: dict[str, Any], model: LocalModel, entrypoint: bool = True) -> str:
-    """`docker run` of a Kubernetes container spec: command -> entrypoint, args -> arguments, env, user,
-    limits, its security context (capabilities, no privilege escalation, a read-only root with an emptyDir
-    behind each scratch mount: a tmpfs here); the model read-only at /mnt/models (KServe's mount point for a
-    storageUri)."""
-    name = f"servebench-contract-{secrets.token_hex(4)}"
-    limits = container["resources"]["limits"]
-    command = ["docker", "run", "-d", "--name", name, "--label", LABEL, "--network", "host",
-               "--cpus", limits["cpu"], "--memory", limits["memory"].replace("Gi", "g"), *security_flags(container),
-               "-v", f"{model.model_dir}:/mnt/models:ro"]
-    for item in container.get("env", []):
-        command += ["-e", f"{item['name']}={item['value']}"]
-    if entrypoint and container.get("command"):
-        command += ["--entrypoint", container["command"][0]]
-    command += [container["image"], *container.get("command", [])[1:], *container.get("args", [])]
-    subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
-    return name
+def run_predictor(container: dict[str, Any], model: LocalModel, entrypoint: bool = True) -> str:
+    """The predictor container as a kubelet runs it, on the host's network, with the model read-only at
+    /mnt/models (KServe's mount point for a storageUri)."""
+    return run_like_kubelet(container, "servebench-contract", LABEL,
+                            ["--network", "host", "-v", f"{model.model_dir}:/mnt/models:ro"], entrypoint=entrypoint)
 
 
 def exited(name: str) -> str | None:
@@ -118,7 +105,7 @@ def test_the_predictor_container_serves_the_golden_rows(runtime_name: str, image
     assert problems(isvc) == []
     spec = yaml.safe_load(yaml.safe_dump(isvc))["spec"]["predictor"]["containers"][0]  # as kubectl would send it
     assert spec["ports"][0]["containerPort"] == served.port == spec["readinessProbe"]["httpGet"]["port"]
-    name = run_like_kubelet(spec, model)
+    name = run_predictor(spec, model)
     try:
         probe_like_kserve(name, manifests.Served.of(isvc), model)
     finally:
@@ -170,7 +157,7 @@ def test_the_stock_mlserver_runtime_with_our_image(images: DockerTarget, models:
         pytest.skip(f"the stock runtime's fixed ports {sorted(ports)} (or 8082) are taken on this host")
     served = manifests.Served.of(isvc)
     assert served.port == int(next(item["value"] for item in env if item["name"] == "MLSERVER_HTTP_PORT"))
-    container_name = run_like_kubelet(container, model, entrypoint=False)
+    container_name = run_predictor(container, model, entrypoint=False)
     try:
         probe_like_kserve(container_name, served, model)
     finally:

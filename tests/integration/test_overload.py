@@ -33,7 +33,7 @@ def test_three_times_capacity_counts_every_scheduled_request_and_blames_the_serv
     out = tmp_path / "run"
     result = subprocess.run(
         [*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario", str(scenario),
-         "--profile", "full", "--no-mlflow", "--out", str(out)], capture_output=True, text=True, timeout=300,
+         "--length", "full", "--no-mlflow", "--out", str(out)], capture_output=True, text=True, timeout=300,
         env={**os.environ, "SERVEBENCH_TEST_FAKE_MODE": f"serial:{SERVICE_S * 1000:g}", "COLUMNS": "200"})
     assert result.returncode == 1, result.stderr[-3000:]  # no valid cell
     (cell,) = load_results(out).cells

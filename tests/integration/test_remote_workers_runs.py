@@ -96,7 +96,7 @@ def worker(procs: Processes, home: Path, master: str, *extra: str,
 def run_args(tmp_path: Path, out: str, *extra: str) -> list[str]:
     path = tmp_path / "remote.yaml"
     return [*BENCH, "run", "--model", "iris-logreg", "--scenario", str(path if path.exists() else scenario(tmp_path)),
-            "--profile", "smoke",
+            "--length", "smoke",
             "--no-mlflow", "--out", str(tmp_path / out), *extra]
 
 

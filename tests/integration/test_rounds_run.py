@@ -26,7 +26,7 @@ def test_rounds_rotate_the_order_and_rank_the_known_faster_server_first(tmp_path
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "bench.cli", "run", "--runtime", f"{DATA / 'fake-runtime'},{DATA / 'fake-tunable'}",
-         "--model", "iris-logreg", "--scenario", str(scenario), "--profile", "full", "--rounds", "2", "--no-mlflow",
+         "--model", "iris-logreg", "--scenario", str(scenario), "--length", "full", "--rounds", "2", "--no-mlflow",
          "--out", str(out)], capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr[-3000:]
     results = load_results(out)

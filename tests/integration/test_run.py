@@ -17,7 +17,7 @@ import psutil
 import pytest
 from terminal import as_from_a_terminal
 
-from bench.config import available_runtimes, load_profile, load_runtime, load_scenario
+from bench.config import available_runtimes, load_run_length, load_runtime, load_scenario
 from bench.events import EventHook, Message
 from bench.measure.run import RunEvent, RunOptions, run_benchmark
 from bench.models.catalog import get_spec
@@ -51,7 +51,7 @@ def my_processes() -> set[int]:
 def test_smoke_run_of_all_runtimes(tmp_path: Path, models: dict[str, LocalModel], runtime_envs: None) -> None:
     out = tmp_path / "run"
     result = subprocess.run([*BENCH, "run", "--runtime", "all", "--model", "iris-logreg", "--scenario", str(BRIEF),
-                             "--profile", "smoke", "--out", str(out)], capture_output=True, text=True, timeout=900)
+                             "--length", "smoke", "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     results = load_results(out)
     assert results.status == "complete" and results.schema_version == SCHEMA_VERSION
@@ -89,7 +89,7 @@ def test_server_killed_mid_run_yields_error_cells_and_the_run_goes_on(
     cpus = default_cpu_plan()
     options = RunOptions(
         runtimes=[load_runtime(str(FAKE_RUNTIME)), load_runtime("fastapi")], models=[get_spec("iris-logreg")],
-        scenario=load_scenario(str(write_scenario(tmp_path))), profile=load_profile("smoke"),
+        scenario=load_scenario(str(write_scenario(tmp_path))), profile=load_run_length("smoke"),
         target=LocalTarget(cpus), out_dir=tmp_path / "run", run_id="test", generator_cpus=cpus.generator)
     store = run_benchmark(options)
     cells = store.results.cells
@@ -117,7 +117,7 @@ def test_an_unexpected_error_saves_what_was_measured_and_says_why(
     cpus = default_cpu_plan()
     options = RunOptions(
         runtimes=[load_runtime(str(FAKE_RUNTIME))], models=[get_spec("iris-logreg")],
-        scenario=load_scenario(str(write_scenario(tmp_path))), profile=load_profile("smoke"),
+        scenario=load_scenario(str(write_scenario(tmp_path))), profile=load_run_length("smoke"),
         target=LocalTarget(cpus), out_dir=tmp_path / "run", run_id="test", generator_cpus=cpus.generator)
     said: list[str] = []
     events = EventHook[RunEvent](lambda event: said.append(event.text) if isinstance(event, Message) else None)
@@ -138,7 +138,7 @@ def test_ctrl_c_keeps_finished_cells_and_stops_everything(tmp_path: Path, models
     out = tmp_path / "run"
     scenario = write_scenario(tmp_path, duration_s=8, generator_processes=processes)
     run = subprocess.Popen([*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario",
-                            str(scenario), "--profile", "quick", "--out", str(out)],
+                            str(scenario), "--length", "quick", "--out", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "COLUMNS": "200"}, preexec_fn=as_from_a_terminal)
     try:
@@ -172,7 +172,7 @@ def test_two_generator_processes_listen_on_loopback_only(tmp_path: Path, models:
     out = tmp_path / "run"
     scenario = write_scenario(tmp_path, sweep=[100], duration_s=6, generator_processes=2)
     run = subprocess.Popen([*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario",
-                            str(scenario), "--profile", "quick", "--out", str(out)],
+                            str(scenario), "--length", "quick", "--out", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     listening: set[tuple[str, int]] = set()
     try:
@@ -212,7 +212,7 @@ def test_a_full_disk_ends_the_run_failed_with_its_cause(tmp_path: Path, models: 
         out = small / "run"
         scenario = write_scenario(tmp_path, sweep=[100], duration_s=4)
         run = subprocess.Popen([*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario",
-                                str(scenario), "--profile", "quick", "--no-mlflow", "--out", str(out)],
+                                str(scenario), "--length", "quick", "--no-mlflow", "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while not (out / "results.json").exists():

@@ -93,7 +93,7 @@ def test_a_run_measures_the_teams_rows_and_records_where_the_model_came_from(sto
                                     "warmup_s": 1, "duration_s": 4, "slo": {"percentile": "p99", "ms": 500},
                                     "min_requests": 20}))
     result = bench("run", "--runtime", "mlserver,fastapi", "--model", store.churn.uri, "--data", str(store.rows),
-                   "--tracking-uri", store.uri, "--scenario", str(scenario), "--profile", "smoke",
+                   "--tracking-uri", store.uri, "--scenario", str(scenario), "--length", "smoke",
                    "--out", str(tmp_path / "run"), "--no-mlflow")
     assert result.returncode == 0, result.stderr[-3000:]
     results = load_results(tmp_path / "run")

@@ -34,7 +34,7 @@ def test_a_recorded_trace_is_replayed_at_each_time_scale(tmp_path: Path, models:
     out = tmp_path / "run"
     result = subprocess.run(
         [*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario", str(scenario),
-         "--profile", "smoke", "--arrivals", str(trace), "--time-scale", "1,2", "--no-mlflow", "--out", str(out)],
+         "--length", "smoke", "--arrivals", str(trace), "--time-scale", "1,2", "--no-mlflow", "--out", str(out)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr[-3000:]
 

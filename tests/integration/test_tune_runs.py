@@ -23,7 +23,7 @@ def test_tune_picks_the_knob_value_known_to_be_better(tmp_path: Path, models: di
     out, listing = tmp_path / "run", tmp_path / "tuning.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench.cli", "tune", "--runtime", str(TUNABLE), "--model", "iris-logreg",
-         "--slo", "p99:60ms", "--profile", "smoke", "--start-rate", "20", "--cpus", "1", "--no-mlflow",
+         "--slo", "p99:60ms", "--length", "smoke", "--start-rate", "20", "--cpus", "1", "--no-mlflow",
          "--out", str(out), "--json", str(listing)],
         capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "220"})
     assert result.returncode == 0, result.stderr[-3000:]

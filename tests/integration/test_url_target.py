@@ -65,7 +65,7 @@ def served(tmp_path: Path, models: dict[str, LocalModel]) -> Iterator[str]:
 
 def run_url(tmp_path: Path, url: str, *extra: str, out: str = "run") -> subprocess.CompletedProcess[str]:
     return subprocess.run([*BENCH, "run", "--target", "url", "--url", url, "--model", "iris-logreg",
-                           "--scenario", str(brief_scenario(tmp_path)), "--profile", "full", "--no-mlflow",
+                           "--scenario", str(brief_scenario(tmp_path)), "--length", "full", "--no-mlflow",
                            "--out", str(tmp_path / out), *extra], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "COLUMNS": "200"})
 
@@ -162,7 +162,7 @@ def test_a_teams_own_bodies_are_sent_exactly_as_written(tmp_path: Path) -> None:
         result = subprocess.run([*BENCH, "run", "--target", "url", "--url", f"http://127.0.0.1:{server.server_port}/"
                                  "score", "--protocol", "kserve-v1", "--name", "ticket-router", "--data",
                                  str(tmp_path / "bodies.jsonl"), "--scenario", str(brief_scenario(tmp_path)),
-                                 "--profile", "smoke", "--out", str(tmp_path / "run"), "--no-mlflow"],
+                                 "--length", "smoke", "--out", str(tmp_path / "run"), "--no-mlflow"],
                                 capture_output=True, text=True, timeout=300)
     finally:
         server.shutdown()

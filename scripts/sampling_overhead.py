@@ -1,8 +1,8 @@
-"""What `bench run --profile-server` costs the server it profiles: the same cell measured with and without
+"""What `bench run --sample-server` costs the server it profiles: the same cell measured with and without
 py-spy sampling the server, interleaved on one deployment, with the ratios printed.
 
-    .venv/bin/python scripts/profile_overhead.py [--runtime fastapi] [--model iris-logreg] [--rate 200]
-        [--seconds 8] [--pairs 4] [--profile-rate 100]
+    .venv/bin/python scripts/sampling_overhead.py [--runtime fastapi] [--model iris-logreg] [--rate 200]
+        [--seconds 8] [--pairs 4] [--sample-rate 100]
 
 One server is started; then `--pairs` times, a profiled and an unprofiled cell of `--seconds` each at an
 open-loop Poisson `--rate`, in alternating order (ABBA...), so drift falls on both alike. Each pair gives the
@@ -18,14 +18,14 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.config import load_profile, load_runtime, load_scenario, with_options
+from bench.config import load_run_length, load_runtime, load_scenario, with_options
 from bench.measure.cell import measure_cell, skeleton, with_deployment
 from bench.measure.parity import check_parity
 from bench.measure.plan import limits_for, plan_measurements
 from bench.models.catalog import get_spec
 from bench.models.registry import resolve
-from bench.profile.recorder import ProfileSettings
 from bench.results.schema import Cell, Fairness
+from bench.server_time.recorder import ProfileSettings
 from bench.targets.launch import default_cpu_plan
 from bench.targets.local import LocalTarget
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--pairs", type=int, default=4)
-    parser.add_argument("--profile-rate", type=int, default=100)
+    parser.add_argument("--sample-rate", type=int, default=100)
     parser.add_argument("--blocking", action="store_true", help="py-spy pauses the server at each sample")
     args = parser.parse_args()
 
@@ -47,15 +47,15 @@ def main() -> None:
     model = resolve(get_spec(args.model))
     scenario = with_options(load_scenario("smoke"), rate=args.rate, warmup_s=2.0, duration_s=args.seconds,
                             name="profile-overhead")
-    profile = load_profile("full")
-    (measurement,) = plan_measurements(scenario, profile)
-    limits = limits_for(scenario, profile, measurement)
+    length = load_run_length("full")
+    (measurement,) = plan_measurements(scenario, length)
+    limits = limits_for(scenario, length, measurement)
     out = Path(tempfile.mkdtemp(prefix="profile-overhead-"))
     (out / "load").mkdir()
-    settings = ProfileSettings(out, cpus.generator, args.profile_rate, blocking=args.blocking)
+    settings = ProfileSettings(out, cpus.generator, args.sample_rate, blocking=args.blocking)
     target.provision(runtime, out / "servers", print)
     print(f"{runtime.name} x {model.name}: {args.pairs} pairs of {args.seconds:g} s at {args.rate:g} req/s, "
-          f"py-spy at {args.profile_rate} Hz{' blocking' if args.blocking else ''}; "
+          f"py-spy at {args.sample_rate} Hz{' blocking' if args.blocking else ''}; "
           f"server CPUs {list(cpus.server)}, generator {list(cpus.generator)}")
     results: dict[bool, list[Cell]] = {True: [], False: []}
     with target.deploy(runtime, model, out / "servers") as deployment:

@@ -12,9 +12,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bench.errors import BenchError
-from bench.profile.stacks import Frame, Stack
 from bench.results.profiles import ProfileShares
 from bench.runtime_options import PROFILE_CATEGORIES, FrameRule, ProfileCategory
+from bench.server_time.stacks import Frame, Stack
 
 RULES_FILE = Path(__file__).with_name("frame_rules.yaml")
 

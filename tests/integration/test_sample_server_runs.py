@@ -1,4 +1,4 @@
-"""`bench run --profile-server` for real: py-spy samples the test double while it spends known shares of
+"""`bench run --sample-server` for real: py-spy samples the test double while it spends known shares of
 its CPU time in two marked loops, and the cell's shares say so; the report embeds the flame graph."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def test_a_profiled_cell_finds_the_known_shares_and_the_report_embeds_its_flame_
                                     "min_requests": 50, "request_timeout_s": 2}))
     out = tmp_path / "run"
     result = subprocess.run([*BENCH, "run", "--runtime", str(FAKE_RUNTIME), "--model", "iris-logreg", "--scenario",
-                             str(scenario), "--profile", "full", "--profile-server",
-                             "--profile-rate", "250", "--no-mlflow", "--out", str(out)],
+                             str(scenario), "--length", "full", "--sample-server",
+                             "--sample-rate", "250", "--no-mlflow", "--out", str(out)],
                             capture_output=True, text=True, timeout=180,
                             env={**os.environ, "SERVEBENCH_TEST_FAKE_MODE": f"busy:{MODEL_MS:g}:{FRAMEWORK_MS:g}",
                                  "COLUMNS": "200"})
@@ -59,13 +59,13 @@ def test_a_profiled_cell_finds_the_known_shares_and_the_report_embeds_its_flame_
     assert "<script" not in html
 
 
-def test_profile_server_where_py_spy_cannot_reach_the_server_is_one_error_line(tmp_path: Path) -> None:
+def test_sample_server_where_py_spy_cannot_reach_the_server_is_one_error_line(tmp_path: Path) -> None:
     result = subprocess.run([*BENCH, "run", "--target", "url", "--url", "http://127.0.0.1:9/predict", "--protocol",
-                             "v1", "--profile-server", "--no-mlflow", "--out", str(tmp_path / "run")],
+                             "v1", "--sample-server", "--no-mlflow", "--out", str(tmp_path / "run")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --profile-server with --target url: the server's processes are not on this machine for py-spy to "
+        "error: --sample-server with --target url: the server's processes are not on this machine for py-spy to "
         "sample (hint: use --target local or docker)"]
     assert not (tmp_path / "run").exists()
 
@@ -77,8 +77,8 @@ def test_the_models_own_predict_is_timed_in_the_runtimes_environment(tmp_path: P
 
     from bench.config import load_runtime
     from bench.models.catalog import load_dataset
-    from bench.profile.model_cost import time_model
     from bench.provision.envs import require_env
+    from bench.server_time.model_cost import time_model
 
     model = models["iris-logreg"]
     features, _ = load_dataset(model.spec.dataset, model.spec.input_dtype)
@@ -106,8 +106,8 @@ def test_a_docker_servers_processes_are_profiled_from_inside_its_pid_namespace(t
     brief.write_text(json.dumps({"name": "brief", "loop": "open", "arrival": "constant", "rate": 150, "warmup_s": 5,
                                  "duration_s": 20, "slo": {"percentile": "p99", "ms": 100}, "min_requests": 100}))
     result = subprocess.run([*BENCH, "run", "--target", "docker", "--runtime", "fastapi", "--model", "iris-logreg",
-                             "--scenario", str(brief), "--profile", "smoke", "--offline", "--base-image",
-                             os.environ.get("SERVEBENCH_BASE_IMAGE", "servebench-base:bookworm"), "--profile-server",
+                             "--scenario", str(brief), "--length", "smoke", "--offline", "--base-image",
+                             os.environ.get("SERVEBENCH_BASE_IMAGE", "servebench-base:bookworm"), "--sample-server",
                              "--no-mlflow", "--out", str(out)], capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     (cell,) = load_results(out).cells
@@ -137,7 +137,7 @@ def test_a_profiled_cell_whose_load_stops_early_stops_sampling_at_once(tmp_path:
     from bench.load.driver import LiveTick
     from bench.measure.cell import measure_cell, skeleton
     from bench.measure.plan import Measurement
-    from bench.profile.recorder import ProfileSettings
+    from bench.server_time.recorder import ProfileSettings
     from bench.stats import Limits
     from bench.targets.launch import default_cpu_plan
     from bench.targets.local import LocalTarget
@@ -164,7 +164,8 @@ def test_a_profiled_cell_whose_load_stops_early_stops_sampling_at_once(tmp_path:
                 measured, _ = measure_cell(cell, deployment, model, measurement, scenario,
                                            Limits(slo_ms=200, min_requests=10), tmp_path, cpus.generator,
                                            lambda _tick: None, measurement.stop_when,
-                                           profiling=ProfileSettings(tmp_path, cpus.generator))
+                                           profiling=ProfileSettings(tmp_path, cpus.generator),
+                                           priority=cpus.generator_priority)
                 results[label] = (measured, time.monotonic() - started)
     finally:
         signal.signal(signal.SIGINT, previous)

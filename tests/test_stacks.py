@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bench.profile.flamegraph import render_svg
-from bench.profile.rules import Classifier, common_rules
-from bench.profile.stacks import Frame, parse_collapsed
 from bench.runtime_options import FrameRule
+from bench.server_time.flamegraph import render_svg
+from bench.server_time.rules import Classifier, common_rules
+from bench.server_time.stacks import Frame, parse_collapsed
 
 PROCESS = 'process 101:"/venv/bin/python -m uvicorn app:app; --port 8000"'
 WORKER = 'process 102:"/venv/bin/python worker.py"'

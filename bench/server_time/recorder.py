@@ -3,7 +3,7 @@ profile it gives: collapsed stacks and a flame graph in the run folder, the shar
 
 py-spy runs on the generator's CPUs (never the server's, whose CPU the cell measures) with --nonblocking,
 so the server is never paused to be read: the cost to the server is its memory being read 100 times a
-second, measured by scripts/profile_overhead.py (docs/guide.md). Idle threads are left out (py-spy's default), so
+second, measured by scripts/sampling_overhead.py (docs/guide.md). Idle threads are left out (py-spy's default), so
 the shares are of the time the server's threads were running or waiting for a CPU.
 """
 
@@ -21,11 +21,11 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.process_tree import ProcessTree
 from bench.processes import inherited_environment, pin_and_tie_to_parent
-from bench.profile.flamegraph import render_svg
-from bench.profile.rules import Classifier
-from bench.profile.stacks import read_collapsed
 from bench.provision.containers import DOCKER_PREFIXES
 from bench.results.profiles import ServerProfile
+from bench.server_time.flamegraph import render_svg
+from bench.server_time.rules import Classifier
+from bench.server_time.stacks import read_collapsed
 
 RATE_HZ = 100  # py-spy's default: 1 sample per 10 ms per thread
 PROFILES = "profiles"  # the run folder's subfolder
@@ -38,7 +38,7 @@ def py_spy() -> str:
     beside = Path(sys.executable).parent / "py-spy"
     found = str(beside) if beside.exists() else shutil.which("py-spy")
     if found is None:
-        raise BenchError("--profile-server needs py-spy, which is not installed",
+        raise BenchError("--sample-server needs py-spy, which is not installed",
                          hint="pip install py-spy (a dependency of servebench: reinstall it)")
     return found
 

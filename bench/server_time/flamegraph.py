@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-from bench.profile.rules import Classifier
-from bench.profile.stacks import Frame, Stack
+from bench.server_time.rules import Classifier
+from bench.server_time.stacks import Frame, Stack
 
 WIDTH = 1000.0
 ROW = 16

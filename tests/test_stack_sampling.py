@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bench.process_tree import ProcessTree, SamplerPlace
-from bench.profile.recorder import ProfileSettings, Recording
-from bench.profile.rules import Classifier
+from bench.server_time.recorder import ProfileSettings, Recording
+from bench.server_time.rules import Classifier
 from bench.targets.container_tree import FOLDER, TOOL, ContainerTree, namespace_pid
 
 RUNS = Path(__file__).parent / "data" / "runs"

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 
 import requests
 
-from bench.profile.prometheus import Page, parse
 from bench.redact import redact_uri
 from bench.results.profiles import MetricsSecond, ServerMetrics
 from bench.runtime_options import MetricsSpec
+from bench.server_time.prometheus import Page, parse
 
 SCRAPE_TIMEOUT_S = 0.5
 UNIT_MS = {"s": 1000.0, "ms": 1.0, "us": 0.001}
