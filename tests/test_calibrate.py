@@ -178,7 +178,7 @@ def test_one_late_step_is_tried_again_and_a_stall_of_the_host_is_not_the_ceiling
 
     tries: list[float] = []
 
-    def load(plan: LoadPlan, _cpus: object, _log: Path) -> Any:
+    def load(plan: LoadPlan, _cpus: object, _log: Path, **_: object) -> Any:
         rate = plan.stages[0][1]
         tries.append(rate)
         scheduled = np.linspace(plan.start_at, plan.start_at + plan.total_s, int(rate * plan.total_s), endpoint=False)

@@ -205,9 +205,9 @@ def test_unknown_key_inside_a_stage(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("value", "field"), [
-    ("[1, 0]", "field 'batch_sizes'"),
-    ("[5000]", "field 'batch_sizes'"),
-    ("[-8]", "field 'batch_sizes'"),
+    ("[1, 0]", "field 'batch_sizes.1'"),  # the size out of range, by its place
+    ("[5000]", "field 'batch_sizes.0'"),
+    ("[-8]", "field 'batch_sizes.0'"),
     ("[]", "field 'batch_sizes'"),
     ("[a]", "field 'batch_sizes.0'"),
 ])
