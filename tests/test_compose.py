@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +332,18 @@ def test_the_locust_image_holds_every_bench_module_the_locustfile_imports_and_no
     assert names <= {name for name, _ in source.files} and source.folder is None
     pins = source.requirements_file.read_text()
     assert "locust==2.47.0" in pins and "numpy==" in pins and "mlflow" not in pins
+
+
+def test_the_locust_images_modules_import_only_what_its_requirements_install() -> None:
+    """The image pins Locust, numpy, grpc and protobuf: a generator module importing the harness's heavier
+    libraries (pandas, pydantic, ...) fails in a worker pod and in compose's Locust, not here."""
+    probe = ("import sys, bench.load.planned_user, bench.load.worker, bench.load.remote_worker; "
+             "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))")
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                timeout=60).stdout.split())
+    assert {"locust", "numpy", "gevent"} <= loaded
+    assert not loaded & {"pandas", "pyarrow", "pydantic", "yaml", "mlflow", "sklearn", "torch", "matplotlib",
+                         "rich", "scipy"}
 
 
 def test_the_locust_image_context_is_staged_with_exactly_its_files() -> None:

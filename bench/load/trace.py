@@ -11,14 +11,17 @@ loop's period is the trace's span plus its mean gap, so its end does not meet it
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from bench.errors import BenchError
 from bench.protocols import Array
@@ -68,17 +71,44 @@ class Trace:
             loop += 1
 
 
-def _column(frame: pd.DataFrame, path: Path) -> tuple[str, Array]:
-    named = [name for name in frame.columns if str(name).strip().lower() in COLUMNS]
+def _column_of(names: list[str], path: Path) -> str:
+    named = [name for name in names if name.strip().lower() in COLUMNS]
     if len(named) != 1:
-        found = ", ".join(str(name) for name in frame.columns[:6])
+        found = ", ".join(names[:6])
         raise BenchError(f"{path}: {'no' if not named else 'more than one'} arrival column (columns: {found})",
                          hint=HINT)
-    values = pd.to_numeric(frame[named[0]], errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(values))
-    if len(bad):
-        raise BenchError(f"{path}: row {int(bad[0]) + 1} of column {named[0]} is not a number", hint=HINT)
-    return str(named[0]).strip().lower(), values
+    return named[0]
+
+
+def _number(value: object, row: int, column: str, path: Path) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise BenchError(f"{path}: row {row} of column {column} is not a number", hint=HINT)
+    return number
+
+
+def _values(text: str, path: Path) -> tuple[str, list[float]]:
+    """The arrival column's name (lower case) and its values, row by row (the standard library's readers: the
+    load generator's image has no pandas)."""
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        try:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as error:
+            raise BenchError(f"{path}: line {error.lineno} is not JSON ({error.msg})", hint=HINT) from None
+        if not rows or not all(isinstance(row, dict) for row in rows):
+            raise BenchError(f"{path}: not one JSON object per line", hint=HINT)
+        column = _column_of([str(key) for key in rows[0]], path)
+        return column.strip().lower(), [_number(row.get(column), i, column, path) for i, row in enumerate(rows, 1)]
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    column = _column_of(header, path)
+    at = header.index(column)
+    values = [_number(row[at] if at < len(row) else None, i, column, path)
+              for i, row in enumerate(reader, 1) if row]
+    return column.strip().lower(), values
 
 
 @lru_cache(maxsize=8)
@@ -91,14 +121,11 @@ def read_trace(path_text: str) -> Trace:
         raise BenchError(f"cannot read the arrivals file {path}: {error.strerror}",
                          hint="give the path of a CSV or JSON-lines file") from None
     try:
-        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            frame = pd.read_json(path, lines=True)
-        else:
-            frame = pd.read_csv(path)
-    except (ValueError, pd.errors.ParserError) as error:
-        raise BenchError(f"{path}: not a readable CSV or JSON-lines file ({str(error).splitlines()[0][:120]})",
-                         hint=HINT) from None
-    column, values = _column(frame, path)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not a text file", hint=HINT) from None
+    column, listed = _values(text, path)
+    values = np.array(listed, dtype=np.float64)
     kind, unit = COLUMNS[column]
     if kind == "gaps":
         negative = np.flatnonzero(values < 0)
